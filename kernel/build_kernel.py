@@ -1,0 +1,489 @@
+"""Build the patched test kernel (bzImage) and cache it.
+
+Logic behind kernel/build-kernel; importable so tests can ask for the image:
+
+    import build_kernel
+    image = build_kernel.image_path(build=False)   # None if not built yet
+    image = build_kernel.ensure_built(progress=print)
+
+The cache key is a hash of the kernel source identity, the patch series, the config
+fragment and this build script, so changing any of them builds a new kernel while a
+second run with the same inputs returns at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PATCH_DIR = HERE / "patches"
+FRAGMENT = HERE / "config.fragment"
+DEFAULT_SOURCE = Path("/usr/src/linux-source-6.12.tar.xz")
+DEFAULT_SOURCE_PACKAGE = "linux-source-6.12"
+ARCH = "x86_64"
+
+# command -> Debian package providing it; headers checked by path.
+BUILD_TOOLS = {
+    "make": "make",
+    "gcc": "gcc",
+    "flex": "flex",
+    "bison": "bison",
+    "bc": "bc",
+    "perl": "perl",
+    "pahole": "dwarves",
+    "patch": "patch",
+    "tar": "tar",
+    "xz": "xz-utils",
+}
+BUILD_HEADERS = {
+    "/usr/include/gelf.h": "libelf-dev",
+    "/usr/include/openssl/opensslv.h": "libssl-dev",
+}
+
+Progress = Callable[[str], None]
+
+
+class BuildError(Exception):
+    """A failure with a message meant for the user (no traceback)."""
+
+
+def cache_root() -> Path:
+    env = os.environ.get("HEATMAP_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "heatmap"
+
+
+def _stderr_progress(msg: str) -> None:
+    print(f"[build-kernel] {msg}", file=sys.__stderr__, flush=True)
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def patches() -> list[Path]:
+    return sorted(PATCH_DIR.glob("*.patch"))
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tarball_hash(path: Path) -> str:
+    """Content hash of a tarball, memoised by (path, size, mtime) to stay instant."""
+    st = path.stat()
+    memo_file = cache_root() / "source-hashes.json"
+    ident = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if ident in memo:
+        return memo[ident]
+    digest = _sha256_file(path)
+    memo[ident] = digest
+    try:
+        memo_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(memo, indent=1))
+        tmp.replace(memo_file)
+    except OSError:
+        pass
+    return digest
+
+
+def kernel_version_of_dir(src: Path) -> str:
+    try:
+        text = (src / "Makefile").read_text(errors="replace")
+    except OSError as e:
+        raise BuildError(f"{src} is not a kernel source tree: {e}") from None
+    fields = {}
+    for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
+        m = re.search(rf"^{key}\s*=\s*(\S*)", text, re.M)
+        fields[key] = m.group(1) if m else ""
+    if not fields["VERSION"]:
+        raise BuildError(f"{src}/Makefile has no VERSION: not a kernel source tree")
+    return "{VERSION}.{PATCHLEVEL}.{SUBLEVEL}{EXTRAVERSION}".format(**fields)
+
+
+def _source_identity(source: Path) -> str:
+    if source.is_dir():
+        ident = f"dir:{source.resolve()}:{kernel_version_of_dir(source)}"
+        if (source / ".git").exists():
+            try:
+                head = subprocess.run(
+                    ["git", "-C", str(source), "rev-parse", "HEAD"],
+                    capture_output=True, text=True, check=True,
+                ).stdout.strip()
+                diff = subprocess.run(
+                    ["git", "-C", str(source), "diff", "HEAD"],
+                    capture_output=True, check=True,
+                ).stdout
+                ident += f":{head}:{hashlib.sha256(diff).hexdigest()}"
+            except (OSError, subprocess.CalledProcessError):
+                pass
+        return ident
+    return f"tar:{_tarball_hash(source)}"
+
+
+def build_key(source: Path) -> str:
+    h = hashlib.sha256()
+    h.update(_source_identity(source).encode())
+    for p in patches():
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    h.update(b"fragment\0" + FRAGMENT.read_bytes())
+    for script in (Path(__file__), HERE / "build-kernel"):
+        if script.exists():
+            h.update(script.name.encode() + b"\0" + script.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_dir(source: Path) -> Path:
+    return cache_root() / f"kernel-{build_key(source)}"
+
+
+# --------------------------------------------------------------------------- deps
+
+
+def _apt_install(pkgs: list[str], progress: Progress) -> None:
+    if not shutil.which("apt-get"):
+        raise BuildError(f"missing {', '.join(pkgs)} and apt-get is not available: install them")
+    if os.geteuid() != 0:
+        raise BuildError(f"missing {', '.join(pkgs)}: install them (apt-get needs root)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs]
+    progress(f"installing {' '.join(pkgs)} with apt-get")
+    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode == 0:
+        return
+    progress("apt-get install failed; running apt-get update and retrying")
+    subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = "\n".join(r.stderr.strip().splitlines()[-5:])
+        raise BuildError(f"apt-get install {' '.join(pkgs)} failed:\n{tail}")
+
+
+def ensure_deps(source: Path | None, progress: Progress) -> Path:
+    """Install missing build tools (and the default source package); return the source."""
+    missing = sorted(
+        {pkg for cmd, pkg in BUILD_TOOLS.items() if not shutil.which(cmd)}
+        | {pkg for path, pkg in BUILD_HEADERS.items() if not os.path.exists(path)}
+    )
+    if source is None:
+        source = DEFAULT_SOURCE
+        if not source.exists():
+            missing.append(DEFAULT_SOURCE_PACKAGE)
+    if missing:
+        _apt_install(missing, progress)
+    if not source.exists():
+        raise BuildError(f"kernel source {source} does not exist")
+    return source
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _run(cmd: list[str], *, cwd: Path | None = None, log: Path | None = None,
+         what: str) -> str:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(f"$ {' '.join(cmd)}\n{out}\n")
+    if r.returncode != 0:
+        tail = "\n".join(out.strip().splitlines()[-15:])
+        raise BuildError(f"{what} failed (exit {r.returncode}):\n{tail}")
+    return out
+
+
+def extract(source: Path, dest: Path, progress: Progress) -> Path:
+    """Unpack a tarball (or copy a tree) into dest; return the kernel tree inside."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    if source.is_dir():
+        progress(f"copying {source}")
+        tree = dest / "linux"
+        _run(["cp", "-a", f"{source}/.", str(tree)], what=f"copying {source}")
+        return tree
+    if not tarfile.is_tarfile(source):
+        raise BuildError(f"{source} is neither a directory nor a tarball")
+    progress(f"extracting {source.name}")
+    _run(["tar", "-xf", str(source), "-C", str(dest)], what=f"extracting {source}")
+    trees = [p for p in dest.iterdir() if (p / "Makefile").is_file() and (p / "mm").is_dir()]
+    if len(trees) != 1:
+        raise BuildError(f"{source} does not contain exactly one kernel tree")
+    return trees[0]
+
+
+def apply_patches(tree: Path, progress: Progress, log: Path | None = None) -> None:
+    for p in patches():
+        base = ["patch", "-p1", "--batch", "--forward", "-s", "-d", str(tree), "-i", str(p)]
+        dry = subprocess.run([*base, "--dry-run"], capture_output=True, text=True)
+        if dry.returncode != 0:
+            rev = subprocess.run(
+                ["patch", "-p1", "--batch", "-R", "-s", "--dry-run", "-d", str(tree), "-i", str(p)],
+                capture_output=True, text=True,
+            )
+            if rev.returncode == 0:
+                progress(f"{p.name}: already applied, skipping")
+                continue
+            out = (dry.stdout + dry.stderr).strip()
+            raise BuildError(
+                f"patch {p.name} does not apply to {tree}:\n{out}\n"
+                "(the series is made against Linux 6.12; see kernel/patches/)"
+            )
+        progress(f"applying {p.name}")
+        _run(base, log=log, what=f"applying {p.name}")
+
+
+def parse_fragment(path: Path = FRAGMENT) -> dict[str, str | None]:
+    """CONFIG_X -> value ('y', 'm', '"str"', number) or None for '# CONFIG_X is not set'."""
+    opts: dict[str, str | None] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        m = re.fullmatch(r"(CONFIG_\w+)=(.*)", line)
+        if m:
+            opts[m.group(1)] = m.group(2)
+            continue
+        m = re.fullmatch(r"# (CONFIG_\w+) is not set", line)
+        if m:
+            opts[m.group(1)] = None
+    return opts
+
+
+def verify_config(config: Path, fragment: Path = FRAGMENT) -> list[str]:
+    """Options of the fragment that did not survive olddefconfig, as messages."""
+    have: dict[str, str] = {}
+    for line in config.read_text().splitlines():
+        m = re.fullmatch(r"(CONFIG_\w+)=(.*)", line.strip())
+        if m:
+            have[m.group(1)] = m.group(2)
+    problems = []
+    for opt, want in parse_fragment(fragment).items():
+        got = have.get(opt)
+        if want is None and got is not None:
+            problems.append(f"{opt} should be off but is {got}")
+        elif want is not None and got != want:
+            problems.append(f"{opt}={want} wanted, got {got if got is not None else 'not set'}")
+    return problems
+
+
+def configure(tree: Path, out: Path, progress: Progress, log: Path) -> None:
+    progress("configuring: tinyconfig + kernel/config.fragment")
+    make = ["make", "-C", str(tree), f"O={out}", f"ARCH={ARCH}", "-s"]
+    _run([*make, "tinyconfig"], log=log, what="make tinyconfig")
+    _run(
+        [str(tree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(out),
+         str(out / ".config"), str(FRAGMENT)],
+        cwd=tree, log=log, what="merge_config.sh",
+    )
+    _run([*make, "olddefconfig"], log=log, what="make olddefconfig")
+    problems = verify_config(out / ".config")
+    if problems:
+        raise BuildError(
+            "config options from kernel/config.fragment did not survive olddefconfig "
+            "(a dependency is missing or the option does not exist):\n  " + "\n  ".join(problems)
+        )
+
+
+def make_bzimage(tree: Path, out: Path, jobs: int, progress: Progress, log: Path) -> Path:
+    cmd = ["make", "-C", str(tree), f"O={out}", f"ARCH={ARCH}", f"-j{jobs}", "bzImage"]
+    progress(f"building bzImage with {jobs} jobs (several minutes; log: {log})")
+    start = time.monotonic()
+    last_report = start
+    last_line = ""
+    with open(log, "a") as logf:
+        logf.write(f"$ {' '.join(cmd)}\n")
+        logf.flush()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace", start_new_session=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                logf.write(line)
+                if line.startswith("  ") and line.strip():
+                    last_line = line.strip()
+                now = time.monotonic()
+                if now - last_report >= 30:
+                    last_report = now
+                    progress(f"{_fmt(now - start)} elapsed, at: {last_line}")
+            rc = proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            raise
+    if rc != 0:
+        tail = _tail(log, 25)
+        raise BuildError(f"kernel build failed (exit {rc}); full log: {log}\n{tail}")
+    image = out / "arch" / "x86" / "boot" / "bzImage"
+    if not image.exists():
+        raise BuildError(f"build finished but {image} is missing; log: {log}")
+    progress(f"built in {_fmt(time.monotonic() - start)}")
+    return image
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, 9)
+    except OSError:
+        pass
+    proc.wait()
+
+
+def _tail(path: Path, n: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s"
+
+
+# --------------------------------------------------------------------------- API
+
+
+def image_path(source: Path | str | None = None, *, build: bool = False,
+               progress: Progress | None = None, jobs: int | None = None,
+               keep_tree: bool = False) -> Path | None:
+    """The cached bzImage for these inputs; built first if build=True, else None if absent."""
+    if progress is None:
+        progress = _stderr_progress
+    src = Path(source) if source is not None else None
+    if not build:
+        src = src or DEFAULT_SOURCE
+        if not src.exists():
+            return None
+        image = build_dir(src) / "bzImage"
+        return image if image.exists() else None
+    return ensure_built(src, progress=progress, jobs=jobs, keep_tree=keep_tree)
+
+
+def ensure_built(source: Path | str | None = None, *, progress: Progress | None = None,
+                 jobs: int | None = None, keep_tree: bool = False) -> Path:
+    if progress is None:
+        progress = _stderr_progress
+    src = Path(source) if source is not None else None
+    if not patches():
+        raise BuildError(f"no patches found in {PATCH_DIR}")
+    src = ensure_deps(src, progress)
+    bdir = build_dir(src)
+    image = bdir / "bzImage"
+    if image.exists():
+        return image
+    cache_root().mkdir(parents=True, exist_ok=True)
+    lock_path = bdir.with_suffix(".lock")
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            progress(f"another build of this kernel is running; waiting for {lock_path}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if image.exists():
+            return image
+        return _build(src, bdir, jobs or os.cpu_count() or 1, progress, keep_tree)
+
+
+def _build(src: Path, bdir: Path, jobs: int, progress: Progress, keep_tree: bool) -> Path:
+    start = time.monotonic()
+    work = bdir.with_name(bdir.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "build.log"
+    log.write_text("")
+    progress(f"building the patched kernel from {src} into {bdir}")
+    tree = extract(src, work / "src", progress)
+    apply_patches(tree, progress, log)
+    out = work / "out"
+    out.mkdir(exist_ok=True)
+    configure(tree, out, progress, log)
+    built = make_bzimage(tree, out, jobs, progress, log)
+    tmp = bdir.with_name(bdir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    shutil.copy2(built, tmp / "bzImage")
+    shutil.copy2(out / ".config", tmp / "config")
+    shutil.copy2(out / "System.map", tmp / "System.map")
+    shutil.copy2(log, tmp / "build.log")
+    (tmp / "meta.json").write_text(json.dumps({
+        "source": str(src),
+        "version": kernel_version_of_dir(tree),
+        "patches": [p.name for p in patches()],
+        "build_seconds": round(time.monotonic() - start, 1),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }, indent=1))
+    if bdir.exists():
+        shutil.rmtree(bdir)
+    tmp.rename(bdir)
+    if keep_tree:
+        progress(f"kept the build tree in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return bdir / "bzImage"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog="build-kernel",
+        description="Build the heatmap test kernel (Linux 6.12 + kernel/patches, tinyconfig + "
+        "kernel/config.fragment) and cache it under ${HEATMAP_CACHE:-~/.cache/heatmap}.",
+    )
+    ap.add_argument("source", nargs="?", help=f"kernel source tarball or directory "
+                    f"(default: {DEFAULT_SOURCE}, installed with apt if missing)")
+    ap.add_argument("--print-path", action="store_true",
+                    help="print only the image path on stdout (building first if needed)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="never build: print the image path, or exit 3 if it is not built")
+    ap.add_argument("-j", "--jobs", type=int, help="parallel make jobs (default: all cores)")
+    ap.add_argument("--keep-tree", action="store_true", help="keep the build tree after success")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    args = ap.parse_args(argv)
+    progress = _quiet if args.quiet else _stderr_progress
+    try:
+        if args.cached_only:
+            image = image_path(args.source, build=False)
+            if image is None:
+                print("build-kernel: the kernel for the current patches/config is not built "
+                      "(run kernel/build-kernel)", file=sys.stderr)
+                return 3
+        else:
+            image = ensure_built(args.source, progress=progress, jobs=args.jobs,
+                                 keep_tree=args.keep_tree)
+    except BuildError as e:
+        print(f"build-kernel: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("build-kernel: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"build-kernel: error: {e}", file=sys.stderr)
+        return 1
+    if args.print_path or args.cached_only:
+        print(image)
+    else:
+        progress(f"kernel image: {image}")
+        print(image)
+    return 0

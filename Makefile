@@ -1,0 +1,37 @@
+# heatmap — top-level entry points. `make demo` shows the product; `make check` tests it.
+PYTHON ?= python3
+CLANG ?= clang
+BPF_CFLAGS = -O2 -g -target bpf -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu \
+	-Wall -Werror -fdebug-prefix-map=$(CURDIR)=.
+
+.PHONY: all test lint check bpf kernel demo bench clean
+
+all: check
+
+test:
+	$(PYTHON) -m pytest -q tests
+
+lint:
+	ruff check .
+
+check: lint test
+
+# The BPF object heatmap.py loads. Committed, so users need no compiler; rebuild it
+# with Debian 12's clang 14 and libbpf-dev 1.1 (tests/test_bpf_object.py checks that
+# the committed file is what this rule produces).
+bpf: kernel/heatmap.bpf.o
+
+kernel/heatmap.bpf.o: kernel/heatmap.bpf.c
+	cd $(CURDIR) && $(CLANG) $(BPF_CFLAGS) -c kernel/heatmap.bpf.c -o $@
+
+kernel:
+	kernel/build-kernel
+
+demo:
+	$(PYTHON) demo/run
+
+bench:
+	for b in bench/*.py; do $(PYTHON) $$b || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,172 @@
+"""Preparing an object's BTF for BTF_LOAD, as libbpf does.
+
+clang leaves DATASEC sizes and global variables' offsets at zero (only the ELF knows
+them); extern-backed DATASECs (.ksyms) hold FUNCs and extern VARs the kernel refuses;
+and a kernel older than the compiler may not know some kinds. The result keeps every
+type id of the object, so func_info and CO-RE records stay valid.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..errors import BTFError
+from . import format as F
+from . import types as T
+
+KSYMS_SEC = ".ksyms"
+KCONFIG_SEC = ".kconfig"
+DUMMY_KSYM = "dummy_ksym"
+
+
+class Features:
+    """Which BTF kinds the kernel accepts (all True unless probed otherwise)."""
+
+    def __init__(self, func=True, datasec=True, global_func=True, float_=True, decl_tag=True,
+                 type_tag=True, enum64=True, qmark_datasec=True):
+        self.func = func
+        self.datasec = datasec
+        self.global_func = global_func
+        self.float = float_
+        self.decl_tag = decl_tag
+        self.type_tag = type_tag
+        self.enum64 = enum64
+        self.qmark_datasec = qmark_datasec
+
+    def missing(self) -> list[str]:
+        return [k.rstrip("_") for k, v in vars(self).items() if not v]
+
+
+def program_types(obj, features: Features | None = None,
+                  kconfig_offsets: dict[str, int] | None = None) -> tuple[list[T.Type],
+                                                                          list[str]]:
+    """The object's types fixed up for the kernel, and notes on what was changed.
+
+    `obj` is a model.ObjectSpec with BTF. Ids are preserved; at most one type (the
+    dummy VAR for kfunc externs) is appended at the end.
+    """
+    btf = obj.btf
+    types = [copy.deepcopy(btf[i]) for i in btf.ids()]
+    first = btf.first_id
+    notes: list[str] = []
+
+    def get(type_id: int) -> T.Type:
+        return types[type_id - first]
+
+    for t in list(types):
+        if not isinstance(t, T.Datasec):
+            continue
+        if t.name == KSYMS_SEC:
+            _fix_ksyms(t, types, get, first)
+        elif t.name == KCONFIG_SEC:
+            _fix_kconfig(t, get, kconfig_offsets or {})
+        else:
+            _fix_datasec(obj, t, get)
+    if features is not None:
+        notes += _sanitize(types, features)
+    return types, notes
+
+
+def _int32(types: list[T.Type], first: int) -> int:
+    for i, t in enumerate(types):
+        if isinstance(t, T.Int) and t.bits == 32:
+            return first + i
+    types.append(T.Int("int", 4, F.INT_SIGNED))
+    return first + len(types) - 1
+
+
+def _fix_ksyms(sec: T.Datasec, types, get, first) -> None:
+    int_id = _int32(types, first)
+    dummy_id = 0
+    for i, vsi in enumerate(sec.vars):
+        t = get(vsi.type)
+        if isinstance(t, T.Func):
+            if not dummy_id:
+                types.append(T.Var(DUMMY_KSYM, int_id, F.LINKAGE_GLOBAL))
+                dummy_id = first + len(types) - 1
+            proto = get(t.type)
+            for p in proto.params:
+                if p.type and not p.name:
+                    p.name = DUMMY_KSYM
+            t.linkage = F.LINKAGE_GLOBAL
+            vsi.type = dummy_id
+        elif isinstance(t, T.Var):
+            t.linkage = F.LINKAGE_GLOBAL
+            t.type = int_id
+        vsi.offset = 4 * i
+        vsi.size = 4
+    sec.size = 4 * len(sec.vars)
+
+
+def _fix_kconfig(sec: T.Datasec, get, offsets: dict[str, int]) -> None:
+    end = 0
+    for vsi in sec.vars:
+        var = get(vsi.type)
+        var.linkage = F.LINKAGE_GLOBAL
+        if var.name in offsets:
+            vsi.offset = offsets[var.name]
+        end = max(end, vsi.offset + vsi.size)
+    sec.size = max(sec.size, end)
+    sec.vars.sort(key=lambda v: v.offset)
+
+
+def _fix_datasec(obj, sec: T.Datasec, get) -> None:
+    fix_offsets = False
+    if sec.size == 0:
+        size = obj.section_sizes.get(sec.name, 0)
+        if not size:
+            raise BTFError(f"DATASEC '{sec.name}' has no ELF section to take its size from")
+        sec.size = size
+        fix_offsets = True
+    for vsi in sec.vars:
+        var = get(vsi.type)
+        if not isinstance(var, T.Var):
+            raise BTFError(f"DATASEC '{sec.name}' holds a non-variable type {vsi.type}")
+        if var.linkage in (F.LINKAGE_STATIC, F.LINKAGE_EXTERN):
+            continue
+        sym = obj.data_symbols.get(var.name)
+        if sym is None:
+            raise BTFError(f"variable '{var.name}' of '{sec.name}' has no ELF symbol")
+        offset, hidden = sym
+        if fix_offsets:
+            vsi.offset = offset
+        if hidden:
+            var.linkage = F.LINKAGE_STATIC
+    sec.vars.sort(key=lambda v: v.offset)
+
+
+def _sanitize(types: list[T.Type], f: Features) -> list[str]:
+    """Replace kinds the kernel lacks with ones it accepts (libbpf's substitutions)."""
+    notes: set[str] = set()
+    placeholder = None
+    for i, t in enumerate(types):
+        new = None
+        if (not f.datasec and isinstance(t, T.Var)) or (not f.decl_tag and
+                                                         isinstance(t, T.DeclTag)):
+            new = T.Int(t.name, 1, 0, 0, 8)
+        elif not f.datasec and isinstance(t, T.Datasec):
+            name = t.name.replace(".", "_").replace("?", "_")
+            new = T.Struct(name, t.size, [T.Member("", v.type, v.offset * 8) for v in t.vars])
+        elif not f.qmark_datasec and isinstance(t, T.Datasec) and t.name.startswith("?"):
+            t.name = "_" + t.name[1:]
+        elif not f.func and isinstance(t, T.FuncProto):
+            new = T.Enum(t.name, 4, [T.EnumValue(p.name, 0) for p in t.params])
+        elif not f.func and isinstance(t, T.Func):
+            new = T.Typedef(t.name, t.type)
+        elif not f.global_func and isinstance(t, T.Func):
+            t.linkage = F.LINKAGE_STATIC
+        elif not f.float and isinstance(t, T.Float):
+            new = T.Struct("", t.size, [])
+        elif not f.type_tag and isinstance(t, T.TypeTag):
+            new = T.Const("", t.type)
+        elif not f.enum64 and isinstance(t, T.Enum64):
+            if placeholder is None:
+                types.append(T.Int("enum64_placeholder", 1, 0))
+                placeholder = len(types)  # id = index + 1 for a base blob
+            new = T.Union(t.name, t.size, [T.Member(v.name, placeholder, 0) for v in t.values])
+        elif not f.enum64 and isinstance(t, T.Enum) and t.signed:
+            t.signed = False
+        if new is not None:
+            notes.add(f"BTF {t.kind_name} replaced by {new.kind_name} (the kernel lacks it)")
+            types[i] = new
+    return sorted(notes)

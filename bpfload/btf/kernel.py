@@ -1,0 +1,210 @@
+"""The running kernel's BTF: vmlinux, modules, and fast lookups by name.
+
+vmlinux BTF is ~5 MB with 100k+ types. Opening it scans the type section once into
+two compact arrays (see :mod:`.spec`); that scan is cached on disk keyed by the BTF's
+identity (path, size, mtime and the boot id), so a warm lookup reads the blob and the
+cached index and searches both in C, building Python objects only for the types it
+returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from array import array
+
+from ..errors import BTFError, SyscallError
+from ..sys import attrs
+from ..sys.constants import Cmd
+from ..sys.syscall import FD, address, fd_by_id, ids, obj_info
+from . import format as F
+from .spec import Spec
+
+SYSFS_BTF = "/sys/kernel/btf"
+VMLINUX = os.path.join(SYSFS_BTF, "vmlinux")
+_INDEX_MAGIC = b"BPFLOAD-BTFIDX1\n"
+
+
+def cache_dir() -> str:
+    base = os.environ.get("BPFLOAD_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bpfload")
+    return base
+
+
+def _identity(path: str, st: os.stat_result) -> str:
+    boot = ""
+    if path.startswith("/sys/"):
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                boot = f.read().strip()
+        except OSError:
+            pass
+    key = f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{boot}"
+    return hashlib.sha1(key.encode()).hexdigest()
+
+
+def _load_index(path: str, count_hint: int) -> tuple[array, array] | None:
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    if not blob.startswith(_INDEX_MAGIC) or (len(blob) - len(_INDEX_MAGIC)) % 8:
+        return None
+    n = (len(blob) - len(_INDEX_MAGIC)) // 8
+    offsets, names = array("I"), array("I")
+    body = memoryview(blob)[len(_INDEX_MAGIC):]
+    offsets.frombytes(body[:4 * n])
+    names.frombytes(body[4 * n:])
+    if sys.byteorder != "little":  # pragma: no cover
+        offsets.byteswap()
+        names.byteswap()
+    return offsets, names
+
+
+def _save_index(path: str, index: tuple[array, array]) -> None:
+    offsets, names = index
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(_INDEX_MAGIC)
+            f.write(offsets.tobytes())
+            f.write(names.tobytes())
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache we cannot write only costs time
+
+
+def open_btf(path: str, base: Spec | None = None, *, cache: bool = True) -> Spec:
+    """Open a BTF file (vmlinux, a module's split BTF, or any raw BTF blob)."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read()
+    except FileNotFoundError:
+        raise BTFError(f"no BTF at {path}") from None
+    except OSError as e:
+        raise BTFError(f"cannot read {path}: {e.strerror}") from None
+    if data[:4] == b"\x7fELF":
+        return _btf_from_elf(path, data, base)
+    index = None
+    idx_path = os.path.join(cache_dir(), f"btf-{_identity(path, st)}.idx") if cache else None
+    if idx_path is not None:
+        index = _load_index(idx_path, 0)
+    try:
+        spec = Spec(data, base, name=path, index=index)
+    except BTFError:
+        if index is None:
+            raise
+        spec = Spec(data, base, name=path)  # a stale or corrupt cache: rescan
+        index = None
+    if idx_path is not None and index is None and spec.count > 1000:
+        _save_index(idx_path, spec.index())
+    return spec
+
+
+def _btf_from_elf(path: str, data: bytes, base: Spec | None) -> Spec:
+    """The .BTF section of an ELF file (a vmlinux image or an object)."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        sec = ELFFile(io.BytesIO(data)).get_section_by_name(".BTF")
+    except Exception as e:
+        raise BTFError(f"{path}: not a readable ELF file ({e})") from None
+    if sec is None:
+        raise BTFError(f"{path} has no .BTF section")
+    return Spec(sec.data(), base, name=path)
+
+
+class KernelBTF:
+    """Lookups in the kernel's BTF: vmlinux first, then modules.
+
+    `path` replaces /sys/kernel/btf/vmlinux (for tests and for other kernels).
+    """
+
+    def __init__(self, path: str | None = None, *, modules: bool | None = None):
+        self.path = path or VMLINUX
+        self.use_modules = (path is None) if modules is None else modules
+        self._vmlinux: Spec | None = None
+        self._modules: dict[str, Spec] = {}
+        self._module_fds: dict[str, FD] = {}
+
+    @property
+    def vmlinux(self) -> Spec:
+        if self._vmlinux is None:
+            if self.path == VMLINUX and not os.path.exists(VMLINUX):
+                raise BTFError("the kernel has no BTF (/sys/kernel/btf/vmlinux is missing; "
+                               "it needs CONFIG_DEBUG_INFO_BTF=y)")
+            self._vmlinux = open_btf(self.path)
+        return self._vmlinux
+
+    def module_names(self) -> list[str]:
+        if not self.use_modules:
+            return []
+        try:
+            return sorted(n for n in os.listdir(SYSFS_BTF) if n != "vmlinux")
+        except OSError:
+            return []
+
+    def module(self, name: str) -> Spec:
+        spec = self._modules.get(name)
+        if spec is None:
+            spec = open_btf(os.path.join(SYSFS_BTF, name), self.vmlinux, cache=False)
+            self._modules[name] = spec
+        return spec
+
+    def find(self, name: str, kind: int) -> tuple[Spec, int, str] | None:
+        """(spec, type id, module name or '') of the first type called `name` of `kind`."""
+        tid = self.vmlinux.find_one(name, kind)
+        if tid is not None:
+            return self.vmlinux, tid, ""
+        for mod in self.module_names():
+            spec = self.module(mod)
+            own = [i for i in spec.find(name, kind) if i >= spec.first_id]
+            if own:
+                return spec, own[0], mod
+        return None
+
+    def find_all(self, name: str, kind: int) -> list[tuple[Spec, int, str]]:
+        out = [(self.vmlinux, i, "") for i in self.vmlinux.find(name, kind)]
+        for mod in self.module_names():
+            spec = self.module(mod)
+            out += [(spec, i, mod) for i in spec.find(name, kind) if i >= spec.first_id]
+        return out
+
+    def func(self, name: str) -> tuple[Spec, int, str] | None:
+        return self.find(name, F.KIND_FUNC)
+
+    def module_fd(self, module: str) -> FD:
+        """A file descriptor of a module's BTF object (for attach_btf_obj_fd, fd_array)."""
+        fd = self._module_fds.get(module)
+        if fd is not None:
+            return fd
+        for btf_id in ids(Cmd.BTF_GET_NEXT_ID):
+            try:
+                cand = fd_by_id(Cmd.BTF_GET_FD_BY_ID, btf_id)
+            except SyscallError:
+                continue
+            if _btf_name(cand) == module:
+                self._module_fds[module] = cand
+                return cand
+            cand.close()
+        raise BTFError(f"no BTF object for kernel module '{module}'")
+
+    def close(self) -> None:
+        for fd in self._module_fds.values():
+            fd.close()
+        self._module_fds.clear()
+
+
+def _btf_name(fd: FD) -> str:
+    import ctypes
+
+    name = ctypes.create_string_buffer(64)
+    info = attrs.BtfInfo(name=address(name), name_len=len(name))
+    obj_info(fd.fileno(), info)
+    return name.value.decode(errors="replace")

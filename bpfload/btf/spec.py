@@ -1,0 +1,366 @@
+"""Decoding BTF: a :class:`Spec` is one BTF blob, decoded lazily.
+
+Opening a spec parses the header and scans the type section once into two compact
+arrays (the byte offset and the name offset of every type); nothing else is built
+until a caller asks for a type. Looking a name up is a byte search in the string
+section followed by a byte search in the name-offset array, both running in C, so
+finding a handful of functions in vmlinux's 100k+ types never builds a Python object
+per type. Split BTF (kernel modules) continues the ids and strings of its base.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+
+from ..errors import BTFError
+from . import format as F
+from . import types as T
+
+_MAX_DEPTH = 64  # longest chain of modifiers/typedefs we follow before calling it a loop
+
+_TRAILERS = [None] * 32
+for _kind, _trailer in F.TRAILER.items():
+    _TRAILERS[_kind] = _trailer
+
+
+def scan(types: bytes) -> tuple[array, array]:
+    """Byte offset and name offset of every type record in a BTF type section."""
+    offsets = array("I")
+    names = array("I")
+    add_off = offsets.append
+    add_name = names.append
+    unpack = F.TYPE.unpack_from
+    trailers = _TRAILERS
+    pos = 0
+    end = len(types)
+    try:
+        while pos < end:
+            name_off, info, _ = unpack(types, pos)
+            extra = trailers[(info >> 24) & 0x1F]
+            if extra is None:
+                raise BTFError(f"unknown BTF kind {(info >> 24) & 0x1F} at type section "
+                               f"offset {pos}")
+            add_off(pos)
+            add_name(name_off)
+            pos += 12 + extra[0] + extra[1] * (info & 0xFFFF)
+    except struct.error:
+        raise BTFError(f"BTF type section truncated at offset {pos}") from None
+    if pos != end:
+        raise BTFError(f"BTF type section truncated: last type ends at {pos}, section at {end}")
+    return offsets, names
+
+
+class Spec:
+    """One BTF blob (an object's .BTF, vmlinux, or a module's split BTF)."""
+
+    def __init__(self, data: bytes, base: Spec | None = None, *, name: str = "",
+                 index: tuple[array, array] | None = None):
+        self.name = name
+        self.base = base
+        self.raw = bytes(data)
+        if len(self.raw) < F.HEADER_SIZE:
+            raise BTFError(f"BTF {name or 'blob'} too short for a header ({len(self.raw)} bytes)")
+        magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = \
+            F.HEADER.unpack_from(self.raw)
+        if magic != F.MAGIC:
+            if magic == 0x9FEB:
+                raise BTFError("big-endian BTF is not supported")
+            raise BTFError(f"not BTF data (magic {magic:#06x})")
+        if version != F.VERSION:
+            raise BTFError(f"unsupported BTF version {version}")
+        if hdr_len < F.HEADER_SIZE or hdr_len > len(self.raw):
+            raise BTFError(f"bad BTF header length {hdr_len}")
+        self.flags = flags
+        body = hdr_len
+        t0, t1 = body + type_off, body + type_off + type_len
+        s0, s1 = body + str_off, body + str_off + str_len
+        if t1 > len(self.raw) or s1 > len(self.raw) or type_off % 4:
+            raise BTFError("BTF section offsets point past the end of the data")
+        self._types = self.raw[t0:t1]
+        self._strings = self.raw[s0:s1]
+        if self._strings and self._strings[-1:] != b"\0":
+            raise BTFError("BTF string section is not NUL-terminated")
+        if base is None and str_len and self._strings[:1] != b"\0":
+            raise BTFError("BTF string section does not start with an empty string")
+        self.first_id = base.next_id if base is not None else 1
+        self.str_base = base.str_end if base is not None else 0
+        self._offsets, self._name_offs = index if index is not None else scan(self._types)
+        self._cache: dict[int, T.Type] = {}
+        self._name_bytes: bytes | None = None
+
+    # --- identity and size -----------------------------------------------------------
+
+    @property
+    def count(self) -> int:
+        """Number of types in this blob (void not counted)."""
+        return len(self._offsets)
+
+    @property
+    def next_id(self) -> int:
+        return self.first_id + len(self._offsets)
+
+    @property
+    def str_end(self) -> int:
+        return self.str_base + len(self._strings)
+
+    def index(self) -> tuple[array, array]:
+        """The scan result, for callers that cache it across runs."""
+        return self._offsets, self._name_offs
+
+    def __len__(self) -> int:
+        return self.next_id  # valid ids are 0 .. next_id - 1
+
+    def __contains__(self, type_id: int) -> bool:
+        return 0 <= type_id < self.next_id
+
+    # --- strings ---------------------------------------------------------------------
+
+    def string(self, off: int) -> str:
+        if off < self.str_base:
+            if self.base is None:  # pragma: no cover - str_base is 0 without a base
+                raise BTFError(f"BTF string offset {off} out of range")
+            return self.base.string(off)
+        rel = off - self.str_base
+        if rel >= len(self._strings):
+            raise BTFError(f"BTF string offset {off} out of range")
+        end = self._strings.find(b"\0", rel)
+        return self._strings[rel:end].decode("utf-8", "replace")
+
+    def string_offset(self, s: str) -> int | None:
+        """Offset of the string `s` in this blob (own strings first), or None."""
+        needle = s.encode()
+        if not needle:
+            return 0
+        pos = self._strings.find(b"\0" + needle + b"\0")
+        if pos >= 0:
+            return self.str_base + pos + 1
+        return self.base.string_offset(s) if self.base is not None else None
+
+    # --- types -----------------------------------------------------------------------
+
+    def __getitem__(self, type_id: int) -> T.Type:
+        if type_id == 0:
+            return T.Void()
+        if type_id < self.first_id:
+            if self.base is None or type_id < 0:
+                raise BTFError(f"BTF type id {type_id} out of range")
+            return self.base[type_id]
+        t = self._cache.get(type_id)
+        if t is None:
+            idx = type_id - self.first_id
+            if idx >= len(self._offsets):
+                raise BTFError(f"BTF type id {type_id} out of range (last is {self.next_id - 1})")
+            t = self._decode(self._offsets[idx])
+            self._cache[type_id] = t
+        return t
+
+    def kind_of(self, type_id: int) -> int:
+        """The BTF kind of a type without decoding it."""
+        if type_id == 0:
+            return 0
+        if type_id < self.first_id:
+            return self.base.kind_of(type_id)
+        info = F.U32.unpack_from(self._types, self._offsets[type_id - self.first_id] + 4)[0]
+        return F.info_kind(info)
+
+    def ids(self):
+        """Every type id of this blob (not its base)."""
+        return range(self.first_id, self.next_id)
+
+    def items(self):
+        for i in self.ids():
+            yield i, self[i]
+
+    def find(self, name: str, kind: int | None = None) -> list[int]:
+        """Ids of the types called `name` (optionally of one BTF kind), base blob first."""
+        out = self.base.find(name, kind) if self.base is not None else []
+        needle = name.encode()
+        offs = []
+        spec = self
+        while spec is not None:  # a split blob may name its types with base strings
+            pos = spec._strings.find(b"\0" + needle + b"\0") if needle else -1
+            if pos >= 0:
+                offs.append(spec.str_base + pos + 1)
+            spec = spec.base
+        own = []
+        for off in offs:
+            own += self._ids_with_name_off(off)
+        if kind is not None:
+            own = [i for i in own if self.kind_of(i) == kind]
+        return out + sorted(own)
+
+    def find_one(self, name: str, kind: int) -> int | None:
+        found = self.find(name, kind)
+        return found[0] if found else None
+
+    def _ids_with_name_off(self, off: int) -> list[int]:
+        # Search the packed name offsets as bytes (in C); only 4-aligned hits are records.
+        if self._name_bytes is None:
+            self._name_bytes = self._name_offs.tobytes()
+        data = self._name_bytes
+        needle = off.to_bytes(4, sys.byteorder)
+        hits = []
+        pos = data.find(needle)
+        while pos >= 0:
+            if pos % 4 == 0:
+                hits.append(self.first_id + pos // 4)
+                pos = data.find(needle, pos + 4)
+            else:
+                pos = data.find(needle, pos + 1)
+        return hits
+
+    # --- decoding one record ---------------------------------------------------------
+
+    def _decode(self, pos: int) -> T.Type:
+        try:
+            return self._decode_record(pos)
+        except (struct.error, IndexError, ValueError) as e:
+            raise BTFError(f"malformed BTF type at offset {pos}: {e}") from None
+
+    def _decode_record(self, pos: int) -> T.Type:
+        data = self._types
+        name_off, info, size_or_type = F.TYPE.unpack_from(data, pos)
+        kind = F.info_kind(info)
+        vlen = F.info_vlen(info)
+        kflag = F.info_kflag(info)
+        name = self.string(name_off)
+        p = pos + F.TYPE_SIZE
+        if kind == F.KIND_INT:
+            (enc,) = F.U32.unpack_from(data, p)
+            return T.Int(name, size_or_type, (enc >> 24) & 0x0F, (enc >> 16) & 0xFF, enc & 0xFF)
+        if kind == F.KIND_PTR:
+            return T.Ptr(name, size_or_type)
+        if kind == F.KIND_ARRAY:
+            elem, index, nelems = F.ARRAY.unpack_from(data, p)
+            return T.Array(name, elem, index, nelems)
+        if kind in (F.KIND_STRUCT, F.KIND_UNION):
+            members = []
+            for i in range(vlen):
+                m_name, m_type, m_off = F.MEMBER.unpack_from(data, p + 12 * i)
+                if kflag:
+                    members.append(T.Member(self.string(m_name), m_type, m_off & 0xFFFFFF,
+                                            m_off >> 24))
+                else:
+                    members.append(T.Member(self.string(m_name), m_type, m_off))
+            cls = T.Struct if kind == F.KIND_STRUCT else T.Union
+            return cls(name, size_or_type, members)
+        if kind == F.KIND_ENUM:
+            values = []
+            for i in range(vlen):
+                v_name, v_val = F.ENUM_VAL.unpack_from(data, p + 8 * i)
+                if not kflag:
+                    v_val &= 0xFFFFFFFF
+                values.append(T.EnumValue(self.string(v_name), v_val))
+            return T.Enum(name, size_or_type, values, kflag)
+        if kind == F.KIND_ENUM64:
+            values = []
+            for i in range(vlen):
+                v_name, lo, hi = F.ENUM64_VAL.unpack_from(data, p + 12 * i)
+                v = (hi << 32) | lo
+                if kflag and v >= 1 << 63:
+                    v -= 1 << 64
+                values.append(T.EnumValue(self.string(v_name), v))
+            return T.Enum64(name, size_or_type, values, kflag)
+        if kind == F.KIND_FWD:
+            return T.Fwd(name, kflag)
+        if kind == F.KIND_TYPEDEF:
+            return T.Typedef(name, size_or_type)
+        if kind == F.KIND_VOLATILE:
+            return T.Volatile(name, size_or_type)
+        if kind == F.KIND_CONST:
+            return T.Const(name, size_or_type)
+        if kind == F.KIND_RESTRICT:
+            return T.Restrict(name, size_or_type)
+        if kind == F.KIND_TYPE_TAG:
+            return T.TypeTag(name, size_or_type)
+        if kind == F.KIND_FUNC:
+            return T.Func(name, size_or_type, vlen)
+        if kind == F.KIND_FUNC_PROTO:
+            params = []
+            for i in range(vlen):
+                p_name, p_type = F.PARAM.unpack_from(data, p + 8 * i)
+                params.append(T.Param(self.string(p_name), p_type))
+            return T.FuncProto(name, size_or_type, params)
+        if kind == F.KIND_VAR:
+            (linkage,) = F.U32.unpack_from(data, p)
+            return T.Var(name, size_or_type, linkage)
+        if kind == F.KIND_DATASEC:
+            secinfos = [T.VarSecinfo(*F.VAR_SECINFO.unpack_from(data, p + 12 * i))
+                        for i in range(vlen)]
+            return T.Datasec(name, size_or_type, secinfos)
+        if kind == F.KIND_FLOAT:
+            return T.Float(name, size_or_type)
+        if kind == F.KIND_DECL_TAG:
+            (component,) = F.S32.unpack_from(data, p)
+            return T.DeclTag(name, size_or_type, component)
+        raise BTFError(f"unknown BTF kind {kind}")
+
+    # --- navigation ------------------------------------------------------------------
+
+    def skip_modifiers(self, type_id: int) -> int:
+        """Follow typedefs and qualifiers to the underlying type id."""
+        for _ in range(_MAX_DEPTH):
+            t = self[type_id]
+            if not isinstance(t, T.MODIFIERS):
+                return type_id
+            type_id = t.type
+        raise BTFError(f"BTF type chain too long or looping at type {type_id}")
+
+    def skip_qualifiers(self, type_id: int) -> int:
+        """Follow const/volatile/restrict/type tags (but not typedefs)."""
+        for _ in range(_MAX_DEPTH):
+            t = self[type_id]
+            if not isinstance(t, T.QUALIFIERS):
+                return type_id
+            type_id = t.type
+        raise BTFError(f"BTF type chain too long or looping at type {type_id}")
+
+    def size_of(self, type_id: int) -> int:
+        """sizeof() of a type, in bytes."""
+        mult = 1
+        for _ in range(_MAX_DEPTH):
+            t = self[type_id]
+            if isinstance(t, (T.Int, T.Enum, T.Struct, T.Float, T.Datasec)):
+                return mult * t.size
+            if isinstance(t, T.Ptr):
+                return mult * 8
+            if isinstance(t, T.Array):
+                mult *= t.nelems
+                type_id = t.type
+            elif isinstance(t, (*T.MODIFIERS, T.Var)):
+                type_id = t.type
+            else:
+                raise BTFError(f"type {type_id} ({t.kind_name} {t.name!r}) has no size")
+        raise BTFError(f"BTF type chain too long or looping at type {type_id}")
+
+    def align_of(self, type_id: int) -> int:
+        t = self[self.skip_modifiers(type_id)]
+        if isinstance(t, (T.Int, T.Enum, T.Float)):
+            return min(t.size, 8) or 1
+        if isinstance(t, T.Ptr):
+            return 8
+        if isinstance(t, T.Array):
+            return self.align_of(t.type)
+        if isinstance(t, T.Struct):
+            return max([self.align_of(m.type) for m in t.members] or [1])
+        return 1
+
+    def describe(self, type_id: int) -> str:
+        """A short C-like name for messages: 'struct task_struct', 'int', 'u32 *'."""
+        t = self[type_id]
+        if isinstance(t, T.Void):
+            return "void"
+        if isinstance(t, T.Ptr):
+            return self.describe(t.type) + " *"
+        if isinstance(t, T.Array):
+            return f"{self.describe(t.type)}[{t.nelems}]"
+        if isinstance(t, T.QUALIFIERS):
+            return f"{t.kind_name.lower()} {self.describe(t.type)}"
+        prefix = {T.Struct: "struct ", T.Union: "union ", T.Enum: "enum ", T.Enum64: "enum ",
+                  T.Fwd: "struct "}.get(type(t), "")
+        if isinstance(t, T.Fwd) and t.union:
+            prefix = "union "
+        return prefix + (t.name or f"<anon {t.kind_name.lower()} #{type_id}>")
+

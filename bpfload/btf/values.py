@@ -1,0 +1,109 @@
+"""Python values <-> bytes, following a BTF type (for global variables and map values).
+
+ints (signed per the type), bool, float, enums as ints, pointers as ints, char arrays
+as bytes, other arrays as lists, structs and unions as dicts of their members.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..errors import BTFError
+from . import types as T
+from .spec import Spec
+
+_FLOAT = {4: struct.Struct("<f"), 8: struct.Struct("<d")}
+
+
+def decode(spec: Spec, type_id: int, data: bytes):
+    t = spec[spec.skip_modifiers(type_id)]
+    if isinstance(t, T.Int):
+        if t.encoding & 4:  # BTF_INT_BOOL
+            return data[0] != 0
+        return int.from_bytes(data[:t.size], "little", signed=t.signed)
+    if isinstance(t, T.Enum):
+        return int.from_bytes(data[:t.size], "little", signed=t.signed)
+    if isinstance(t, T.Ptr):
+        return int.from_bytes(data[:8], "little")
+    if isinstance(t, T.Float):
+        return _FLOAT[t.size].unpack_from(data)[0] if t.size in _FLOAT else bytes(data[:t.size])
+    if isinstance(t, T.Array):
+        esize = spec.size_of(t.type)
+        if _is_char(spec, t.type):
+            return bytes(data[:esize * t.nelems])
+        return [decode(spec, t.type, data[i * esize:(i + 1) * esize]) for i in range(t.nelems)]
+    if isinstance(t, T.Struct):
+        out = {}
+        for m in t.members:
+            if m.bitfield_size:
+                word = int.from_bytes(data[:t.size], "little")
+                v = (word >> m.bit_offset) & ((1 << m.bitfield_size) - 1)
+                out[m.name] = v
+                continue
+            off = m.bit_offset // 8
+            size = spec.size_of(m.type)
+            v = decode(spec, m.type, data[off:off + size])
+            if m.name:
+                out[m.name] = v
+            elif isinstance(v, dict):
+                out.update(v)  # anonymous struct/union members
+        return out
+    return bytes(data)
+
+
+def encode(spec: Spec, type_id: int, value, size: int | None = None) -> bytes:
+    """Bytes for `value` as the type; bytes-like values are taken as they are."""
+    size = spec.size_of(type_id) if size is None else size
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) > size:
+            raise ValueError(f"{len(raw)} bytes do not fit in {size}")
+        return raw + bytes(size - len(raw))
+    t = spec[spec.skip_modifiers(type_id)]
+    if isinstance(t, (T.Int, T.Enum, T.Ptr)):
+        n = 8 if isinstance(t, T.Ptr) else t.size
+        signed = getattr(t, "signed", False)
+        try:
+            return int(value).to_bytes(n, "little", signed=signed and int(value) < 0)
+        except OverflowError:
+            raise ValueError(f"{value} does not fit in {spec.describe(type_id)}") from None
+    if isinstance(t, T.Float) and t.size in _FLOAT:
+        return _FLOAT[t.size].pack(float(value))
+    if isinstance(t, T.Array):
+        esize = spec.size_of(t.type)
+        if isinstance(value, str) and _is_char(spec, t.type):
+            return encode(spec, type_id, value.encode(), size)
+        items = list(value)
+        if len(items) > t.nelems:
+            raise ValueError(f"{len(items)} items do not fit in {spec.describe(type_id)}")
+        out = b"".join(encode(spec, t.type, v, esize) for v in items)
+        return out + bytes(size - len(out))
+    if isinstance(t, T.Struct):
+        if not isinstance(value, dict):
+            raise ValueError(f"{spec.describe(type_id)} takes a dict or bytes")
+        buf = bytearray(size)
+        names = {m.name for m in t.members}
+        unknown = set(value) - names
+        if unknown:
+            raise ValueError(f"{spec.describe(type_id)} has no member {sorted(unknown)[0]!r}")
+        for m in t.members:
+            if m.name not in value:
+                continue
+            if m.bitfield_size:
+                word = int.from_bytes(buf, "little")
+                mask = ((1 << m.bitfield_size) - 1) << m.bit_offset
+                word = (word & ~mask) | ((int(value[m.name]) << m.bit_offset) & mask)
+                buf[:] = word.to_bytes(size, "little")
+                continue
+            off = m.bit_offset // 8
+            msize = spec.size_of(m.type)
+            buf[off:off + msize] = encode(spec, m.type, value[m.name], msize)
+        return bytes(buf)
+    raise BTFError(f"cannot convert a Python value to {spec.describe(type_id)}")
+
+
+def _is_char(spec: Spec, type_id: int) -> bool:
+    t = spec[spec.skip_modifiers(type_id)]
+    return isinstance(t, T.Int) and t.size == 1 and (t.name in ("char", "unsigned char",
+                                                                "signed char")
+                                                     or bool(t.encoding & 2))

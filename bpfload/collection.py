@@ -1,0 +1,462 @@
+"""A whole BPF object in the kernel: open, configure, load, use, close.
+
+Like a libbpf skeleton: open the object, set global variables, map sizes and which
+programs load; load() creates every map (global data included), loads every program
+and, on any failure, releases everything it created before raising. Global variables
+stay readable and writable after load (through the map's memory mapping when the
+kernel allows it). close() — or leaving a ``with`` block — releases every program,
+link and map.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+from collections.abc import Iterable
+
+from . import elf_reader, linker, model, sections
+from .btf import fixup
+from .btf import format as F
+from .btf import values as btf_values
+from .btf.encode import StringTable, encode
+from .btf.kernel import KernelBTF
+from .errors import BPFLoadError, BTFError, RelocationError, SyscallError
+from .links import Link, attach
+from .maps import Map
+from .programs import LoadOptions, Program, sleepable_flag
+from .sys.constants import AttachType, MapFlags, MapType, ProgType
+from .sys.syscall import FD
+
+
+class Variable:
+    """A global variable of the object, before and after load."""
+
+    def __init__(self, obj: BPFObject, spec: model.Variable):
+        self._obj = obj
+        self.spec = spec
+        self.name = spec.name
+        self.section = spec.section
+        self.size = spec.size
+
+    @property
+    def readonly(self) -> bool:
+        return self.section.startswith(".rodata")
+
+    def _typed(self) -> bool:
+        return self._obj.spec.btf is not None and self.spec.btf_type != 0
+
+    def raw(self) -> bytes:
+        buf = self._obj._section_bytes(self.section)
+        return bytes(buf[self.spec.offset:self.spec.offset + self.size])
+
+    def get(self):
+        raw = self.raw()
+        if not self._typed():
+            return raw
+        return btf_values.decode(self._obj.spec.btf, self.spec.btf_type, raw)
+
+    def set(self, value) -> None:
+        if self._typed():
+            raw = btf_values.encode(self._obj.spec.btf, self.spec.btf_type, value, self.size)
+        elif isinstance(value, int):
+            raw = value.to_bytes(self.size, "little", signed=value < 0)
+        else:
+            raw = bytes(value).ljust(self.size, b"\0")
+        if len(raw) != self.size:
+            raise ValueError(f"variable '{self.name}' is {self.size} bytes, got {len(raw)}")
+        self._obj._write_section(self.section, self.spec.offset, raw, self.name)
+
+    def __repr__(self) -> str:
+        return f"Variable({self.name!r} in {self.section}, {self.size} bytes)"
+
+
+class BPFObject:
+    """One BPF ELF object: its spec, and once loaded its maps and programs."""
+
+    def __init__(self, source, *, name: str | None = None, kernel_btf: KernelBTF | None = None,
+                 btf_path: str | None = None):
+        self.spec = elf_reader.read(source, name)
+        self.path = self.spec.path
+        self.kernel_btf = kernel_btf or (KernelBTF(btf_path) if btf_path else KernelBTF())
+        self._owns_kernel_btf = kernel_btf is None
+        self.maps: dict[str, Map] = {}
+        self.programs: dict[str, Program] = {}
+        self.links: list[Link] = []
+        self.variables = {n: Variable(self, v) for n, v in self.spec.variables.items()}
+        self.warnings: list[str] = []
+        self.btf_fd: FD | None = None
+        self.loaded = False
+        self._pending: dict[str, bytearray] = {
+            m.section: bytearray(m.data or b"") for m in self.spec.maps.values() if m.is_data}
+        self._autoload = {n: p.autoload for n, p in self.spec.programs.items()}
+        self._map_sizes: dict[str, int] = {}
+        self._core_results: dict[str, list] = {}
+
+    # --- configuration before load ----------------------------------------------------
+
+    def set(self, name: str, value) -> None:
+        """Set a global variable by name (before or after load)."""
+        self.variable(name).set(value)
+
+    def get(self, name: str):
+        return self.variable(name).get()
+
+    def variable(self, name: str) -> Variable:
+        try:
+            return self.variables[name]
+        except KeyError:
+            raise BPFLoadError(f"{self.path} has no global variable '{name}'") from None
+
+    def set_max_entries(self, map_name: str, n: int) -> None:
+        self._before_load("resize maps")
+        if map_name not in self.spec.maps or self.spec.maps[map_name].is_data:
+            raise BPFLoadError(f"{self.path} has no map '{map_name}' to resize")
+        if n < 1:
+            raise BPFLoadError(f"map '{map_name}': max_entries must be at least 1")
+        self._map_sizes[map_name] = n
+
+    def set_autoload(self, prog_name: str, autoload: bool) -> None:
+        self._before_load("choose programs")
+        self.spec.program(prog_name)
+        self._autoload[prog_name] = autoload
+
+    def _before_load(self, what: str) -> None:
+        if self.loaded:
+            raise BPFLoadError(f"cannot {what} of {self.path} after it is loaded")
+
+    # --- global data -------------------------------------------------------------------
+
+    def _data_map_spec(self, section: str) -> model.MapSpec:
+        for m in self.spec.maps.values():
+            if m.is_data and m.section == section:
+                return m
+        raise BPFLoadError(f"no global data section {section}")
+
+    def _section_bytes(self, section: str):
+        if not self.loaded:
+            return self._pending[section]
+        m = self.maps[self._data_map_spec(section).name]
+        if m.flags & MapFlags.MMAPABLE:
+            return m.mmap(writable=not self._frozen(section))
+        return m.lookup_raw(b"\0\0\0\0")
+
+    def _frozen(self, section: str) -> bool:
+        return section.startswith(".rodata")
+
+    def _write_section(self, section: str, offset: int, raw: bytes, var: str) -> None:
+        if not self.loaded:
+            self._pending[section][offset:offset + len(raw)] = raw
+            return
+        if self._frozen(section):
+            raise BPFLoadError(f"variable '{var}' is in {section}, which is frozen once the "
+                               f"object is loaded; set it before load()")
+        m = self.maps[self._data_map_spec(section).name]
+        if m.flags & MapFlags.MMAPABLE:
+            m.mmap()[offset:offset + len(raw)] = raw
+        else:
+            cur = bytearray(m.lookup_raw(b"\0\0\0\0"))
+            cur[offset:offset + len(raw)] = raw
+            m.update(b"\0\0\0\0", bytes(cur))
+
+    # --- loading -------------------------------------------------------------------------
+
+    def load(self) -> BPFObject:
+        self._before_load("load")
+        try:
+            self._load_btf()
+            self._create_maps()
+            externs = self._resolve_externs()
+            for name, prog in self.spec.programs.items():
+                if self._autoload.get(name, True):
+                    self.programs[name] = self._load_program(prog, externs)
+        except BaseException:
+            self.close()
+            raise
+        self.loaded = True
+        return self
+
+    def _load_btf(self) -> None:
+        self._btf_strings: StringTable | None = None
+        if self.spec.btf is None:
+            return
+        try:
+            types, _ = fixup.program_types(self.spec)
+            self.btf_fd, self._btf_strings = self._try_load_btf(types)
+        except BTFError as first:
+            from .btf.load import probe_features
+
+            features = probe_features()
+            try:
+                types, notes = fixup.program_types(self.spec, features)
+                self.btf_fd, self._btf_strings = self._try_load_btf(types)
+                self.warnings.extend(notes)
+            except BTFError:
+                if self._needs_btf():
+                    raise first from None
+                self.warnings.append(f"{first}; loading without the object's BTF")
+                self.btf_fd = None
+
+    def _try_load_btf(self, types) -> tuple[FD, StringTable]:
+        from .btf.load import load_btf
+
+        strings = StringTable()
+        for fn in self.spec.functions.values():  # line_info strings must be in the blob
+            for li in fn.line_info:
+                strings.add(li.file)
+                strings.add(li.line_text)
+        return load_btf(encode(types, strings), f"the BTF of {self.path}"), strings
+
+    def _needs_btf(self) -> bool:
+        return any(m.btf_value_type and not m.is_data and m.origin == "btf"
+                   and _needs_value_btf(self.spec.btf, m.btf_value_type)
+                   for m in self.spec.maps.values())
+
+    def _create_maps(self) -> None:
+        btf_fd = self.btf_fd.fileno() if self.btf_fd is not None else 0
+        for m in self.spec.maps.values():
+            if m.is_data:
+                self.maps[m.name] = self._create_data_map(m, btf_fd)
+            else:
+                self.maps[m.name] = self._create_map(m, btf_fd)
+
+    def _create_map(self, m: model.MapSpec, btf_fd: int) -> Map:
+        max_entries = self._map_sizes.get(m.name, m.max_entries)
+        inner_fd = None
+        try:
+            if m.inner is not None:
+                inner_fd = self._create_map(m.inner, btf_fd)
+            kw = dict(numa_node=m.numa_node, map_extra=m.map_extra,
+                      inner_map_fd=inner_fd.fileno() if inner_fd else 0)
+            if m.type in (MapType.RINGBUF, MapType.USER_RINGBUF, MapType.PERF_EVENT_ARRAY):
+                if m.type == MapType.PERF_EVENT_ARRAY and not max_entries:
+                    from .maps import possible_cpus
+                    max_entries = possible_cpus()
+                return Map.create(m.name, m.type, m.key_size, m.value_size, max_entries,
+                                  m.flags, **kw)
+            with_btf = btf_fd and (m.btf_key_type or m.btf_value_type)
+            try:
+                return Map.create(m.name, m.type, m.key_size, m.value_size, max_entries,
+                                  m.flags, btf_fd=btf_fd if with_btf else 0,
+                                  btf_key_type=m.btf_key_type if with_btf else 0,
+                                  btf_value_type=m.btf_value_type if with_btf else 0, **kw)
+            except SyscallError as e:
+                if not with_btf or e.errno not in (errno.EINVAL, errno.ENOTSUP, 524):
+                    raise
+                # some map types refuse BTF key/value types; libbpf retries without
+                return Map.create(m.name, m.type, m.key_size, m.value_size, max_entries,
+                                  m.flags, **kw)
+        finally:
+            if inner_fd is not None:
+                inner_fd.close()
+
+    def _create_data_map(self, m: model.MapSpec, btf_fd: int) -> Map:
+        flags = m.flags | MapFlags.MMAPABLE
+        if m.readonly:
+            flags |= MapFlags.RDONLY_PROG
+        value_type = m.btf_value_type if btf_fd else 0
+        try:
+            mp = Map.create(m.name, MapType.ARRAY, 4, m.value_size, 1, flags,
+                            btf_fd=btf_fd if value_type else 0, btf_value_type=value_type)
+        except SyscallError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            # kernels before 5.5 cannot mmap arrays; before 5.2 have no RDONLY_PROG
+            flags &= ~MapFlags.MMAPABLE
+            mp = Map.create(m.name, MapType.ARRAY, 4, m.value_size, 1, flags)
+        try:
+            mp.update(b"\0\0\0\0", bytes(self._pending[m.section]))
+            if m.readonly:
+                mp.freeze()
+        except BaseException:
+            mp.close()
+            raise
+        return mp
+
+    def _resolve_externs(self) -> dict[str, linker.ExternTarget | None]:
+        out: dict[str, linker.ExternTarget | None] = {}
+        for ext in self.spec.externs.values():
+            if ext.kind == "kconfig":
+                raise RelocationError(f"extern '{ext.name}': __kconfig externs are not "
+                                      f"supported")
+            kind = F.KIND_FUNC if ext.kind == "kfunc" else F.KIND_VAR
+            found = self.kernel_btf.find(ext.name, kind)
+            if found is None:
+                out[ext.name] = None
+                continue
+            _, tid, module = found
+            btf_fd = self.kernel_btf.module_fd(module).fileno() if module else 0
+            out[ext.name] = linker.ExternTarget(tid, btf_fd, ext.kind)
+        return out
+
+    def _core(self, fn: model.Function, code: list) -> dict[int, str]:
+        from .btf.core import apply_core
+
+        return apply_core(self.spec.btf, self.kernel_btf.vmlinux, fn.core_relos, code,
+                          fn.name)
+
+    def _attach_target(self, prog: model.ProgramSpec) -> tuple[int, int]:
+        """attach_btf_id and the module BTF fd for programs that name a kernel function."""
+        target = prog.attach_target
+        if not target:
+            raise BPFLoadError(f"program '{prog.name}': section '{prog.section}' names no "
+                               f"attach target")
+        if prog.sdef.attach_type == AttachType.TRACE_RAW_TP:  # tp_btf/NAME
+            name, kind = "btf_trace_" + target, F.KIND_TYPEDEF
+        elif prog.prog_type == ProgType.LSM:
+            name, kind = "bpf_lsm_" + target, F.KIND_FUNC
+        else:
+            name, kind = target, F.KIND_FUNC
+        found = self.kernel_btf.find(name, kind)
+        if found is None:
+            what = "tracepoint" if kind == F.KIND_TYPEDEF else "function"
+            raise BPFLoadError(f"program '{prog.name}': {what} '{target}' is not in the "
+                               f"kernel's BTF, so it cannot be attached to")
+        _, tid, module = found
+        return tid, self.kernel_btf.module_fd(module).fileno() if module else 0
+
+    def _load_program(self, prog: model.ProgramSpec,
+                      externs: dict[str, linker.ExternTarget | None]) -> Program:
+        map_fds = {name: m.fileno() for name, m in self.maps.items()}
+        core = self._core if any(f.core_relos for f in self.spec.functions.values()) else None
+        linked = linker.link(self.spec, prog, map_fds=map_fds, externs=externs, core=core)
+        opts = LoadOptions(prog.prog_type, prog.attach_type, self.spec.license or "",
+                           sleepable_flag(prog.sdef.sleepable), self.spec.kern_version,
+                           fd_array=linked.fd_array or None)
+        if self.btf_fd is not None and self._btf_strings is not None:
+            opts.btf_fd = self.btf_fd.fileno()
+            opts.func_info, opts.func_info_count = _func_info(linked)
+            opts.line_info, opts.line_info_count = _line_info(linked, self._btf_strings)
+        if prog.sdef.btf_target:
+            opts.attach_btf_id, opts.attach_btf_obj_fd = self._attach_target(prog)
+
+        def explain(log: str) -> str | None:
+            return _explain_poison(log, linked.poisoned)
+
+        return Program.load(prog.name, linked.insns, opts, explain=explain,
+                            section=prog.section, attach_target=prog.attach_target,
+                            attach_kind=prog.sdef.attach)
+
+    # --- use ---------------------------------------------------------------------------
+
+    def program(self, name: str) -> Program:
+        try:
+            return self.programs[name]
+        except KeyError:
+            raise BPFLoadError(f"no loaded program '{name}' in {self.path}") from None
+
+    def map(self, name: str) -> Map:
+        try:
+            return self.maps[name]
+        except KeyError:
+            raise BPFLoadError(f"no map '{name}' in {self.path}") from None
+
+    def attach(self, names: Iterable[str] | None = None) -> list[Link]:
+        """Attach the named programs (default: every attachable one); returns the links."""
+        if names is None:
+            names = [n for n, p in self.programs.items()
+                     if p.attach_kind not in (sections.ATTACH_NONE, sections.ATTACH_RUN)]
+        new = []
+        try:
+            for n in names:
+                link = attach(self.program(n))
+                self.links.append(link)
+                new.append(link)
+        except BaseException:
+            for link in new:
+                link.close()
+                self.links.remove(link)
+            raise
+        return new
+
+    def close(self) -> None:
+        """Detach and release everything this object put into the kernel."""
+        for link in self.links:
+            link.close()
+        self.links.clear()
+        for p in self.programs.values():
+            p.close()
+        self.programs.clear()
+        for m in self.maps.values():
+            m.close()
+        self.maps.clear()
+        if self.btf_fd is not None:
+            self.btf_fd.close()
+            self.btf_fd = None
+        if self._owns_kernel_btf:
+            self.kernel_btf.close()
+        self.loaded = False
+
+    def __enter__(self) -> BPFObject:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _func_info(linked: linker.Linked) -> tuple[bytes, int]:
+    from .sys.attrs import FuncInfo
+
+    recs = b"".join(bytes(FuncInfo(r.insn, r.type_id)) for r in linked.func_info)
+    return recs, len(linked.func_info)
+
+
+def _line_info(linked: linker.Linked, strings: StringTable) -> tuple[bytes, int]:
+    from .sys.attrs import LineInfo
+
+    recs = b"".join(bytes(LineInfo(r.insn, strings.add(r.file), strings.add(r.line_text),
+                                   (r.line << 10) | (r.col & 0x3FF)))
+                    for r in linked.line_info)
+    return recs, len(linked.line_info)
+
+
+def _needs_value_btf(btf, type_id: int) -> bool:
+    """Whether a map value holds something only BTF can describe (locks, timers, kptrs)."""
+    from .btf import types as T
+
+    special = ("bpf_spin_lock", "bpf_timer", "bpf_wq", "bpf_list_head", "bpf_rb_root",
+               "bpf_refcount")
+    t = btf[btf.skip_modifiers(type_id)]
+    if isinstance(t, T.Struct):
+        for m in t.members:
+            mt = btf[btf.skip_modifiers(m.type)]
+            if isinstance(mt, T.Struct) and mt.name in special:
+                return True
+            if isinstance(btf[m.type], T.TypeTag):
+                return True
+    return False
+
+
+def _explain_poison(log: str, poisoned: dict[int, str]) -> str | None:
+    if not poisoned:
+        return None
+    import re
+
+    for m in re.finditer(r"^(\d+): \(85\) call unknown#(\d+)", log, re.M):
+        idx = int(m.group(1))
+        if idx in poisoned:
+            return f"instruction {idx} uses a CO-RE relocation that failed: {poisoned[idx]}"
+    if "195896080" in log:  # 0xbad2310
+        return "a failed CO-RE relocation was reached: " + "; ".join(
+            sorted(set(poisoned.values())))
+    return None
+
+
+def load(source, *, set: dict | None = None, max_entries: dict | None = None,
+         programs: Iterable[str] | None = None, **kw) -> BPFObject:
+    """Open, configure and load an object in one call."""
+    obj = BPFObject(source, **kw)
+    try:
+        for k, v in (set or {}).items():
+            obj.set(k, v)
+        for k, v in (max_entries or {}).items():
+            obj.set_max_entries(k, v)
+        if programs is not None:
+            wanted = builtins.set(programs)
+            for n in obj.spec.programs:
+                obj.set_autoload(n, n in wanted)
+        obj.load()
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+

@@ -1,0 +1,548 @@
+"""Reading a clang-built BPF ELF object into the plain object model (:mod:`.model`).
+
+pyelftools does the ELF parsing; this module decides what the sections, symbols and
+relocations mean the way libbpf does. It needs no root and no kernel.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+
+from . import asm, model, sections
+from .btf import ext as btf_ext
+from .btf import format as F
+from .btf import types as T
+from .btf.spec import Spec
+from .errors import BPFLoadError, ObjectError
+from .sys.constants import BPF_OBJ_NAME_LEN, MapType
+
+EM_BPF = 247
+SHF_EXECINSTR = 0x4
+SHN_UNDEF = 0
+SHN_ABS = 0xFFF1
+SHN_COMMON = 0xFFF2
+
+MAPS_SEC = ".maps"
+LEGACY_MAPS_SEC = "maps"
+KSYMS_SEC = ".ksyms"
+KCONFIG_SEC = ".kconfig"
+TEXT_SEC = ".text"
+
+# struct bpf_map_def of the legacy "maps" section: type, key_size, value_size,
+# max_entries, map_flags (further fields, if any, are ignored as libbpf did).
+_LEGACY_MAP_DEF = struct.Struct("<IIIII")
+
+# BTF-defined map fields encoded as `int (*name)[value]` (__uint) ...
+_UINT_FIELDS = {"type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
+                "pinning", "map_extra"}
+# ... and as `T *name` (__type)
+_TYPE_FIELDS = {"key", "value"}
+
+
+def read(source, name: str | None = None) -> model.ObjectSpec:
+    """Parse a BPF object from a path or from bytes.
+
+    Every problem with the file is raised as ObjectError (or BTFError for its BTF),
+    never as an exception from the ELF parser.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, path = bytes(source), name or "<memory>"
+    else:
+        path = os.fspath(source)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ObjectError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return _Reader(data, path, name).read()
+    except BPFLoadError:
+        raise
+    except Exception as e:  # pyelftools reports corrupt input with many exception types
+        raise ObjectError(f"{path}: malformed ELF object ({type(e).__name__}: {e})") from None
+
+
+def object_name(path: str) -> str:
+    """libbpf's name for an object: its file name up to the first '.'."""
+    base = os.path.basename(path)
+    return (base.split(".", 1)[0] or base)[:BPF_OBJ_NAME_LEN - 1]
+
+
+def internal_map_name(obj_name: str, section: str) -> str:
+    """libbpf's kernel-visible name of a global-data map (see internal_map_name())."""
+    sfx_len = min(max(7, len(section)), BPF_OBJ_NAME_LEN - 1)
+    # custom .data.foo / .rodata.foo maps are named by their section alone
+    custom = "." in section[1:]
+    pfx_len = 0 if custom else min(BPF_OBJ_NAME_LEN - sfx_len - 1, len(obj_name))
+    name = obj_name[:pfx_len] + section[:sfx_len]
+    return "".join(c if c.isalnum() or c in "_." else "_" for c in name)
+
+
+def data_section_kind(name: str) -> str | None:
+    for kind in (".data", ".rodata", ".bss"):
+        if name == kind or name.startswith(kind + "."):
+            return kind
+    return None
+
+
+class _Sym:
+    __slots__ = ("index", "name", "value", "size", "type", "bind", "visibility", "shndx")
+
+    def __init__(self, index, name, value, size, type_, bind, visibility, shndx):
+        self.index = index
+        self.name = name
+        self.value = value
+        self.size = size
+        self.type = type_
+        self.bind = bind
+        self.visibility = visibility
+        self.shndx = shndx
+
+
+class _Section:
+    __slots__ = ("index", "name", "type", "flags", "size", "_elf_section", "_data")
+
+    def __init__(self, index, sec):
+        self.index = index
+        self.name = sec.name
+        self.type = sec["sh_type"]
+        self.flags = sec["sh_flags"]
+        self.size = sec["sh_size"]
+        self._elf_section = sec
+        self._data = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            if self.type == "SHT_NOBITS":
+                self._data = bytes(self.size)
+            else:
+                self._data = self._elf_section.data()
+                if len(self._data) != self.size:
+                    raise ObjectError(f"section {self.name} is truncated "
+                                      f"({len(self._data)} of {self.size} bytes)")
+        return self._data
+
+    @property
+    def is_exec(self) -> bool:
+        return self.type == "SHT_PROGBITS" and bool(self.flags & SHF_EXECINSTR)
+
+
+class _Reader:
+    def __init__(self, data: bytes, path: str, name: str | None):
+        from elftools.elf.elffile import ELFFile  # imported lazily: it is slow to import
+
+        self.path = path
+        self.name = object_name(name or path)
+        if data[:4] != b"\x7fELF":
+            raise ObjectError(f"{path}: not an ELF file")
+        self.elf = ELFFile(io.BytesIO(data))
+        if self.elf["e_machine"] not in ("EM_BPF", EM_BPF):
+            raise ObjectError(f"{path}: not a BPF object (machine {self.elf['e_machine']})")
+        if self.elf.elfclass != 64 or not self.elf.little_endian:
+            raise ObjectError(f"{path}: only 64-bit little-endian BPF objects are supported")
+        self.sections = [_Section(i, s) for i, s in enumerate(self.elf.iter_sections())]
+        self.by_name = {s.name: s for s in self.sections}
+        self.symbols = self._symbols()
+        self.btf: Spec | None = None
+        self.ext: btf_ext.ExtInfo | None = None
+
+    # --- top level ---------------------------------------------------------------------
+
+    def read(self) -> model.ObjectSpec:
+        self._read_btf()
+        license_ = self._license()
+        kern_version = self._kern_version()
+        functions = self._functions()
+        maps, map_at = self._maps()
+        variables = self._variables()
+        externs = self._externs()
+        self._relocations(functions, map_at, externs)
+        self._attach_ext_info(functions)
+        programs = {}
+        for fn in functions.values():
+            if fn.section == TEXT_SEC:
+                continue
+            sdef = sections.lookup(fn.section)
+            if not fn.is_global:
+                raise ObjectError(f"{self.path}: program '{fn.name}' in section "
+                                  f"'{fn.section}' is static; programs must be global")
+            programs[fn.name] = model.ProgramSpec(fn.name, fn.section, sdef, fn)
+        return model.ObjectSpec(
+            name=self.name, path=self.path, license=license_, kern_version=kern_version,
+            programs=programs, functions=functions, maps=maps, variables=variables,
+            externs=externs, btf=self.btf, section_sizes=self._section_sizes(),
+            data_symbols=self._data_symbols())
+
+    def _section_sizes(self) -> dict[str, int]:
+        return {s.name: s.size for s in self.sections
+                if not s.is_exec and s.type in ("SHT_PROGBITS", "SHT_NOBITS")}
+
+    def _data_symbols(self) -> dict[str, tuple[int, bool]]:
+        out = {}
+        for sym in self.symbols:
+            if sym.type == "STT_OBJECT" and sym.name and 0 < sym.shndx < len(self.sections):
+                hidden = sym.visibility in ("STV_HIDDEN", "STV_INTERNAL")
+                out.setdefault(sym.name, (sym.value, hidden))
+        return out
+
+    # --- symbols, license, BTF ---------------------------------------------------------
+
+    def _symbols(self) -> list[_Sym]:
+        symtab = self.elf.get_section_by_name(".symtab")
+        if symtab is None:
+            raise ObjectError(f"{self.path}: no symbol table (.symtab); was it stripped?")
+        out = []
+        for i, s in enumerate(symtab.iter_symbols()):
+            shndx = s["st_shndx"]
+            if isinstance(shndx, str):
+                shndx = {"SHN_UNDEF": SHN_UNDEF, "SHN_ABS": SHN_ABS,
+                         "SHN_COMMON": SHN_COMMON}.get(shndx, 0xFFFF)
+            info = s["st_info"]
+            out.append(_Sym(i, s.name, s["st_value"], s["st_size"], info["type"], info["bind"],
+                            s["st_other"]["visibility"], shndx))
+        return out
+
+    def _license(self) -> str:
+        sec = self.by_name.get("license")
+        if sec is None:
+            return ""
+        return sec.data.split(b"\0", 1)[0].decode("ascii", "replace")
+
+    def _kern_version(self) -> int:
+        sec = self.by_name.get("version")
+        if sec is None or len(sec.data) < 4:
+            return 0
+        return struct.unpack_from("<I", sec.data)[0]
+
+    def _read_btf(self) -> None:
+        sec = self.by_name.get(".BTF")
+        if sec is None:
+            return
+        self.btf = Spec(sec.data, name=f"{self.path} .BTF")
+        ext = self.by_name.get(".BTF.ext")
+        if ext is not None:
+            self.ext = btf_ext.parse(ext.data, self.btf)
+
+    # --- functions -------------------------------------------------------------------
+
+    def _functions(self) -> dict[str, model.Function]:
+        functions: dict[str, model.Function] = {}
+        for sec in self.sections:
+            if not sec.is_exec or not sec.size:
+                continue
+            if sec.size % asm.SIZE:
+                raise ObjectError(f"{self.path}: section {sec.name} size {sec.size} is not a "
+                                  f"multiple of the instruction size")
+            insns = asm.decode(sec.data)
+            syms = sorted((s for s in self.symbols
+                           if s.shndx == sec.index and s.type == "STT_FUNC"),
+                          key=lambda s: s.value)
+            if not syms:
+                raise ObjectError(f"{self.path}: section {sec.name} has code but no function "
+                                  f"symbols")
+            for i, sym in enumerate(syms):
+                if sym.value % asm.SIZE:
+                    raise ObjectError(f"{self.path}: function {sym.name} is misaligned")
+                start = sym.value // asm.SIZE
+                end = (start + sym.size // asm.SIZE if sym.size
+                       else (syms[i + 1].value // asm.SIZE if i + 1 < len(syms) else len(insns)))
+                if not start < end <= len(insns):
+                    raise ObjectError(f"{self.path}: function {sym.name} has a bad size")
+                fn = model.Function(sym.name, sec.name, start, insns[start:end],
+                                    is_global=sym.bind in ("STB_GLOBAL", "STB_WEAK"))
+                functions[fn.key] = fn
+        return functions
+
+    def _function_at(self, functions, section: str, index: int) -> model.Function:
+        for fn in functions.values():
+            if fn.section == section and fn.start <= index < fn.start + len(fn.insns):
+                return fn
+        raise ObjectError(f"{self.path}: instruction {index} of {section} is in no function")
+
+    # --- maps --------------------------------------------------------------------------
+
+    def _maps(self):
+        """All maps, and an index (section, offset) -> map name for relocations."""
+        maps: dict[str, model.MapSpec] = {}
+        map_at: dict[tuple[str, int], str] = {}
+        if MAPS_SEC in self.by_name:
+            for m, offset in self._btf_maps(self.by_name[MAPS_SEC]):
+                maps[m.name] = m
+                map_at[(MAPS_SEC, offset)] = m.name
+        if LEGACY_MAPS_SEC in self.by_name:
+            for m, offset in self._legacy_maps(self.by_name[LEGACY_MAPS_SEC]):
+                if m.name in maps:
+                    raise ObjectError(f"{self.path}: map '{m.name}' defined twice")
+                maps[m.name] = m
+                map_at[(LEGACY_MAPS_SEC, offset)] = m.name
+        for sec in self.sections:
+            kind = data_section_kind(sec.name)
+            if kind is None or sec.is_exec or not sec.size:
+                continue
+            if sec.type not in ("SHT_PROGBITS", "SHT_NOBITS"):
+                continue
+            name = internal_map_name(self.name, sec.name)
+            datasec = (self.btf.find_one(sec.name, F.KIND_DATASEC)
+                       if self.btf is not None else None)
+            m = model.MapSpec(name, MapType.ARRAY, 4, sec.size, 1, origin="data",
+                              section=sec.name, data=sec.data, btf_value_type=datasec or 0)
+            maps[name] = m
+            map_at[(sec.name, -1)] = name
+        return maps, map_at
+
+    def _section_symbols(self, sec: _Section) -> list[_Sym]:
+        return sorted((s for s in self.symbols if s.shndx == sec.index and s.name
+                       and s.type in ("STT_OBJECT", "STT_NOTYPE")), key=lambda s: s.value)
+
+    def _legacy_maps(self, sec: _Section):
+        for sym in self._section_symbols(sec):
+            if sym.value + _LEGACY_MAP_DEF.size > len(sec.data):
+                raise ObjectError(f"{self.path}: legacy map '{sym.name}' definition is "
+                                  f"truncated")
+            mtype, ksize, vsize, max_entries, flags = _LEGACY_MAP_DEF.unpack_from(
+                sec.data, sym.value)
+            yield model.MapSpec(sym.name, _map_type(mtype, sym.name, self.path), ksize, vsize,
+                                max_entries, flags, origin="legacy",
+                                section=LEGACY_MAPS_SEC), sym.value
+
+    def _btf_maps(self, sec: _Section):
+        if self.btf is None:
+            raise ObjectError(f"{self.path}: section .maps needs BTF, but the object has "
+                              f"no .BTF (compile with -g)")
+        datasec_id = self.btf.find_one(MAPS_SEC, F.KIND_DATASEC)
+        if datasec_id is None:
+            raise ObjectError(f"{self.path}: no DATASEC '.maps' in the object's BTF")
+        offsets = {s.name: s.value for s in self._section_symbols(sec)}
+        for vsi in self.btf[datasec_id].vars:
+            var = self.btf[vsi.type]
+            if not isinstance(var, T.Var):
+                raise ObjectError(f"{self.path}: .maps entry {vsi.type} is not a variable")
+            if var.name not in offsets:
+                raise ObjectError(f"{self.path}: map '{var.name}' has no ELF symbol")
+            yield self._btf_map_def(var.name, var.type), offsets[var.name]
+
+    def _btf_map_def(self, name: str, type_id: int, inner: bool = False) -> model.MapSpec:
+        btf = self.btf
+        struct_t = btf[btf.skip_modifiers(type_id)]
+        if not isinstance(struct_t, T.Struct):
+            raise ObjectError(f"{self.path}: map '{name}' is not defined by a struct")
+        vals: dict[str, int] = {}
+        m = model.MapSpec(name, MapType.UNSPEC, 0, 0, 0, origin="btf", section=MAPS_SEC)
+        for mem in struct_t.members:
+            if mem.name in _UINT_FIELDS:
+                vals[mem.name] = self._btf_uint(name, mem)
+            elif mem.name in _TYPE_FIELDS:
+                ptr = btf[btf.skip_modifiers(mem.type)]
+                if not isinstance(ptr, T.Ptr):
+                    raise ObjectError(f"{self.path}: map '{name}' field '{mem.name}' is not "
+                                      f"declared with __type()")
+                if mem.name == "key":
+                    m.btf_key_type = ptr.type
+                else:
+                    m.btf_value_type = ptr.type
+                vals[mem.name + "_size_from_type"] = btf.size_of(ptr.type)
+            elif mem.name == "values":
+                m.inner = self._btf_inner_map(name, mem)
+            else:
+                raise ObjectError(f"{self.path}: map '{name}' has unknown field '{mem.name}'")
+        if "type" not in vals:
+            raise ObjectError(f"{self.path}: map '{name}' has no type")
+        m.type = _map_type(vals["type"], name, self.path)
+        for what in ("key", "value"):
+            explicit = vals.get(what + "_size")
+            from_type = vals.get(what + "_size_from_type")
+            if explicit is not None and from_type is not None and explicit != from_type:
+                raise ObjectError(f"{self.path}: map '{name}': {what}_size {explicit} "
+                                  f"disagrees with the size of its {what} type ({from_type})")
+            setattr(m, what + "_size", explicit if explicit is not None else from_type or 0)
+        m.max_entries = vals.get("max_entries", 0)
+        m.flags = vals.get("map_flags", 0)
+        m.numa_node = vals.get("numa_node", 0)
+        m.pinning = vals.get("pinning", 0)
+        m.map_extra = vals.get("map_extra", 0)
+        if m.inner is not None and m.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+            m.value_size = 4
+        return m
+
+    def _btf_uint(self, map_name: str, mem: T.Member) -> int:
+        ptr = self.btf[self.btf.skip_modifiers(mem.type)]
+        arr = self.btf[self.btf.skip_modifiers(ptr.type)] if isinstance(ptr, T.Ptr) else None
+        if not isinstance(arr, T.Array):
+            raise ObjectError(f"{self.path}: map '{map_name}' field '{mem.name}' is not "
+                              f"declared with __uint()")
+        return arr.nelems
+
+    def _btf_inner_map(self, map_name: str, mem: T.Member) -> model.MapSpec:
+        arr = self.btf[self.btf.skip_modifiers(mem.type)]
+        ptr = self.btf[self.btf.skip_modifiers(arr.type)] if isinstance(arr, T.Array) else None
+        if not isinstance(ptr, T.Ptr):
+            raise ObjectError(f"{self.path}: map '{map_name}' field 'values' is not declared "
+                              f"with __array()")
+        target = self.btf[self.btf.skip_modifiers(ptr.type)]
+        if isinstance(target, T.FuncProto):  # prog array: __array(values, int (void *))
+            return None
+        return self._btf_map_def(map_name + ".inner", ptr.type, inner=True)
+
+    # --- global data -------------------------------------------------------------------
+
+    def _variables(self) -> dict[str, model.Variable]:
+        types: dict[str, int] = {}
+        if self.btf is not None:
+            for tid in self.btf.ids():
+                if self.btf.kind_of(tid) == F.KIND_VAR:
+                    v = self.btf[tid]
+                    types.setdefault(v.name, v.type)
+        out: dict[str, model.Variable] = {}
+        for sym in self.symbols:
+            if sym.type != "STT_OBJECT" or not sym.name or sym.shndx in (SHN_UNDEF, SHN_ABS,
+                                                                           SHN_COMMON):
+                continue
+            if sym.shndx >= len(self.sections):
+                raise ObjectError(f"{self.path}: symbol {sym.name} in bad section {sym.shndx}")
+            sec = self.sections[sym.shndx]
+            if data_section_kind(sec.name) is None:
+                continue
+            is_global = sym.bind in ("STB_GLOBAL", "STB_WEAK") and sym.visibility not in (
+                "STV_HIDDEN", "STV_INTERNAL")
+            if sym.name in out and out[sym.name].is_global:
+                continue
+            if sym.value + sym.size > sec.size:
+                raise ObjectError(f"{self.path}: variable {sym.name} lies outside {sec.name}")
+            out[sym.name] = model.Variable(sym.name, sec.name, sym.value, sym.size,
+                                           types.get(sym.name, 0), is_global)
+        return out
+
+    # --- externs -----------------------------------------------------------------------
+
+    def _externs(self) -> dict[str, model.Extern]:
+        kinds: dict[str, tuple[str, int]] = {}
+        if self.btf is not None:
+            for sec_name, kind in ((KSYMS_SEC, "ksym"), (KCONFIG_SEC, "kconfig")):
+                ds = self.btf.find_one(sec_name, F.KIND_DATASEC)
+                if ds is None:
+                    continue
+                for vsi in self.btf[ds].vars:
+                    t = self.btf[vsi.type]
+                    k = "kfunc" if isinstance(t, T.Func) else kind
+                    kinds[t.name] = (k, vsi.type)
+        out = {}
+        for sym in self.symbols:
+            if sym.shndx != SHN_UNDEF or not sym.name or sym.bind not in ("STB_GLOBAL",
+                                                                           "STB_WEAK"):
+                continue
+            kind, type_id = kinds.get(sym.name, ("", 0))
+            if not kind:
+                kind = "kfunc" if sym.type == "STT_FUNC" else "ksym"
+            out[sym.name] = model.Extern(sym.name, kind, sym.bind == "STB_WEAK", type_id)
+        return out
+
+    # --- relocations -------------------------------------------------------------------
+
+    def _relocations(self, functions, map_at, externs) -> None:
+        for rel in self.sections:
+            if rel.type != "SHT_REL":
+                continue
+            target = self.sections[rel._elf_section["sh_info"]]
+            if not target.is_exec:
+                if target.name == MAPS_SEC and rel.size:
+                    raise ObjectError(f"{self.path}: initial values of maps (.rel.maps) are "
+                                      f"not supported")
+                continue
+            for r in rel._elf_section.iter_relocations():
+                self._relocation(target, r["r_offset"], r["r_info_sym"], functions, map_at,
+                                 externs)
+
+    def _relocation(self, sec, offset, sym_index, functions, map_at, externs) -> None:
+        if offset % asm.SIZE:
+            raise ObjectError(f"{self.path}: misaligned relocation in {sec.name}")
+        if sym_index >= len(self.symbols):
+            raise ObjectError(f"{self.path}: relocation refers to bad symbol {sym_index}")
+        index = offset // asm.SIZE
+        fn = self._function_at(functions, sec.name, index)
+        rel_index = index - fn.start
+        insn = fn.insns[rel_index]
+        sym = self.symbols[sym_index]
+        where = f"{sec.name}+{index} ({fn.name})"
+
+        if sym.shndx == SHN_UNDEF:
+            if sym.name not in externs:
+                raise ObjectError(f"{self.path}: {where} refers to unknown symbol {sym.name!r}")
+            if not (insn.is_call or insn.is_ld_imm64):
+                raise ObjectError(f"{self.path}: {where}: extern {sym.name} used by an "
+                                  f"unsupported instruction")
+            if insn.is_ld_imm64 and externs[sym.name].kind == "kfunc":
+                raise ObjectError(f"{self.path}: {where}: taking the address of kfunc "
+                                  f"{sym.name} is not supported")
+            fn.relocs.append(model.Reloc(rel_index, model.RELOC_EXTERN, sym.name))
+            return
+        if sym.shndx >= len(self.sections):
+            raise ObjectError(f"{self.path}: {where} refers to a symbol in no section")
+        tsec = self.sections[sym.shndx]
+
+        if insn.is_call:
+            if insn.src != 1:
+                raise ObjectError(f"{self.path}: {where}: relocated call is not a bpf-to-bpf "
+                                  f"call")
+            if not tsec.is_exec:
+                raise ObjectError(f"{self.path}: {where}: call into non-code section "
+                                  f"{tsec.name}")
+            target_index = sym.value // asm.SIZE + insn.imm + 1
+            callee = self._function_at(functions, tsec.name, target_index)
+            if target_index != callee.start:
+                raise ObjectError(f"{self.path}: {where}: call into the middle of "
+                                  f"{callee.name}")
+            fn.relocs.append(model.Reloc(rel_index, model.RELOC_CALL, callee.key))
+            return
+        if not insn.is_ld_imm64:
+            raise ObjectError(f"{self.path}: {where}: relocation on an instruction that is "
+                              f"neither a call nor a 64-bit load (op {insn.op:#x})")
+        if rel_index + 1 >= len(fn.insns):
+            raise ObjectError(f"{self.path}: {where}: truncated 64-bit load")
+        if tsec.is_exec:
+            byte_off = sym.value + insn.imm
+            callee = self._function_at(functions, tsec.name, byte_off // asm.SIZE)
+            if byte_off % asm.SIZE or byte_off // asm.SIZE != callee.start:
+                raise ObjectError(f"{self.path}: {where}: address of the middle of a function")
+            fn.relocs.append(model.Reloc(rel_index, model.RELOC_FUNC_ADDR, callee.key))
+        elif tsec.name in (MAPS_SEC, LEGACY_MAPS_SEC):
+            name = map_at.get((tsec.name, sym.value))
+            if name is None:
+                raise ObjectError(f"{self.path}: {where}: no map at {tsec.name}+{sym.value}")
+            fn.relocs.append(model.Reloc(rel_index, model.RELOC_MAP, name))
+        elif (tsec.name, -1) in map_at:
+            fn.relocs.append(model.Reloc(rel_index, model.RELOC_DATA, tsec.name,
+                                         sym.value + insn.imm))
+        else:
+            raise ObjectError(f"{self.path}: {where}: relocation against section "
+                              f"'{tsec.name}', which is neither code, maps nor global data")
+
+    # --- .BTF.ext ------------------------------------------------------------------------
+
+    def _attach_ext_info(self, functions) -> None:
+        if self.ext is None:
+            return
+        by_section: dict[str, list[model.Function]] = {}
+        for fn in functions.values():
+            by_section.setdefault(fn.section, []).append(fn)
+        for table, attr in ((self.ext.func_info, "func_info"), (self.ext.line_info, "line_info"),
+                            (self.ext.core_relos, "core_relos")):
+            for sec_name, records in table.items():
+                fns = by_section.get(sec_name, [])
+                for rec in records:
+                    for fn in fns:
+                        if fn.start <= rec.insn < fn.start + len(fn.insns):
+                            getattr(fn, attr).append(rec.moved(-fn.start))
+                            break
+                    else:
+                        raise ObjectError(f"{self.path}: .BTF.ext {attr} record for "
+                                          f"{sec_name} insn {rec.insn} is in no function")
+
+
+def _map_type(value: int, name: str, path: str) -> MapType:
+    try:
+        return MapType(value)
+    except ValueError:
+        raise ObjectError(f"{path}: map '{name}' has unknown map type {value}") from None

@@ -1,0 +1,208 @@
+"""Turning one program of the object model into the instructions the kernel loads.
+
+Subprograms are appended after the entry point in the order libbpf uses (depth first,
+in the order calls appear), calls and function addresses get pc-relative immediates,
+map and global-data loads get map fds, externs get kernel BTF ids, CO-RE relocations
+are applied, and func_info/line_info follow their functions to the new positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import asm, model
+from .btf.ext import CoreRelo, FuncInfo, LineInfo
+from .errors import RelocationError
+from .sys.constants import (
+    PSEUDO_BTF_ID,
+    PSEUDO_CALL,
+    PSEUDO_FUNC,
+    PSEUDO_KFUNC_CALL,
+    PSEUDO_MAP_FD,
+    PSEUDO_MAP_VALUE,
+)
+
+#: The call libbpf (and cilium/ebpf) writes in place of an instruction whose relocation
+#: failed; the verifier reports it as an unknown function if it is reachable.
+POISON_CALL = 0xBAD2310
+#: Helper id libbpf writes over calls to missing __weak kfuncs.
+POISON_KFUNC_BASE = 2002000000
+
+
+@dataclass
+class ExternTarget:
+    """Where an extern resolved in the kernel: a BTF id, in vmlinux or a module."""
+
+    btf_id: int
+    btf_fd: int = 0  # module BTF object fd; 0 for vmlinux
+    kind: str = "kfunc"
+
+
+@dataclass
+class Linked:
+    insns: list[asm.Insn]
+    func_info: list[FuncInfo]
+    line_info: list[LineInfo]
+    #: instruction index -> what went wrong there (poisoned CO-RE relocations)
+    poisoned: dict[int, str] = field(default_factory=dict)
+    #: module BTF fds referenced by kfunc calls (insn.off indexes this array)
+    fd_array: list[int] = field(default_factory=list)
+
+
+# (function, copy of its instructions) -> list of messages for poisoned instructions
+CoreApplier = Callable[[model.Function, list], dict]
+
+
+def link(obj: model.ObjectSpec, prog: model.ProgramSpec, *, map_fds: dict[str, int],
+         externs: dict[str, ExternTarget | None], core: CoreApplier | None = None) -> Linked:
+    """Link `prog` of `obj` against already-created maps and resolved externs."""
+    linker = _Linker(obj, map_fds, externs, core)
+    linker.place(prog.function)
+    return linker.finish()
+
+
+class _Linker:
+    def __init__(self, obj, map_fds, externs, core):
+        self.obj = obj
+        self.map_fds = map_fds
+        self.externs = externs
+        self.core = core
+        self.insns: list[asm.Insn] = []
+        self.starts: dict[str, int] = {}
+        self.func_info: list[FuncInfo] = []
+        self.line_info: list[LineInfo] = []
+        self.poisoned: dict[int, str] = {}
+        self.fd_array: list[int] = []
+        self.by_section: dict[str, list[model.Function]] = {}
+        for fn in obj.functions.values():
+            self.by_section.setdefault(fn.section, []).append(fn)
+
+    def place(self, fn: model.Function) -> None:
+        """Append `fn`, then (depth first, in call order) every function it reaches."""
+        base = len(self.insns)
+        self.starts[fn.key] = base
+        code = [i.copy() for i in fn.insns]
+        if self.core is not None and fn.core_relos:
+            for idx, why in self.core(fn, code).items():
+                self.poisoned[base + idx] = why
+        self.insns.extend(code)
+        self.func_info.extend(r.moved(base) for r in fn.func_info)
+        self.line_info.extend(r.moved(base) for r in fn.line_info)
+
+        relocs = {r.insn: r for r in fn.relocs}
+        for idx, insn in enumerate(code):
+            r = relocs.get(idx)
+            if r is not None:
+                self._apply(fn, base, idx, r)
+            elif insn.is_call and insn.src == PSEUDO_CALL:
+                # a static call inside one section carries no relocation
+                callee = self._function_at(fn.section, fn.start + idx + insn.imm + 1)
+                self._call(base + idx, callee, fn)
+
+    def _apply(self, fn: model.Function, base: int, idx: int, r: model.Reloc) -> None:
+        at = base + idx
+        insn = self.insns[at]
+        if r.kind == model.RELOC_CALL:
+            self._call(at, self.obj.functions[r.target], fn)
+        elif r.kind == model.RELOC_FUNC_ADDR:
+            callee = self.obj.functions[r.target]
+            start = self._ensure(callee)
+            insn.src = PSEUDO_FUNC
+            insn.imm = start - at - 1
+            self.insns[at + 1].imm = 0
+        elif r.kind == model.RELOC_MAP:
+            insn.src = PSEUDO_MAP_FD
+            insn.imm = self._map_fd(r.target, fn)
+            self.insns[at + 1].imm = 0
+        elif r.kind == model.RELOC_DATA:
+            spec = self._data_map(r.target)
+            insn.src = PSEUDO_MAP_VALUE
+            insn.imm = self._map_fd(spec.name, fn)
+            self.insns[at + 1].imm = r.offset
+        elif r.kind == model.RELOC_EXTERN:
+            self._extern(at, insn, r.target, fn)
+        else:  # pragma: no cover - the reader produces no other kinds
+            raise RelocationError(f"unknown relocation kind {r.kind}")
+
+    def _call(self, at: int, callee: model.Function, caller: model.Function) -> None:
+        start = self._ensure(callee)
+        insn = self.insns[at]
+        insn.src = PSEUDO_CALL
+        insn.imm = start - at - 1
+
+    def _ensure(self, callee: model.Function) -> int:
+        if callee.key not in self.starts:
+            self.place(callee)
+        return self.starts[callee.key]
+
+    def _function_at(self, section: str, index: int) -> model.Function:
+        for fn in self.by_section.get(section, ()):
+            if fn.start == index:
+                return fn
+        raise RelocationError(f"call to instruction {index} of {section}, which starts no "
+                              f"function")
+
+    def _map_fd(self, name: str, fn: model.Function) -> int:
+        fd = self.map_fds.get(name)
+        if fd is None:
+            raise RelocationError(f"function '{fn.name}' uses map '{name}', which was not "
+                                  f"created")
+        return fd
+
+    def _data_map(self, section: str) -> model.MapSpec:
+        for m in self.obj.maps.values():
+            if m.is_data and m.section == section:
+                return m
+        raise RelocationError(f"no global-data map for section {section}")
+
+    def _extern(self, at: int, insn: asm.Insn, name: str, fn: model.Function) -> None:
+        ext = self.obj.externs[name]
+        target = self.externs.get(name)
+        hi = self.insns[at + 1] if insn.is_ld_imm64 else None
+        if target is None:
+            if not ext.weak:
+                raise RelocationError(f"extern '{name}' used by '{fn.name}' is not in the "
+                                      f"kernel (and is not __weak)")
+            if insn.is_call:  # libbpf: a call the verifier must prove unreachable
+                insn.src = 0
+                insn.off = 0
+                insn.imm = POISON_KFUNC_BASE + list(self.obj.externs).index(name)
+            else:  # the address of a missing weak symbol is NULL
+                insn.src = 0
+                insn.imm = 0
+                hi.imm = 0
+            return
+        if insn.is_call:
+            insn.src = PSEUDO_KFUNC_CALL
+            insn.imm = target.btf_id
+            insn.off = self._btf_fd_index(target.btf_fd)
+        else:
+            insn.src = PSEUDO_BTF_ID
+            insn.imm = target.btf_id
+            hi.imm = target.btf_fd
+
+    def _btf_fd_index(self, btf_fd: int) -> int:
+        if not btf_fd:
+            return 0
+        if not self.fd_array:
+            self.fd_array.append(0)  # index 0 means vmlinux
+        if btf_fd not in self.fd_array:
+            self.fd_array.append(btf_fd)
+        return self.fd_array.index(btf_fd)
+
+    def finish(self) -> Linked:
+        return Linked(self.insns, self.func_info, self.line_info, self.poisoned, self.fd_array)
+
+
+def poison(insn: asm.Insn) -> None:
+    """Overwrite an instruction whose relocation failed with libbpf's poison call."""
+    insn.op = asm.OP_CALL
+    insn.dst = 0
+    insn.src = 0
+    insn.off = 0
+    insn.imm = POISON_CALL
+
+
+def core_relos_of(fn: model.Function) -> list[CoreRelo]:
+    return fn.core_relos

@@ -1,0 +1,166 @@
+"""The one place bpf(2) and perf_event_open(2) are called.
+
+Every kernel object comes back as an :class:`FD` that owns the descriptor: it closes on
+``close()``, at garbage collection, and on leaving a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+
+from ..errors import SyscallError
+from . import attrs
+from .constants import PERF_FLAG_FD_CLOEXEC, Cmd
+
+# System call numbers by architecture (asm/unistd_64.h and friends).
+_SYSCALLS = {
+    "x86_64": (321, 298),
+    "aarch64": (280, 241),
+    "riscv64": (280, 241),
+    "ppc64le": (361, 319),
+    "s390x": (351, 331),
+    "loongarch64": (280, 241),
+}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+try:
+    SYS_BPF, SYS_PERF_EVENT_OPEN = _SYSCALLS[platform.machine()]
+except KeyError:  # pragma: no cover - only on architectures we never ran on
+    SYS_BPF = SYS_PERF_EVENT_OPEN = -1
+
+
+class FD:
+    """An owned file descriptor of a kernel object."""
+
+    __slots__ = ("_fd", "__weakref__")
+
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def fileno(self) -> int:
+        if self._fd < 0:
+            raise ValueError("file descriptor is closed")
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self):
+        try:
+            self.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> FD:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __int__(self) -> int:
+        return self.fileno()
+
+    def __repr__(self) -> str:
+        return f"FD({self._fd})" if self._fd >= 0 else "FD(closed)"
+
+
+def address(buf) -> int:
+    """Address of a ctypes object or a writable buffer, for pointer fields of attrs.
+
+    The caller keeps `buf` alive for as long as the kernel may touch it.
+    """
+    if buf is None:
+        return 0
+    if isinstance(buf, (bytearray, memoryview)):
+        return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf)) if len(buf) else 0
+    if isinstance(buf, bytes):
+        return ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value or 0
+    return ctypes.addressof(buf)
+
+
+def bpf(cmd: Cmd, attr: ctypes.Structure, what: str | None = None) -> int:
+    """Call bpf(cmd, &attr, sizeof(attr)); returns the result or raises SyscallError."""
+    size = ctypes.sizeof(attr)
+    ref = ctypes.byref(attr)
+    while True:
+        ret = _syscall(SYS_BPF, ctypes.c_int(int(cmd)), ref, ctypes.c_uint(size))
+        if ret >= 0:
+            return ret
+        err = ctypes.get_errno()
+        # The verifier can be interrupted; PROG_LOAD says EAGAIN for it.
+        if err == errno.EINTR or (err == errno.EAGAIN and cmd == Cmd.PROG_LOAD):
+            continue
+        raise SyscallError(what or f"bpf({cmd.name})", err)
+
+
+def bpf_fd(cmd: Cmd, attr: ctypes.Structure, what: str | None = None) -> FD:
+    """bpf() for commands that return a new file descriptor."""
+    return FD(bpf(cmd, attr, what))
+
+
+def obj_info(fd: int, info: ctypes.Structure) -> ctypes.Structure:
+    """BPF_OBJ_GET_INFO_BY_FD into `info` (pre-set pointer fields are honoured)."""
+    attr = attrs.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=address(info))
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr, "bpf(OBJ_GET_INFO_BY_FD)")
+    return info
+
+
+def next_id(cmd: Cmd, start: int) -> int | None:
+    """The id after `start` for a *_GET_NEXT_ID command, or None at the end."""
+    attr = attrs.GetIdAttr(start_id=start)
+    try:
+        bpf(cmd, attr)
+    except SyscallError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise
+    return attr.next_id
+
+
+def ids(cmd: Cmd) -> list[int]:
+    """Every id of one object kind currently in the kernel (PROG/MAP/BTF/LINK_GET_NEXT_ID)."""
+    out = []
+    cur = next_id(cmd, 0)
+    while cur is not None:
+        out.append(cur)
+        cur = next_id(cmd, cur)
+    return out
+
+
+def fd_by_id(cmd: Cmd, obj_id: int) -> FD:
+    """Open a kernel object by id (PROG/MAP/BTF/LINK_GET_FD_BY_ID)."""
+    return bpf_fd(cmd, attrs.GetIdAttr(start_id=obj_id))
+
+
+def perf_event_open(attr: attrs.PerfEventAttr, pid: int = -1, cpu: int = 0,
+                    group_fd: int = -1, what: str = "perf_event_open") -> FD:
+    attr.size = ctypes.sizeof(attr)
+    ret = _syscall(SYS_PERF_EVENT_OPEN, ctypes.byref(attr), ctypes.c_int(pid),
+                   ctypes.c_int(cpu), ctypes.c_int(group_fd),
+                   ctypes.c_ulong(PERF_FLAG_FD_CLOEXEC))
+    if ret < 0:
+        raise SyscallError(what, ctypes.get_errno())
+    return FD(ret)
+
+
+_ioctl = _libc.ioctl
+_ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong]
+
+
+def ioctl(fd: int, request: int, arg: int = 0, what: str = "ioctl") -> int:
+    ret = _ioctl(fd, request, arg)
+    if ret < 0:
+        raise SyscallError(what, ctypes.get_errno())
+    return ret

@@ -80,6 +80,10 @@ def internal_map_name(obj_name: str, section: str) -> str:
     return "".join(c if c.isalnum() or c in "_." else "_" for c in name)
 
 
+def is_subprogram_section(name: str) -> bool:
+    return name == TEXT_SEC or name.startswith(TEXT_SEC + ".")
+
+
 def data_section_kind(name: str) -> str | None:
     for kind in (".data", ".rodata", ".bss"):
         if name == kind or name.startswith(kind + "."):
@@ -163,12 +167,11 @@ class _Reader:
         self._attach_ext_info(functions)
         programs = {}
         for fn in functions.values():
-            if fn.section == TEXT_SEC:
+            # .text and .text.* hold subprograms; elsewhere global functions are programs
+            # and static ones are subprograms private to their section.
+            if is_subprogram_section(fn.section) or not fn.is_global:
                 continue
             sdef = sections.lookup(fn.section)
-            if not fn.is_global:
-                raise ObjectError(f"{self.path}: program '{fn.name}' in section "
-                                  f"'{fn.section}' is static; programs must be global")
             programs[fn.name] = model.ProgramSpec(fn.name, fn.section, sdef, fn)
         return model.ObjectSpec(
             name=self.name, path=self.path, license=license_, kern_version=kern_version,

@@ -1,0 +1,174 @@
+"""python -m bpfload: does this object load on this kernel?
+
+    python -m bpfload show OBJ
+    python -m bpfload load OBJ [--attach] [--set VAR=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+USAGE_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .errors import BPFLoadError, VerifierError
+
+    try:
+        return args.func(args)
+    except VerifierError as e:
+        print(f"bpfload: error: {e}", file=sys.stderr)
+        if args.log and e.log:
+            print(e.log, file=sys.stderr)
+        elif e.log:
+            print("bpfload: (--log prints the verifier's whole log)", file=sys.stderr)
+        return 1
+    except BPFLoadError as e:
+        print(f"bpfload: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bpfload: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bpfload",
+                                description="Load clang-built BPF objects with pure Python.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    show = sub.add_parser("show", help="print what an object contains (no root needed)")
+    show.add_argument("object")
+    show.set_defaults(func=_show, log=False)
+
+    load = sub.add_parser("load", help="load every map and program into the running kernel")
+    load.add_argument("object")
+    load.add_argument("--attach", action="store_true",
+                      help="attach the programs and hold them until Ctrl-C")
+    load.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                      help="set a global variable before load (repeatable)")
+    load.add_argument("--program", action="append", metavar="NAME",
+                      help="load only these programs (repeatable; default: all)")
+    load.add_argument("--btf", metavar="PATH",
+                      help="kernel BTF to resolve against (default /sys/kernel/btf/vmlinux)")
+    load.add_argument("--log", action="store_true",
+                      help="on a verifier rejection print its whole log")
+    load.set_defaults(func=_load)
+    return p
+
+
+def _parse_value(text: str):
+    for conv in (lambda s: int(s, 0), float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _load(args) -> int:
+    from .collection import BPFObject
+    from .errors import BPFLoadError
+
+    obj = BPFObject(args.object, btf_path=args.btf)
+    try:
+        for item in args.set:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise BPFLoadError(f"--set takes VAR=VALUE, got '{item}'")
+            try:
+                obj.set(name, _parse_value(value))
+            except (ValueError, TypeError) as e:
+                raise BPFLoadError(f"--set {name}: {e}") from None
+        if args.program:
+            unknown = set(args.program) - set(obj.spec.programs)
+            if unknown:
+                raise BPFLoadError(f"{obj.path} has no program '{sorted(unknown)[0]}'")
+            for name in obj.spec.programs:
+                obj.set_autoload(name, name in args.program)
+        obj.load()
+        for w in obj.warnings:
+            print(f"bpfload: warning: {w}", file=sys.stderr)
+        for name, m in obj.maps.items():
+            print(f"map   {name:<16} {m.type.name.lower():<14} id {m.id:<6} "
+                  f"key {m.key_size} value {m.value_size} max_entries {m.max_entries}")
+        for name, p in obj.programs.items():
+            print(f"prog  {name:<16} {p.section:<14} id {p.id:<6} {p.insn_count} insns")
+        sys.stdout.flush()
+        if args.attach:
+            links = obj.attach()
+            for link in links:
+                print(f"link  {link.program.name:<16} {link.kind:<14} {link.target}")
+            print(f"attached {len(links)} program(s); Ctrl-C detaches and exits", flush=True)
+            _wait_for_signal()
+    finally:
+        obj.close()
+    return 0
+
+
+def _wait_for_signal() -> None:
+    """Sleep until SIGINT or SIGTERM."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        print("detached", flush=True)
+
+
+def _show(args) -> int:
+    from .elf_reader import read
+
+    obj = read(args.object)
+    btf = obj.btf
+    print(f"object {obj.name} ({obj.path})")
+    print(f"license {obj.license or '(none)'}")
+    if btf is not None:
+        print(f"btf {btf.count} types")
+    for p in obj.programs.values():
+        target = f" -> {p.attach_target}" if p.attach_target else ""
+        calls = sum(1 for r in p.function.relocs if r.kind == "call")
+        print(f"prog  {p.name:<20} {p.section:<24} {p.prog_type.name.lower():<15} "
+              f"{p.insn_count} insns, {len(p.function.relocs)} relocations ({calls} calls)"
+              f"{target}")
+    for f in obj.functions.values():
+        if f.name not in obj.programs:
+            scope = "global" if f.is_global else "static"
+            print(f"func  {f.name:<20} {f.section:<24} {scope:<15} {len(f.insns)} insns")
+    for m in obj.maps.values():
+        print(f"map   {m.name:<20} {m.type.name.lower():<24} {m.origin:<15} key {m.key_size} "
+              f"value {m.value_size} max_entries {m.max_entries} flags {m.flags:#x}")
+    for v in obj.variables.values():
+        vtype = btf.describe(v.btf_type) if btf is not None and v.btf_type else "?"
+        scope = "" if v.is_global else " (static)"
+        print(f"var   {v.name:<20} {v.section:<24} {vtype:<15} offset {v.offset} "
+              f"size {v.size}{scope}")
+    for e in obj.externs.values():
+        print(f"extern {e.name:<19} {e.kind:<24} {'weak' if e.weak else 'strong'}")
+    core = sum(len(f.core_relos) for f in obj.functions.values())
+    if core:
+        print(f"core  {core} CO-RE relocations")
+    return 0
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE, make the interpreter's final flush of stdout silent."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

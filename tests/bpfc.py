@@ -1,0 +1,43 @@
+"""Compiling the tests' small BPF C programs with the documented toolchain (Debian's
+clang and libbpf-dev headers). Objects land in build/ and are rebuilt when their source
+(or a header next to it) changes, so the guest, which sees the checkout read-only, finds
+them already built by the host.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CFLAGS = ["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
+          "-I/usr/include/x86_64-linux-gnu", "-Wall", "-Werror"]
+
+
+class CompileError(Exception):
+    pass
+
+
+def clang() -> str | None:
+    return shutil.which("clang")
+
+
+def compile_bpf(src: Path, out_dir: Path, extra: list[str] | None = None) -> Path:
+    """Compile `src` into out_dir/<name>.o unless an up-to-date object is there."""
+    out = out_dir / (src.name[:-2] + ".o")
+    deps = [src, *src.parent.glob("*.h")]
+    if out.exists() and out.stat().st_mtime >= max(d.stat().st_mtime for d in deps):
+        return out
+    cc = clang()
+    if cc is None:
+        raise CompileError("clang is not installed (apt install clang llvm libbpf-dev)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".o.tmp")
+    cmd = [cc, *CFLAGS, *(extra or []), f"-I{src.parent}", f"-I{out_dir}", "-c", str(src),
+           "-o", str(tmp)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise CompileError(f"compiling {src.name} failed:\n{r.stderr}")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,158 @@
+"""Shared test fixtures: compiled test BPF objects, root/kernel checks, leak checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(TESTS))
+
+import bpfc  # noqa: E402
+
+BPF_SRC = TESTS / "bpf"
+BUILD = REPO / "build" / "tests"
+IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
+
+
+def _vmlinux_h() -> None:
+    """build/tests/vmlinux.h from the running kernel's BTF, for CO-RE test programs."""
+    out = BUILD / "vmlinux.h"
+    if out.exists() or IN_GUEST:
+        return
+    BUILD.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux",
+                        "format", "c"], capture_output=True, text=True)
+    if r.returncode:
+        raise bpfc.CompileError(f"bpftool btf dump failed: {r.stderr.strip()}")
+    out.with_suffix(".tmp").write_text(r.stdout)
+    out.with_suffix(".tmp").replace(out)
+
+
+def build_object(name: str) -> Path:
+    """Path of tests/bpf/<name>.bpf.c compiled (compiling on the host if needed)."""
+    src = BPF_SRC / f"{name}.bpf.c"
+    out = BUILD / f"{name}.bpf.o"
+    if IN_GUEST:  # the checkout is read-only in the guest: the host built it
+        if not out.exists():
+            pytest.fail(f"{out} was not built on the host before the guest booted")
+        return out
+    if "vmlinux.h" in src.read_text():
+        _vmlinux_h()
+    return bpfc.compile_bpf(src, BUILD)
+
+
+@pytest.fixture(scope="session")
+def bpf_object():
+    """A function name -> compiled object path; failures to compile fail the test."""
+    def get(name: str) -> Path:
+        try:
+            return build_object(name)
+        except bpfc.CompileError as e:
+            pytest.fail(str(e))
+    return get
+
+
+def pytest_sessionstart(session) -> None:
+    # Build every test object up front on the host, so a guest booted later finds
+    # them (it sees the checkout read-only).
+    if IN_GUEST or bpfc.clang() is None:
+        return
+    for src in sorted(BPF_SRC.glob("*.bpf.c")):
+        try:
+            build_object(src.name[:-len(".bpf.c")])
+        except bpfc.CompileError:
+            pass  # the test that needs it reports the compiler's message
+
+
+_BPF_STATUS: str | None = None
+
+
+def bpf_unavailable() -> str | None:
+    """Why bpf(2) cannot be used here, or None if it can."""
+    global _BPF_STATUS
+    if _BPF_STATUS is None:
+        if os.geteuid() != 0:
+            _BPF_STATUS = "needs root for bpf(2)"
+        else:
+            from bpfload.errors import BPFLoadError
+            from bpfload.maps import Map
+            from bpfload.sys.constants import MapType
+            try:
+                Map.create("probe", MapType.ARRAY, 4, 4, 1).close()
+                _BPF_STATUS = ""
+            except BPFLoadError as e:
+                _BPF_STATUS = f"bpf(2) does not work here: {e}"
+    return _BPF_STATUS or None
+
+
+@pytest.fixture
+def root():
+    why = bpf_unavailable()
+    if why:
+        pytest.skip(why)
+
+
+def kernel_ids() -> dict[str, set[int]]:
+    from bpfload.sys.constants import Cmd
+    from bpfload.sys.syscall import ids
+
+    return {"prog": set(ids(Cmd.PROG_GET_NEXT_ID)), "map": set(ids(Cmd.MAP_GET_NEXT_ID)),
+            "link": set(ids(Cmd.LINK_GET_NEXT_ID)), "btf": set(ids(Cmd.BTF_GET_NEXT_ID))}
+
+
+def leftovers(before: dict[str, set[int]], timeout: float = 10.0) -> dict[str, set[int]]:
+    """Kernel objects created since `before` that are still there after `timeout`.
+
+    The kernel frees maps and programs asynchronously after their last fd closes, so
+    this polls instead of looking once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        now = kernel_ids()
+        extra = {k: now[k] - before[k] for k in now if now[k] - before[k]}
+        if not extra or time.monotonic() > deadline:
+            return extra
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def no_leaks(root):
+    """Fails the test if it leaves programs, maps, links or BTF objects in the kernel."""
+    before = kernel_ids()
+    yield
+    extra = leftovers(before)
+    assert not extra, f"left in the kernel: {extra}"
+
+
+@pytest.fixture(scope="session")
+def tracefs():
+    """tracefs mounted at /sys/kernel/tracing (mounted here if needed)."""
+    path = "/sys/kernel/tracing"
+    if not os.path.isdir(os.path.join(path, "events")):
+        if os.geteuid() != 0:
+            pytest.skip("tracefs is not mounted and mounting it needs root")
+        r = subprocess.run(["mount", "-t", "tracefs", "nodev", path], capture_output=True,
+                           text=True)
+        if r.returncode:
+            pytest.skip(f"cannot mount tracefs: {r.stderr.strip()}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bpffs():
+    path = "/sys/fs/bpf"
+    with open("/proc/mounts") as f:
+        mounted = any(line.split()[1] == path and line.split()[2] == "bpf" for line in f)
+    if not mounted:
+        r = subprocess.run(["mount", "-t", "bpf", "bpf", path], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot mount bpffs at {path}: {r.stderr.strip()}")
+    return path

@@ -101,27 +101,20 @@ def _load(args) -> int:
             print(f"prog  {name:<16} {p.section:<14} id {p.id:<6} {p.insn_count} insns")
         sys.stdout.flush()
         if args.attach:
+            # block the signals first so one arriving early is not lost
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             links = obj.attach()
             for link in links:
                 print(f"link  {link.program.name:<16} {link.kind:<14} {link.target}")
             print(f"attached {len(links)} program(s); Ctrl-C detaches and exits", flush=True)
-            _wait_for_signal()
+            signal.sigwait(_STOP_SIGNALS)
+            print("detached", flush=True)
     finally:
         obj.close()
     return 0
 
 
-def _wait_for_signal() -> None:
-    """Sleep until SIGINT or SIGTERM."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        while True:
-            signal.pause()
-    except KeyboardInterrupt:
-        print("detached", flush=True)
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _show(args) -> int:

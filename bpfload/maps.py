@@ -189,7 +189,10 @@ class Map:
 
     def delete(self, key) -> bool:
         """Remove `key`; False if it was not there."""
-        k = self._key_buf(key)
+        return self.delete_raw(self.key_codec.encode(key))
+
+    def delete_raw(self, key: bytes) -> bool:
+        k = ctypes.create_string_buffer(key, self.key_size)
         attr = attrs.MapElemAttr(map_fd=self.fileno(), key=address(k))
         try:
             bpf(Cmd.MAP_DELETE_ELEM, attr, f"deleting from map '{self.name}'")
@@ -314,7 +317,7 @@ class Map:
                 keys.append(key)
                 values.append(raw)
                 if delete:
-                    self.delete(key)
+                    self.delete_raw(key)
             key = nxt
         return b"".join(keys), b"".join(values), len(keys)
 

@@ -1,0 +1,70 @@
+"""Attaching to hooks of the running kernel (root): raw_tp, tp_btf and tracepoint
+programs count events the test triggers, and stop counting once detached.
+
+fentry/fexit and kprobes are refused by this host's kernel; tests/guest runs them in
+the QEMU guest on the patched kernel. Here they only check that the refusal is a
+clear error.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import bpfload
+from bpfload import links
+
+pytestmark = pytest.mark.usefixtures("no_leaks", "tracefs")
+CALLS = 50
+
+
+def _trigger(n: int = CALLS) -> None:
+    for _ in range(n):
+        os.getppid()
+
+
+@pytest.mark.parametrize("prog,counter", [
+    ("count_raw_tp", "raw_tp_hits"), ("count_tp_btf", "tp_btf_hits"),
+    ("count_tracepoint", "tracepoint_hits")])
+def test_attach_counts_and_detaches(bpf_object, prog, counter):
+    with bpfload.load(bpf_object("attach"), set={"target_tgid": os.getpid()},
+                      programs=[prog]) as obj:
+        (link,) = obj.attach()
+        _trigger()
+        assert obj.get(counter) == CALLS
+        link.close()
+        _trigger()
+        assert obj.get(counter) == CALLS
+
+
+def test_links_close_with_the_object(bpf_object):
+    with bpfload.load(bpf_object("attach"), set={"target_tgid": os.getpid()}) as obj:
+        assert len(obj.attach()) == 3
+        _trigger(5)
+        assert obj.get("raw_tp_hits") == obj.get("tp_btf_hits") == 5
+    # no_leaks checks that the three links are gone
+
+
+def test_missing_tracepoint_is_a_clear_error(bpf_object):
+    with bpfload.load(bpf_object("attach"), programs=["count_raw_tp"]) as obj:
+        prog = obj.program("count_raw_tp")
+        with pytest.raises(bpfload.AttachError, match="no raw tracepoint 'no_such_tp'"):
+            links.attach_raw_tracepoint(prog, "no_such_tp")
+        with pytest.raises(bpfload.AttachError, match="no tracepoint nope/nothing"):
+            links.tracepoint_id("nope", "nothing")
+
+
+def test_fentry_and_kprobe_are_guest_only_here(bpf_object):
+    """The host refuses these kinds before the verifier; say so, run them in the guest."""
+    if os.path.exists("/sys/bus/event_source/devices/kprobe"):
+        pytest.skip("this kernel has kprobes; tests/guest covers fentry/kprobe attach")
+    obj = bpfload.BPFObject(bpf_object("trace_kinds"))
+    obj.set_autoload("count_kprobe", False)
+    obj.set_autoload("count_kretprobe", False)
+    with pytest.raises(bpfload.VerifierError) as err:
+        obj.load()
+    obj.close()
+    assert err.value.errname == "EPERM" and "needs root" in str(err.value)
+    pytest.skip("host kernel refuses fentry/fexit (EPERM) and has no kprobe PMU: "
+                "covered by tests/guest/test_attach_guest.py in the QEMU guest")

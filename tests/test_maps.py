@@ -1,0 +1,115 @@
+"""Maps from user space against the running kernel (root)."""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+
+import pytest
+
+from bpfload.errors import SyscallError
+from bpfload.maps import Map, possible_cpus
+from bpfload.sys.constants import BPF_NOEXIST, MapFlags, MapType
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+N = 100_000
+KV = struct.Struct("<IQ")
+
+
+def _fill(m: Map, n: int) -> None:
+    keys = b"".join(i.to_bytes(4, "little") for i in range(n))
+    values = b"".join((i * 3).to_bytes(8, "little") for i in range(n))
+    m.update_batch(keys, values, n)
+
+
+def test_hash_drain_with_batch_ops():
+    with Map.create("drain", MapType.HASH, 4, 8, N, key=int, value=int) as m:
+        _fill(m, N)
+        keys, values, n = m.lookup_batch()
+        assert n == N
+        got = dict(zip((k for (k,) in struct.iter_unpack("<I", keys)),
+                       (v for (v,) in struct.iter_unpack("<Q", values))))
+        assert got == {i: i * 3 for i in range(N)}
+        assert m.lookup(5) == 15  # a read-only batch leaves the entries
+        keys, values, n = m.lookup_batch(delete=True)
+        assert n == N
+        assert sorted(k for (k,) in struct.iter_unpack("<I", keys)) == list(range(N))
+        assert m.lookup(5) is None and list(m.keys()) == []
+
+
+def test_per_key_fallback_gives_the_same_drain():
+    with Map.create("fallback", MapType.HASH, 4, 8, 1000, key=int, value=int) as m:
+        _fill(m, 1000)
+        m._batch_ok = False  # as on a kernel without batch operations
+        keys, values, n = m.lookup_batch(delete=True)
+        assert n == 1000 and len(keys) == 4000 and len(values) == 8000
+        assert dict(zip((k for (k,) in struct.iter_unpack("<I", keys)),
+                        (v for (v,) in struct.iter_unpack("<Q", values)))) == \
+            {i: i * 3 for i in range(1000)}
+        assert list(m.keys()) == []
+
+
+def test_small_batches_cover_everything():
+    with Map.create("small", MapType.HASH, 4, 8, 5000, key=int, value=int) as m:
+        _fill(m, 5000)
+        assert len(m.items_batch(batch=7)) == 5000
+
+
+def test_element_operations_and_iteration():
+    with Map.create("elems", MapType.HASH, 4, 8, 16, key=int, value=int) as m:
+        m[1] = 10
+        m.update(2, 20)
+        assert m[1] == 10 and m.lookup(3, "none") == "none"
+        with pytest.raises(SyscallError, match="EEXIST"):
+            m.update(1, 11, BPF_NOEXIST)
+        assert sorted(m.keys()) == [1, 2]
+        assert sorted(m.items()) == [(1, 10), (2, 20)]
+        assert m.delete(1) and not m.delete(1)
+        with pytest.raises(KeyError):
+            m[1]
+        with pytest.raises(KeyError):
+            del m[1]
+        info = m.info()
+        assert (info.type, info.key_size, info.value_size, info.max_entries) == \
+            (MapType.HASH, 4, 8, 16)
+        assert info.name == b"elems"
+
+
+class Pair(ctypes.Structure):
+    _fields_ = [("a", ctypes.c_uint32), ("b", ctypes.c_uint32)]
+
+
+def test_typed_codecs():
+    with Map.create("typed", MapType.HASH, 8, 8, 4, key=struct.Struct("<II"), value=Pair) as m:
+        m[(1, 2)] = Pair(3, 4)
+        v = m[(1, 2)]
+        assert (v.a, v.b) == (3, 4)
+        assert list(m.keys()) == [(1, 2)]
+    with pytest.raises(ValueError):
+        Map(None, "bad", MapType.HASH, 4, 8, 1, key=struct.Struct("<Q"))
+
+
+def test_percpu_values_are_per_cpu():
+    ncpu = possible_cpus()
+    with Map.create("pcpu", MapType.PERCPU_ARRAY, 4, 4, 2, key=int, value=int) as m:
+        m[0] = list(range(ncpu))
+        assert m[0] == list(range(ncpu))
+        with pytest.raises(ValueError):
+            m[1] = 5
+
+
+def test_mmap_of_an_mmapable_array():
+    with Map.create("mm", MapType.ARRAY, 4, 16, 1, MapFlags.MMAPABLE, key=int) as m:
+        mem = m.mmap()
+        mem[0:4] = b"abcd"
+        assert m[0][:4] == b"abcd"
+        m[0] = b"z" * 16
+        assert mem[0:16] == b"z" * 16
+    with Map.create("nomm", MapType.ARRAY, 4, 16, 1) as m, pytest.raises(ValueError):
+        m.mmap()
+
+
+def test_create_errors_name_the_map():
+    with pytest.raises(SyscallError, match="creating map 'zero'.*EINVAL"):
+        Map.create("zero", MapType.HASH, 0, 8, 1)

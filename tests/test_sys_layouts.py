@@ -1,0 +1,172 @@
+"""The syscall layer's constants and attribute layouts against the running kernel's own
+BTF: every offset and size we declare must be the kernel's."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import pytest
+
+from bpfload.btf import types as T
+from bpfload.btf.kernel import KernelBTF
+from bpfload.sys import attrs, constants
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"),
+                                reason="the running kernel has no BTF")
+
+
+@pytest.fixture(scope="module")
+def kbtf():
+    return KernelBTF().vmlinux
+
+
+def _members(spec, type_id, prefix=""):
+    """Flattened {name: (byte offset, byte size)} of a struct/union, anonymous members
+    inlined, and nested named structs reachable as 'outer.inner'."""
+    out = {}
+    t = spec[spec.skip_modifiers(type_id)]
+    for m in t.members:
+        off = m.bit_offset // 8
+        mt = spec[spec.skip_modifiers(m.type)]
+        if m.bitfield_size:
+            continue
+        if not m.name and isinstance(mt, T.Struct):
+            for k, (o, s) in _members(spec, m.type).items():
+                out.setdefault(prefix + k, (off + o, s))
+            continue
+        out[prefix + m.name] = (off, spec.size_of(m.type))
+        if isinstance(mt, T.Struct):
+            for k, (o, s) in _members(spec, m.type, m.name + ".").items():
+                out[prefix + k] = (off + o, s)
+    return out
+
+
+def _attr_union_variants(spec):
+    union_id = spec.find_one("bpf_attr", 5)
+    return [(m, spec[spec.skip_modifiers(m.type)]) for m in spec[union_id].members]
+
+
+def _variant_with(spec, fields):
+    """The member struct of union bpf_attr that has all `fields` at the start."""
+    for m, t in _attr_union_variants(spec):
+        flat = _members(spec, m.type)
+        if all(f in flat for f in fields):
+            return flat
+    raise AssertionError(f"no bpf_attr member with {fields}")
+
+
+# ours -> (fields that identify the kernel's union member, {our field: kernel field})
+ATTR_LAYOUTS = [
+    (attrs.MapCreateAttr, ["map_type", "key_size", "inner_map_fd"], {}),
+    (attrs.MapElemAttr, ["map_fd", "key", "value", "flags"], {}),
+    (attrs.MapBatchAttr, ["in_batch", "out_batch", "elem_flags"], {}),
+    (attrs.ProgLoadAttr, ["prog_type", "insn_cnt", "license"],
+     {"attach_btf_obj_fd": "attach_btf_obj_fd"}),
+    (attrs.BtfLoadAttr, ["btf", "btf_log_buf", "btf_size"], {}),
+    (attrs.TestRunAttr, ["prog_fd", "retval", "data_size_in", "ctx_in"], {}),
+    (attrs.GetIdAttr, ["start_id", "next_id", "open_flags"], {}),
+    (attrs.InfoAttr, ["bpf_fd", "info_len", "info"], {}),
+    (attrs.RawTracepointAttr, ["name", "prog_fd"], {}),
+    (attrs.LinkCreateAttr, ["prog_fd", "target_fd", "attach_type", "flags",
+                            "target_btf_id"],
+     {"perf_event_cookie": "perf_event.bpf_cookie", "tracing": "tracing"}),
+]
+
+
+@pytest.mark.parametrize("layout,keys,renames", ATTR_LAYOUTS,
+                         ids=[c[0].__name__ for c in ATTR_LAYOUTS])
+def test_attr_layout_matches_kernel(kbtf, layout, keys, renames):
+    kernel = _variant_with(kbtf, keys)
+    for name, ctype in layout._fields_:
+        if name.startswith("_") and name != "_u":
+            continue
+        if name == "_u":
+            for sub, _ in ctype._fields_:
+                kname = renames.get(sub, sub)
+                off = getattr(layout, "_u").offset + getattr(ctype, sub).offset
+                assert kernel[kname][0] == off, f"{layout.__name__}.{sub}"
+            continue
+        kname = renames.get(name, name)
+        assert kname in kernel, f"{layout.__name__}.{name} not in the kernel's bpf_attr"
+        assert kernel[kname] == (getattr(layout, name).offset, ctypes.sizeof(ctype)), \
+            f"{layout.__name__}.{name}"
+
+
+@pytest.mark.parametrize("layout,kname", [
+    (attrs.ProgInfo, "bpf_prog_info"), (attrs.MapInfo, "bpf_map_info"),
+    (attrs.BtfInfo, "bpf_btf_info"), (attrs.FuncInfo, "bpf_func_info"),
+    (attrs.LineInfo, "bpf_line_info")])
+def test_info_layouts_match_kernel(kbtf, layout, kname):
+    kernel = _members(kbtf, kbtf.find_one(kname, 4))
+    for name, ctype in layout._fields_:
+        if name.startswith("_"):
+            continue
+        if name == "gpl_compatible":  # a bitfield in the kernel; we read the word
+            continue
+        assert kernel[name] == (getattr(layout, name).offset, ctypes.sizeof(ctype)), name
+
+
+def test_perf_event_attr_prefix_matches_kernel(kbtf):
+    kernel = _members(kbtf, kbtf.find_one("perf_event_attr", 4))
+    for name in ("type", "size", "config", "sample_type", "wakeup_events", "bp_type",
+                 "sample_regs_user", "sample_stack_user", "clockid", "aux_watermark",
+                 "sample_max_stack"):
+        f = getattr(attrs.PerfEventAttr, name)
+        assert kernel[name][0] == f.offset, name
+    # config1/config2 are unions in the kernel (kprobe_func, kprobe_addr, ...)
+    assert kernel["kprobe_func"][0] == attrs.PerfEventAttr.config1.offset
+    assert kernel["kprobe_addr"][0] == attrs.PerfEventAttr.config2.offset
+
+
+@pytest.mark.parametrize("enum,kname,prefix", [
+    (constants.Cmd, "bpf_cmd", "BPF_"), (constants.MapType, "bpf_map_type", "BPF_MAP_TYPE_"),
+    (constants.ProgType, "bpf_prog_type", "BPF_PROG_TYPE_"),
+    (constants.AttachType, "bpf_attach_type", "BPF_"),
+    (constants.LinkType, "bpf_link_type", "BPF_LINK_TYPE_")])
+def test_enum_values_match_kernel(kbtf, enum, kname, prefix):
+    values = {v.name: v.value for v in kbtf[kbtf.find_one(kname, 6)].values}
+    for member in enum:
+        assert values[prefix + member.name] == member.value, member.name
+
+
+def _enum_with(spec, enumerator: str) -> dict[str, int]:
+    """Values of the (possibly anonymous) enum that defines `enumerator`."""
+    for tid in spec.ids():
+        if spec.kind_of(tid) == 6:
+            values = {v.name: v.value for v in spec[tid].values}
+            if enumerator in values:
+                return values
+    raise AssertionError(f"no enum defines {enumerator}")
+
+
+def test_map_flags_match_kernel(kbtf):
+    flags = _enum_with(kbtf, "BPF_F_NO_PREALLOC")
+    for member in constants.MapFlags:
+        assert flags["BPF_F_" + member.name] == member.value, member.name
+
+
+UAPI_HEADER = "/usr/include/linux/bpf.h"
+
+
+def _defines(path: str) -> dict[str, int]:
+    import re
+
+    out = {}
+    with open(path) as f:
+        for m in re.finditer(r"^#define\s+(BPF_\w+)\s+\(?(\d+)U?\s*(?:<<\s*(\d+))?\)?",
+                             f.read(), re.M):
+            out[m.group(1)] = int(m.group(2)) << int(m.group(3) or 0)
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists(UAPI_HEADER), reason="no linux/bpf.h installed")
+def test_defines_match_the_uapi_header():
+    # #defines leave no trace in BTF: check them against the installed UAPI header
+    d = _defines(UAPI_HEADER)
+    for member in constants.ProgFlags:
+        assert d["BPF_F_" + member.name] == member.value, member.name
+    for name in ("PSEUDO_MAP_FD", "PSEUDO_MAP_VALUE", "PSEUDO_BTF_ID", "PSEUDO_FUNC",
+                 "PSEUDO_CALL", "PSEUDO_KFUNC_CALL", "PSEUDO_MAP_IDX"):
+        assert d["BPF_" + name] == getattr(constants, name), name
+    assert d["BPF_OBJ_NAME_LEN"] == constants.BPF_OBJ_NAME_LEN

@@ -42,14 +42,13 @@ def _members(spec, type_id, prefix=""):
     return out
 
 
-def _attr_union_variants(spec):
-    union_id = spec.find_one("bpf_attr", 5)
-    return [(m, spec[spec.skip_modifiers(m.type)]) for m in spec[union_id].members]
+def _attr_union_members(spec):
+    return spec[spec.find_one("bpf_attr", 5)].members
 
 
 def _variant_with(spec, fields):
     """The member struct of union bpf_attr that has all `fields` at the start."""
-    for m, t in _attr_union_variants(spec):
+    for m in _attr_union_members(spec):
         flat = _members(spec, m.type)
         if all(f in flat for f in fields):
             return flat
@@ -84,7 +83,7 @@ def test_attr_layout_matches_kernel(kbtf, layout, keys, renames):
         if name == "_u":
             for sub, _ in ctype._fields_:
                 kname = renames.get(sub, sub)
-                off = getattr(layout, "_u").offset + getattr(ctype, sub).offset
+                off = layout._u.offset + getattr(ctype, sub).offset
                 assert kernel[kname][0] == off, f"{layout.__name__}.{sub}"
             continue
         kname = renames.get(name, name)

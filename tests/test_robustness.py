@@ -1,0 +1,64 @@
+"""Corrupt objects: truncated or bit-flipped ELF files only ever raise the loader's own
+error type (or parse, if the damage is harmless) — never a parser's internal error."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bpfload import elf_reader
+from bpfload.errors import BPFLoadError
+
+OBJECTS = ["globals", "relocs", "attach", "legacy_maps", "sections"]
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def blobs(bpf_object):
+    return {name: bpf_object(name).read_bytes() for name in OBJECTS}
+
+
+def _read(data: bytes) -> None:
+    try:
+        obj = elf_reader.read(data, name="fuzzed.o")
+    except BPFLoadError:
+        return
+    # a damaged object that still parses must still be usable as a model
+    for p in obj.programs.values():
+        assert p.function.insns is not None
+
+
+@SETTINGS
+@given(name=st.sampled_from(OBJECTS), cut=st.floats(0, 1, exclude_max=True))
+def test_truncated(blobs, name, cut):
+    data = blobs[name]
+    _read(data[:int(len(data) * cut)])
+
+
+@SETTINGS
+@given(name=st.sampled_from(OBJECTS),
+       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)),
+                      min_size=1, max_size=8))
+def test_bit_flipped(blobs, name, flips):
+    data = bytearray(blobs[name])
+    for where, bit in flips:
+        data[int(len(data) * where)] ^= 1 << bit
+    _read(bytes(data))
+
+
+@SETTINGS
+@given(name=st.sampled_from(OBJECTS), start=st.floats(0, 1, exclude_max=True),
+       junk=st.binary(min_size=1, max_size=64))
+def test_overwritten_span(blobs, name, start, junk):
+    data = bytearray(blobs[name])
+    at = int(len(data) * start)
+    data[at:at + len(junk)] = junk
+    _read(bytes(data[:len(blobs[name])]))
+
+
+def test_header_only_and_empty():
+    for data in (b"", b"\x7fELF", b"\x7fELF" + b"\0" * 60):
+        with pytest.raises(BPFLoadError):
+            elf_reader.read(data)

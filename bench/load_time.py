@@ -1,0 +1,77 @@
+"""Load time: `python -m bpfload load OBJ` against `bpftool prog loadall OBJ` (libbpf),
+whole processes, both cold-started, repeated; prints medians and the ratio.
+
+    python3 bench/load_time.py [RUNS]
+
+Needs root, bpftool and bpffs. Uses Debian's /usr/bin/python3 (a real interpreter,
+not a pyenv shim) with apt's pyelftools, as on a minimal system.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+import bpfc  # noqa: E402
+
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+PIN = "/sys/fs/bpf/bench_load_time"
+# objects libbpf 1.1 also accepts (it refuses calls into .text.* sections, which
+# relocs.bpf.c has, and the deliberately rejected program of globals.bpf.c)
+OBJECTS = ["attach", "globals"]
+
+
+def _time(cmd: list[str], after=None) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dt = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed: {r.stderr.decode().strip()}")
+    if after:
+        after()
+    return dt
+
+
+def _unpin() -> None:
+    shutil.rmtree(PIN, ignore_errors=True)
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    if os.geteuid() != 0 or not shutil.which("bpftool"):
+        raise SystemExit("needs root and bpftool")
+    print(f"python: {PYTHON}; {runs} runs each, median wall time")
+    print(f"{'object':<10} {'bpfload':>10} {'bpftool':>10} {'ratio':>7}")
+    for name in OBJECTS:
+        obj = bpfc.compile_bpf(REPO / "tests" / "bpf" / f"{name}.bpf.c", REPO / "build" / "bench")
+        progs = []
+        if name == "globals":  # write_rodata is rejected on purpose; load the other one
+            progs = ["--program", "run_globals"]
+        ours, theirs = [], []
+        for _ in range(runs):  # interleave so both see the same machine state
+            ours.append(_time([PYTHON, "-m", "bpfload", "load", str(obj), *progs]))
+            if name == "globals":
+                continue
+            theirs.append(_time(["bpftool", "prog", "loadall", str(obj), PIN], _unpin))
+        o = statistics.median(ours)
+        if theirs:
+            t = statistics.median(theirs)
+            print(f"{name:<10} {o * 1e3:>8.1f}ms {t * 1e3:>8.1f}ms {o / t:>6.2f}x")
+        else:
+            print(f"{name:<10} {o * 1e3:>8.1f}ms {'(n/a)':>10}  bpftool refuses write_rodata")
+    base = statistics.median(_time([PYTHON, "-c", "pass"]) for _ in range(runs))
+    imp = statistics.median(_time([PYTHON, "-c", "import elftools.elf.elffile"])
+                            for _ in range(runs))
+    print(f"reference: bare interpreter {base * 1e3:.1f}ms, + importing pyelftools "
+          f"{imp * 1e3:.1f}ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Guest test harness: every test under tests/guest/ runs inside a QEMU guest booted on
+the patched kernel (kernel/build-kernel, kernel/guest.py).
+
+On the host, the selected guest tests are replaced by proxy items. The first proxy
+that runs boots ONE guest for the session, which runs
+``python -m pytest -p no:cacheprovider <all selected guest node ids> --junitxml=...``
+inside; then every proxy reports its own test's guest outcome (pass, fail with the
+guest's failure text, skip with the guest's reason). Inside the guest
+(HEATMAP_IN_GUEST=1) the tests simply run.
+
+If no guest can be had (no QEMU, no kernel source, failed build) the guest tests are
+skipped with the reason, or fail with it when HEATMAP_REQUIRE_GUEST=1 (CI). A guest
+crash or timeout fails every guest test with the console tail.
+
+Environment knobs: HEATMAP_GUEST_TIMEOUT (seconds, default 1800), HEATMAP_GUEST_MEM
+(default 2G), HEATMAP_ACCEL (kvm|tcg), HEATMAP_CACHE (kernel cache directory).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+BPF_SRC = HERE / "bpf"
+BPF_BUILD = REPO / "build" / "guest-bpf"
+BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
+              "-I/usr/include/x86_64-linux-gnu", "-Wall", "-Werror"]
+
+
+def _say(msg: str) -> None:
+    # pytest captures sys.stderr; the terminal is still reachable here.
+    print(f"[guest] {msg}", file=sys.__stderr__, flush=True)
+
+
+def _item_path(item) -> Path:
+    p = getattr(item, "path", None)
+    return Path(str(p if p is not None else item.fspath)).resolve()
+
+
+def _is_guest_item(item) -> bool:
+    try:
+        _item_path(item).relative_to(HERE)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- BPF test objects
+
+
+def build_bpf_objects(dest: Path = BPF_BUILD) -> tuple[dict[str, Path], str]:
+    """Compile tests/guest/bpf (*.bpf.c with clang, hooktest.c against libbpf) into dest.
+
+    Returns ({name: path}, problem); problem is "" when everything was built. Up-to-date
+    outputs are reused, so calling this in the guest (read-only repo) is fine when the
+    host already built them; otherwise pass a writable dest.
+    """
+    built: dict[str, Path] = {}
+    problems = []
+    jobs = [(src, dest / (src.name[:-2] + ".o"), "bpf") for src in sorted(BPF_SRC.glob("*.bpf.c"))]
+    jobs.append((BPF_SRC / "hooktest.c", dest / "hooktest", "host"))
+    for src, out, kind in jobs:
+        name = out.name
+        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+            built[name] = out
+            continue
+        if kind == "bpf":
+            tool = shutil.which("clang")
+            cmd = [tool or "clang", *BPF_CFLAGS, "-c", str(src), "-o", str(out)]
+        else:
+            tool = shutil.which("cc") or shutil.which("gcc")
+            if not os.path.exists("/usr/include/bpf/libbpf.h"):
+                problems.append("libbpf-dev is not installed (no /usr/include/bpf/libbpf.h)")
+                continue
+            cmd = [tool or "cc", "-O2", "-Wall", "-o", str(out), str(src), "-lbpf"]
+        if not tool:
+            problems.append(f"{cmd[0]} not found, cannot build {src.name}")
+            continue
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO))
+        except OSError as e:
+            problems.append(f"cannot build {src.name}: {e}")
+            continue
+        if r.returncode != 0:
+            problems.append(f"building {src.name} failed:\n{r.stderr.strip()}")
+            continue
+        built[name] = out
+    return built, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- host side
+
+
+def _load_guest_module():
+    spec = importlib.util.spec_from_file_location("heatmap_guest", REPO / "kernel" / "guest.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _junit_address(nodeid: str) -> tuple[str, str]:
+    """(classname, name) that pytest's junitxml writes for a node id."""
+    path, bracket, params = nodeid.partition("[")
+    names = path.split("::")
+    names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
+    names[-1] += bracket + params
+    return ".".join(names[:-1]), names[-1]
+
+
+class _GuestSession:
+    """One guest boot running all selected guest tests; results by node id."""
+
+    def __init__(self, config, nodeids: list[str]):
+        self.config = config
+        self.nodeids = nodeids
+        self.unavailable = ""  # no guest on this machine
+        self.error = ""  # guest crashed / timed out / produced no report
+        self.results: dict[tuple[str, str], tuple[str, str]] = {}
+        self.output = ""
+        self.ran = False
+
+    def run(self) -> None:
+        if self.ran:
+            return
+        self.ran = True
+        try:
+            guest = _load_guest_module()
+        except Exception as e:  # a broken kernel/guest.py must not crash collection
+            self.unavailable = f"cannot load kernel/guest.py: {e}"
+            return
+        try:
+            guest.qemu_binary()
+            _say("locating the patched test kernel (a first build takes several minutes)")
+            image = guest.kernel_image(build=True, progress=lambda m: _say(f"build-kernel: {m}"))
+        except guest.GuestUnavailable as e:
+            self.unavailable = str(e)
+            return
+        _, problem = build_bpf_objects()
+        if problem:
+            _say(f"some guest BPF test objects could not be built on the host:\n{problem}")
+        scratch = Path(tempfile.mkdtemp(prefix="heatmap-guest-tests-"))
+        xml_guest = f"{guest.GUEST_SCRATCH}/guest.xml"
+        argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                f"--junitxml={xml_guest}", *self.nodeids]
+        timeout = float(os.environ.get("HEATMAP_GUEST_TIMEOUT", "1800"))
+        mem = os.environ.get("HEATMAP_GUEST_MEM", "2G")
+        _say(f"booting the guest for {len(self.nodeids)} test(s) (scratch: {scratch})")
+        start = time.monotonic()
+        try:
+            res = guest.run(argv, timeout=timeout, mem=mem, cwd=str(self.config.rootpath),
+                            scratch=scratch, kernel=image,
+                            console_path=scratch / "console.log")
+        except guest.GuestUnavailable as e:
+            self.unavailable = str(e)
+            return
+        except guest.GuestError as e:
+            self.error = f"{e}\n--- guest output (tail) ---\n{_tail(e.output)}"
+            return
+        self.output = res.output
+        (scratch / "guest-output.txt").write_text(res.output)
+        _say(f"guest finished in {time.monotonic() - start:.0f}s ({res.accel}), "
+             f"pytest exit {res.returncode}")
+        xml_path = scratch / "guest.xml"
+        if not xml_path.exists():
+            self.error = (f"the guest pytest wrote no report (exit {res.returncode})\n"
+                          f"--- guest output (tail) ---\n{_tail(res.output)}")
+            return
+        self._parse(xml_path)
+
+    def _parse(self, xml_path: Path) -> None:
+        root = ET.parse(xml_path).getroot()
+        for case in root.iter("testcase"):
+            key = (case.get("classname", ""), case.get("name", ""))
+            outcome, text = "passed", ""
+            for child in case:
+                if child.tag in ("failure", "error"):
+                    msg = child.get("message", "")
+                    outcome, text = "failed", (child.text or msg or child.tag)
+                    break
+                if child.tag == "skipped":
+                    reason = child.get("message", "") or (child.text or "")
+                    if child.get("type") == "pytest.xfail":
+                        reason = f"xfail in the guest: {reason}"
+                    outcome, text = "skipped", reason
+            prev = self.results.get(key)
+            if prev is None or prev[0] != "failed":
+                self.results[key] = (outcome, text)
+
+    def outcome(self, nodeid: str) -> tuple[str, str]:
+        self.run()
+        if self.unavailable:
+            return "unavailable", self.unavailable
+        if self.error:
+            return "failed", self.error
+        res = self.results.get(_junit_address(nodeid))
+        if res is None:
+            return "failed", ("the guest run did not report this test\n"
+                              f"--- guest output (tail) ---\n{_tail(self.output)}")
+        return res
+
+
+def _tail(text: str, n: int = 40) -> str:
+    return "\n".join((text or "").splitlines()[-n:])
+
+
+class GuestItem(pytest.Item):
+    """Host-side stand-in for a guest test: reports the outcome from the guest run."""
+
+    def __init__(self, *, original, session_runner: _GuestSession, **kwargs):
+        super().__init__(**kwargs)
+        self._original = original
+        self._runner = session_runner
+        self.own_markers = list(original.own_markers)
+        self.keywords.update(original.keywords)
+
+    def runtest(self) -> None:
+        outcome, text = self._runner.outcome(self.nodeid)
+        if outcome == "passed":
+            return
+        if outcome == "skipped":
+            pytest.skip(text)
+        if outcome == "unavailable":
+            msg = f"no test guest on this machine: {text}"
+            if os.environ.get("HEATMAP_REQUIRE_GUEST") == "1":
+                pytest.fail(msg + " (HEATMAP_REQUIRE_GUEST=1)", pytrace=False)
+            pytest.skip(msg)
+        pytest.fail(f"in the guest:\n{text}", pytrace=False)
+
+    def reportinfo(self):
+        return self._original.reportinfo()
+
+    def repr_failure(self, excinfo, style=None):
+        return str(excinfo.value)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    guest_items = [it for it in items if _is_guest_item(it)]
+    for it in guest_items:
+        it.add_marker(pytest.mark.guest)
+    if IN_GUEST or not guest_items:
+        return
+    runner = _GuestSession(config, [it.nodeid for it in guest_items])
+    replaced = {}
+    for it in guest_items:
+        replaced[id(it)] = GuestItem.from_parent(it.parent, name=it.name, original=it,
+                                                 session_runner=runner)
+    items[:] = [replaced.get(id(it), it) for it in items]

@@ -1,0 +1,100 @@
+"""The kernel patch series (kernel/patches) against a pristine Linux 6.12 tree.
+
+The tree is Debian's linux-source-6.12 tarball, extracted once and cached under
+${HEATMAP_CACHE:-~/.cache/heatmap}/pristine-<tarball hash>/ (never modified: patches
+are applied to copies of the files they touch).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PATCHES = sorted((REPO / "kernel" / "patches").glob("*.patch"))
+
+
+def _build_kernel():
+    spec = importlib.util.spec_from_file_location("heatmap_build_kernel",
+                                                  REPO / "kernel" / "build_kernel.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bk = _build_kernel()
+
+
+@pytest.fixture(scope="session")
+def pristine_tree() -> Path:
+    tarball = bk.DEFAULT_SOURCE
+    if not tarball.exists():
+        pytest.skip(f"{tarball} not installed (Debian: apt-get install linux-source-6.12)")
+    if not shutil.which("patch"):
+        pytest.skip("patch(1) not installed")
+    root = bk.cache_root() / f"pristine-{bk._tarball_hash(tarball)[:16]}"
+    done = root / ".complete"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            tree = bk.extract(tarball, root, progress=lambda msg: None)
+            done.write_text(tree.name)
+    return root / done.read_text()
+
+
+def test_series_exists_and_is_numbered():
+    assert PATCHES, "kernel/patches/ has no *.patch"
+    numbers = [int(p.name[:4]) for p in PATCHES]
+    assert numbers == list(range(1, len(PATCHES) + 1)), [p.name for p in PATCHES]
+
+
+@pytest.mark.parametrize("patch", PATCHES, ids=lambda p: p.name[:4])
+def test_patch_is_a_signed_off_format_patch(patch):
+    text = patch.read_text()
+    assert text.startswith("From "), "not git format-patch output"
+    assert re.search(r"^Subject: \[PATCH", text, re.M)
+    header, _, _ = text.partition("\n---\n")
+    assert re.search(r"^Signed-off-by: .+ <[^>]+@[^>]+>$", header, re.M), "no Signed-off-by"
+    body = header.split("\n\n", 1)[1]
+    assert len(body.split()) > 40, "the commit message should explain why"
+
+
+def _touched_files(patch: Path) -> list[str]:
+    files = []
+    for m in re.finditer(r"^\+\+\+ b/(\S+)", patch.read_text(), re.M):
+        files.append(m.group(1))
+    return files
+
+
+def test_series_applies_in_order(pristine_tree, tmp_path):
+    work = tmp_path / "tree"
+    for rel in {f for p in PATCHES for f in _touched_files(p)}:
+        src = pristine_tree / rel
+        if src.exists():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    for p in PATCHES:
+        r = subprocess.run(["patch", "-p1", "--batch", "--forward", "-d", str(work), "-i", str(p)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"{p.name} does not apply:\n{r.stdout}{r.stderr}"
+        assert "fuzz" not in r.stdout, f"{p.name} applies only with fuzz:\n{r.stdout}"
+
+
+@pytest.mark.parametrize("patch", PATCHES, ids=lambda p: p.name[:4])
+def test_checkpatch_strict_clean(pristine_tree, patch):
+    if not shutil.which("perl"):
+        pytest.skip("perl not installed")
+    r = subprocess.run(
+        ["perl", "scripts/checkpatch.pl", "--strict", "--no-color", str(patch)],
+        cwd=pristine_tree, capture_output=True, text=True,
+    )
+    assert "total: 0 errors, 0 warnings, 0 checks" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -19,10 +19,11 @@ check: lint test
 # The BPF object heatmap.py loads. Committed, so users need no compiler; rebuild it
 # with Debian 12's clang 14 and libbpf-dev 1.1 (tests/test_bpf_object.py checks that
 # the committed file is what this rule produces).
-bpf: kernel/heatmap.bpf.o
+HEATMAP_BPF_O ?= kernel/heatmap.bpf.o
+bpf: $(HEATMAP_BPF_O)
 
-kernel/heatmap.bpf.o: kernel/heatmap.bpf.c
-	cd $(CURDIR) && $(CLANG) $(BPF_CFLAGS) -c kernel/heatmap.bpf.c -o $@
+$(HEATMAP_BPF_O): kernel/heatmap.bpf.c
+	$(CLANG) $(BPF_CFLAGS) -c kernel/heatmap.bpf.c -o $@
 
 kernel:
 	kernel/build-kernel

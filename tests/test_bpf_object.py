@@ -1,0 +1,54 @@
+"""The BPF object we ship is what its source builds to with the documented toolchain
+(Debian 12's clang 14 and libbpf-dev 1.1 headers, `make bpf`), and it has the shape
+heatmap.py relies on."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from bpfload import elf_reader
+from bpfload.sys.constants import MapType
+from conftest import REPO
+
+SHIPPED = REPO / "kernel" / "heatmap.bpf.o"
+
+
+def _clang_version() -> str:
+    r = subprocess.run(["clang", "--version"], capture_output=True, text=True)
+    return r.stdout.splitlines()[0] if r.returncode == 0 else ""
+
+
+def test_committed_object_is_what_the_source_builds_to(tmp_path):
+    if not shutil.which("clang") or not shutil.which("make"):
+        pytest.fail("clang and make are needed (apt install clang llvm libbpf-dev make)")
+    version = _clang_version()
+    if "clang version 14." not in version:
+        pytest.skip(f"the shipped object is built with Debian's clang 14, not {version!r}")
+    out = tmp_path / "rebuilt.bpf.o"
+    r = subprocess.run(["make", "-s", "-B", f"HEATMAP_BPF_O={out}", "bpf"], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == SHIPPED.read_bytes(), \
+        "kernel/heatmap.bpf.o is stale: run 'make bpf' and commit the result"
+
+
+def test_shipped_object_shape():
+    obj = elf_reader.read(SHIPPED)
+    assert obj.license == "GPL"
+    progs = {n: (p.section, p.attach_target) for n, p in obj.programs.items()}
+    assert progs == {
+        "young_pte": ("fentry/lru_gen_bpf_young_pte", "lru_gen_bpf_young_pte"),
+        "young_pmd": ("fentry/lru_gen_bpf_young_pmd", "lru_gen_bpf_young_pmd"),
+        "young_look_around": ("fentry/lru_gen_bpf_young_look_around",
+                              "lru_gen_bpf_young_look_around"),
+        "skip_mm": ("fmod_ret/lru_gen_bpf_skip_mm", "lru_gen_bpf_skip_mm"),
+        "age": ("syscall", ""),
+    }
+    counts = obj.maps["counts"]
+    assert (counts.type, counts.key_size, counts.value_size) == (MapType.HASH, 16, 16)
+    assert {v for v in obj.variables} >= {"target_tgid", "region_shift", "dropped_pages"}
+    assert obj.variables["region_shift"].section == ".rodata"
+    assert obj.externs["bpf_lru_gen_age_cgroup"].weak

@@ -1,0 +1,2134 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""heatmap: a live map of where in a process's address space memory is hot or cold.
+
+    python heatmap.py PID [--interval SECONDS] [--count N] [--region-size SIZE]
+                          [--view heat|node|anon] [--color auto|always|never]
+                          [--json] [--record FILE] [--svg FILE]
+    python heatmap.py --replay FILE [--speed FACTOR] [--count N] [--view ...]
+                          [--color ...] [--json] [--record FILE] [--svg FILE]
+
+Every interval heatmap.py makes the kernel's multi-gen LRU (MGLRU) age the target: the
+aging walks the target's page tables and clears the PTE "accessed" bits.  BPF programs
+attached to the MGLRU hooks (kernel/patches) count, per address region (2 MiB unless
+--region-size says otherwise), the pages the walk found *young*, i.e. touched since the
+previous aging, split by NUMA node and anon/file.  The picture:
+
+  * rows: the target's address space as /proc/PID/maps describes it.  Unmapped gaps are
+    skipped, every row is one contiguous address range inside one mapping (or a merged
+    run of neighbouring small mappings when there are more mappings than rows) and is
+    labelled with its start address and mapping ([heap], [stack], file name, anon).
+    Rows are shared out among mappings by the square root of their size, every mapping
+    getting at least one, so a 4 GiB heap and a 64 KiB stack are both readable.
+    [vvar], [vvar_vclock], [vsyscall] and PROT_NONE mappings (guard pages, reserved
+    arena space) can never be found young and are not shown.
+  * columns: intervals, newest on the right, scrolling left.
+  * heat view (h): the share of the row's mapped pages found young during the interval,
+    on a fixed log-like scale: blank none, '.' under 1 %, ':' 1-2 %, '-' 2-5 %,
+    '=' 5-10 %, '+' 10-20 %, '*' 20-40 %, '#' 40-60 %, '%' 60-80 %, '@' 80 % and more
+    (a viridis ramp in colour; the legend repeats the numbers).
+  * node view (n): the NUMA node holding at least 3/4 of the cell's young pages, else
+    "mixed".   anon view (a): anon or file when that kind holds at least 3/4 of the
+    cell's young pages, else "mixed".
+  * keys in the live view: h heat, n node, a anon/file, v next view, p or space pause,
+    q quit.
+
+On a terminal the view is live (alternate screen); otherwise one plain-text frame is
+printed per interval (colour only with --color always).  NO_COLOR is honoured; colours
+are 24-bit when COLORTERM is truecolor or 24bit, else xterm 256-colour.
+
+JSON (--json): one object per interval and line on stdout:
+
+    {"seq": 1,                 interval number, from 1
+     "t": 2.002,               seconds since the start of the run (end of the interval)
+     "pid": 4242, "comm": "hotspot",
+     "interval": 2.0,          requested interval, seconds
+     "aging_s": 0.0123,        seconds the kernel spent aging in this interval
+     "dropped": 0,             updates the BPF side could not store so far (map full)
+     "rss_kb": 262144,         target's VmRSS at the end of the interval
+     "region_size": 2097152, "page_size": 4096,
+     "regions": [              regions with at least one young page, by address
+        {"start": 140737..., "end": 140737...,   region bounds (bytes, end exclusive)
+         "mapping": "[heap]",  mapping at the region's first mapped byte ("" if none)
+         "pages": 512,         pages of the shown mappings inside the region
+         "accessed": 300,      pages found young in this interval (anon + file)
+         "anon": 300, "file": 0,
+         "node": 0,            node holding >= 3/4 of the young pages, or "mixed"
+         "nodes": {"0": 300}}  young pages per node
+     ]}
+
+Recording (--record FILE; gzip-compressed when FILE ends in .gz): JSON lines, one
+object each, the kind in "type":
+
+    {"type": "heatmap-record", "version": 1, "pid", "comm", "region_shift",
+     "page_size", "interval", "started" (Unix time)}                  first line
+    {"type": "maps", "maps": [[start, end, perms, offset, dev, inode, path], ...]}
+        the target's /proc/PID/maps, written before the first interval and again
+        before each interval whose maps differ from the previous ones
+    {"type": "interval", "seq", "t", "aging", "dropped", "rss_kb",
+     "counts": [[region_index, node, anon_pages, file_pages], ...]}
+        exactly what the kernel reported (region_index = address >> region_shift)
+
+--replay FILE renders a recording (no root, no patched kernel): at the recorded pace
+on a terminal (--speed FACTOR, 0 = at once), at once otherwise.  Replaying with
+--record writes an identical file.  --svg FILE writes the whole run as one SVG image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import bisect
+import collections
+import heapq
+import itertools
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+__version__ = "0.1.0"
+
+# =====================================================================================
+# 1. errors
+# =====================================================================================
+
+
+class HeatmapError(Exception):
+    """A problem the user can act on: main() prints it as one line, exits non-zero."""
+
+
+class TargetExited(Exception):
+    """The watched process went away: the run ends normally."""
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM/SIGHUP handler to end the run cleanly."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---- counts: the BPF side ----
+class KernelCounts:
+    """Young-page counts from the MGLRU hooks for one process (the BPF side)."""
+
+    def __init__(self, pid: int, region_shift: int, max_regions: int):
+        raise HeatmapError("kernel counts are not wired up yet")
+
+    def age(self) -> float:
+        """Run one aging pass on the target; returns the seconds spent aging."""
+        raise HeatmapError("kernel counts are not wired up yet")
+
+    def drain(self) -> list[tuple[int, int, int, int]]:
+        """(region_index, node, anon_pages, file_pages) accumulated since the last drain;
+        region_index = virtual address >> region_shift; one tuple per (region, node)."""
+        raise HeatmapError("kernel counts are not wired up yet")
+
+    def dropped(self) -> int:
+        """Cumulative updates the BPF side could not store (map full)."""
+        raise HeatmapError("kernel counts are not wired up yet")
+
+    def resize(self, max_regions: int) -> None:
+        """Map capacity follows the target's mappings."""
+        raise HeatmapError("kernel counts are not wired up yet")
+
+    def close(self) -> None:
+        """Everything released (programs, links, maps); idempotent."""
+        raise HeatmapError("kernel counts are not wired up yet")
+
+
+# ---- end of counts: the BPF side ----
+
+# =====================================================================================
+# 2. the model: regions x intervals
+# =====================================================================================
+#
+# The kernel reports young pages per region (address >> region_shift) and node.  The
+# model does not keep that per region: a 64 GiB target has 32,768 2 MiB regions and
+# 1,000 intervals of them would not fit the memory budget.  Each interval is folded
+# into the *bins* of a BinLayout (section 3): at most BIN_BUDGET contiguous slices of
+# the address space, shared out among mappings like the rows but much finer, so that
+# every screen layout up to BIN_BUDGET rows is an exact grouping of bins and a resize
+# re-renders the kept history exactly.  When the mappings change, the bins change;
+# older columns keep their own BinLayout and are projected onto the new rows by address
+# overlap (exact where a row covers whole old bins, proportional at the edges).
+# History is a ring of columns sized from the terminal width (with headroom); the rest
+# of a run streams to --record.
+
+MIXED = -1  # no node / kind holds DOMINANCE of the young pages
+NO_DATA = -2  # no young page
+DOMINANCE = 0.75
+COUNT_MAX = 0xFFFFFFFF
+BIN_BUDGET = 1024
+HISTORY_MIN = 256
+
+
+def dominant(per_key: dict, total: float) -> int:
+    """The key holding at least DOMINANCE of total (unique, since it is over half),
+    MIXED if none does, NO_DATA if total is 0."""
+    if total <= 0:
+        return NO_DATA
+    for key, value in per_key.items():
+        if value >= DOMINANCE * total:
+            return key
+    return MIXED
+
+
+class Sample:
+    """One interval as a source (live or replayed) delivers it."""
+
+    __slots__ = ("seq", "t", "aging", "dropped", "rss_kb", "maps", "counts")
+
+    def __init__(self, seq, t, aging, dropped, rss_kb, maps, counts):
+        self.seq = seq  # interval number, from 1
+        self.t = t  # seconds since the start, end of the interval
+        self.aging = aging  # seconds spent aging
+        self.dropped = dropped  # cumulative updates the BPF side could not store
+        self.rss_kb = rss_kb
+        self.maps = maps  # list[Mapping] when they changed since the previous sample
+        self.counts = counts  # [(region_index, node, anon, file)]
+
+
+class Column:
+    """One interval in the history: young pages per bin of its BinLayout, plus a cache
+    of the same folded into the rows of the RowLayout last rendered."""
+
+    __slots__ = ("seq", "t", "bins", "anon", "file", "nodes", "key", "c_young", "c_anon",
+                 "c_node")
+
+    def __init__(self, seq, t, bins, anon, file, nodes):
+        self.seq = seq
+        self.t = t
+        self.bins = bins
+        self.anon = anon  # array('I') per bin
+        self.file = file
+        # None (no young page), an int (every young page on that node) or
+        # {node: array('I') of young pages per bin}
+        self.nodes = nodes
+        self.key = None
+        self.c_young = self.c_anon = self.c_node = None
+
+
+class Model:
+    """Intervals x regions, kept as a bounded ring of binned columns."""
+
+    def __init__(self, info: dict, history: int = HISTORY_MIN, bin_budget: int = BIN_BUDGET):
+        self.info = info  # the recording header: pid, comm, region_shift, page_size, ...
+        self.shift = int(info["region_shift"])
+        self.page_size = int(info.get("page_size", 4096))
+        self.bin_budget = bin_budget
+        self.maps: list[Mapping] = []
+        self.bins: BinLayout | None = None
+        self.columns: collections.deque[Column] = collections.deque(maxlen=history)
+        self.intervals = 0
+        self.last: Sample | None = None  # metadata of the newest sample (counts dropped)
+        self.region_totals: dict[int, int] = {}
+        self._idents = itertools.count(1)
+        self._rows: RowLayout | None = None
+
+    # -- mappings --------------------------------------------------------------------
+    def set_maps(self, maps: list[Mapping]) -> None:
+        shown = shown_mappings(maps)
+        new = BinLayout(shown, self.shift, self.page_size, self.bin_budget)
+        old = self.bins
+        new.ident = old.ident if old is not None and old.key == new.key else next(self._idents)
+        self.maps = shown
+        self.bins = new
+        self._rows = None
+
+    def ensure_history(self, n: int) -> None:
+        """Grow the ring to keep at least n columns (it never shrinks)."""
+        if n > (self.columns.maxlen or 0):
+            self.columns = collections.deque(self.columns, maxlen=n)
+
+    # -- intervals -------------------------------------------------------------------
+    def add(self, sample: Sample) -> Column:
+        if sample.maps is not None:
+            self.set_maps(sample.maps)
+        bins = self.bins
+        if bins is None:
+            raise HeatmapError("an interval came before the target's memory maps")
+        nb = bins.nbins
+        zero = bytes(4 * nb)
+        anon = array.array("I", zero)
+        file = array.array("I", zero)
+        per_node: dict[int, array.array] = {}
+        totals = self.region_totals
+        bin_of = bins.bin_of
+        for region, node, a, f in sample.counts:
+            y = a + f
+            if y <= 0:
+                continue
+            totals[region] = totals.get(region, 0) + y
+            b = bin_of(region)
+            if b < 0:
+                continue  # not in a shown mapping (unmapped meanwhile, PROT_NONE)
+            v = anon[b] + a
+            anon[b] = v if v <= COUNT_MAX else COUNT_MAX
+            v = file[b] + f
+            file[b] = v if v <= COUNT_MAX else COUNT_MAX
+            arr = per_node.get(node)
+            if arr is None:
+                arr = per_node[node] = array.array("I", zero)
+            v = arr[b] + y
+            arr[b] = v if v <= COUNT_MAX else COUNT_MAX
+        if not per_node:
+            nodes = None
+        elif len(per_node) == 1:
+            nodes = next(iter(per_node))
+        else:
+            nodes = per_node
+        col = Column(sample.seq, sample.t, bins, anon, file, nodes)
+        self.columns.append(col)
+        self.intervals += 1
+        self.last = Sample(sample.seq, sample.t, sample.aging, sample.dropped,
+                           sample.rss_kb, None, None)
+        return col
+
+    def peak(self) -> tuple[int, int] | None:
+        """(region_index, young pages over the run) of the hottest region."""
+        if not self.region_totals:
+            return None
+        region, total = min(self.region_totals.items(), key=lambda kv: (-kv[1], kv[0]))
+        return region, total
+
+    # -- rows ------------------------------------------------------------------------
+    def rows_for(self, nrows: int) -> RowLayout:
+        """The RowLayout of the current bins with at most nrows rows (cached)."""
+        rows = self._rows
+        if rows is not None and rows.requested == nrows:
+            return rows
+        new = RowLayout(self.bins or BinLayout([], self.shift, self.page_size, 1), nrows)
+        if rows is not None and rows.bins.ident == new.bins.ident and rows.starts == new.starts:
+            new.key = rows.key
+            new._proj = rows._proj
+        else:
+            new.key = next(self._idents)
+        self._rows = new
+        return new
+
+    def cells(self, col: Column, rows: RowLayout):
+        """(young, anon, node) per row of rows for one column (cached on the column)."""
+        if col.key != rows.key:
+            proj = rows.projection(col.bins)
+            n = rows.n
+            young = array.array("d", bytes(8 * n))
+            anon_r = array.array("d", bytes(8 * n))
+            nodes = col.nodes
+            multi = isinstance(nodes, dict)
+            node_sums = {k: [0.0] * n for k in nodes} if multi else None
+            ca, cf = col.anon, col.file
+            for b in range(len(ca)):
+                a = ca[b]
+                f = cf[b]
+                if not (a or f):
+                    continue
+                for r, w in proj[b]:
+                    young[r] += (a + f) * w
+                    anon_r[r] += a * w
+                    if multi:
+                        for k, arr in nodes.items():
+                            v = arr[b]
+                            if v:
+                                node_sums[k][r] += v * w
+            node = array.array("h", [NO_DATA]) * n
+            if multi:
+                for r in range(n):
+                    node[r] = dominant({k: s[r] for k, s in node_sums.items()}, young[r])
+            elif nodes is not None:
+                for r in range(n):
+                    if young[r] > 0:
+                        node[r] = nodes
+            col.key = rows.key
+            col.c_young, col.c_anon, col.c_node = young, anon_r, node
+        return col.c_young, col.c_anon, col.c_node
+
+
+# =====================================================================================
+# 3. the layout: rows from /proc/PID/maps
+# =====================================================================================
+
+HIDDEN = frozenset(("[vvar]", "[vvar_vclock]", "[vsyscall]"))
+
+
+class Mapping(collections.namedtuple("Mapping", "start end perms offset dev inode path")):
+    """One line of /proc/PID/maps."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return mapping_name(self.path)
+
+
+def mapping_name(path: str) -> str:
+    """What a row label calls a mapping: [heap], [stack], file basename, or anon."""
+    if not path:
+        return "anon"
+    if path.startswith("["):
+        return path
+    deleted = path.endswith(" (deleted)")
+    base = path[: -len(" (deleted)")] if deleted else path
+    base = base.rstrip("/").rsplit("/", 1)[-1] or base
+    return base + " (deleted)" if deleted else base
+
+
+def parse_maps(text: str) -> list[Mapping]:
+    """Parse /proc/PID/maps.  The path is everything after the inode (it may contain
+    spaces, end in " (deleted)" or be a [pseudo] name); lines that do not parse are
+    skipped.  The kernel escapes newlines in paths, so lines split on "\\n" only."""
+    out = []
+    for line in text.split("\n"):
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        rng, perms, offset, dev, inode = parts[:5]
+        start_s, dash, end_s = rng.partition("-")
+        try:
+            start = int(start_s, 16)
+            end = int(end_s, 16)
+            off = int(offset, 16)
+            ino = int(inode)
+        except ValueError:
+            continue
+        if not dash or end <= start or len(perms) < 4:
+            continue
+        path = parts[5].rstrip("\r") if len(parts) == 6 else ""
+        out.append(Mapping(start, end, perms, off, dev, ino, path))
+    out.sort()
+    return out
+
+
+def is_shown(m: Mapping) -> bool:
+    """Mappings that can hold young pages.  The vsyscall/vvar pages are never walked and
+    PROT_NONE mappings cannot be accessed: both would only be empty rows."""
+    return m.path not in HIDDEN and m.perms[:3] != "---"
+
+
+def shown_mappings(maps) -> list[Mapping]:
+    return sorted(m for m in maps if is_shown(m) and m.end > m.start)
+
+
+def build_areas(shown: list[Mapping], shift: int) -> list[list]:
+    """Split the shown mappings into areas: disjoint runs of whole regions, one per
+    mapping (adjacent pieces of one file, like a library's text/data, are one area).
+    A region shared by two mappings belongs to the first; a mapping entirely inside
+    regions already taken adds no area.  Returns [[r0, r1, start_address], ...]."""
+    areas: list[list] = []
+    prev_path = None
+    prev_end = -1
+    for m in shown:
+        r0 = m.start >> shift
+        r1 = ((m.end - 1) >> shift) + 1
+        same_file = bool(m.path) and m.path == prev_path and m.start == prev_end
+        prev_path, prev_end = m.path, m.end
+        if areas:
+            last = areas[-1]
+            if same_file:
+                last[1] = max(last[1], r1)
+                continue
+            if r0 < last[1]:
+                r0 = last[1]
+        if r1 <= r0:
+            continue
+        areas.append([r0, r1, max(m.start, r0 << shift)])
+    return areas
+
+
+def spanned_regions(maps, shift: int) -> int:
+    """How many regions the shown mappings span: what the BPF map must hold per node."""
+    return sum(a[1] - a[0] for a in build_areas(shown_mappings(maps), shift))
+
+
+def overlap_bytes(ranges, maps) -> list[int]:
+    """For sorted disjoint [lo, hi) ranges, the bytes of the sorted disjoint mappings
+    that fall inside each."""
+    out = [0] * len(ranges)
+    j = 0
+    n = len(maps)
+    for i, (lo, hi) in enumerate(ranges):
+        while j < n and maps[j].end <= lo:
+            j += 1
+        k = j
+        total = 0
+        while k < n and maps[k].start < hi:
+            total += min(hi, maps[k].end) - max(lo, maps[k].start)
+            k += 1
+        out[i] = total
+    return out
+
+
+def merge_runs(sizes: list[int], budget: int) -> list[tuple[int, int]]:
+    """Partition items 0..n-1 into at most budget runs [i0, i1) of adjacent items by
+    repeatedly merging the adjacent pair with the smallest combined size (ties: the
+    lower address)."""
+    n = len(sizes)
+    budget = max(1, budget)
+    if n <= budget:
+        return [(i, i + 1) for i in range(n)]
+    size = list(sizes)
+    end = [i + 1 for i in range(n)]
+    nxt = [i + 1 for i in range(n)]
+    prv = [i - 1 for i in range(n)]
+    alive = [True] * n
+    heap = [(size[i] + size[i + 1], i, i + 1) for i in range(n - 1)]
+    heapq.heapify(heap)
+    count = n
+    while count > budget:
+        s, i, j = heapq.heappop(heap)
+        if not (alive[i] and alive[j]) or nxt[i] != j or size[i] + size[j] != s:
+            continue  # stale
+        size[i] = s
+        end[i] = end[j]
+        alive[j] = False
+        nxt[i] = nxt[j]
+        if nxt[j] < n:
+            prv[nxt[j]] = i
+        count -= 1
+        if prv[i] >= 0:
+            heapq.heappush(heap, (size[prv[i]] + size[i], prv[i], i))
+        if nxt[i] < n:
+            heapq.heappush(heap, (size[i] + size[nxt[i]], i, nxt[i]))
+    return [(i, end[i]) for i in range(n) if alive[i]]
+
+
+def concave_weight(pages: int) -> int:
+    """16 * sqrt(pages), as an integer so that sharing is exact arithmetic."""
+    return math.isqrt(max(1, pages) << 8)
+
+
+def share(total: int, weights: list[int], caps: list[int]) -> list[int]:
+    """Share total slots among items: one each first (if caps allow), the rest in
+    proportion to weights by the largest-remainder method, no item above its cap
+    (items that would reach their cap are pinned there and the rest re-shared).
+    Integer arithmetic, ties to the lower index: the result is deterministic."""
+    n = len(weights)
+    alloc = [1 if c > 0 else 0 for c in caps]
+    if sum(alloc) > total:
+        raise ValueError("more items than slots: merge first")
+    remaining = total - sum(alloc)
+    active = [i for i in range(n) if alloc[i] < caps[i]]
+    while remaining > 0 and active:
+        wsum = sum(weights[i] for i in active)
+        pinned = [i for i in active
+                  if (alloc[i] - caps[i]) * wsum + remaining * weights[i] >= 0]
+        if pinned:
+            for i in pinned:
+                remaining -= caps[i] - alloc[i]
+                alloc[i] = caps[i]
+            pinned_set = set(pinned)
+            active = [i for i in active if i not in pinned_set]
+            continue
+        rema = {}
+        given = 0
+        for i in active:
+            q, r = divmod(remaining * weights[i], wsum)
+            alloc[i] += q
+            given += q
+            rema[i] = r
+        for i in sorted(active, key=lambda i: (-rema[i], i))[: remaining - given]:
+            alloc[i] += 1
+        remaining = 0
+    return alloc
+
+
+def _split(lo: int, hi: int, k: int) -> list[int]:
+    """Starts of k near-equal contiguous runs of [lo, hi) (k <= hi - lo)."""
+    m = hi - lo
+    return [lo + (m * i) // k for i in range(k)]
+
+
+class BinLayout:
+    """The fine, terminal-independent partition of the shown address space that the
+    history is stored in.  Slots are the spanned regions in address order (gaps
+    skipped); bins are contiguous slot runs; groups are runs of areas (one per mapping,
+    merged only when there are more than `budget`), each with its share of bins."""
+
+    def __init__(self, shown: list[Mapping], shift: int, page_size: int, budget: int):
+        self.shift = shift
+        self.page_size = page_size
+        self.maps = shown
+        self.ident = 0
+        areas = build_areas(shown, shift)
+        self.area_r0 = [a[0] for a in areas]
+        self.area_r1 = [a[1] for a in areas]
+        slot0 = [0] * len(areas)
+        s = 0
+        for i, a in enumerate(areas):
+            slot0[i] = s
+            s += a[1] - a[0]
+        self.area_slot0 = slot0
+        self.nslots = s
+        area_pages = [b // page_size for b in
+                      overlap_bytes([(a[0] << shift, a[1] << shift) for a in areas], shown)]
+        groups = merge_runs(area_pages, budget)
+        gpages = [sum(area_pages[a0:a1]) for a0, a1 in groups]
+        gslots = [(slot0[a1 - 1] + self.area_r1[a1 - 1] - self.area_r0[a1 - 1]) - slot0[a0]
+                  for a0, a1 in groups]
+        alloc = share(budget, [concave_weight(p) for p in gpages], gslots) if groups else []
+        starts: list[int] = []
+        group_bins = []
+        for (a0, _a1), k, m in zip(groups, alloc, gslots):
+            b0 = len(starts)
+            starts.extend(_split(slot0[a0], slot0[a0] + m, k))
+            group_bins.append((b0, len(starts)))
+        self.bin_start = starts
+        self.nbins = len(starts)
+        self.group_bins = group_bins
+        self.group_pages = gpages
+        # pieces: (r0, r1, bin), region runs inside one area and one bin, by address
+        pieces = []
+        a = 0
+        for b in range(self.nbins):
+            s0 = starts[b]
+            s1 = starts[b + 1] if b + 1 < self.nbins else self.nslots
+            while s0 < s1:
+                while slot0[a] + self.area_r1[a] - self.area_r0[a] <= s0:
+                    a += 1
+                take = min(s1, slot0[a] + self.area_r1[a] - self.area_r0[a]) - s0
+                r = self.area_r0[a] + s0 - slot0[a]
+                pieces.append((r, r + take, b))
+                s0 += take
+        self.pieces = pieces
+        piece_bytes = overlap_bytes([(p[0] << shift, p[1] << shift) for p in pieces], shown)
+        bin_pages = [0] * self.nbins
+        bin_regions = [0] * self.nbins
+        for (r0, r1, b), nbytes in zip(pieces, piece_bytes):
+            bin_pages[b] += nbytes // page_size
+            bin_regions[b] += r1 - r0
+        self.bin_pages = bin_pages
+        self.bin_regions = bin_regions
+        self.key = (shift, tuple(self.area_r0), tuple(self.area_r1), tuple(starts))
+
+    def bin_of(self, region: int) -> int:
+        """The bin holding a region, -1 if no shown mapping spans it."""
+        i = bisect.bisect_right(self.area_r0, region) - 1
+        if i < 0 or region >= self.area_r1[i]:
+            return -1
+        slot = self.area_slot0[i] + region - self.area_r0[i]
+        return bisect.bisect_right(self.bin_start, slot) - 1
+
+
+class RowLayout:
+    """Screen rows: each a contiguous run of bins within one group of a BinLayout.
+    Groups are merged (smallest neighbours first) when there are more than nrows, then
+    rows are shared out among groups by the square root of their pages (at least one
+    each, at most one per bin) and each group's bins split evenly among its rows."""
+
+    def __init__(self, bins: BinLayout, nrows: int):
+        self.bins = bins
+        self.requested = nrows
+        self.key = 0
+        self._proj: dict[int, list] = {}
+        nrows = max(1, nrows)
+        runs = merge_runs(bins.group_pages, nrows)
+        dgroups = [(bins.group_bins[g0][0], bins.group_bins[g1 - 1][1],
+                    sum(bins.group_pages[g0:g1])) for g0, g1 in runs]
+        alloc = share(nrows, [concave_weight(p) for _, _, p in dgroups],
+                      [b1 - b0 for b0, b1, _ in dgroups]) if dgroups else []
+        starts: list[int] = []
+        for (b0, b1, _), k in zip(dgroups, alloc):
+            starts.extend(_split(b0, b1, k))
+        self.starts = tuple(starts)
+        self.n = len(starts)
+        row_of_bin = array.array("i", bytes(4 * bins.nbins))
+        pages = [0] * self.n
+        for r in range(self.n):
+            b1 = starts[r + 1] if r + 1 < self.n else bins.nbins
+            for b in range(starts[r], b1):
+                row_of_bin[b] = r
+                pages[r] += bins.bin_pages[b]
+        self.row_of_bin = row_of_bin
+        self.pages = pages
+        self.labels = self._labels()
+
+    def _labels(self) -> list[tuple[int, str, int]]:
+        """(first mapped address, first mapping's name, other mappings in the row)."""
+        bins = self.bins
+        shift = bins.shift
+        maps = bins.maps
+        out = []
+        pieces = bins.pieces
+        p = 0
+        j = 0
+        for r in range(self.n):
+            addr = None
+            names: list[str] = []
+            while p < len(pieces) and self.row_of_bin[pieces[p][2]] == r:
+                lo, hi = pieces[p][0] << shift, pieces[p][1] << shift
+                while j < len(maps) and maps[j].end <= lo:
+                    j += 1
+                k = j
+                while k < len(maps) and maps[k].start < hi:
+                    if addr is None:
+                        addr = max(lo, maps[k].start)
+                    name = maps[k].name
+                    if name not in names:
+                        names.append(name)
+                    k += 1
+                p += 1
+            out.append((addr or 0, names[0] if names else "?", max(0, len(names) - 1)))
+        return out
+
+    def projection(self, old: BinLayout) -> list:
+        """For each bin of old, ((row, weight), ...): the share of its regions that
+        falls in each row of this layout (weight 1.0 for bins of the same layout)."""
+        proj = self._proj.get(old.ident)
+        if proj is not None:
+            return proj
+        if old.ident == self.bins.ident:
+            proj = [((r, 1.0),) for r in self.row_of_bin]
+        else:
+            new_pieces = [(r0, r1, self.row_of_bin[b]) for r0, r1, b in self.bins.pieces]
+            acc: list[dict[int, int]] = [{} for _ in range(old.nbins)]
+            i = j = 0
+            op = old.pieces
+            while i < len(op) and j < len(new_pieces):
+                lo = max(op[i][0], new_pieces[j][0])
+                hi = min(op[i][1], new_pieces[j][1])
+                if hi > lo:
+                    d = acc[op[i][2]]
+                    row = new_pieces[j][2]
+                    d[row] = d.get(row, 0) + hi - lo
+                if op[i][1] <= new_pieces[j][1]:
+                    i += 1
+                else:
+                    j += 1
+            proj = [tuple((row, ov / old.bin_regions[b]) for row, ov in sorted(d.items()))
+                    for b, d in enumerate(acc)]
+        self._proj[old.ident] = proj
+        return proj
+
+
+# =====================================================================================
+# 4. rendering: frames, legend, views
+# =====================================================================================
+
+VIEWS = ("heat", "node", "anon")
+HEAT_BOUNDS = (0.01, 0.02, 0.05, 0.10, 0.20, 0.40, 0.60, 0.80)
+HEAT_CHARS = " .:-=+*#%@"
+HEAT_TEXT = ("none", "<1%", "1-2%", "2-5%", "5-10%", "10-20%", "20-40%", "40-60%", "60-80%",
+             ">=80%")
+# viridis sampled at 9 evenly spaced points: perceptually uniform, dark to bright
+HEAT_RGB = (None, (68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
+            (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37))
+# Okabe-Ito: distinct for colour-blind readers too
+NODE_RGB = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
+            (213, 94, 0), (204, 121, 167))
+MIXED_RGB = (187, 187, 187)
+KIND_ANON, KIND_FILE = 1, 2
+KIND_CHARS = {NO_DATA: " ", KIND_ANON: "a", KIND_FILE: "f", MIXED: "*"}
+KIND_RGB = {NO_DATA: None, KIND_ANON: (213, 94, 0), KIND_FILE: (0, 114, 178),
+            MIXED: (204, 121, 167)}
+RESET = "\x1b[0m"
+LEGEND_HEAD = {
+    "heat": "% of the row's pages found young (blank: none):",
+    "node": "NUMA node of >=75% of the young pages (blank: none):",
+    "anon": "kind of >=75% of the young pages (blank: none):",
+}
+KEYS_HINT = "keys: h heat  n node  a anon/file  p pause  q quit"
+
+
+def heat_level(young: float, pages: int) -> int:
+    """0 for no young page, else 1..9 by HEAT_BOUNDS of young / pages."""
+    if young <= 0:
+        return 0
+    if pages <= 0:
+        return len(HEAT_BOUNDS) + 1
+    return 1 + bisect.bisect_right(HEAT_BOUNDS, young / pages)
+
+
+def kind_of(young: float, anon: float) -> int:
+    if young <= 0:
+        return NO_DATA
+    if anon >= DOMINANCE * young:
+        return KIND_ANON
+    if young - anon >= DOMINANCE * young:
+        return KIND_FILE
+    return MIXED
+
+
+def node_char(node: int) -> str:
+    if node == NO_DATA:
+        return " "
+    if node == MIXED:
+        return "*"
+    if node < 10:
+        return str(node)
+    if node < 36:
+        return chr(ord("a") + node - 10)
+    return "#"
+
+
+def node_rgb(node: int):
+    if node == NO_DATA:
+        return None
+    if node == MIXED:
+        return MIXED_RGB
+    return NODE_RGB[node % len(NODE_RGB)]
+
+
+def cell_class(view: str, young: float, anon: float, node: int, pages: int) -> tuple:
+    """(character, rgb or None) of one cell in a view."""
+    if view == "heat":
+        level = heat_level(young, pages)
+        return HEAT_CHARS[level], HEAT_RGB[level]
+    if view == "node":
+        return node_char(node), node_rgb(node)
+    kind = kind_of(young, anon)
+    return KIND_CHARS[kind], KIND_RGB[kind]
+
+
+_XTERM_CACHE: dict = {}
+
+
+def xterm_index(rgb: tuple) -> int:
+    """Nearest xterm-256 colour (6x6x6 cube 16-231, greys 232-255) to rgb."""
+    idx = _XTERM_CACHE.get(rgb)
+    if idx is None:
+        levels = (0, 95, 135, 175, 215, 255)
+        best = None
+        for i in range(16, 256):
+            if i < 232:
+                c = i - 16
+                cand = (levels[c // 36], levels[c // 6 % 6], levels[c % 6])
+            else:
+                g = 8 + 10 * (i - 232)
+                cand = (g, g, g)
+            d = sum((x - y) ** 2 for x, y in zip(rgb, cand))
+            if best is None or d < best[0]:
+                best = (d, i)
+        idx = _XTERM_CACHE[rgb] = best[1]
+    return idx
+
+
+class Style:
+    """How a cell colour is written: None (plain text), "256" or "truecolor"."""
+
+    def __init__(self, mode: str | None):
+        self.mode = mode
+
+    def bg(self, rgb) -> str:
+        if rgb is None:
+            return "\x1b[49m"
+        if self.mode == "truecolor":
+            return "\x1b[48;2;{};{};{}m".format(*rgb)
+        return f"\x1b[48;5;{xterm_index(rgb)}m"
+
+
+def color_mode(choice: str, isatty: bool, environ) -> str | None:
+    """--color auto|always|never plus NO_COLOR, TERM and COLORTERM -> a Style mode."""
+    if choice == "never":
+        return None
+    if choice == "auto" and (not isatty or environ.get("NO_COLOR")
+                             or environ.get("TERM") == "dumb"):
+        return None
+    if environ.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
+        return "truecolor"
+    return "256"
+
+
+def fmt_size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            v = n / (1 << shift)
+            return f"{int(v)} {unit}" if v == int(v) else f"{v:.1f} {unit}"
+    return f"{n} B"
+
+
+def fmt_secs(s: float) -> str:
+    if s < 0.001:
+        return "%.0f us" % (s * 1e6)
+    if s < 1:
+        return "%.1f ms" % (s * 1e3)
+    return f"{s:.2f} s"
+
+
+def fmt_span(s: float) -> str:
+    if s < 10:
+        return f"{s:.1f}s"
+    if s < 1000:
+        return f"{s:.0f}s"
+    return "%.0fm" % (s / 60)
+
+
+def _printable(text: str) -> str:
+    """Labels come from file names: keep them to printable ASCII (no escapes)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+def header_items(model: Model, view: str, status: str = "") -> list[str]:
+    info = model.info
+    last = model.last
+    comm = _printable(str(info.get("comm", "")))
+    items = [f"heatmap pid {info.get('pid')} ({comm})"]
+    if last is not None:
+        items.append("rss " + fmt_size(last.rss_kb * 1024))
+    items.append(f"every {float(info.get('interval', 0)):g} s")
+    items.append("aging " + (fmt_secs(last.aging) if last is not None else "-"))
+    items.append(f"dropped {last.dropped if last is not None else 0}")
+    items.append("region " + fmt_size(1 << model.shift))
+    items.append("view " + view)
+    if last is not None:
+        items.append(f"#{last.seq} {last.t:.1f} s")
+    if status:
+        items.append(status)
+    return items
+
+
+def wrap_items(items: list[tuple[int, str]], width: int, max_lines: int) -> list[str]:
+    """Join (visible length, text) items with two spaces into lines of at most width
+    visible columns; an item wider than width is cut (plain text only)."""
+    lines: list[str] = []
+    cur: list[str] = []
+    used = 0
+    for vis, s in items:
+        if cur and used + 2 + vis > width:
+            lines.append("  ".join(cur))
+            cur, used = [], 0
+        if vis > width:
+            if s.startswith("\x1b"):
+                continue  # a colour swatch that cannot fit
+            s, vis = s[:width], width
+        cur.append(s)
+        used += vis + (2 if used else 0)
+    if cur:
+        lines.append("  ".join(cur))
+    return lines[:max_lines]
+
+
+def nodes_seen(columns) -> list[int]:
+    seen: set[int] = set()
+    for col in columns:
+        if isinstance(col.nodes, dict):
+            seen.update(col.nodes)
+        elif col.nodes is not None:
+            seen.add(col.nodes)
+    return sorted(seen)
+
+
+def legend_entries(view: str, nodes: list[int]) -> list[tuple[str, object, str]]:
+    """(char, rgb, text) for each colour a view uses."""
+    if view == "heat":
+        return [(HEAT_CHARS[i], HEAT_RGB[i], HEAT_TEXT[i]) for i in range(1, len(HEAT_CHARS))]
+    if view == "node":
+        return [(node_char(n), node_rgb(n), f"node{n}") for n in nodes] + \
+            [("*", MIXED_RGB, "mixed")]
+    return [(KIND_CHARS[k], KIND_RGB[k], t)
+            for k, t in ((KIND_ANON, "anon"), (KIND_FILE, "file"), (MIXED, "mixed"))]
+
+
+def legend_lines(view: str, nodes: list[int], width: int, style: Style, keys: bool,
+                 max_lines: int = 3) -> list[str]:
+    """The legend wrapped to width: heading, then one swatch (or character) per colour
+    with the numbers it stands for; in the live view a line of keys."""
+    head = LEGEND_HEAD[view]
+    items: list[tuple[int, str]] = [(len(head), head)]
+    for ch, rgb, text in legend_entries(view, nodes):
+        if style.mode is None:
+            s = f"{ch} {text}"
+            items.append((len(s), s))
+        else:
+            items.append((3 + len(text), style.bg(rgb) + "  " + RESET + " " + text))
+    lines = wrap_items(items, width, max_lines)
+    if keys:
+        lines.append(KEYS_HINT[:width])
+    return lines
+
+
+def render_frame(model: Model, view: str = "heat", width: int = 80, height: int = 24,
+                 color: str | None = None, status: str = "", keys: bool = False) -> str:
+    """One frame as text (ANSI colour escapes when color is "256" or "truecolor"),
+    at most width columns wide and, above 3 lines, at most height lines high.
+    No trailing newline."""
+    width = max(1, int(width))
+    height = max(1, int(height))
+    style = Style(color)
+    columns = model.columns
+    recent = list(itertools.islice(columns, max(0, len(columns) - width), None))
+    legend = legend_lines(view, nodes_seen(recent), width, style, keys)
+    head = wrap_items([(len(s), s) for s in header_items(model, view, status)], width, 2)
+    # what gives way on a short terminal: the axis, then the legend, then header line 2
+    axis_on = True
+    nrows = height - len(head) - 1 - len(legend)
+    if nrows < 1:
+        axis_on = False
+        nrows += 1
+    if nrows < 1:
+        legend = legend[: max(0, len(legend) + nrows - 1)]
+        nrows = height - len(head) - len(legend)
+    if nrows < 1:
+        head = head[:1]
+        nrows = max(1, height - 1 - len(legend))
+    lines = list(head)
+    rows = model.rows_for(nrows)
+    digits = max([len(f"{a:x}") for a, _, _ in rows.labels] or [1])
+    labels = []
+    for addr, name, more in rows.labels:
+        text = f"{addr:0{digits}x} {_printable(name)}"
+        labels.append(text + (f" +{more}" if more else ""))
+    natural = max([len(s) for s in labels] or [0])
+    label_w = min(natural, 36) if width >= 60 else min(natural, width // 3)
+    label_w = max(0, min(label_w, width - 2))
+    ncols = max(1, width - label_w - 1)
+    shown = recent[-ncols:] if ncols < len(recent) else recent
+    pad = ncols - len(shown)
+    cells = [model.cells(col, rows) for col in shown]
+    if rows.n == 0:
+        lines.append(("(no mappings)")[:width])
+    for r in range(rows.n):
+        pages = rows.pages[r]
+        out = [labels[r][:label_w].ljust(label_w), "|"]
+        if style.mode is None:
+            out.append(" " * pad)
+            out.extend(cell_class(view, y[r], a[r], n[r], pages)[0] for y, a, n in cells)
+        else:
+            out.append(" " * pad)
+            cur = None
+            for y, a, n in cells:
+                rgb = cell_class(view, y[r], a[r], n[r], pages)[1]
+                if rgb != cur:
+                    out.append(style.bg(rgb))
+                    cur = rgb
+                out.append(" ")
+            if cur is not None:
+                out.append(RESET)
+        lines.append("".join(out))
+    if axis_on:
+        axis = [" "] * ncols
+        k = len(shown)
+        for j in range(ncols - k, ncols):
+            axis[j] = "-"
+        if k and ncols >= 3:
+            axis[ncols - 3:] = "now"
+        if k >= 2:
+            left = "-" + fmt_span(shown[-1].t - shown[0].t)
+            if len(left) + 4 <= k:
+                axis[ncols - k: ncols - k + len(left)] = left
+        lines.append((" " * label_w + "+" + "".join(axis))[:width] if width > label_w else "")
+    lines.extend(legend)
+    return "\n".join(lines)
+
+
+# =====================================================================================
+# 5. the live view (a terminal: alternate screen, keys, resizes)
+# =====================================================================================
+
+ENTER_SCREEN = "\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J"
+LEAVE_SCREEN = "\x1b[0m\x1b[?25h\x1b[?1049l"
+
+
+class PlainUI:
+    """No terminal: one frame per interval on stdout (or nothing with --json)."""
+
+    live = False
+
+    def __init__(self, out, view, color, frames, size, clock, sleep):
+        self.out = out
+        self.view = view
+        self.color = color
+        self.frames = frames
+        self.size = size
+        self.clock = clock
+        self.sleep = sleep
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def wait(self, due):
+        delay = due - self.clock()
+        if delay > 0:
+            self.sleep(delay)
+        return None
+
+    def show(self, model, initial=False):
+        if not self.frames or initial:
+            return
+        width, height = self.size()
+        model.ensure_history(max(HISTORY_MIN, 2 * width))
+        self.out.write(render_frame(model, self.view, width, height, self.color) + "\n\n")
+        self.out.flush()
+
+
+class LiveScreen:
+    """The interactive view: alternate screen, hidden cursor, cbreak keyboard, SIGWINCH
+    re-layout, SIGTSTP handled; the terminal is restored on every way out."""
+
+    live = True
+
+    def __init__(self, out, inp, view, color, clock):
+        self.out = out
+        self.inp = inp
+        self.view = view
+        self.color = color
+        self.clock = clock
+        self.paused = False
+        self.model = None
+        self.fd_in = None
+        self.saved = None
+        self.wake = None
+        self.old_handlers: dict = {}
+        self.active = False
+
+    # -- terminal state ----------------------------------------------------------------
+    def __enter__(self):
+        import termios
+        import tty
+
+        try:
+            if self.inp is not None and self.inp.isatty():
+                self.fd_in = self.inp.fileno()
+                self.saved = termios.tcgetattr(self.fd_in)
+                tty.setcbreak(self.fd_in)
+        except (OSError, ValueError, termios.error):
+            self.fd_in = None
+        self.wake = os.pipe()
+        os.set_blocking(self.wake[0], False)
+        os.set_blocking(self.wake[1], False)
+        for sig, handler in ((signal.SIGWINCH, self._on_winch), (signal.SIGTSTP, self._on_tstp),
+                             (signal.SIGCONT, self._on_cont)):
+            self.old_handlers[sig] = signal.signal(sig, handler)
+        self._enter()
+        return self
+
+    def _enter(self):
+        self.out.write(ENTER_SCREEN)
+        self.out.flush()
+        self.active = True
+
+    def _leave(self):
+        self.active = False
+        try:
+            self.out.write(LEAVE_SCREEN)
+            self.out.flush()
+        except (OSError, ValueError):
+            pass
+        if self.saved is not None:
+            import termios
+
+            try:
+                termios.tcsetattr(self.fd_in, termios.TCSADRAIN, self.saved)
+            except (OSError, termios.error):
+                pass
+
+    def __exit__(self, *exc):
+        for sig, handler in self.old_handlers.items():
+            try:
+                signal.signal(sig, handler)
+            except (OSError, ValueError, TypeError):
+                pass
+        self._leave()
+        if self.wake:
+            for fd in self.wake:
+                os.close(fd)
+            self.wake = None
+        return False
+
+    def _poke(self):
+        try:
+            os.write(self.wake[1], b"w")
+        except (OSError, TypeError):
+            pass
+
+    def _on_winch(self, signum, frame):
+        self._poke()
+
+    def _on_tstp(self, signum, frame):
+        self._leave()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+
+    def _on_cont(self, signum, frame):
+        signal.signal(signal.SIGTSTP, self._on_tstp)
+        if not self.active:
+            if self.saved is not None:
+                import tty
+
+                try:
+                    tty.setcbreak(self.fd_in)
+                except OSError:
+                    pass
+            try:
+                self._enter()
+            except OSError:
+                pass
+        self._poke()
+
+    # -- loop --------------------------------------------------------------------------
+    def size(self):
+        try:
+            sz = os.get_terminal_size(self.out.fileno())
+            return sz.columns, sz.lines
+        except (OSError, ValueError):
+            return 80, 24
+
+    def show(self, model, initial=False):
+        self.model = model
+        width, height = self.size()
+        model.ensure_history(max(HISTORY_MIN, 2 * width))
+        frame = render_frame(model, self.view, width, height, self.color,
+                             status="paused" if self.paused else "", keys=True)
+        lines = frame.split("\n")[:height]
+        self.out.write("\x1b[H" + "\x1b[K\r\n".join(lines) + "\x1b[K\x1b[J")
+        self.out.flush()
+
+    def _key(self, ch: str):
+        if ch in "qQ":
+            return "quit"
+        views = {"h": "heat", "n": "node", "a": "anon"}
+        if ch in views:
+            self.view = views[ch]
+        elif ch == "v":
+            self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        elif ch in "p ":
+            self.paused = not self.paused
+            if not self.paused:
+                return "resync"
+        else:
+            return None
+        return "redraw"
+
+    def wait(self, due):
+        import select
+
+        while True:
+            now = self.clock()
+            if not self.paused and now >= due:
+                return None
+            timeout = None if self.paused else max(0.0, due - now)
+            fds = [self.wake[0]] + ([self.fd_in] if self.fd_in is not None else [])
+            ready, _, _ = select.select(fds, [], [], timeout)
+            if self.wake[0] in ready:
+                try:
+                    while os.read(self.wake[0], 64):
+                        pass
+                except BlockingIOError:
+                    pass
+                if self.model is not None:
+                    self.show(self.model)
+            if self.fd_in is not None and self.fd_in in ready:
+                data = os.read(self.fd_in, 64)
+                if not data:
+                    self.fd_in = None
+                    continue
+                for ch in data.decode("latin-1"):
+                    act = self._key(ch)
+                    if act == "quit":
+                        return "quit"
+                    if act == "resync":
+                        if self.model is not None:
+                            self.show(self.model)
+                        return "resync"
+                    if act == "redraw" and self.model is not None:
+                        self.show(self.model)
+
+
+# =====================================================================================
+# 6. outputs: JSON, record/replay, SVG
+# =====================================================================================
+
+
+def _dump(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class JsonSink:
+    """--json: one object per interval (schema in the module docstring)."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, sample: Sample, model: Model) -> None:
+        self.out.write(interval_json(sample, model) + "\n")
+        self.out.flush()
+
+
+def region_info(maps: list[Mapping], starts: list[int], region: int, shift: int,
+                page_size: int) -> tuple[str, int]:
+    """(name of the mapping at the region's first mapped byte, mapped pages in it)."""
+    lo = region << shift
+    hi = lo + (1 << shift)
+    i = max(0, bisect.bisect_right(starts, lo) - 1)
+    name = ""
+    pages = 0
+    while i < len(maps) and maps[i].start < hi:
+        m = maps[i]
+        if m.end > lo:
+            if not name:
+                name = m.name
+            pages += (min(hi, m.end) - max(lo, m.start)) // page_size
+        i += 1
+    return name, pages
+
+
+def interval_json(sample: Sample, model: Model) -> str:
+    """One interval as a line of JSON (no newline), after model.add(sample).  Written
+    piecewise: a dense interval of a big target has tens of thousands of regions."""
+    info = model.info
+    shift = model.shift
+    size = 1 << shift
+    page_size = model.page_size
+    maps = model.maps
+    nmaps = len(maps)
+    names: dict[str, str] = {}
+    parts = []
+    counts = sorted(sample.counts)
+    j = 0
+    i = 0
+    n = len(counts)
+    while i < n:
+        region = counts[i][0]
+        a = f = 0
+        nodes: dict[int, int] = {}
+        while i < n and counts[i][0] == region:
+            _, node, ca, cf = counts[i]
+            a += ca
+            f += cf
+            if ca + cf:
+                nodes[node] = nodes.get(node, 0) + ca + cf
+            i += 1
+        if a + f <= 0:
+            continue
+        lo = region << shift
+        hi = lo + size
+        while j < nmaps and maps[j].end <= lo:
+            j += 1
+        k = j
+        name = ""
+        pages = 0
+        while k < nmaps and maps[k].start < hi:
+            m = maps[k]
+            if not name:
+                name = m.name
+            pages += (min(hi, m.end) - max(lo, m.start)) // page_size
+            k += 1
+        qname = names.get(name)
+        if qname is None:
+            qname = names[name] = json.dumps(name)
+        node = dominant(nodes, a + f)
+        node_text = '"mixed"' if node == MIXED else str(node)
+        per_node = ",".join(f'"{nd}":{y}' for nd, y in sorted(nodes.items()))
+        parts.append(f'{{"start":{lo},"end":{hi},"mapping":{qname},"pages":{pages},'
+                     f'"accessed":{a + f},"anon":{a},"file":{f},"node":{node_text},'
+                     f'"nodes":{{{per_node}}}}}')
+    head = _dump({
+        "seq": sample.seq, "t": sample.t, "pid": info.get("pid"), "comm": info.get("comm"),
+        "interval": info.get("interval"), "aging_s": sample.aging, "dropped": sample.dropped,
+        "rss_kb": sample.rss_kb, "region_size": size, "page_size": page_size,
+    })
+    return head[:-1] + ',"regions":[' + ",".join(parts) + "]}"
+
+
+RECORD_TYPE = "heatmap-record"
+RECORD_VERSION = 1
+
+
+def _open_text(path: str, mode: str):
+    """Open a recording for "r" or "w", gzip when writing *.gz or reading gzip data."""
+    import gzip
+
+    if mode == "w":
+        if path.endswith(".gz"):
+            return gzip.open(path, "wt", encoding="utf-8", compresslevel=6)
+        return open(path, "w", encoding="utf-8")
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+class Recorder:
+    """--record: the header, maps when they change and every interval, as JSON lines,
+    flushed per interval so that an interrupted run leaves a usable file."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self.f = _open_text(path, "w")
+        except OSError as e:
+            raise HeatmapError(f"cannot write {path}: {e.strerror or e}") from None
+
+    def start(self, header: dict) -> None:
+        self.f.write(_dump(header) + "\n")
+
+    def write(self, sample: Sample, model: Model | None = None) -> None:
+        f = self.f
+        if sample.maps is not None:
+            f.write(_dump({"type": "maps", "maps": [list(m) for m in sample.maps]}) + "\n")
+        f.write(_dump({"type": "interval", "seq": sample.seq, "t": sample.t,
+                       "aging": sample.aging, "dropped": sample.dropped,
+                       "rss_kb": sample.rss_kb,
+                       "counts": [list(c) for c in sample.counts]}) + "\n")
+        f.flush()
+
+    def close(self) -> None:
+        if self.f is not None:
+            try:
+                self.f.close()
+            finally:
+                self.f = None
+
+
+def _as_int(v) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"not an integer: {v!r}")
+    return v
+
+
+class ReplaySource:
+    """Samples from a recording, paced like the original run (speed 1), faster, or all
+    at once (speed 0).  Reads the file as it goes: memory stays bounded."""
+
+    def __init__(self, path: str, speed: float = 0.0, clock=time.monotonic, limit=None):
+        self.path = path
+        self.speed = speed
+        self.clock = clock
+        self.limit = limit
+        self.f = None
+        self.header: dict = {}
+        self.lineno = 0
+        self._pending_maps = None
+        self._next: Sample | None = None
+        self._peeked = False
+        self._base = None
+        self._taken = 0
+
+    def open(self) -> None:
+        try:
+            self.f = _open_text(self.path, "r")
+            line = self.f.readline()
+        except OSError as e:
+            raise HeatmapError(f"cannot read {self.path}: {e.strerror or e}") from None
+        except (UnicodeDecodeError, EOFError):
+            line = ""
+        self.lineno = 1
+        try:
+            header = json.loads(line)
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("type") != RECORD_TYPE:
+            raise HeatmapError(f"{self.path}: not a heatmap recording")
+        if header.get("version") != RECORD_VERSION:
+            raise HeatmapError(f"{self.path}: recording version {header.get('version')!r}, "
+                               f"this heatmap reads version {RECORD_VERSION}")
+        try:
+            shift = _as_int(header["region_shift"])
+            _as_int(header.get("page_size", 4096))
+            if not 12 <= shift <= 40:
+                raise ValueError("region_shift")
+        except (KeyError, ValueError):
+            raise HeatmapError(f"{self.path}: bad recording header") from None
+        self.header = header
+
+    def _bad(self, why: str):
+        raise HeatmapError(f"{self.path}:{self.lineno}: {why}")
+
+    def _read(self) -> Sample | None:
+        if self.limit is not None and self._taken >= self.limit:
+            return None
+        while True:
+            try:
+                line = self.f.readline()
+            except (OSError, EOFError):
+                return None  # a truncated gzip stream: what was read is the recording
+            self.lineno += 1
+            if not line:
+                return None
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                if not line.endswith("\n"):
+                    return None  # the last line of an interrupted recording
+                self._bad("not JSON")
+            kind = obj.get("type") if isinstance(obj, dict) else None
+            try:
+                if kind == "maps":
+                    self._pending_maps = [
+                        Mapping(_as_int(s), _as_int(e), str(p), _as_int(o), str(d),
+                                _as_int(i), str(path))
+                        for s, e, p, o, d, i, path in obj["maps"]]
+                elif kind == "interval":
+                    counts = []
+                    for r, n, a, f in obj["counts"]:
+                        r, n, a, f = _as_int(r), _as_int(n), _as_int(a), _as_int(f)
+                        if a < 0 or f < 0 or r < 0:
+                            raise ValueError("negative count")
+                        counts.append((r, n, a, f))
+                    s = Sample(_as_int(obj["seq"]), float(obj["t"]), float(obj["aging"]),
+                               _as_int(obj["dropped"]), _as_int(obj["rss_kb"]),
+                               self._pending_maps, counts)
+                    self._pending_maps = None
+                    return s
+                # other types: from a newer writer; skipped
+            except (KeyError, ValueError, TypeError) as e:
+                self._bad(f"bad {kind} record ({e})")
+
+    def due(self) -> float:
+        if not self._peeked:
+            self._next = self._read()
+            self._peeked = True
+        if self.speed <= 0 or self._next is None:
+            return -math.inf
+        if self._base is None:
+            self._base = (self.clock(), self._next.t)
+        return self._base[0] + (self._next.t - self._base[1]) / self.speed
+
+    def take(self) -> Sample | None:
+        if not self._peeked:
+            self._next = self._read()
+        self._peeked = False
+        s, self._next = self._next, None
+        if s is not None:
+            self._taken += 1
+        return s
+
+    def resync(self) -> None:
+        self._base = None
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def union_maps(snapshots) -> list[Mapping]:
+    """The mappings of a whole run, newest first: a mapping from an older snapshot is
+    kept only where no newer one overlaps it."""
+    kept: list[Mapping] = []
+    starts: list[int] = []
+    for snap in reversed(snapshots):
+        for m in shown_mappings(snap):
+            i = bisect.bisect_right(starts, m.start)
+            if i > 0 and kept[i - 1].end > m.start:
+                continue
+            if i < len(kept) and kept[i].start < m.end:
+                continue
+            kept.insert(i, m)
+            starts.insert(i, m.start)
+    return kept
+
+
+SVG_ROWS = 48
+SVG_NONE = "#f2f2f2"
+
+
+def _xml(text: str) -> str:
+    text = "".join(c if c >= " " or c in "\t\n" else "?" for c in str(text))
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def _hex(rgb) -> str:
+    return SVG_NONE if rgb is None else "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
+              rows: int = SVG_ROWS) -> int:
+    """Render a recording as one SVG image: one <rect class="cell"> per row and
+    interval, row labels, time axis, title and legend.  Two streaming passes over the
+    recording (the first for the union of the run's mappings), so memory stays small.
+    Returns the number of intervals drawn."""
+    src = ReplaySource(recording, limit=limit)
+    src.open()
+    snapshots = []
+    intervals = 0
+    last_t = 0.0
+    first_t = None
+    nodes: set[int] = set()
+    try:
+        while True:
+            s = src.take()
+            if s is None:
+                break
+            intervals += 1
+            if s.maps is not None:
+                snapshots.append(s.maps)
+            first_t = s.t if first_t is None else first_t
+            last_t = s.t
+            nodes.update(c[1] for c in s.counts if c[2] + c[3] > 0)
+    finally:
+        src.close()
+    header = src.header
+    model = Model(header, history=1)
+    model.set_maps(union_maps(snapshots))
+    layout = model.rows_for(rows)
+    n = intervals
+    cell_w = max(1, min(12, 1200 // max(1, n)))
+    row_h = 12
+    label_w = 260
+    top = 46
+    plot_w = n * cell_w
+    plot_h = layout.n * row_h
+    width = max(label_w + plot_w + 20, 760)
+    height = top + plot_h + 110
+    title = (f"heatmap: pid {header.get('pid')} ({header.get('comm')}), {n} intervals of "
+             f"{float(header.get('interval', 0)):g} s, {fmt_size(1 << model.shift)} regions, "
+             f"view {view}")
+    tmp = out_path + ".tmp"
+    try:
+        f = _open_text(tmp, "w")
+    except OSError as e:
+        raise HeatmapError(f"cannot write {out_path}: {e.strerror or e}") from None
+    with f:
+        w = f.write
+        w('<?xml version="1.0" encoding="UTF-8"?>\n')
+        w(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+          f'viewBox="0 0 {width} {height}">\n')
+        w(f"<title>{_xml(title)}</title>\n")
+        w("<style>text{font-family:monospace;font-size:10px;fill:#222}"
+          ".t{font-size:13px}</style>\n")
+        w(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>\n')
+        w(f'<text class="t" x="8" y="18">{_xml(title)}</text>\n')
+        w('<text x="8" y="34">rows: address ranges of /proc/{}/maps (start, mapping); '
+          'columns: intervals, oldest left</text>\n'.format(_xml(header.get("pid"))))
+        w('<g class="labels">\n')
+        for r, (addr, name, more) in enumerate(layout.labels):
+            text = _xml(f"{addr:x} {name}" + (f" +{more}" if more else ""))
+            w(f'<text x="{label_w - 6}" y="{top + r * row_h + row_h - 2}" '
+              f'text-anchor="end">{text}</text>\n')
+        w("</g>\n<g class=\"cells\">\n")
+        src = ReplaySource(recording, limit=limit)
+        src.open()
+        try:
+            j = 0
+            while True:
+                s = src.take()
+                if s is None:
+                    break
+                s.maps = None  # every interval is drawn on the union layout
+                col = model.add(s)
+                y, a, nd = model.cells(col, layout)
+                x = label_w + j * cell_w
+                for r in range(layout.n):
+                    rgb = cell_class(view, y[r], a[r], nd[r], layout.pages[r])[1]
+                    w(f'<rect class="cell" x="{x}" y="{top + r * row_h}" width="{cell_w}" '
+                      f'height="{row_h}" fill="{_hex(rgb)}"/>\n')
+                j += 1
+        finally:
+            src.close()
+        w("</g>\n")
+        ax = top + plot_h
+        w(f'<g class="axes">\n<line x1="{label_w}" y1="{ax + 1}" x2="{label_w + plot_w}" '
+          f'y2="{ax + 1}" stroke="#222"/>\n')
+        ticks = sorted({0, n - 1} | {round(i * (n - 1) / 4) for i in range(5)}) if n else []
+        for i in ticks:
+            t = (first_t or 0) + (last_t - (first_t or 0)) * (i / max(1, n - 1))
+            x = label_w + i * cell_w + cell_w / 2
+            w(f'<line x1="{x:.1f}" y1="{ax + 1}" x2="{x:.1f}" y2="{ax + 5}" stroke="#222"/>\n')
+            w(f'<text x="{x:.1f}" y="{ax + 16}" text-anchor="middle">{t:.0f}</text>\n')
+        w(f'<text x="{label_w + plot_w // 2}" y="{ax + 30}" text-anchor="middle">'
+          'time since start (s)</text>\n')
+        w(f'<text x="{label_w - 6}" y="{top - 4}" text-anchor="end">'
+          'address (start, mapping)</text>\n')
+        w("</g>\n<g class=\"legend\">\n")
+        ly = ax + 48
+        w(f'<text x="8" y="{ly + 10}">{_xml(LEGEND_HEAD[view] + " (grey: none)")}</text>\n')
+        x = 8
+        ly += 16
+        for _ch, rgb, text in legend_entries(view, sorted(nodes)):
+            w(f'<rect class="swatch" x="{x}" y="{ly}" width="14" height="14" '
+              f'fill="{_hex(rgb)}"/>\n')
+            w(f'<text x="{x + 18}" y="{ly + 11}">{_xml(text)}</text>\n')
+            x += 24 + 7 * len(text)
+        w("</g>\n</svg>\n")
+    os.replace(tmp, out_path)
+    return n
+
+
+# =====================================================================================
+# 7. sources and main()
+# =====================================================================================
+
+CAPS = (("CAP_BPF", 39), ("CAP_PERFMON", 38), ("CAP_SYS_ADMIN", 21))
+CAPS_TEXT = "heatmap needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (run it as root)"
+
+
+def missing_capabilities(status_text: str) -> list[str]:
+    """Capabilities from CAPS missing in a /proc/*/status CapEff line ([] if none)."""
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            eff = int(line.split()[1], 16)
+            return [name for name, bit in CAPS if not (eff >> bit) & 1]
+    return []
+
+
+def map_capacity(regions: int) -> int:
+    """Regions the BPF map is sized for (per node): the spanned regions plus slack."""
+    return regions + max(64, regions // 4)
+
+
+def read_stat(proc_root: str, pid: int) -> tuple[str, str]:
+    """(comm, state) from /proc/PID/stat; FileNotFoundError/ProcessLookupError if gone."""
+    with open(f"{proc_root}/{pid}/stat", encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    i, j = text.find("("), text.rfind(")")
+    if i < 0 or j < i:
+        return "?", "?"
+    return text[i + 1: j], text[j + 2: j + 3]
+
+
+def read_rss_kb(proc_root: str, pid: int) -> int:
+    try:
+        with open(f"{proc_root}/{pid}/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def read_maps(proc_root: str, pid: int) -> list[Mapping]:
+    with open(f"{proc_root}/{pid}/maps", encoding="utf-8", errors="replace") as f:
+        return parse_maps(f.read())
+
+
+class LiveSource:
+    """Samples from the kernel: every interval age the target, drain the counts, read
+    its maps.  The counts come from counts_factory (KernelCounts, or a fake in tests)."""
+
+    def __init__(self, pid, region_shift, interval, counts_factory, proc_root, clock,
+                 page_size=None):
+        self.pid = pid
+        self.shift = region_shift
+        self.interval = interval
+        self.factory = counts_factory
+        self.proc = proc_root
+        self.clock = clock
+        self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
+        self.counts = None
+        self.header: dict = {}
+        self.capacity = 0
+        self.seq = 0
+        self.t0 = 0.0
+        self.next_due = 0.0
+        self.prev_maps = None
+
+    def _exited(self) -> bool:
+        try:
+            return read_stat(self.proc, self.pid)[1] in ("Z", "X")
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
+    def open(self) -> None:
+        pid = self.pid
+        try:
+            comm, state = read_stat(self.proc, pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise HeatmapError(f"no such process: {pid}") from None
+        except PermissionError:
+            raise HeatmapError(f"not permitted to read /proc/{pid}/stat: {CAPS_TEXT}") from None
+        try:
+            maps = read_maps(self.proc, pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise HeatmapError(f"no such process: {pid}") from None
+        except PermissionError:
+            raise HeatmapError(f"not permitted to read /proc/{pid}/maps: {CAPS_TEXT}") from None
+        if not maps or state in ("Z", "X"):
+            raise HeatmapError(f"process {pid} ({comm}) has no user memory to watch (a kernel "
+                               "thread or exiting)")
+        try:
+            with open(f"{self.proc}/self/status", encoding="utf-8") as f:
+                missing = missing_capabilities(f.read())
+        except OSError:
+            missing = []
+        if missing:
+            raise HeatmapError(f"not permitted: {CAPS_TEXT}; missing {', '.join(missing)}")
+        self.capacity = map_capacity(spanned_regions(maps, self.shift))
+        try:
+            self.counts = self.factory(pid, self.shift, self.capacity)
+            # the first aging reports everything touched since forever: drop it
+            self.counts.age()
+            self.counts.drain()
+        except PermissionError:
+            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
+        except OSError as e:
+            raise HeatmapError(f"kernel counts: {e}") from None
+        self.header = {"type": RECORD_TYPE, "version": RECORD_VERSION, "pid": pid,
+                       "comm": comm, "region_shift": self.shift,
+                       "page_size": self.page_size, "interval": self.interval,
+                       "started": round(time.time(), 3)}
+        self.t0 = self.clock()
+        self.next_due = self.t0 + self.interval
+
+    def due(self) -> float:
+        return self.next_due
+
+    def take(self) -> Sample:
+        try:
+            aging = float(self.counts.age())
+            counts = list(self.counts.drain())
+            dropped = int(self.counts.dropped())
+        except PermissionError:
+            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
+        except OSError as e:
+            raise HeatmapError(f"kernel counts: {e}") from None
+        now = self.clock()
+        try:
+            maps = read_maps(self.proc, self.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise TargetExited() from None
+        if not maps or self._exited():
+            raise TargetExited()
+        self.seq += 1
+        changed = maps != self.prev_maps
+        self.prev_maps = maps
+        self.next_due += self.interval
+        if self.next_due <= now:  # fell behind (slow aging, suspended): skip, don't burst
+            self.next_due = now + self.interval
+        if changed:
+            need = spanned_regions(maps, self.shift)
+            if need > self.capacity or map_capacity(need) * 4 < self.capacity:
+                self.capacity = map_capacity(need)
+                self.counts.resize(self.capacity)
+        counts.sort()
+        return Sample(self.seq, round(now - self.t0, 6), round(aging, 6), dropped,
+                      read_rss_kb(self.proc, self.pid), maps if changed else None, counts)
+
+    def resync(self) -> None:
+        """After a pause: age and drop what accumulated, restart the interval clock."""
+        self.counts.age()
+        self.counts.drain()
+        self.next_due = self.clock() + self.interval
+
+    def close(self) -> None:
+        counts, self.counts = self.counts, None
+        if counts is not None:
+            counts.close()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line (HeatmapError) and prints help to the
+    stdout main() was given."""
+
+    out = None
+
+    def error(self, message):
+        raise HeatmapError(message)
+
+    def _print_message(self, message, file=None):
+        if message:
+            (self.out or sys.stdout).write(message)
+
+
+def parse_size(text: str) -> int:
+    """'2M', '4k', '1GiB', '65536' -> bytes; a power of two from 4 KiB to 1 GiB."""
+    t = text.strip().lower()
+    for suffix in ("ib", "b"):
+        if t.endswith(suffix) and len(t) > len(suffix) and not t[:-len(suffix)].isdigit():
+            t = t[: -len(suffix)]
+            break
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
+    digits = t[:-1] if mult > 1 else t
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (try 4K, 2M or 1G)")
+    n = int(digits) * mult
+    if n < 4096 or n > 1 << 30:
+        raise argparse.ArgumentTypeError(f"{text} is outside 4K..1G")
+    if n & (n - 1):
+        lo = 1 << (n.bit_length() - 1)
+        below, above = _short_size(lo), _short_size(lo * 2)
+        raise argparse.ArgumentTypeError(f"{text} is not a power of two (try {below} or {above})")
+    return n
+
+
+def _short_size(n: int) -> str:
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift and not n & ((1 << shift) - 1):
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return v
+
+
+def _speed(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (at once) or a positive factor")
+    return v
+
+
+EPILOG = """\
+cells: heat view = share of the row's mapped pages the kernel found young (accessed)
+during the interval: blank none, '.' <1%, ':' 1-2%, '-' 2-5%, '=' 5-10%,
+'+' 10-20%, '*' 20-40%, '#' 40-60%, '%' 60-80%, '@' >=80%.  node view = NUMA
+node holding >=75% of the young pages (* mixed).  anon view = anon (a), file (f) or
+mixed (*).  Keys (live view): h heat, n node, a anon/file, v next view, p/space
+pause, q quit.
+
+needs: root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with the MGLRU BPF
+hooks (kernel/patches), MGLRU enabled with its page-table walk
+(/sys/kernel/mm/lru_gen/enabled = 0x0007).  --replay needs neither.
+
+examples:
+  heatmap.py 4242 --interval 2                   live view
+  heatmap.py 4242 --count 30 --record run.jsonl.gz --svg run.svg
+  heatmap.py 4242 --json --count 10 | jq '.regions[] | select(.accessed > 100)'
+  heatmap.py --replay run.jsonl.gz --view node   look at it later, anywhere
+"""
+
+
+def build_parser(out=None) -> _Parser:
+    p = _Parser(prog="heatmap.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Live heatmap of where in a process's address space memory is "
+                            "hot, warm or cold (MGLRU page-table walks + BPF).",
+                epilog=EPILOG)
+    p.out = out
+    p.add_argument("pid", nargs="?", metavar="PID", help="process to watch")
+    p.add_argument("-i", "--interval", type=_positive_float, metavar="SECONDS",
+                   help="aging interval = one column (default 2)")
+    p.add_argument("-c", "--count", type=_positive_int, metavar="N",
+                   help="stop after N intervals (default: until q, Ctrl-C, SIGTERM or the "
+                        "target exits)")
+    p.add_argument("-r", "--region-size", type=parse_size, metavar="SIZE",
+                   help="bytes per counted region: a power of two, 4K..1G (default 2M)")
+    p.add_argument("--view", choices=VIEWS, default="heat",
+                   help="heat (default), node (NUMA) or anon (anon/file)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="colour frames: auto (terminal, no NO_COLOR), always, never")
+    p.add_argument("--json", action="store_true",
+                   help="write one JSON object per interval to stdout instead of frames")
+    p.add_argument("--record", metavar="FILE",
+                   help="save the run (JSON lines; gzip if FILE ends in .gz)")
+    p.add_argument("--replay", metavar="FILE", help="render a recording instead of a PID")
+    p.add_argument("--speed", type=_speed, metavar="FACTOR",
+                   help="replay pace: 1 recorded pace (default on a terminal), 2 twice as "
+                        "fast, 0 at once (default otherwise)")
+    p.add_argument("--svg", metavar="FILE", help="write the whole run as an SVG heatmap")
+    p.add_argument("--version", action="version", version="heatmap " + __version__)
+    return p
+
+
+def parse_args(argv, out=None) -> argparse.Namespace:
+    args = build_parser(out).parse_args(argv)
+    if args.replay is None:
+        if args.pid is None:
+            raise HeatmapError("give a PID to watch or --replay FILE (see --help)")
+        try:
+            args.pid = int(args.pid)
+        except ValueError:
+            raise HeatmapError(f"PID must be a positive integer, not {args.pid!r}") from None
+        if args.pid < 1:
+            raise HeatmapError(f"PID must be a positive integer, not {args.pid!r}")
+        if args.speed is not None:
+            raise HeatmapError("--speed only applies to --replay")
+        args.interval = 2.0 if args.interval is None else args.interval
+        args.region_size = args.region_size or (2 << 20)
+    else:
+        if args.pid is not None:
+            raise HeatmapError("give either a PID or --replay FILE, not both")
+        if args.interval is not None:
+            raise HeatmapError("--interval applies to live runs; a recording keeps its own")
+        if args.region_size is not None:
+            raise HeatmapError("--region-size applies to live runs; a recording keeps its own")
+    return args
+
+
+def _terminal_size(out, environ) -> tuple[int, int]:
+    """COLUMNS/LINES when set, else the terminal's size, else 80x24."""
+    try:
+        sz = os.get_terminal_size(out.fileno())
+        cols, lines = sz.columns, sz.lines
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+        cols, lines = 80, 24
+    try:
+        cols = int(environ.get("COLUMNS", cols)) or cols
+        lines = int(environ.get("LINES", lines)) or lines
+    except ValueError:
+        pass
+    return max(1, cols), max(1, lines)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _say(stream, text: str) -> None:
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def summary_line(model: Model | None, reason: str) -> str:
+    if model is None or model.last is None:
+        return f"heatmap: no interval shown ({reason})"
+    plural = "" if model.intervals == 1 else "s"
+    text = f"heatmap: {model.intervals} interval{plural} in {model.last.t:.1f} s ({reason})"
+    peak = model.peak()
+    if peak is None:
+        return text + "; no young pages seen"
+    region, total = peak
+    name, _ = region_info(model.maps, [m.start for m in model.maps], region, model.shift,
+                          model.page_size)
+    lo, hi = region << model.shift, (region + 1) << model.shift
+    return text + f"; hottest region {lo:#x}-{hi:#x} {name or '(unmapped)'}: {total} young pages"
+
+
+def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None, sleep=None,
+         stdin=None, stdout=None, stderr=None, environ=None) -> int:
+    """The CLI.  Everything it touches can be injected (tests drive it with a fake
+    counts_factory and a fake /proc); returns the exit status."""
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    environ = os.environ if environ is None else environ
+    clock = clock or time.monotonic
+    sleep = sleep or time.sleep
+    try:
+        args = parse_args(argv, stdout)
+    except HeatmapError as e:
+        _say(stderr, f"heatmap: {e}")
+        return 2
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else 0
+
+    if args.replay is not None:
+        tty = _isatty(stdout)
+        speed = args.speed if args.speed is not None else (1.0 if tty and not args.json else 0.0)
+        source = ReplaySource(args.replay, speed, clock, args.count)
+    else:
+        source = LiveSource(args.pid, args.region_size.bit_length() - 1, args.interval,
+                            counts_factory or KernelCounts, proc_root, clock)
+
+    def on_signal(signum, frame):
+        raise _Stop("terminated" if signum == signal.SIGTERM else "hangup")
+
+    old_handlers = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            old_handlers[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread
+            pass
+
+    model = None
+    recorder = None
+    spool = None
+    reason = None
+    status = 0
+    ok = False
+    try:
+        source.open()
+        model = Model(source.header)
+        if args.record:
+            recorder = Recorder(args.record)
+        elif args.svg and args.replay is None:
+            import tempfile
+
+            fd, spool = tempfile.mkstemp(prefix="heatmap-", suffix=".jsonl")
+            os.close(fd)
+            recorder = Recorder(spool)
+        if recorder is not None:
+            recorder.start(source.header)
+        sinks = [s for s in (recorder, JsonSink(stdout) if args.json else None) if s]
+        is_tty = _isatty(stdout)
+        color = color_mode(args.color, is_tty, environ)
+        if is_tty and not args.json and environ.get("TERM") != "dumb":
+            ui = LiveScreen(stdout, stdin, args.view, color, clock)
+        else:
+            ui = PlainUI(stdout, args.view, color, not args.json,
+                         lambda: _terminal_size(stdout, environ), clock, sleep)
+        with ui:
+            ui.show(model, initial=True)
+            while True:
+                act = ui.wait(source.due())
+                if act == "quit":
+                    reason = "quit"
+                    break
+                if act == "resync":
+                    source.resync()
+                    continue
+                sample = source.take()
+                if sample is None:
+                    reason = "end of recording"
+                    break
+                model.add(sample)
+                for sink in sinks:
+                    sink.write(sample, model)
+                ui.show(model)
+                if args.count and model.intervals >= args.count:
+                    reason = "count reached"
+                    break
+        ok = True
+    except HeatmapError as e:
+        _say(stderr, f"heatmap: {e}")
+        status = 1
+    except TargetExited:
+        reason, ok = "target exited", True
+    except KeyboardInterrupt:
+        reason, ok = "interrupted", True
+    except _Stop as e:
+        reason, ok = e.reason, True
+    except BrokenPipeError:
+        reason, ok = "output closed", True
+        if stdout is sys.stdout:
+            # later flushes (at exit too) must not fail again
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+    finally:
+        try:
+            source.close()
+        except HeatmapError as e:
+            _say(stderr, f"heatmap: {e}")
+            status = status or 1
+        if recorder is not None:
+            recorder.close()
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+    try:
+        if ok and args.svg and model is not None:
+            write_svg(args.svg, args.replay or args.record or spool, args.view,
+                      limit=model.intervals)
+    except HeatmapError as e:
+        _say(stderr, f"heatmap: {e}")
+        status = status or 1
+    finally:
+        if spool is not None:
+            try:
+                os.unlink(spool)
+            except OSError:
+                pass
+    if ok:
+        _say(stderr, summary_line(model, reason))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

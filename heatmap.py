@@ -462,24 +462,30 @@ def overlap_bytes(ranges, maps) -> list[int]:
     return out
 
 
-def merge_runs(sizes: list[int], budget: int) -> list[tuple[int, int]]:
+FAR_GAP = 1 << 30  # mappings further apart than this are merged last
+
+
+def merge_runs(sizes: list[int], budget: int, gaps: list[int] | None = None
+               ) -> list[tuple[int, int]]:
     """Partition items 0..n-1 into at most budget runs [i0, i1) of adjacent items by
     repeatedly merging the adjacent pair with the smallest combined size (ties: the
-    lower address)."""
+    lower address), pairs separated by a gap of FAR_GAP bytes or more (gaps[i] is the
+    gap between items i and i+1) only when no closer pair is left."""
     n = len(sizes)
     budget = max(1, budget)
     if n <= budget:
         return [(i, i + 1) for i in range(n)]
+    far = [int(g >= FAR_GAP) for g in gaps] if gaps else [0] * (n - 1)
     size = list(sizes)
     end = [i + 1 for i in range(n)]
     nxt = [i + 1 for i in range(n)]
     prv = [i - 1 for i in range(n)]
     alive = [True] * n
-    heap = [(size[i] + size[i + 1], i, i + 1) for i in range(n - 1)]
+    heap = [(far[i], size[i] + size[i + 1], i, i + 1) for i in range(n - 1)]
     heapq.heapify(heap)
     count = n
     while count > budget:
-        s, i, j = heapq.heappop(heap)
+        _, s, i, j = heapq.heappop(heap)
         if not (alive[i] and alive[j]) or nxt[i] != j or size[i] + size[j] != s:
             continue  # stale
         size[i] = s
@@ -489,11 +495,19 @@ def merge_runs(sizes: list[int], budget: int) -> list[tuple[int, int]]:
         if nxt[j] < n:
             prv[nxt[j]] = i
         count -= 1
+        # the gap after a run is the gap after its last item
         if prv[i] >= 0:
-            heapq.heappush(heap, (size[prv[i]] + size[i], prv[i], i))
+            heapq.heappush(heap, (far[end[prv[i]] - 1], size[prv[i]] + size[i], prv[i], i))
         if nxt[i] < n:
-            heapq.heappush(heap, (size[i] + size[nxt[i]], i, nxt[i]))
+            heapq.heappush(heap, (far[end[i] - 1], size[i] + size[nxt[i]], i, nxt[i]))
     return [(i, end[i]) for i in range(n) if alive[i]]
+
+
+def group_budget(slots: int) -> int:
+    """How many mappings (or merged runs) may share `slots` rows: half of the rows are
+    kept for sharing by size, so a big mapping is never squeezed into one row by a crowd
+    of small ones.  Up to that many mappings, every mapping has its own row."""
+    return max(1, slots // 2)
 
 
 def concave_weight(pages: int) -> int:
@@ -565,8 +579,11 @@ class BinLayout:
         self.nslots = s
         area_pages = [b // page_size for b in
                       overlap_bytes([(a[0] << shift, a[1] << shift) for a in areas], shown)]
-        groups = merge_runs(area_pages, budget)
+        area_gaps = [(self.area_r0[i + 1] - self.area_r1[i]) << shift
+                     for i in range(len(areas) - 1)]
+        groups = merge_runs(area_pages, group_budget(budget), area_gaps)
         gpages = [sum(area_pages[a0:a1]) for a0, a1 in groups]
+        self.group_gaps = [area_gaps[a1 - 1] for _a0, a1 in groups[:-1]]
         gslots = [(slot0[a1 - 1] + self.area_r1[a1 - 1] - self.area_r0[a1 - 1]) - slot0[a0]
                   for a0, a1 in groups]
         alloc = share(budget, [concave_weight(p) for p in gpages], gslots) if groups else []
@@ -625,7 +642,7 @@ class RowLayout:
         self.key = 0
         self._proj: dict[int, list] = {}
         nrows = max(1, nrows)
-        runs = merge_runs(bins.group_pages, nrows)
+        runs = merge_runs(bins.group_pages, group_budget(nrows), bins.group_gaps)
         dgroups = [(bins.group_bins[g0][0], bins.group_bins[g1 - 1][1],
                     sum(bins.group_pages[g0:g1])) for g0, g1 in runs]
         alloc = share(nrows, [concave_weight(p) for _, _, p in dgroups],
@@ -974,7 +991,8 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
     natural = max([len(s) for s in labels] or [0])
     label_w = min(natural, 36) if width >= 60 else min(natural, width // 3)
     label_w = max(0, min(label_w, width - 2))
-    ncols = max(1, width - label_w - 1)
+    sep = "|" if width >= 3 else ""
+    ncols = max(1, width - label_w - len(sep))
     shown = recent[-ncols:] if ncols < len(recent) else recent
     pad = ncols - len(shown)
     cells = [model.cells(col, rows) for col in shown]
@@ -982,7 +1000,7 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
         lines.append(("(no mappings)")[:width])
     for r in range(rows.n):
         pages = rows.pages[r]
-        out = [labels[r][:label_w].ljust(label_w), "|"]
+        out = [labels[r][:label_w].ljust(label_w), sep]
         if style.mode is None:
             out.append(" " * pad)
             out.extend(cell_class(view, y[r], a[r], n[r], pages)[0] for y, a, n in cells)
@@ -1009,7 +1027,7 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
             left = "-" + fmt_span(shown[-1].t - shown[0].t)
             if len(left) + 4 <= k:
                 axis[ncols - k: ncols - k + len(left)] = left
-        lines.append((" " * label_w + "+" + "".join(axis))[:width] if width > label_w else "")
+        lines.append((" " * label_w + ("+" if sep else "") + "".join(axis))[:width])
     lines.extend(legend)
     return "\n".join(lines)
 

@@ -1,0 +1,244 @@
+"""heatmap.py outputs: --json schema and round trip, --record/--replay round trips
+(plain and gzip), --svg well-formed with one cell per row and interval."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from test_heatmap_support import (
+    SMALL_MAPS,
+    FakeClock,
+    heatmap,
+    make_factory,
+    make_proc,
+    maps_line,
+    region,
+    set_maps,
+    small_script,
+)
+
+ENV = {"COLUMNS": "60", "LINES": "16"}
+
+
+def live(tmp_path, *args, script=None, on_age=None, maps=SMALL_MAPS, warmup=None):
+    make_proc(tmp_path, 4242, maps)
+    clock = FakeClock()
+    factory = make_factory(small_script() if script is None else script, clock=clock,
+                           warmup=warmup, on_age=on_age)
+    out, err = io.StringIO(), io.StringIO()
+    rc = heatmap.main(["4242", *args], counts_factory=factory, proc_root=str(tmp_path),
+                      clock=clock, sleep=clock.sleep, stdout=out, stderr=err, environ=ENV)
+    return rc, out.getvalue(), err.getvalue(), factory
+
+
+def replay(path, *args, environ=ENV):
+    out, err = io.StringIO(), io.StringIO()
+    clock = FakeClock()
+    rc = heatmap.main(["--replay", str(path), *args], clock=clock, sleep=clock.sleep,
+                      stdout=out, stderr=err, environ=environ)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_json_schema_and_values(tmp_path):
+    heap = region(0x10000000)
+    rc, out, err, _ = live(tmp_path, "--json", "--count", "3",
+                           warmup=[(heap, 0, 99999, 0)])
+    assert rc == 0
+    lines = out.splitlines()
+    assert len(lines) == 3
+    objs = [json.loads(ln) for ln in lines]
+    first = objs[0]
+    assert list(first) == ["seq", "t", "pid", "comm", "interval", "aging_s", "dropped",
+                           "rss_kb", "region_size", "page_size", "regions"]
+    assert (first["seq"], first["t"], first["pid"], first["comm"]) == (1, 2.01, 4242,
+                                                                        "hotspot")
+    assert (first["interval"], first["aging_s"], first["dropped"]) == (2.0, 0.01, 3)
+    assert (first["rss_kb"], first["region_size"], first["page_size"]) == (262144, 2 << 20,
+                                                                           4096)
+    # the warm-up's 99999 pages never show up; regions come sorted by address
+    assert first["regions"] == [
+        {"start": 0x400000, "end": 0x600000, "mapping": "hotspot", "pages": 512,
+         "accessed": 10, "anon": 0, "file": 10, "node": 0, "nodes": {"0": 10}},
+        {"start": 0x10000000, "end": 0x10200000, "mapping": "[heap]", "pages": 512,
+         "accessed": 512, "anon": 512, "file": 0, "node": 0, "nodes": {"0": 512}},
+    ]
+    assert [r["mapping"] for r in objs[1]["regions"]] == ["[heap]", "[stack]"]
+    (mixed,) = objs[2]["regions"]
+    assert mixed["node"] == "mixed" and mixed["nodes"] == {"0": 200, "1": 184}
+    assert mixed["accessed"] == 384
+    assert "3 intervals" in err
+
+
+def test_json_partial_regions_and_unmapped(tmp_path):
+    maps = maps_line(0x10000000, 0x10003000, "rw-p", 0, "00:00", 0, "[heap]") + "\n"
+    script = [[(region(0x10000000), 0, 2, 1), (region(0x20000000), 0, 4, 0)]]
+    rc, out, _, _ = live(tmp_path, "--json", "--count", "1", script=script, maps=maps)
+    assert rc == 0
+    regs = json.loads(out)["regions"]
+    assert regs[0]["pages"] == 3 and regs[0]["accessed"] == 3  # a 12 KiB heap
+    assert regs[1]["mapping"] == "" and regs[1]["pages"] == 0  # not mapped (any more)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_record_replay_round_trip(tmp_path, suffix):
+    rec = tmp_path / ("run" + suffix)
+    heap = region(0x10000000)
+
+    def grow(n):  # aging 1 is the warm-up: the heap grows during interval 3
+        if n == 4:
+            set_maps(tmp_path, 4242, SMALL_MAPS.replace("10000000-11000000",
+                                                        "10000000-12000000"))
+
+    script = small_script() + [[(heap + 12, 0, 7, 0)]]
+    rc, frames_live, _, _ = live(tmp_path, "--count", "4", "--record", str(rec),
+                                 script=script, on_age=grow)
+    assert rc == 0
+    rc, json_live, _, _ = live(tmp_path / "j", "--count", "4", "--json", script=script)
+    assert rc == 0
+    opener = gzip.open if suffix.endswith(".gz") else open
+    with opener(rec, "rt") as f:
+        lines = [json.loads(ln) for ln in f]
+    assert [ln["type"] for ln in lines] == ["heatmap-record", "maps", "interval", "interval",
+                                            "maps", "interval", "interval"]
+    assert lines[0]["pid"] == 4242 and lines[0]["region_shift"] == 21
+    assert lines[2]["counts"] == [[2, 0, 0, 10], [heap, 0, 512, 0]]
+    # replay renders the same frames and re-records an identical file
+    rec2 = tmp_path / ("again" + suffix)
+    rc, frames_replay, err, = replay(rec, "--record", str(rec2))
+    assert rc == 0 and "end of recording" in err
+    assert frames_replay == frames_live
+    with opener(rec, "rt") as a, opener(rec2, "rt") as b:
+        assert a.read() == b.read()
+    # and the same JSON as the live run (without its mapping change)
+    rc, json_rep, _ = replay(rec, "--json", "--count", "2")
+    assert json_rep.splitlines() == json_live.splitlines()[:2]
+
+
+def test_replay_views_count_and_colour(tmp_path):
+    rec = tmp_path / "run.jsonl"
+    live(tmp_path, "--count", "3", "--record", str(rec))
+    rc, out, err = replay(rec, "--view", "anon", "--count", "2", "--color", "always")
+    assert rc == 0
+    assert out.count("heatmap pid 4242") == 2
+    assert "view anon" in out and "\x1b[48;5;" in out
+    assert "2 intervals" in err and "count reached" in err
+
+
+def test_replay_pacing(tmp_path):
+    rec = tmp_path / "run.jsonl"
+    live(tmp_path, "--count", "3", "--record", str(rec))
+    clock = FakeClock()
+    src = heatmap.ReplaySource(str(rec), speed=2.0, clock=clock)
+    src.open()
+    due = [src.due()]
+    src.take()
+    due.append(src.due())
+    src.take()
+    due.append(src.due())
+    assert due == [1000.0, 1001.0, 1002.0]  # recorded 2 s apart, replayed at 2x
+    src.close()
+    src = heatmap.ReplaySource(str(rec), speed=0.0, clock=clock)
+    src.open()
+    assert src.due() == float("-inf")
+    src.close()
+
+
+def test_replay_bad_files(tmp_path):
+    missing = tmp_path / "missing.jsonl"
+    rc, _, err = replay(missing)
+    assert rc == 1 and err.startswith("heatmap: cannot read") and err.count("\n") == 1
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text("hello\n")
+    rc, _, err = replay(junk)
+    assert (rc, err) == (1, f"heatmap: {junk}: not a heatmap recording\n")
+    bad = tmp_path / "bad.jsonl"
+    header = json.dumps({"type": "heatmap-record", "version": 1, "pid": 1, "comm": "x",
+                         "region_shift": 21, "page_size": 4096, "interval": 2.0})
+    maps = json.dumps({"type": "maps", "maps": [[4096, 8192, "rw-p", 0, "00:00", 0, ""]]})
+    bad.write_text(header + "\n" + maps + "\n" + '{"type":"interval","seq":1}\n')
+    rc, _, err = replay(bad)
+    assert rc == 1 and err.startswith(f"heatmap: {bad}:3: bad interval record")
+    newer = tmp_path / "newer.jsonl"
+    newer.write_text(header.replace('"version": 1', '"version": 9') + "\n")
+    rc, _, err = replay(newer)
+    assert rc == 1 and "version 9" in err
+    # an interrupted recording (last line cut) replays what is complete
+    cut = tmp_path / "cut.jsonl"
+    good = json.dumps({"type": "interval", "seq": 1, "t": 2.0, "aging": 0.1, "dropped": 0,
+                       "rss_kb": 4, "counts": [[0, 0, 1, 0]]})
+    cut.write_text(header + "\n" + maps + "\n" + good + "\n" + good[:20])
+    rc, out, err = replay(cut, "--json")
+    assert rc == 0 and len(out.splitlines()) == 1
+
+
+def svg_cells(path):
+    root = ET.parse(path).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.tag == ns + "svg"
+    rects = root.iter(ns + "rect")
+    cells = [r for r in rects if r.get("class") == "cell"]
+    return root, ns, cells
+
+
+@pytest.mark.parametrize("view", heatmap.VIEWS)
+def test_svg_one_cell_per_row_and_interval(tmp_path, view):
+    rec = tmp_path / "run.jsonl.gz"
+    svg = tmp_path / "run.svg"
+    rc, _, err, _ = live(tmp_path, "--count", "3", "--record", str(rec), "--svg", str(svg),
+                         "--view", view)
+    assert rc == 0, err
+    root, ns, cells = svg_cells(svg)
+    labels = [t.text for t in root.iter(ns + "text")
+              if t.text and t.text.split(" ")[0] in ("400000", "10000000", "7f0000000000",
+                                                     "7ffc00000000")]
+    nrows = len({c.get("y") for c in cells})
+    assert nrows == 11  # 11 regions in shown mappings, 48 rows available
+    assert len(cells) == nrows * 3
+    assert len({(c.get("x"), c.get("y")) for c in cells}) == len(cells)
+    assert len(labels) == 4  # first row of each mapping starts at its address
+    assert root.find(ns + "title").text.startswith("heatmap: pid 4242 (hotspot), 3 intervals")
+    texts = " ".join(t.text or "" for t in root.iter(ns + "text"))
+    assert "time since start (s)" in texts and "address (start, mapping)" in texts
+    swatches = [r for r in root.iter(ns + "rect") if r.get("class") == "swatch"]
+    assert swatches  # the legend
+    if view == "heat":
+        # heap region 0 in interval 1: every page young -> the top of the ramp
+        by_pos = {(int(c.get("x")), int(c.get("y"))): c.get("fill") for c in cells}
+        xs = sorted({x for x, _ in by_pos})
+        ys = sorted({y for _, y in by_pos})
+        assert by_pos[(xs[0], ys[1])] == "#fde725"
+        assert by_pos[(xs[1], ys[1])] == heatmap.SVG_NONE
+
+
+def test_svg_from_replay_and_without_record(tmp_path):
+    rec = tmp_path / "run.jsonl"
+    live(tmp_path, "--count", "3", "--record", str(rec))
+    svg = tmp_path / "replay.svg"
+    rc, _, _ = replay(rec, "--svg", str(svg), "--count", "2")
+    assert rc == 0
+    _, _, cells = svg_cells(svg)
+    assert len(cells) == 11 * 2
+    svg2 = tmp_path / "live.svg"
+    rc, _, _, _ = live(tmp_path / "b", "--count", "3", "--svg", str(svg2))
+    assert rc == 0
+    _, _, cells = svg_cells(svg2)
+    assert len(cells) == 11 * 3
+    assert not list((tmp_path / "b").glob("*.tmp"))
+
+
+def test_svg_escapes_names_and_handles_unwritable(tmp_path):
+    maps = maps_line(0x400000, 0x600000, "r-xp", 0, "08:01", 1, '/tmp/a<b>&"c".so') + "\n"
+    rec = tmp_path / "run.jsonl"
+    svg = tmp_path / "x.svg"
+    rc, _, err, _ = live(tmp_path, "--count", "1", "--record", str(rec), "--svg", str(svg),
+                         maps=maps, script=[[(2, 0, 1, 0)]])
+    assert rc == 0, err
+    root, ns, cells = svg_cells(svg)
+    assert len(cells) == 1
+    assert any('a<b>&"c".so' in (t.text or "") for t in root.iter(ns + "text"))
+    rc, _, err = replay(rec, "--svg", str(tmp_path / "no" / "dir" / "x.svg"))
+    assert rc == 1 and err.splitlines()[0].startswith("heatmap: cannot write")

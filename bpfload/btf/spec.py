@@ -25,6 +25,20 @@ for _kind, _trailer in F.TRAILER.items():
     _TRAILERS[_kind] = _trailer
 
 
+def essential_len(name: str) -> int:
+    """Length of `name` without its ``___flavour`` suffix (libbpf's rule: the suffix
+    starts at the last ``X___Y`` where neither X nor Y is an underscore)."""
+    for i in range(len(name) - 5, -1, -1):
+        if name[i] != "_" and name[i + 1:i + 4] == "___" and name[i + 4] != "_":
+            return i + 1
+    return len(name)
+
+
+def essential_name(name: str) -> str:
+    """`name` without its CO-RE ``___flavour`` suffix: task_struct___old -> task_struct."""
+    return name[:essential_len(name)]
+
+
 def scan(types: bytes) -> tuple[array, array]:
     """Byte offset and name offset of every type record in a BTF type section."""
     offsets = array("I")
@@ -176,20 +190,57 @@ class Spec:
     def find(self, name: str, kind: int | None = None) -> list[int]:
         """Ids of the types called `name` (optionally of one BTF kind), base blob first."""
         out = self.base.find(name, kind) if self.base is not None else []
-        needle = name.encode()
         offs = []
         spec = self
         while spec is not None:  # a split blob may name its types with base strings
-            pos = spec._strings.find(b"\0" + needle + b"\0") if needle else -1
-            if pos >= 0:
-                offs.append(spec.str_base + pos + 1)
+            offs += spec._string_offsets(name, False)
             spec = spec.base
-        own = []
+        own = set()
         for off in offs:
-            own += self._ids_with_name_off(off)
+            own.update(self._ids_with_name_off(off))
         if kind is not None:
             own = [i for i in own if self.kind_of(i) == kind]
         return out + sorted(own)
+
+    def find_flavors(self, name: str, kinds: tuple[int, ...] | None = None) -> list[int]:
+        """Ids of the types whose essential name (the name without a ``___flavour``
+        suffix, see :func:`essential_name`) is `name`, optionally of some BTF kinds,
+        base blob first. This is how CO-RE finds its candidates."""
+        out = self.base.find_flavors(name, kinds) if self.base is not None else []
+        offs = []
+        spec = self
+        while spec is not None:
+            offs += spec._string_offsets(name, True)
+            spec = spec.base
+        own = set()
+        for off in offs:
+            own.update(self._ids_with_name_off(off))
+        if kinds is not None:
+            own = [i for i in own if self.kind_of(i) in kinds]
+        return out + sorted(own)
+
+    def _string_offsets(self, name: str, flavors: bool) -> list[int]:
+        """Offsets of this blob's own strings equal to `name` (and, with `flavors`, of
+        its ``name___flavour`` strings), searched as bytes."""
+        needle = name.encode()
+        if not needle:
+            return []
+        data = self._strings
+        hits = []
+        suffixes = (b"\0", b"___") if flavors else (b"\0",)
+        for suffix in suffixes:
+            if data.startswith(needle + suffix):  # a split blob's first string
+                hits.append(0)
+            pat = b"\0" + needle + suffix
+            pos = data.find(pat)
+            while pos >= 0:
+                hits.append(pos + 1)
+                pos = data.find(pat, pos + 1)
+        if flavors:  # 'name___a___b' is a flavour of 'name___a', not of 'name'
+            n = len(needle)
+            hits = [h for h in hits if data[h + n] == 0 or essential_len(
+                data[h:data.find(b"\0", h)].decode("utf-8", "replace")) == len(name)]
+        return [self.str_base + h for h in hits]
 
     def find_one(self, name: str, kind: int) -> int | None:
         found = self.find(name, kind)

@@ -476,9 +476,8 @@ class _Reader:
             if not (insn.is_call or insn.is_ld_imm64):
                 raise ObjectError(f"{self.path}: {where}: extern {sym.name} used by an "
                                   f"unsupported instruction")
-            if insn.is_ld_imm64 and externs[sym.name].kind == "kfunc":
-                raise ObjectError(f"{self.path}: {where}: taking the address of kfunc "
-                                  f"{sym.name} is not supported")
+            # (a 64-bit load of a kfunc is bpf_ksym_exists(kfunc): the linker makes
+            # it a BPF_PSEUDO_BTF_ID load of the kfunc, or NULL for a missing __weak one)
             fn.relocs.append(model.Reloc(rel_index, model.RELOC_EXTERN, sym.name))
             return
         if sym.shndx >= len(self.sections):

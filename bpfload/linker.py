@@ -32,11 +32,13 @@ POISON_KFUNC_BASE = 2002000000
 
 @dataclass
 class ExternTarget:
-    """Where an extern resolved in the kernel: a BTF id, in vmlinux or a module."""
+    """Where an extern resolved in the kernel: a BTF id, in vmlinux or a module (kfuncs
+    and typed __ksym variables), or an address from /proc/kallsyms (typeless __ksym)."""
 
     btf_id: int
     btf_fd: int = 0  # module BTF object fd; 0 for vmlinux
     kind: str = "kfunc"
+    addr: int = 0  # typeless ksyms (btf_id 0): the symbol's kernel address
 
 
 @dataclass
@@ -159,28 +161,36 @@ class _Linker:
     def _extern(self, at: int, insn: asm.Insn, name: str, fn: model.Function) -> None:
         ext = self.obj.externs[name]
         target = self.externs.get(name)
-        hi = self.insns[at + 1] if insn.is_ld_imm64 else None
-        if target is None:
-            if not ext.weak:
-                raise RelocationError(f"extern '{name}' used by '{fn.name}' is not in the "
-                                      f"kernel (and is not __weak)")
-            if insn.is_call:  # libbpf: a call the verifier must prove unreachable
+        if target is None and not ext.weak:
+            raise RelocationError(f"extern '{name}' used by '{fn.name}' is not in the "
+                                  f"kernel (and is not __weak)")
+        if insn.is_call:
+            if target is None:  # libbpf: a call the verifier must prove unreachable
                 insn.src = 0
                 insn.off = 0
-                insn.imm = POISON_KFUNC_BASE + list(self.obj.externs).index(name)
-            else:  # the address of a missing weak symbol is NULL
-                insn.src = 0
-                insn.imm = 0
-                hi.imm = 0
+                insn.imm = POISON_KFUNC_BASE + self._libbpf_extern_index(name)
+                self.poisoned[at] = (f"call to kfunc '{name}', which is __weak and not in "
+                                     f"the kernel (guard the call with bpf_ksym_exists())")
+            else:
+                insn.src = PSEUDO_KFUNC_CALL
+                insn.imm = target.btf_id
+                insn.off = self._btf_fd_index(target.btf_fd)
             return
-        if insn.is_call:
-            insn.src = PSEUDO_KFUNC_CALL
-            insn.imm = target.btf_id
-            insn.off = self._btf_fd_index(target.btf_fd)
-        else:
+        hi = self.insns[at + 1]
+        if target is not None and target.btf_id:  # kfunc address or typed ksym
             insn.src = PSEUDO_BTF_ID
             insn.imm = target.btf_id
             hi.imm = target.btf_fd
+        else:  # a typeless ksym's address; a missing weak symbol is NULL
+            addr = target.addr if target is not None else 0
+            insn.src = 0
+            asm.set_ld_imm64(insn, hi, addr)
+
+    def _libbpf_extern_index(self, name: str) -> int:
+        """The extern's index in libbpf's sorted extern table (kconfig first, then by
+        name), which libbpf folds into the poisoned call's helper id."""
+        order = sorted(self.obj.externs.values(), key=lambda e: (e.kind != "kconfig", e.name))
+        return [e.name for e in order].index(name)
 
     def _btf_fd_index(self, btf_fd: int) -> int:
         if not btf_fd:

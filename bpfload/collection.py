@@ -91,6 +91,7 @@ class BPFObject:
         self._autoload = {n: p.autoload for n, p in self.spec.programs.items()}
         self._map_sizes: dict[str, int] = {}
         self._core_results: dict[str, list] = {}
+        self._core_cache = None  # btf.core.CoreCache, made by the first _core()
 
     # --- configuration before load ----------------------------------------------------
 
@@ -273,26 +274,107 @@ class BPFObject:
         return mp
 
     def _resolve_externs(self) -> dict[str, linker.ExternTarget | None]:
+        """Resolve externs as libbpf does: kfuncs by name (minus any ___flavour) in
+        vmlinux, then modules, with the declared prototype checked against the
+        kernel's; typed __ksym variables by BTF VAR, type-checked; typeless ones
+        (`extern const void sym __ksym`) from /proc/kallsyms. A __weak extern the kernel
+        lacks (or, for kfuncs, declares differently) resolves to None: NULL, or a
+        poisoned call. A missing strong extern is an error naming it."""
         out: dict[str, linker.ExternTarget | None] = {}
+        typeless: list[model.Extern] = []
         for ext in self.spec.externs.values():
             if ext.kind == "kconfig":
                 raise RelocationError(f"extern '{ext.name}': __kconfig externs are not "
                                       f"supported")
-            kind = F.KIND_FUNC if ext.kind == "kfunc" else F.KIND_VAR
-            found = self.kernel_btf.find(ext.name, kind)
-            if found is None:
-                out[ext.name] = None
-                continue
-            _, tid, module = found
-            btf_fd = self.kernel_btf.module_fd(module).fileno() if module else 0
-            out[ext.name] = linker.ExternTarget(tid, btf_fd, ext.kind)
+            if ext.kind == "kfunc":
+                out[ext.name] = self._resolve_kfunc(ext)
+            elif self._ksym_local_type(ext):
+                out[ext.name] = self._resolve_ksym_var(ext)
+            else:
+                typeless.append(ext)
+        if typeless:
+            addrs = _kallsyms({e.name for e in typeless})
+            for ext in typeless:
+                addr = addrs.get(ext.name)
+                out[ext.name] = (None if addr is None
+                                 else linker.ExternTarget(0, 0, ext.kind, addr))
+        for ext in self.spec.externs.values():
+            if out[ext.name] is None and not ext.weak:
+                where = ("kernel's BTF (vmlinux or modules)" if ext.kind == "kfunc" or
+                         self._ksym_local_type(ext) else "kernel's symbols (/proc/kallsyms)")
+                what = "kfunc" if ext.kind == "kfunc" else "__ksym variable"
+                raise RelocationError(f"extern {what} '{ext.name}' is not in the {where}; "
+                                      f"declare it __weak to load without it")
         return out
 
-    def _core(self, fn: model.Function, code: list) -> dict[int, str]:
-        from .btf.core import apply_core
+    def _ksym_local_type(self, ext: model.Extern) -> int:
+        """The object's BTF type of a __ksym variable, modifiers skipped (0: typeless)."""
+        btf = self.spec.btf
+        if btf is None or not ext.btf_type:
+            return 0
+        return btf.skip_modifiers(btf[ext.btf_type].type)
 
-        return apply_core(self.spec.btf, self.kernel_btf.vmlinux, fn.core_relos, code,
-                          fn.name)
+    def _resolve_kfunc(self, ext: model.Extern) -> linker.ExternTarget | None:
+        from .btf.core import types_are_compat
+        from .btf.spec import essential_name
+
+        found = self.kernel_btf.find(essential_name(ext.name), F.KIND_FUNC)
+        if found is None:
+            return None
+        kspec, kid, module = found
+        btf = self.spec.btf
+        if btf is not None and ext.btf_type:
+            local_proto = btf[ext.btf_type].type
+            kernel_proto = kspec[kid].type
+            if not types_are_compat(btf, local_proto, kspec, kernel_proto):
+                if ext.weak:
+                    return None
+                raise RelocationError(
+                    f"kfunc '{ext.name}': the object declares it as "
+                    f"{_proto_text(btf, local_proto)} but the kernel "
+                    f"({module or 'vmlinux'}) has {_proto_text(kspec, kernel_proto)}")
+        btf_fd = self.kernel_btf.module_fd(module).fileno() if module else 0
+        return linker.ExternTarget(kid, btf_fd, ext.kind)
+
+    def _resolve_ksym_var(self, ext: model.Extern) -> linker.ExternTarget | None:
+        from .btf.core import types_are_compat
+
+        found = self.kernel_btf.find(ext.name, F.KIND_VAR)
+        if found is None:
+            return None
+        kspec, kid, module = found
+        btf = self.spec.btf
+        local_type = self._ksym_local_type(ext)
+        kernel_type = kspec.skip_modifiers(kspec[kid].type)
+        if not types_are_compat(btf, local_type, kspec, kernel_type):
+            raise RelocationError(f"__ksym variable '{ext.name}': the object declares it as "
+                                  f"{btf.describe(local_type)} but the kernel has "
+                                  f"{kspec.describe(kernel_type)}")
+        btf_fd = self.kernel_btf.module_fd(module).fileno() if module else 0
+        return linker.ExternTarget(kid, btf_fd, ext.kind)
+
+    def _core(self, fn: model.Function, code: list) -> dict[int, str]:
+        from .btf.core import CoreCache, apply_core, resolve
+
+        kb = self.kernel_btf
+        target = kb.vmlinux
+        modules = (lambda: [kb.module(m) for m in kb.module_names()]) if kb.use_modules \
+            else None
+        if self._core_cache is None:
+            # libbpf resolves every relocation of the object once, in section order,
+            # before linking; a candidate type one relocation rules out stays out for
+            # the later ones of the same type, so do the same before patching any copy
+            self._core_cache = CoreCache()
+            for f in self.spec.functions.values():
+                prog = self.spec.programs.get(f.name)
+                if prog is not None and prog.function is f and \
+                        not self._autoload.get(f.name, True):
+                    continue
+                for relo in f.core_relos:
+                    resolve(self.spec.btf, target, relo, f.name, modules=modules,
+                            cache=self._core_cache)
+        return apply_core(self.spec.btf, target, fn.core_relos, code, fn.name,
+                          modules=modules, cache=self._core_cache)
 
     def _attach_target(self, prog: model.ProgramSpec) -> tuple[int, int]:
         """attach_btf_id and the module BTF fd for programs that name a kernel function."""
@@ -300,19 +382,41 @@ class BPFObject:
         if not target:
             raise BPFLoadError(f"program '{prog.name}': section '{prog.section}' names no "
                                f"attach target")
+        module_name = None
+        if ":" in target:  # SEC("fentry/module:function"), as libbpf allows
+            module_name, target = target.split(":", 1)
         if prog.sdef.attach_type == AttachType.TRACE_RAW_TP:  # tp_btf/NAME
             name, kind = "btf_trace_" + target, F.KIND_TYPEDEF
         elif prog.prog_type == ProgType.LSM:
             name, kind = "bpf_lsm_" + target, F.KIND_FUNC
         else:
             name, kind = target, F.KIND_FUNC
-        found = self.kernel_btf.find(name, kind)
+        if module_name is None:
+            found = self.kernel_btf.find(name, kind)
+        else:
+            found = self._find_in_module(module_name, name, kind)
         if found is None:
             what = "tracepoint" if kind == F.KIND_TYPEDEF else "function"
-            raise BPFLoadError(f"program '{prog.name}': {what} '{target}' is not in the "
-                               f"kernel's BTF, so it cannot be attached to")
+            where = f"module {module_name}'s" if module_name not in (None, "vmlinux") \
+                else "the kernel's"
+            raise BPFLoadError(f"program '{prog.name}': {what} '{target}' is not in {where} "
+                               f"BTF, so it cannot be attached to")
         _, tid, module = found
         return tid, self.kernel_btf.module_fd(module).fileno() if module else 0
+
+    def _find_in_module(self, module: str, name: str, kind: int):
+        kb = self.kernel_btf
+        if module == "vmlinux":
+            tid = kb.vmlinux.find_one(name, kind)
+            if tid is not None:
+                return kb.vmlinux, tid, ""
+        for mod in kb.module_names():
+            if mod.startswith(module):  # libbpf compares the given prefix only
+                spec = kb.module(mod)
+                own = [i for i in spec.find(name, kind) if i >= spec.first_id]
+                if own:
+                    return spec, own[0], mod
+        return None
 
     def _load_program(self, prog: model.ProgramSpec,
                       externs: dict[str, linker.ExternTarget | None]) -> Program:
@@ -393,6 +497,46 @@ class BPFObject:
         self.close()
 
 
+def _proto_text(btf, proto_id: int) -> str:
+    """'int (struct task_struct *, u64)' for messages."""
+    from .btf import types as T
+
+    proto = btf[proto_id]
+    if not isinstance(proto, T.FuncProto):
+        return btf.describe(proto_id)
+    args = ", ".join(btf.describe(p.type) for p in proto.params)
+    return f"{btf.describe(proto.type)} ({args})"
+
+
+def _kallsyms(names: set[str]) -> dict[str, int]:
+    """Addresses of `names` in /proc/kallsyms (libbpf's rule for typeless __ksym: data
+    symbols may carry an LLVM '.llvm.NNN' suffix)."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/kallsyms", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise RelocationError(f"cannot read /proc/kallsyms for __ksym externs: "
+                              f"{e.strerror}") from None
+    wanted = {n.encode(): n for n in names}
+    for line in lines:
+        parts = line.split(None, 3)
+        if len(parts) < 3:
+            continue
+        sym = parts[2]
+        if parts[1] == b"d" and b".llvm." in sym:
+            sym = sym[:sym.index(b".llvm.")]
+        name = wanted.get(sym)
+        if name is None:
+            continue
+        addr = int(parts[0], 16)
+        if out.get(name, addr) != addr:
+            raise RelocationError(f"__ksym '{name}' is ambiguous in /proc/kallsyms: "
+                                  f"{out[name]:#x} or {addr:#x}")
+        out[name] = addr
+    return out
+
+
 def _func_info(linked: linker.Linked) -> tuple[bytes, int]:
     from .sys.attrs import FuncInfo
 
@@ -434,9 +578,10 @@ def _explain_poison(log: str, poisoned: dict[int, str]) -> str | None:
     for m in re.finditer(r"^(\d+): \(85\) call unknown#(\d+)", log, re.M):
         idx = int(m.group(1))
         if idx in poisoned:
-            return f"instruction {idx} uses a CO-RE relocation that failed: {poisoned[idx]}"
-    if "195896080" in log:  # 0xbad2310
-        return "a failed CO-RE relocation was reached: " + "; ".join(
+            return f"instruction {idx} was poisoned because its relocation failed: " \
+                   f"{poisoned[idx]}"
+    if "195896080" in log or "unknown#2002" in log:  # 0xbad2310, libbpf's kfunc poison
+        return "a poisoned instruction was reached; failed relocations: " + "; ".join(
             sorted(set(poisoned.values())))
     return None
 

@@ -1088,6 +1088,7 @@ class LiveScreen:
         self.color = color
         self.clock = clock
         self.paused = False
+        self.pending = ""  # keys read but not handled yet
         self.model = None
         self.fd_in = None
         self.saved = None
@@ -1236,16 +1237,18 @@ class LiveScreen:
                 if not data:
                     self.fd_in = None
                     continue
-                for ch in data.decode("latin-1"):
-                    act = self._key(ch)
-                    if act == "quit":
-                        return "quit"
-                    if act == "resync":
-                        if self.model is not None:
-                            self.show(self.model)
-                        return "resync"
-                    if act == "redraw" and self.model is not None:
+                self.pending += data.decode("latin-1")
+            while self.pending:
+                ch, self.pending = self.pending[0], self.pending[1:]
+                act = self._key(ch)
+                if act == "quit":
+                    return "quit"
+                if act == "resync":
+                    if self.model is not None:
                         self.show(self.model)
+                    return "resync"
+                if act == "redraw" and self.model is not None:
+                    self.show(self.model)
 
 
 # =====================================================================================

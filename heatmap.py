@@ -1967,6 +1967,9 @@ def parse_args(argv, out=None) -> argparse.Namespace:
     else:
         if args.pid is not None:
             raise HeatmapError("give either a PID or --replay FILE, not both")
+        if args.record and os.path.exists(args.record) and os.path.exists(args.replay) \
+                and os.path.samefile(args.record, args.replay):
+            raise HeatmapError("--record would overwrite the --replay file")
         if args.interval is not None:
             raise HeatmapError("--interval applies to live runs; a recording keeps its own")
         if args.region_size is not None:
@@ -2123,6 +2126,9 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
                 os.close(devnull)
             except (OSError, ValueError):
                 pass
+    except OSError as e:  # a terminal gone (EIO), a full disk under --record, ...
+        _say(stderr, f"heatmap: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        status = 1
     finally:
         try:
             source.close()

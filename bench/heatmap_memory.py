@@ -75,7 +75,8 @@ def child_workload(intervals: int, dense: bool, outputs: bool) -> None:
         tmp = tempfile.mkdtemp()
         rec = heatmap.Recorder(os.path.join(tmp, "run.jsonl.gz"))
         rec.start(header)
-        sinks = [rec, heatmap.JsonSink(open(os.devnull, "w"))]
+        devnull = open(os.devnull, "w")  # noqa: SIM115 - closed with the sinks below
+        sinks = [rec, heatmap.JsonSink(devnull)]
     sizes = [(160, 50), (500, 300), (160, 50), (80, 24)]
     size = sizes[0]
     all_regions = None
@@ -109,6 +110,8 @@ def child_workload(intervals: int, dense: bool, outputs: bool) -> None:
     for s in sinks:
         if hasattr(s, "close"):
             s.close()
+    if outputs:
+        devnull.close()
     print(f"{maxrss_mib():.1f} {cpu:.1f} {len(model.columns)} {frames_chars}")
 
 

@@ -415,3 +415,35 @@ def test_demo_workload_is_visible_in_its_own_maps():
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_warmup_failure_still_closes(tmp_path):
+    def boom(n):
+        raise heatmap.HeatmapError("debugfs is not mounted: mount -t debugfs none "
+                                   "/sys/kernel/debug")
+
+    rc, _, err, factory = run(tmp_path, "4242", on_age=boom)
+    assert rc == 1 and err == ("heatmap: debugfs is not mounted: mount -t debugfs none "
+                               "/sys/kernel/debug\n")
+    assert factory.instances[0].closed == 1
+
+
+def test_output_errors_are_one_line(tmp_path, monkeypatch):
+    def full(self, sample, model=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(heatmap.Recorder, "write", full)
+    rc, _, err, factory = run(tmp_path, "4242", "--count", "2", "--record",
+                              str(tmp_path / "r.jsonl"))
+    assert (rc, err) == (1, "heatmap: No space left on device\n")
+    assert factory.instances[0].closed == 1
+
+
+def test_record_cannot_overwrite_replay(tmp_path):
+    rec = tmp_path / "r.jsonl"
+    write_recording(rec, 2)
+    err = io.StringIO()
+    rc = heatmap.main(["--replay", str(rec), "--record", str(rec)], stdout=io.StringIO(),
+                      stderr=err)
+    assert (rc, err.getvalue()) == (2, "heatmap: --record would overwrite the --replay file\n")
+    assert len(rec.read_text().splitlines()) == 4

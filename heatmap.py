@@ -165,6 +165,7 @@ DOMINANCE = 0.75
 COUNT_MAX = 0xFFFFFFFF
 BIN_BUDGET = 1024
 HISTORY_MIN = 256
+MAX_LAYOUTS = 8  # distinct BinLayouts the history may reference at once
 
 
 def dominant(per_key: dict, total: float) -> int:
@@ -239,6 +240,15 @@ class Model:
         self.maps = shown
         self.bins = new
         self._rows = None
+        layouts = {col.bins.ident: col.bins for col in self.columns}
+        if len(layouts) > MAX_LAYOUTS:
+            # a target whose mappings keep changing: fold the history onto the newest
+            # bins rather than keep one layout (and its projections) per change
+            projs = {i: overlap_projection(old, new.pieces) for i, old in layouts.items()
+                     if i != new.ident}
+            for col in self.columns:
+                if col.bins.ident != new.ident:
+                    rebin(col, new, projs[col.bins.ident])
 
     def ensure_history(self, n: int) -> None:
         """Grow the ring to keep at least n columns (it never shrinks)."""
@@ -695,30 +705,69 @@ class RowLayout:
         """For each bin of old, ((row, weight), ...): the share of its regions that
         falls in each row of this layout (weight 1.0 for bins of the same layout)."""
         proj = self._proj.get(old.ident)
-        if proj is not None:
-            return proj
-        if old.ident == self.bins.ident:
-            proj = [((r, 1.0),) for r in self.row_of_bin]
-        else:
-            new_pieces = [(r0, r1, self.row_of_bin[b]) for r0, r1, b in self.bins.pieces]
-            acc: list[dict[int, int]] = [{} for _ in range(old.nbins)]
-            i = j = 0
-            op = old.pieces
-            while i < len(op) and j < len(new_pieces):
-                lo = max(op[i][0], new_pieces[j][0])
-                hi = min(op[i][1], new_pieces[j][1])
-                if hi > lo:
-                    d = acc[op[i][2]]
-                    row = new_pieces[j][2]
-                    d[row] = d.get(row, 0) + hi - lo
-                if op[i][1] <= new_pieces[j][1]:
-                    i += 1
-                else:
-                    j += 1
-            proj = [tuple((row, ov / old.bin_regions[b]) for row, ov in sorted(d.items()))
-                    for b, d in enumerate(acc)]
-        self._proj[old.ident] = proj
+        if proj is None:
+            if old.ident == self.bins.ident:
+                proj = [((r, 1.0),) for r in self.row_of_bin]
+            else:
+                row_of_bin = self.row_of_bin
+                proj = overlap_projection(old, [(r0, r1, row_of_bin[b])
+                                                for r0, r1, b in self.bins.pieces])
+            self._proj[old.ident] = proj
         return proj
+
+
+def overlap_projection(old: BinLayout, targets: list[tuple[int, int, int]]) -> list:
+    """For each bin of old, ((target, weight), ...) where targets are (r0, r1, index)
+    region runs by address: the share of the bin's regions inside each target."""
+    acc: list[dict[int, int]] = [{} for _ in range(old.nbins)]
+    i = j = 0
+    op = old.pieces
+    while i < len(op) and j < len(targets):
+        lo = max(op[i][0], targets[j][0])
+        hi = min(op[i][1], targets[j][1])
+        if hi > lo:
+            d = acc[op[i][2]]
+            t = targets[j][2]
+            d[t] = d.get(t, 0) + hi - lo
+        if op[i][1] <= targets[j][1]:
+            i += 1
+        else:
+            j += 1
+    return [tuple((t, ov / old.bin_regions[b]) for t, ov in sorted(d.items()))
+            for b, d in enumerate(acc)]
+
+
+def rebin(col: Column, new: BinLayout, proj: list) -> None:
+    """Move a column's counts onto another BinLayout (exact for bins wholly inside a
+    new bin, proportional and rounded at the edges)."""
+    nb = new.nbins
+    anon = [0.0] * nb
+    file = [0.0] * nb
+    nodes = col.nodes
+    multi = isinstance(nodes, dict)
+    per_node = {k: [0.0] * nb for k in nodes} if multi else None
+    ca, cf = col.anon, col.file
+    for b in range(len(ca)):
+        a, f = ca[b], cf[b]
+        if not (a or f):
+            continue
+        for t, w in proj[b]:
+            anon[t] += a * w
+            file[t] += f * w
+            if multi:
+                for k, arr in nodes.items():
+                    if arr[b]:
+                        per_node[k][t] += arr[b] * w
+
+    def ints(values):
+        return array.array("I", (min(COUNT_MAX, int(v + 0.5)) for v in values))
+
+    col.anon, col.file = ints(anon), ints(file)
+    if multi:
+        col.nodes = {k: ints(v) for k, v in per_node.items()}
+    col.bins = new
+    col.key = None
+    col.c_young = col.c_anon = col.c_node = None
 
 
 # =====================================================================================

@@ -294,3 +294,27 @@ def test_mapping_change_projects_old_columns():
     # counts outside every shown mapping are not drawn but still counted for the peak
     model.add(sample(4, [(0x7e00000, 0, 9, 0)]))
     assert model.region_totals[0x7e00000] == 9
+
+
+def test_history_folds_onto_new_bins_when_mappings_keep_changing():
+    """A target whose mappings change every interval must not keep one layout (and its
+    projection caches) per interval alive: the history is re-binned onto the newest."""
+    model = small_model()
+    base = heatmap.parse_maps(SMALL_MAPS)
+    heap = 0x10000000 >> 21
+    for i in range(100):
+        grown = [m if m.path != "[heap]" else m._replace(end=m.start + (16 + 2 * i) * MiB)
+                 for m in base]
+        model.add(sample(i + 1, [(heap, 0, 10, 1), (heap + 7 + i, 1, 5, 0)], grown))
+        layouts = {col.bins.ident for col in model.columns}
+        assert len(layouts) <= heatmap.MAX_LAYOUTS + 1
+    # every region still maps wholly into one bin: the re-binning lost nothing
+    assert sum(sum(c.anon) + sum(c.file) for c in model.columns) == 100 * (11 + 5)
+    rows = model.rows_for(30)
+    total = 0.0
+    for col in model.columns:
+        y, _, n = model.cells(col, rows)
+        total += sum(y)
+    assert total == 100 * 16
+    heap_row = rows.row_of_bin[model.bins.bin_of(heap)]
+    assert model.cells(model.columns[0], rows)[2][heap_row] == 0

@@ -19,7 +19,9 @@ previous aging, split by NUMA node and anon/file.  The picture:
     run of neighbouring small mappings when there are more mappings than rows) and is
     labelled with its start address and mapping ([heap], [stack], file name, anon).
     Rows are shared out among mappings by the square root of their size, every mapping
-    getting at least one, so a 4 GiB heap and a 64 KiB stack are both readable.
+    getting at least one, so a 4 GiB heap and a 64 KiB stack are both readable; when
+    mappings outnumber half the rows, neighbouring small ones share rows (labelled
+    "name +N"), mappings far apart in the address space last.
     [vvar], [vvar_vclock], [vsyscall] and PROT_NONE mappings (guard pages, reserved
     arena space) can never be found young and are not shown.
   * columns: intervals, newest on the right, scrolling left.
@@ -155,7 +157,8 @@ class KernelCounts:
 # every screen layout up to BIN_BUDGET rows is an exact grouping of bins and a resize
 # re-renders the kept history exactly.  When the mappings change, the bins change;
 # older columns keep their own BinLayout and are projected onto the new rows by address
-# overlap (exact where a row covers whole old bins, proportional at the edges).
+# overlap (exact where a row covers whole old bins, proportional at the edges); once
+# the history spans more than MAX_LAYOUTS layouts it is re-binned onto the newest.
 # History is a ring of columns sized from the terminal width (with headroom); the rest
 # of a run streams to --record.
 

@@ -118,7 +118,7 @@ def kernel_version_of_dir(src: Path) -> str:
         raise BuildError(f"{src} is not a kernel source tree: {e}") from None
     fields = {}
     for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
-        m = re.search(rf"^{key}\s*=\s*(\S*)", text, re.M)
+        m = re.search(rf"^{key}[ \t]*=[ \t]*(\S*)", text, re.M)
         fields[key] = m.group(1) if m else ""
     if not fields["VERSION"]:
         raise BuildError(f"{src}/Makefile has no VERSION: not a kernel source tree")

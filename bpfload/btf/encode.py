@@ -8,17 +8,26 @@ from . import types as T
 
 
 class StringTable:
-    """A deduplicated BTF string section that starts with the empty string."""
+    """A deduplicated BTF string section that starts with the empty string.
 
-    def __init__(self):
-        self._data = bytearray(b"\0")
+    With a `base` (a :class:`~.spec.Spec`), it is the string section of split BTF: the
+    base's strings are reused and new ones get offsets after the base's section.
+    """
+
+    def __init__(self, base=None):
+        self._base = base
+        self._start = base.str_end if base is not None else 0
+        self._data = bytearray(b"" if base is not None else b"\0")
         self._offsets: dict[str, int] = {"": 0}
 
     def add(self, s: str) -> int:
         off = self._offsets.get(s)
         if off is None:
-            off = len(self._data)
-            self._data += s.encode() + b"\0"
+            if self._base is not None:
+                off = self._base.string_offset(s)
+            if off is None:
+                off = self._start + len(self._data)
+                self._data += s.encode() + b"\0"
             self._offsets[s] = off
         return off
 
@@ -30,7 +39,9 @@ def encode(types: list[T.Type], strings: StringTable | None = None) -> bytes:
     """BTF bytes for `types`, which get ids 1..len(types) in order.
 
     `strings` may already hold strings the caller needs offsets for (line_info file
-    names and source lines); their offsets stay valid in the result.
+    names and source lines); their offsets stay valid in the result. For split BTF,
+    pass ``StringTable(base)``: the types then get ids from ``base.next_id`` on (and
+    must refer to each other that way).
     """
     strings = strings if strings is not None else StringTable()
     body = bytearray()

@@ -9,6 +9,7 @@ skips other processes and that the kfunc ages every node.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -382,3 +383,54 @@ def test_aging_kfunc_on_a_child_cgroup(bpf_objects):
         cg.rmdir()
     assert out.split() == ["ret", "2"], out
     assert all(after[n] == before[n] + 1 for n in (0, 1)), (before, after)
+
+
+FILE_READER = textwrap.dedent(r"""
+    import mmap, sys
+    f = open(sys.argv[1], "rb")
+    m = mmap.mmap(f.fileno(), int(sys.argv[2]), prot=mmap.PROT_READ)
+    total = sum(m[i] for i in range(0, len(m), 4096))  # fault in: young PTEs
+    print("ready", total, flush=True)
+    sys.stdin.readline()
+""")
+
+
+def _big_file(size: int) -> str | None:
+    for path in ("/usr/src/linux-source-6.12.tar.xz", "/usr/lib/x86_64-linux-gnu/libLLVM-14.so.1",
+                 "/usr/lib/x86_64-linux-gnu/libLLVM-14.so", sys.executable):
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_size >= size:
+                return path
+    return None
+
+
+def test_look_around_hook_reports_accesses_found_by_eviction(bpf_objects):
+    size = 8 << 20
+    path = _big_file(size)
+    if path is None:
+        pytest.skip("no file of 8 MiB on the host root to map")
+    reader = subprocess.Popen([sys.executable, "-c", FILE_READER, path, str(size)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # The walk skips every mm but PID 1's, so the reader's PTEs stay young until the
+    # eviction finds them through the rmap and lru_gen_look_around() clears them.
+    hooks = Attached(bpf_objects, "hm-look-around", target=1)
+    try:
+        assert reader.stdout.readline().startswith("ready")
+        age_debugfs("/")
+        age_debugfs("/")
+        cmds = [f"- {st['memcg_id']} {node} {st['max_seq'] - 2} 0"
+                for (p, node), st in lru_gen_state().items() if p == "/"]
+        with open(LRU_GEN_DEBUGFS, "w") as f:
+            f.write(";".join(cmds))
+        young, stats = hooks.dump()
+    finally:
+        hooks.close()
+        reader.kill()
+        reader.wait()
+    found = {k: v for k, v in young.items() if k[0] == reader.pid and k[1] == HOOK_LOOK_AROUND}
+    assert found, "look-around reported nothing for the reader's young file pages"
+    assert all(anon == 0 for _pages, _calls, anon, _nids in found.values())
+    assert max(pages for pages, *_ in found.values()) > 1, "look-around never batched a run"
+    assert stats[STAT_BAD_CALLS] == 0
+    assert not any(k[0] == reader.pid and k[1] == HOOK_PTE for k in young), \
+        "the walk reached a skipped mm"

@@ -2,28 +2,30 @@
 
 vmlinux BTF is ~5 MB with 100k+ types. Opening it scans the type section once into
 two compact arrays (see :mod:`.spec`); that scan is cached on disk keyed by the BTF's
-identity (path, size, mtime and the boot id), so a warm lookup reads the blob and the
-cached index and searches both in C, building Python objects only for the types it
-returns.
+identity (path, size, mtime, inode and the boot id), so a warm lookup reads the blob
+and the cached index and searches both in C, building Python objects only for the
+types it returns. The lookup path imports nothing but this package's BTF modules (the
+bpf(2) layer is only needed for module BTF file descriptors).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
+import zlib
 from array import array
 
-from ..errors import BTFError, SyscallError
-from ..sys import attrs
-from ..sys.constants import Cmd
-from ..sys.syscall import FD, address, fd_by_id, ids, obj_info
+from ..errors import BTFError
 from . import format as F
 from .spec import Spec
 
+TYPE_CHECKING = False  # (importing typing costs more than a warm lookup)
+if TYPE_CHECKING:  # pragma: no cover
+    from ..sys.syscall import FD
+
 SYSFS_BTF = "/sys/kernel/btf"
 VMLINUX = os.path.join(SYSFS_BTF, "vmlinux")
-_INDEX_MAGIC = b"BPFLOAD-BTFIDX1\n"
+_INDEX_MAGIC = b"BPFLOAD-BTFIDX2\n"
 
 
 def cache_dir() -> str:
@@ -32,7 +34,11 @@ def cache_dir() -> str:
     return base
 
 
-def _identity(path: str, st: os.stat_result) -> str:
+def _identity_key(path: str, st: os.stat_result) -> str:
+    """What identifies a BTF file's contents. The index cache file is named by a
+    checksum of it and holds it in full (checked on load, so a checksum collision only
+    costs a rescan); zlib, not hashlib, because loading OpenSSL costs more than the
+    lookups."""
     boot = ""
     if path.startswith("/sys/"):
         try:
@@ -40,21 +46,21 @@ def _identity(path: str, st: os.stat_result) -> str:
                 boot = f.read().strip()
         except OSError:
             pass
-    key = f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{boot}"
-    return hashlib.sha1(key.encode()).hexdigest()
+    return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{boot}"
 
 
-def _load_index(path: str, count_hint: int) -> tuple[array, array] | None:
+def _load_index(path: str, key: str = "") -> tuple[array, array] | None:
     try:
         with open(path, "rb") as f:
             blob = f.read()
     except OSError:
         return None
-    if not blob.startswith(_INDEX_MAGIC) or (len(blob) - len(_INDEX_MAGIC)) % 8:
+    head = _INDEX_MAGIC + key.encode() + b"\n"
+    if not blob.startswith(head) or (len(blob) - len(head)) % 8:
         return None
-    n = (len(blob) - len(_INDEX_MAGIC)) // 8
+    n = (len(blob) - len(head)) // 8
     offsets, names = array("I"), array("I")
-    body = memoryview(blob)[len(_INDEX_MAGIC):]
+    body = memoryview(blob)[len(head):]
     offsets.frombytes(body[:4 * n])
     names.frombytes(body[4 * n:])
     if sys.byteorder != "little":  # pragma: no cover
@@ -63,13 +69,13 @@ def _load_index(path: str, count_hint: int) -> tuple[array, array] | None:
     return offsets, names
 
 
-def _save_index(path: str, index: tuple[array, array]) -> None:
+def _save_index(path: str, index: tuple[array, array], key: str = "") -> None:
     offsets, names = index
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
-            f.write(_INDEX_MAGIC)
+            f.write(_INDEX_MAGIC + key.encode() + b"\n")
             f.write(offsets.tobytes())
             f.write(names.tobytes())
         os.replace(tmp, path)
@@ -90,9 +96,12 @@ def open_btf(path: str, base: Spec | None = None, *, cache: bool = True) -> Spec
     if data[:4] == b"\x7fELF":
         return _btf_from_elf(path, data, base)
     index = None
-    idx_path = os.path.join(cache_dir(), f"btf-{_identity(path, st)}.idx") if cache else None
-    if idx_path is not None:
-        index = _load_index(idx_path, 0)
+    key = _identity_key(path, st) if cache else ""
+    idx_path = None
+    if cache:
+        name = f"{zlib.crc32(key.encode()):08x}{zlib.adler32(key.encode()):08x}"
+        idx_path = os.path.join(cache_dir(), f"btf-{name}.idx")
+        index = _load_index(idx_path, key)
     try:
         spec = Spec(data, base, name=path, index=index)
     except BTFError:
@@ -101,7 +110,7 @@ def open_btf(path: str, base: Spec | None = None, *, cache: bool = True) -> Spec
         spec = Spec(data, base, name=path)  # a stale or corrupt cache: rescan
         index = None
     if idx_path is not None and index is None and spec.count > 1000:
-        _save_index(idx_path, spec.index())
+        _save_index(idx_path, spec.index(), key)
     return spec
 
 
@@ -181,6 +190,10 @@ class KernelBTF:
 
     def module_fd(self, module: str) -> FD:
         """A file descriptor of a module's BTF object (for attach_btf_obj_fd, fd_array)."""
+        from ..errors import SyscallError
+        from ..sys.constants import Cmd
+        from ..sys.syscall import fd_by_id, ids
+
         fd = self._module_fds.get(module)
         if fd is not None:
             return fd
@@ -203,6 +216,9 @@ class KernelBTF:
 
 def _btf_name(fd: FD) -> str:
     import ctypes
+
+    from ..sys import attrs
+    from ..sys.syscall import address, obj_info
 
     name = ctypes.create_string_buffer(64)
     info = attrs.BtfInfo(name=address(name), name_len=len(name))

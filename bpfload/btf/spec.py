@@ -92,11 +92,13 @@ class Spec:
         s0, s1 = body + str_off, body + str_off + str_len
         if t1 > len(self.raw) or s1 > len(self.raw) or type_off % 4:
             raise BTFError("BTF section offsets point past the end of the data")
-        self._types = self.raw[t0:t1]
-        self._strings = self.raw[s0:s1]
-        if self._strings and self._strings[-1:] != b"\0":
+        # no copies of vmlinux's megabytes: types are a view, strings are searched in
+        # place between _s0 and _s1
+        self._types = memoryview(self.raw)[t0:t1]
+        self._s0, self._s1 = s0, s1
+        if str_len and self.raw[s1 - 1] != 0:
             raise BTFError("BTF string section is not NUL-terminated")
-        if base is None and str_len and self._strings[:1] != b"\0":
+        if base is None and str_len and self.raw[s0] != 0:
             raise BTFError("BTF string section does not start with an empty string")
         self.first_id = base.next_id if base is not None else 1
         self.str_base = base.str_end if base is not None else 0
@@ -117,7 +119,7 @@ class Spec:
 
     @property
     def str_end(self) -> int:
-        return self.str_base + len(self._strings)
+        return self.str_base + self._s1 - self._s0
 
     def index(self) -> tuple[array, array]:
         """The scan result, for callers that cache it across runs."""
@@ -136,20 +138,24 @@ class Spec:
             if self.base is None:  # pragma: no cover - str_base is 0 without a base
                 raise BTFError(f"BTF string offset {off} out of range")
             return self.base.string(off)
-        rel = off - self.str_base
-        if rel >= len(self._strings):
+        pos = self._s0 + off - self.str_base
+        if pos >= self._s1:
             raise BTFError(f"BTF string offset {off} out of range")
-        end = self._strings.find(b"\0", rel)
-        return self._strings[rel:end].decode("utf-8", "replace")
+        end = self.raw.find(b"\0", pos, self._s1)
+        return self.raw[pos:end].decode("utf-8", "replace")
+
+    @property
+    def _strings(self) -> bytes:
+        """This blob's own string section (a copy: for tests and tools)."""
+        return self.raw[self._s0:self._s1]
 
     def string_offset(self, s: str) -> int | None:
         """Offset of the string `s` in this blob (own strings first), or None."""
-        needle = s.encode()
-        if not needle:
+        if not s:
             return 0
-        pos = self._strings.find(b"\0" + needle + b"\0")
-        if pos >= 0:
-            return self.str_base + pos + 1
+        own = self._string_offsets(s, False)
+        if own:
+            return own[0]
         return self.base.string_offset(s) if self.base is not None else None
 
     # --- types -----------------------------------------------------------------------
@@ -220,27 +226,30 @@ class Spec:
         return out + sorted(own)
 
     def _string_offsets(self, name: str, flavors: bool) -> list[int]:
-        """Offsets of this blob's own strings equal to `name` (and, with `flavors`, of
-        its ``name___flavour`` strings), searched as bytes."""
+        """Offsets of this blob's own strings equal to `name` (the first one: BTF strings
+        are deduplicated) or, with `flavors`, of all strings whose essential name is
+        `name` (``name``, ``name___v2``...), searched as bytes in place."""
         needle = name.encode()
         if not needle:
             return []
-        data = self._strings
+        raw, s0, s1 = self.raw, self._s0, self._s1
+        n = len(needle)
         hits = []
-        suffixes = (b"\0", b"___") if flavors else (b"\0",)
-        for suffix in suffixes:
-            if data.startswith(needle + suffix):  # a split blob's first string
-                hits.append(0)
-            pat = b"\0" + needle + suffix
-            pos = data.find(pat)
-            while pos >= 0:
-                hits.append(pos + 1)
-                pos = data.find(pat, pos + 1)
-        if flavors:  # 'name___a___b' is a flavour of 'name___a', not of 'name'
-            n = len(needle)
-            hits = [h for h in hits if data[h + n] == 0 or essential_len(
-                data[h:data.find(b"\0", h)].decode("utf-8", "replace")) == len(name)]
-        return [self.str_base + h for h in hits]
+        # a split blob's first string has no NUL before it
+        pos = s0 - 1 if raw.startswith(needle, s0, s1) else raw.find(b"\0" + needle, s0, s1)
+        while pos >= 0:
+            start = pos + 1
+            nxt = start + n
+            if raw[nxt] == 0:
+                hits.append(start)
+                if not flavors:
+                    break
+            elif flavors and raw.startswith(b"___", nxt, s1):
+                full = raw[start:raw.find(b"\0", nxt, s1)].decode("utf-8", "replace")
+                if essential_len(full) == len(name):  # not 'name___a___b'
+                    hits.append(start)
+            pos = raw.find(b"\0" + needle, start, s1)
+        return [self.str_base + h - s0 for h in hits]
 
     def find_one(self, name: str, kind: int) -> int | None:
         found = self.find(name, kind)

@@ -88,6 +88,7 @@ import json
 import math
 import os
 import signal
+import struct
 import sys
 import time
 
@@ -115,32 +116,250 @@ class _Stop(Exception):
 
 
 # ---- counts: the BPF side ----
+#
+# kernel/heatmap.bpf.o, attached to the hooks of kernel/patches: it counts young pages
+# of the target per (region, node) in a hash map; one aging pass (the kfunc through a
+# syscall program, or a write to /sys/kernel/debug/lru_gen on kernels without it) makes
+# the walk report them; drain() empties the map with batch operations.
+
+KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel")
+BPF_OBJECT = os.path.join(KERNEL_DIR, "heatmap.bpf.o")
+HOOKS = ("lru_gen_bpf_young_pte", "lru_gen_bpf_young_pmd", "lru_gen_bpf_young_look_around",
+         "lru_gen_bpf_skip_mm")
+ATTACH = ("young_pte", "young_pmd", "young_look_around", "skip_mm")
+AGE_KFUNC = "bpf_lru_gen_age_cgroup"
+LRU_GEN_ENABLED = "/sys/kernel/mm/lru_gen/enabled"
+LRU_GEN_DEBUGFS = "/sys/kernel/debug/lru_gen"
+LRU_GEN_WALK = 0x0002  # bit of lru_gen/enabled: age by walking page tables
+CAPABILITIES = "CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"
+_KEY = struct.Struct("<QII")  # struct region_key
+_VAL = struct.Struct("<QQ")  # struct region_val
+_AGE = struct.Struct("<QiI")  # struct age_args
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def check_mglru() -> None:
+    """Fail with how to fix it unless MGLRU and its page-table walk are on."""
+    try:
+        caps = int(_read(LRU_GEN_ENABLED).strip(), 0)
+    except FileNotFoundError:
+        raise HeatmapError("the kernel has no multi-gen LRU (CONFIG_LRU_GEN): the heatmap "
+                           "needs it and the hooks in kernel/patches") from None
+    except (OSError, ValueError) as e:
+        raise HeatmapError(f"cannot read {LRU_GEN_ENABLED}: {e}") from None
+    if not caps & 1:
+        raise HeatmapError(f"the multi-gen LRU is disabled: enable it with "
+                           f"'echo y > {LRU_GEN_ENABLED}'")
+    if not caps & LRU_GEN_WALK:
+        raise HeatmapError(f"the multi-gen LRU's page-table walk is off ({LRU_GEN_ENABLED} "
+                           f"is {caps:#06x}): enable it with 'echo y > {LRU_GEN_ENABLED}'")
+
+
+def memory_cgroup(pid: int) -> tuple[str, int]:
+    """The target's memory cgroup: (path, cgroup v2 id); id 0 means the root memcg."""
+    try:
+        lines = _read(f"/proc/{pid}/cgroup").splitlines()
+    except OSError:
+        return "/", 0
+    v2 = v1 = None
+    for line in lines:
+        hid, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hid == "0" and controllers == "":
+            v2 = path
+        elif "memory" in controllers.split(","):
+            v1 = path
+    path = v2 if v2 is not None else (v1 or "/")
+    if v2 is None or path == "/":
+        return path, 0
+    for line in _read("/proc/mounts").splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "cgroup2":
+            try:
+                return path, os.stat(fields[1] + path).st_ino
+            except OSError:
+                break
+    return path, 0
+
+
 class KernelCounts:
     """Young-page counts from the MGLRU hooks for one process (the BPF side)."""
 
     def __init__(self, pid: int, region_shift: int, max_regions: int):
-        raise HeatmapError("kernel counts are not wired up yet")
+        self.pid = pid
+        self.region_shift = region_shift
+        self._obj = None
+        self._carry: list[tuple[int, int, int, int]] = []
+        check_mglru()
+        import bpfload
+        from bpfload.btf.kernel import KernelBTF
+
+        self._bpfload = bpfload
+        self._kbtf = KernelBTF()
+        try:
+            for hook in HOOKS:
+                if self._kbtf.func(hook) is None:
+                    raise HeatmapError(f"the kernel lacks the heatmap hook {hook}(): build "
+                                       f"and boot a kernel with the series in kernel/patches "
+                                       f"(kernel/build-kernel, kernel/run-guest)")
+            self.use_kfunc = self._kbtf.func(AGE_KFUNC) is not None
+        except bpfload.BTFError as e:
+            raise HeatmapError(str(e)) from None
+        self.cgroup_path, self.cgroup_id = memory_cgroup(pid)
+        if not self.use_kfunc and not os.path.exists(LRU_GEN_DEBUGFS):
+            raise HeatmapError(f"the kernel has no {AGE_KFUNC} kfunc and {LRU_GEN_DEBUGFS} "
+                               f"is missing: mount debugfs (mount -t debugfs none "
+                               f"/sys/kernel/debug) for the fallback aging")
+        self.capacity = 0
+        self._load(max_regions)
+
+    def _load(self, max_regions: int) -> None:
+        bpfload = self._bpfload
+        nodes = max(1, len(_node_list("has_memory")))
+        capacity = max(1024, max_regions * nodes)
+        obj = bpfload.BPFObject(BPF_OBJECT, kernel_btf=self._kbtf)
+        try:
+            obj.set("target_tgid", self.pid)
+            obj.set("region_shift", self.region_shift)
+            obj.set_max_entries("counts", capacity)
+            obj.set_autoload("age", self.use_kfunc)
+            obj.load()
+            obj.attach(ATTACH)
+        except bpfload.BPFLoadError as e:
+            obj.close()
+            raise _bpf_error(e) from None
+        except BaseException:
+            obj.close()
+            raise
+        self._obj = obj
+        self._counts = obj.map("counts")
+        self.capacity = capacity
 
     def age(self) -> float:
-        """Run one aging pass on the target; returns the seconds spent aging."""
-        raise HeatmapError("kernel counts are not wired up yet")
+        """Run one aging pass over the target; returns the seconds it took."""
+        t0 = time.perf_counter()
+        if self.use_kfunc:
+            prog = self._obj.program("age")
+            try:
+                ctx = prog.test_run(_AGE.pack(self.cgroup_id, 0, 0)).ctx
+            except self._bpfload.BPFLoadError as e:
+                raise _bpf_error(e) from None
+            ret = _AGE.unpack(ctx)[1]
+            if ret < 0:
+                raise HeatmapError(f"aging failed: {AGE_KFUNC}() returned "
+                                   f"{_errno_text(-ret)}")
+        else:
+            age_by_debugfs(self.cgroup_path)
+        return time.perf_counter() - t0
 
     def drain(self) -> list[tuple[int, int, int, int]]:
-        """(region_index, node, anon_pages, file_pages) accumulated since the last drain;
-        region_index = virtual address >> region_shift; one tuple per (region, node)."""
-        raise HeatmapError("kernel counts are not wired up yet")
+        try:
+            keys, values, n = self._counts.lookup_batch(delete=True)
+        except self._bpfload.BPFLoadError as e:
+            raise _bpf_error(e) from None
+        out = [(region, node, anon, file) for (region, node, _), (anon, file) in
+               zip(_KEY.iter_unpack(keys), _VAL.iter_unpack(values))]
+        if self._carry:
+            out = self._carry + out
+            self._carry = []
+        return out
 
     def dropped(self) -> int:
-        """Cumulative updates the BPF side could not store (map full)."""
-        raise HeatmapError("kernel counts are not wired up yet")
+        return self._obj.get("dropped_pages") if self._obj is not None else 0
 
     def resize(self, max_regions: int) -> None:
-        """Map capacity follows the target's mappings."""
-        raise HeatmapError("kernel counts are not wired up yet")
+        """Size the map for the target's mappings (a BPF map cannot be resized in place:
+        the programs are reloaded with a new map; counts drained meanwhile are kept)."""
+        nodes = max(1, len(_node_list("has_memory")))
+        if max(1024, max_regions * nodes) == self.capacity:
+            return
+        pending = self.drain()
+        dropped = self.dropped()
+        self._obj.close()
+        self._obj = None
+        self._load(max_regions)
+        self._carry = pending
+        self._obj.set("dropped_pages", dropped)
 
     def close(self) -> None:
-        """Everything released (programs, links, maps); idempotent."""
-        raise HeatmapError("kernel counts are not wired up yet")
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+        self._kbtf.close()
+
+
+def _node_list(state: str) -> list[int]:
+    """Node ids in a /sys/devices/system/node state list (e.g. has_memory: '0-1')."""
+    try:
+        text = _read(f"/sys/devices/system/node/{state}").strip()
+    except OSError:
+        return [0]
+    nodes = []
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        nodes.extend(range(int(lo), int(hi or lo) + 1))
+    return nodes
+
+
+def lru_gen_generations(text: str) -> dict[str, tuple[int, dict[int, int]]]:
+    """/sys/kernel/debug/lru_gen parsed: memcg path -> (memcg id, {node: max seq})."""
+    out: dict[str, tuple[int, dict[int, int]]] = {}
+    memcg = node = None
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "memcg":
+            memcg = (int(fields[1]), fields[2] if len(fields) > 2 else "/")
+            out.setdefault(memcg[1], (memcg[0], {}))
+            node = None
+        elif fields[0] == "node" and memcg is not None:
+            node = int(fields[1])
+        elif memcg is not None and node is not None and fields[0].isdigit():
+            seqs = out[memcg[1]][1]
+            seqs[node] = max(seqs.get(node, 0), int(fields[0]))
+    return out
+
+
+def age_by_debugfs(cgroup_path: str) -> None:
+    """Age the target's memcg on every node by writing '+' commands to debugfs."""
+    try:
+        gens = lru_gen_generations(_read(LRU_GEN_DEBUGFS))
+    except PermissionError:
+        raise HeatmapError(f"not permitted to read {LRU_GEN_DEBUGFS}: run as root") from None
+    except OSError as e:
+        raise HeatmapError(f"cannot read {LRU_GEN_DEBUGFS}: {e.strerror}") from None
+    entry = gens.get(cgroup_path) or gens.get("/") or next(iter(gens.values()), None)
+    if entry is None:
+        raise HeatmapError(f"{LRU_GEN_DEBUGFS} lists no memcg")
+    memcg_id, nodes = entry
+    cmds = "".join(f"+ {memcg_id} {nid} {seq} 1 1\n" for nid, seq in sorted(nodes.items()))
+    try:
+        with open(LRU_GEN_DEBUGFS, "w") as f:
+            f.write(cmds)
+    except OSError as e:
+        raise HeatmapError(f"aging through {LRU_GEN_DEBUGFS} failed: "
+                           f"{e.strerror or e}") from None
+
+
+def _errno_text(err: int) -> str:
+    import errno as errno_mod
+
+    return f"{errno_mod.errorcode.get(err, err)} ({os.strerror(err)})"
+
+
+def _bpf_error(e: Exception) -> HeatmapError:
+    """A loader error as the one line a heatmap user needs."""
+    import errno as errno_mod
+
+    if getattr(e, "errno", None) in (errno_mod.EPERM, errno_mod.EACCES) and \
+            not getattr(e, "log", ""):
+        return HeatmapError(f"not permitted: the heatmap needs root ({CAPABILITIES})")
+    return HeatmapError(f"BPF: {e}".splitlines()[0])
 
 
 # ---- end of counts: the BPF side ----

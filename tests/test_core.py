@@ -629,3 +629,80 @@ def test_func_info_and_line_info(root, no_leaks, bpf_object):
         load(str(bpf_object("core_lines")), programs=["bad_lines"])
     assert "; return *p == 0x5eed; @ core_lines.bpf.c:" in e.value.log
     assert "invalid mem access 'scalar'" in str(e.value)
+
+
+# --- kernel modules (synthetic: the host has no module BTF) ------------------------------
+
+
+class _FakeFD:
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        pass
+
+
+class _FakeKernel(KernelBTF):
+    """vmlinux and module BTF from blobs, module BTF objects with made-up fds."""
+
+    def __init__(self, vmlinux: Spec, modules: dict[str, Spec]):
+        super().__init__("/nonexistent", modules=True)
+        self._vmlinux = vmlinux
+        self._modules = dict(modules)
+
+    def module_names(self) -> list[str]:
+        return sorted(self._modules)
+
+    def module_fd(self, module: str) -> _FakeFD:
+        return _FakeFD(100 + self.module_names().index(module))
+
+
+def _kernel_with_module_kfuncs() -> _FakeKernel:
+    i32 = T.Int("int", 4, F.INT_SIGNED)
+    vmlinux = blob([i32, T.Struct("task_struct", 8, [T.Member("pid", 1, 0)]), T.Ptr("", 2),
+                    T.FuncProto("", 0, []), T.Func("do_nanosleep", 4)])
+    n = vmlinux.next_id
+    mod = Spec(encode([
+        T.FuncProto("", 3, [T.Param("pid", 1)]), T.Func("bpf_task_from_pid", n),
+        T.FuncProto("", 0, [T.Param("p", 3)]), T.Func("bpf_task_release", n + 2),
+        T.Func("bpfload_mod_func", 4),
+    ], StringTable(vmlinux)), vmlinux)
+    other = Spec(encode([T.Int("u8", 1)], StringTable(vmlinux)), vmlinux)
+    return _FakeKernel(vmlinux, {"another_mod": other, "bpfload_mod": mod})
+
+
+def test_kfuncs_in_a_module_use_fd_array(bpf_object):
+    kernel = _kernel_with_module_kfuncs()
+    mod = kernel.module("bpfload_mod")
+    obj = BPFObject(str(bpf_object("core_kernel")), kernel_btf=kernel)
+    externs = obj._resolve_externs()
+    assert externs["bpf_task_from_pid"].btf_id == mod.find_one("bpf_task_from_pid", F.KIND_FUNC)
+    assert externs["bpf_task_from_pid"].btf_fd == 101
+    linked = linker.link(obj.spec, obj.spec.programs["task_by_pid"],
+                         map_fds={n: 1000 + i for i, n in enumerate(obj.spec.maps)},
+                         externs=externs, core=obj._core)
+    calls = [i for i in linked.insns if i.is_call and i.src == PSEUDO_KFUNC_CALL]
+    assert [(c.imm, c.off) for c in calls] == [
+        (mod.find_one("bpf_task_from_pid", F.KIND_FUNC), 1),
+        (mod.find_one("bpf_task_release", F.KIND_FUNC), 1)]
+    assert linked.fd_array == [0, 101]  # index 0 is vmlinux, as in libbpf
+    # the CO-RE read of task_struct->tgid found no candidate in this tiny vmlinux and
+    # none in the modules: poisoned, and said so
+    assert any("task_struct has no field 'tgid'" in why for why in linked.poisoned.values())
+
+
+def test_attach_targets_in_modules(bpf_object):
+    kernel = _kernel_with_module_kfuncs()
+    mod = kernel.module("bpfload_mod")
+    obj = BPFObject(str(bpf_object("core_missing_target")), kernel_btf=kernel)
+    assert obj._attach_target(obj.spec.programs["module_target"]) == \
+        (mod.find_one("bpfload_mod_func", F.KIND_FUNC), 101)
+    with pytest.raises(BPFLoadError, match="'bpfload_no_such_function' is not in the "
+                                           "kernel's BTF"):
+        obj._attach_target(obj.spec.programs["missing_vmlinux_target"])
+    sections = BPFObject(str(bpf_object("sections")), kernel_btf=kernel)
+    assert sections._attach_target(sections.spec.programs["p_fentry"]) == \
+        (kernel.vmlinux.find_one("do_nanosleep", F.KIND_FUNC), 0)

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
+from bpfc import REPO
 from bpfload import elf_reader
 from bpfload.sys.constants import MapType
-from conftest import REPO
 
 SHIPPED = REPO / "kernel" / "heatmap.bpf.o"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, bpf_unavailable
+from bpfc import REPO
+from kernelstate import bpf_unavailable
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 PY39 = "/root/.pyenv/versions/3.9.18/bin/python"

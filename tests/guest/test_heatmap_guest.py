@@ -1,0 +1,269 @@
+"""heatmap.py end to end in the QEMU guest on the patched kernel: a workload with one
+known hot address range, the tool's JSON output, exit paths, leftovers and every error
+a user can cause."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bpfc import REPO
+from kernelstate import kernel_ids, leftovers
+
+sys.path.insert(0, str(REPO))
+import heatmap  # noqa: E402
+
+pytestmark = pytest.mark.skipif(os.environ.get("HEATMAP_IN_GUEST") != "1",
+                                reason="runs inside the test guest only")
+
+REGION = 2 << 20
+PAGES = REGION // 4096
+LRU_GEN_ENABLED = "/sys/kernel/mm/lru_gen/enabled"
+
+# 32 MiB of 4 KiB pages; regions HOT_FIRST..HOT_LAST are rewritten every 50 ms, the
+# rest is touched once. Exits by itself after argv[1] seconds.
+WORKER = r"""
+import ctypes, mmap, sys, time
+libc = ctypes.CDLL(None)
+n, hot = 16, range(4, 8)
+m = mmap.mmap(-1, (n + 1) * (2 << 20), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+off = (-base) % (2 << 20)
+libc.madvise(ctypes.c_void_p(base + off), ctypes.c_size_t(n << 21), 15)  # NOHUGEPAGE
+view = memoryview(m)
+def touch(regions):
+    for r in regions:
+        lo = off + (r << 21)
+        view[lo:lo + (2 << 20):4096] = b"\1" * 512
+touch(range(n))
+print(base + off, flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    touch(hot)
+    time.sleep(0.05)
+"""
+
+
+class Worker:
+    def __init__(self, seconds: float = 120):
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(seconds)],
+                                     stdout=subprocess.PIPE, text=True)
+        self.base = int(self.proc.stdout.readline())
+        self.pid = self.proc.pid
+
+    def region(self, i: int) -> int:
+        return self.base + i * REGION
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def worker():
+    w = Worker()
+    yield w
+    w.close()
+
+
+def run_heatmap(*args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "heatmap.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, **kw)
+
+
+def by_start(interval: dict) -> dict[int, dict]:
+    return {r["start"]: r for r in interval["regions"]}
+
+
+def test_hot_range_is_hottest_and_the_rest_near_zero(worker):
+    before = kernel_ids()
+    r = run_heatmap(worker.pid, "--json", "--count", 3, "--interval", 1)
+    assert r.returncode == 0, r.stderr
+    intervals = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(intervals) == 3
+    hot = {worker.region(i) for i in range(4, 8)}
+    cold = {worker.region(i) for i in range(16)} - hot
+    for iv in intervals:
+        assert iv["pid"] == worker.pid and iv["region_size"] == REGION
+        regions = by_start(iv)
+        for start in hot:  # every page rewritten many times per interval
+            assert regions[start]["accessed"] == PAGES, regions.get(start)
+            assert regions[start]["anon"] == PAGES and regions[start]["file"] == 0
+        for start in cold:  # touched once, before the run
+            assert regions.get(start, {"accessed": 0})["accessed"] <= PAGES // 50
+        hottest = sorted(iv["regions"], key=lambda x: -x["accessed"])[:len(hot)]
+        assert {x["start"] for x in hottest} == hot
+    assert "3 intervals" in r.stderr
+    assert not leftovers(before), "heatmap left BPF objects in the kernel"
+
+
+def test_region_size_option_splits_counts(worker):
+    r = run_heatmap(worker.pid, "--json", "--count", 1, "--interval", 1,
+                    "--region-size", "64K")
+    assert r.returncode == 0, r.stderr
+    regions = by_start(json.loads(r.stdout.splitlines()[0]))
+    first_hot = worker.region(4)
+    for i in range(REGION // (64 << 10)):  # a hot 2 MiB region is 32 hot 64 KiB ones
+        assert regions[first_hot + i * (64 << 10)]["accessed"] == 16
+
+
+def test_target_exiting_mid_run_ends_cleanly():
+    w = Worker()
+    before = kernel_ids()
+    p = subprocess.Popen([sys.executable, str(REPO / "heatmap.py"), str(w.pid), "--json",
+                          "--count", "100", "--interval", "1"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        first = p.stdout.readline()  # the run is under way
+        w.close()  # the target exits mid-run
+        rest, err = p.communicate(timeout=120)
+    finally:
+        w.close()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert "Traceback" not in err
+    summary = err.strip().splitlines()[-1]
+    assert summary.startswith("heatmap: ") and "exited" in summary
+    assert json.loads(first)["pid"] == w.pid
+    assert len(rest.splitlines()) < 99
+    assert not leftovers(before)
+
+
+def test_interrupt_and_terminate_leave_nothing(worker):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        before = kernel_ids()
+        p = subprocess.Popen([sys.executable, str(REPO / "heatmap.py"), str(worker.pid),
+                              "--json", "--interval", "1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=REPO)
+        p.stdout.readline()  # one interval is out: everything is attached
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert "Traceback" not in err and err.strip().startswith("heatmap: ")
+        assert not leftovers(before), f"left behind after {sig.name}"
+
+
+def test_closed_stdout_ends_cleanly(worker):
+    before = kernel_ids()
+    p = subprocess.run(f"{sys.executable} heatmap.py {worker.pid} --json --interval 1 "
+                       f"| head -c 10", shell=True, capture_output=True, text=True,
+                       cwd=REPO, timeout=300)
+    assert len(p.stdout) == 10
+    assert "Traceback" not in p.stderr and "output closed" in p.stderr
+    assert not leftovers(before)
+
+
+# --- errors a user can cause ------------------------------------------------------------
+
+
+def test_no_such_process():
+    r = run_heatmap(999999, "--count", 1)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "heatmap: no such process: 999999"
+
+
+def test_not_permitted_names_the_capabilities(worker):
+    # root without capabilities, as an unprivileged user would be
+    r = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable,
+                        str(REPO / "heatmap.py"), str(worker.pid), "--count", "1"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 1
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1 and "not permitted" in line
+    for cap in ("CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"):
+        assert cap in line
+
+
+@pytest.fixture
+def lru_gen_caps():
+    saved = Path(LRU_GEN_ENABLED).read_text().strip()
+    yield
+    Path(LRU_GEN_ENABLED).write_text(saved)
+
+
+@pytest.mark.parametrize("value,expect", [
+    ("n", "the multi-gen LRU is disabled"),
+    ("0x0005", "page-table walk is off"),
+])
+def test_mglru_off_says_how_to_enable_it(worker, lru_gen_caps, value, expect):
+    Path(LRU_GEN_ENABLED).write_text(value)
+    r = run_heatmap(worker.pid, "--count", 1)
+    assert r.returncode == 1
+    assert expect in r.stderr and "echo y > /sys/kernel/mm/lru_gen/enabled" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def _main(monkeypatch, *argv) -> tuple[int, str]:
+    err = io.StringIO()
+    rc = heatmap.main([str(a) for a in argv], stdout=io.StringIO(), stderr=err)
+    return rc, err.getvalue().strip()
+
+
+def test_kernel_without_the_hooks(worker, monkeypatch, bpf_object):
+    import bpfload.btf.kernel as kbtf
+
+    # a BTF that lacks the hooks: any object's own BTF will do
+    monkeypatch.setattr(kbtf, "VMLINUX", str(bpf_object("attach")))
+    rc, err = _main(monkeypatch, worker.pid, "--count", 1)
+    assert rc == 1
+    assert "lru_gen_bpf_young_pte" in err and "kernel/patches" in err
+
+
+def test_kernel_without_btf(worker, monkeypatch):
+    import bpfload.btf.kernel as kbtf
+
+    monkeypatch.setattr(kbtf, "VMLINUX", "/sys/kernel/btf/no-such-vmlinux")
+    rc, err = _main(monkeypatch, worker.pid, "--count", 1)
+    assert rc == 1 and "the kernel has no BTF" in err and "CONFIG_DEBUG_INFO_BTF" in err
+
+
+def test_debugfs_needed_for_the_fallback(worker, monkeypatch):
+    monkeypatch.setattr(heatmap, "AGE_KFUNC", "no_such_kfunc")
+    monkeypatch.setattr(heatmap, "LRU_GEN_DEBUGFS", "/sys/kernel/debug/no-lru_gen")
+    rc, err = _main(monkeypatch, worker.pid, "--count", 1)
+    assert rc == 1 and "mount debugfs" in err and "no_such_kfunc" in err
+
+
+def test_debugfs_fallback_ages_and_counts(worker, monkeypatch):
+    monkeypatch.setattr(heatmap, "AGE_KFUNC", "no_such_kfunc")
+    counts = heatmap.KernelCounts(worker.pid, 21, 64)
+    try:
+        assert not counts.use_kfunc
+        counts.age()
+        counts.drain()  # the first pass reports everything ever touched
+        time.sleep(0.5)
+        counts.age()
+        young = {}
+        for region, _node, anon, file in counts.drain():
+            young[region] = young.get(region, 0) + anon + file
+    finally:
+        counts.close()
+    for i in range(4, 8):
+        assert young[worker.region(i) >> 21] == PAGES
+    assert young.get(worker.region(0) >> 21, 0) <= PAGES // 50
+
+
+def test_map_resize_keeps_counting(worker):
+    counts = heatmap.KernelCounts(worker.pid, 21, 8)
+    try:
+        small = counts.capacity
+        counts.age()
+        counts.drain()
+        counts.resize(50_000)
+        assert counts.capacity > small
+        time.sleep(0.3)
+        counts.age()
+        young = {r: a for r, _n, a, _f in counts.drain()}
+        assert young.get(worker.region(4) >> 21) == PAGES
+        assert counts.dropped() == 0
+    finally:
+        counts.close()

@@ -241,6 +241,13 @@ class GuestItem(pytest.Item):
             pytest.skip(msg)
         pytest.fail(f"in the guest:\n{text}", pytrace=False)
 
+    def iter_markers_with_node(self, name=None):
+        # skip/skipif/xfail (e.g. a module-level "guest only" skipif) are decided in the
+        # guest, where the test really runs; its outcome comes back through runtest().
+        for node, mark in super().iter_markers_with_node(name):
+            if mark.name not in ("skip", "skipif", "xfail"):
+                yield node, mark
+
     def reportinfo(self):
         return self._original.reportinfo()
 

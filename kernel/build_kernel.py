@@ -235,7 +235,9 @@ def extract(source: Path, dest: Path, progress: Progress) -> Path:
     return trees[0]
 
 
-def apply_patches(tree: Path, progress: Progress, log: Path | None = None) -> None:
+def apply_patches(tree: Path, progress: Progress, log: Path | None = None,
+                  source: Path | None = None) -> None:
+    """Apply the series in order; a patch that does not apply is named in the error."""
     for p in patches():
         base = ["patch", "-p1", "--batch", "--forward", "-s", "-d", str(tree), "-i", str(p)]
         dry = subprocess.run([*base, "--dry-run"], capture_output=True, text=True)
@@ -249,7 +251,7 @@ def apply_patches(tree: Path, progress: Progress, log: Path | None = None) -> No
                 continue
             out = (dry.stdout + dry.stderr).strip()
             raise BuildError(
-                f"patch {p.name} does not apply to {tree}:\n{out}\n"
+                f"patch {p.name} does not apply to {source or tree}:\n{out}\n"
                 "(the series is made against Linux 6.12; see kernel/patches/)"
             )
         progress(f"applying {p.name}")
@@ -409,15 +411,24 @@ def _build(src: Path, bdir: Path, jobs: int, progress: Progress, keep_tree: bool
     start = time.monotonic()
     work = bdir.with_name(bdir.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    log = work / "build.log"
+    # The log lives beside the work tree so it survives a failed build's cleanup.
+    log = bdir.with_name(bdir.name + ".build.log")
     log.write_text("")
     progress(f"building the patched kernel from {src} into {bdir}")
-    tree = extract(src, work / "src", progress)
-    apply_patches(tree, progress, log)
-    out = work / "out"
-    out.mkdir(exist_ok=True)
-    configure(tree, out, progress, log)
-    built = make_bzimage(tree, out, jobs, progress, log)
+    try:
+        tree = extract(src, work / "src", progress)
+        apply_patches(tree, progress, log, source=src)
+        out = work / "out"
+        out.mkdir(exist_ok=True)
+        configure(tree, out, progress, log)
+        built = make_bzimage(tree, out, jobs, progress, log)
+    except BaseException:
+        # A failed or interrupted build leaves no 2 GB tree behind (unless asked to).
+        if keep_tree:
+            progress(f"kept the build tree in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     tmp = bdir.with_name(bdir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -425,7 +436,7 @@ def _build(src: Path, bdir: Path, jobs: int, progress: Progress, keep_tree: bool
     shutil.copy2(built, tmp / "bzImage")
     shutil.copy2(out / ".config", tmp / "config")
     shutil.copy2(out / "System.map", tmp / "System.map")
-    shutil.copy2(log, tmp / "build.log")
+    shutil.move(str(log), str(tmp / "build.log"))
     (tmp / "meta.json").write_text(json.dumps({
         "source": str(src),
         "version": kernel_version_of_dir(tree),

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import builtins
 import errno
-from collections.abc import Iterable
+import os
+from typing import TYPE_CHECKING
 
 from . import elf_reader, linker, model, sections
 from .btf import fixup
@@ -21,11 +22,15 @@ from .btf import values as btf_values
 from .btf.encode import StringTable, encode
 from .btf.kernel import KernelBTF
 from .errors import BPFLoadError, BTFError, RelocationError, SyscallError
-from .links import Link, attach
 from .maps import Map
 from .programs import LoadOptions, Program, sleepable_flag
 from .sys.constants import AttachType, MapFlags, MapType, ProgType
 from .sys.syscall import FD
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .links import Link
 
 
 class Variable:
@@ -75,7 +80,12 @@ class BPFObject:
 
     def __init__(self, source, *, name: str | None = None, kernel_btf: KernelBTF | None = None,
                  btf_path: str | None = None):
-        self.spec = elf_reader.read(source, name)
+        if isinstance(source, (str, os.PathLike)) and name is None:
+            from . import objcache
+
+            self.spec = objcache.read(source)
+        else:
+            self.spec = elf_reader.read(source, name)
         self.path = self.spec.path
         self.kernel_btf = kernel_btf or (KernelBTF(btf_path) if btf_path else KernelBTF())
         self._owns_kernel_btf = kernel_btf is None
@@ -459,6 +469,8 @@ class BPFObject:
         if names is None:
             names = [n for n, p in self.programs.items()
                      if p.attach_kind not in (sections.ATTACH_NONE, sections.ATTACH_RUN)]
+        from .links import attach
+
         new = []
         try:
             for n in names:

@@ -8,12 +8,11 @@ are applied, and func_info/line_info follow their functions to the new positions
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from . import asm, model
-from .btf.ext import CoreRelo, FuncInfo, LineInfo
 from .errors import RelocationError
+from .record import REQUIRED, Record
 from .sys.constants import (
     PSEUDO_BTF_ID,
     PSEUDO_CALL,
@@ -30,30 +29,39 @@ POISON_CALL = 0xBAD2310
 POISON_KFUNC_BASE = 2002000000
 
 
-@dataclass
-class ExternTarget:
+class ExternTarget(Record):
     """Where an extern resolved in the kernel: a BTF id, in vmlinux or a module (kfuncs
     and typed __ksym variables), or an address from /proc/kallsyms (typeless __ksym)."""
 
-    btf_id: int
-    btf_fd: int = 0  # module BTF object fd; 0 for vmlinux
-    kind: str = "kfunc"
-    addr: int = 0  # typeless ksyms (btf_id 0): the symbol's kernel address
+    _fields = (
+        ("btf_id", REQUIRED),
+        ("btf_fd", 0),  # module BTF object fd; 0 for vmlinux
+        ("kind", "kfunc"),
+        ("addr", 0),  # typeless ksyms (btf_id 0): the symbol's kernel address
+    )
 
 
-@dataclass
-class Linked:
-    insns: list[asm.Insn]
-    func_info: list[FuncInfo]
-    line_info: list[LineInfo]
-    #: instruction index -> what went wrong there (poisoned CO-RE relocations)
-    poisoned: dict[int, str] = field(default_factory=dict)
-    #: module BTF fds referenced by kfunc calls (insn.off indexes this array)
-    fd_array: list[int] = field(default_factory=list)
+class Linked(Record):
+    """A linked program: instructions and the records that go with them."""
+
+    _fields = (
+        ("insns", REQUIRED),  # list[asm.Insn]
+        ("func_info", REQUIRED),  # list[FuncInfo]
+        ("line_info", REQUIRED),  # list[LineInfo]
+        # instruction index -> what went wrong there (poisoned CO-RE relocations)
+        ("poisoned", dict),
+        # module BTF fds referenced by kfunc calls (insn.off indexes this array)
+        ("fd_array", list),
+    )
 
 
-# (function, copy of its instructions) -> list of messages for poisoned instructions
-CoreApplier = Callable[[model.Function, list], dict]
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from .btf.ext import FuncInfo, LineInfo
+
+    # (function, copy of its instructions) -> messages for poisoned instructions
+    CoreApplier = Callable[[model.Function, list], dict]
 
 
 def link(obj: model.ObjectSpec, prog: model.ProgramSpec, *, map_fds: dict[str, int],
@@ -213,6 +221,3 @@ def poison(insn: asm.Insn) -> None:
     insn.off = 0
     insn.imm = POISON_CALL
 
-
-def core_relos_of(fn: model.Function) -> list[CoreRelo]:
-    return fn.core_relos

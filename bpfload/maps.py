@@ -13,13 +13,16 @@ import errno
 import mmap
 import os
 import struct
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import SyscallError
 from .sys import attrs
 from .sys.constants import BPF_ANY, PERCPU_MAP_TYPES, Cmd, MapFlags, MapType
 from .sys.syscall import FD, address, bpf, bpf_fd, obj_info
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 #: How many entries one batch call asks for when the caller does not say (capped at
 #: max_entries): a million-entry drain is a handful of system calls.

@@ -1,16 +1,15 @@
 """The plain object model of a BPF ELF object: what :mod:`.elf_reader` produces and
 what :mod:`.linker` and :mod:`.collection` consume. No kernel, no ELF here.
+
+Field comments give each field's type: instructions are :class:`.asm.Insn`, BTF
+records come from :mod:`.btf.ext`, `btf` is a :class:`.btf.spec.Spec`, map types are
+:class:`.sys.constants.MapType` and `sdef` a :class:`.sections.SectionDef`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from .asm import Insn
-from .btf.ext import CoreRelo, FuncInfo, LineInfo
-from .btf.spec import Spec
-from .sections import SectionDef
-from .sys.constants import MapType
+from .record import REQUIRED as R
+from .record import Record
 
 # Relocation kinds on an instruction.
 RELOC_MAP = "map"  # ld_imm64 of a map: becomes BPF_PSEUDO_MAP_FD
@@ -20,27 +19,29 @@ RELOC_FUNC_ADDR = "func_addr"  # ld_imm64 of a function (callbacks): BPF_PSEUDO_
 RELOC_EXTERN = "extern"  # kfunc call or __ksym/__kconfig variable
 
 
-@dataclass
-class Reloc:
-    insn: int  # instruction index inside its function
-    kind: str
-    target: str  # map name, data section, function key, or extern name
-    offset: int = 0  # byte offset into a data section
+class Reloc(Record):
+    _fields = (
+        ("insn", R),  # int instruction index inside its function
+        ("kind", R),  # str
+        ("target", R),  # str map name, data section, function key, or extern name
+        ("offset", 0),  # int byte offset into a data section
+    )
 
 
-@dataclass
-class Function:
-    """One function of an executable section (a program's entry or a subprogram)."""
+class Function(Record):
+    """One function of an executable section (a program"s entry or a subprogram)."""
 
-    name: str
-    section: str
-    start: int  # instruction index inside the section
-    insns: list[Insn]
-    relocs: list[Reloc] = field(default_factory=list)
-    is_global: bool = True
-    func_info: list[FuncInfo] = field(default_factory=list)  # insn relative to start
-    line_info: list[LineInfo] = field(default_factory=list)
-    core_relos: list[CoreRelo] = field(default_factory=list)
+    _fields = (
+        ("name", R),  # str
+        ("section", R),  # str
+        ("start", R),  # int instruction index inside the section
+        ("insns", R),  # list[Insn]
+        ("relocs", list),  # list[Reloc]
+        ("is_global", True),  # bool
+        ("func_info", list),  # list[FuncInfo] insn relative to start
+        ("line_info", list),  # list[LineInfo]
+        ("core_relos", list),  # list[CoreRelo]
+    )
 
     @property
     def key(self) -> str:
@@ -51,13 +52,14 @@ def function_key(section: str, name: str) -> str:
     return f"{section}:{name}"
 
 
-@dataclass
-class ProgramSpec:
-    name: str
-    section: str
-    sdef: SectionDef
-    function: Function
-    autoload: bool = True
+class ProgramSpec(Record):
+    _fields = (
+        ("name", R),  # str
+        ("section", R),  # str
+        ("sdef", R),  # SectionDef
+        ("function", R),  # Function
+        ("autoload", True),  # bool
+    )
 
     @property
     def prog_type(self):
@@ -69,7 +71,7 @@ class ProgramSpec:
 
     @property
     def attach_target(self) -> str:
-        """What the section name says to attach to ('' if nothing)."""
+        """What the section name says to attach to ("" if nothing)."""
         return self.sdef.target(self.section)
 
     @property
@@ -77,35 +79,37 @@ class ProgramSpec:
         return len(self.function.insns)
 
 
-@dataclass
-class Variable:
+class Variable(Record):
     """A global variable in a data section (.bss/.data/.rodata and friends)."""
 
-    name: str
-    section: str
-    offset: int
-    size: int
-    btf_type: int = 0  # BTF type id of the variable's type in the object's BTF
-    is_global: bool = True
+    _fields = (
+        ("name", R),  # str
+        ("section", R),  # str
+        ("offset", R),  # int
+        ("size", R),  # int
+        ("btf_type", 0),  # int BTF type id of the variable"s type in the object"s BTF
+        ("is_global", True),  # bool
+    )
 
 
-@dataclass
-class MapSpec:
-    name: str
-    type: MapType
-    key_size: int
-    value_size: int
-    max_entries: int
-    flags: int = 0
-    numa_node: int = 0
-    map_extra: int = 0
-    pinning: int = 0
-    btf_key_type: int = 0
-    btf_value_type: int = 0
-    origin: str = "btf"  # "btf" (.maps), "legacy" (maps), "data" (global data)
-    section: str = ""  # ELF section the definition (or the data) lives in
-    data: bytes | None = None  # initial contents of a global-data map
-    inner: MapSpec | None = None  # template of a map-in-map's inner map
+class MapSpec(Record):
+    _fields = (
+        ("name", R),  # str
+        ("type", R),  # MapType
+        ("key_size", R),  # int
+        ("value_size", R),  # int
+        ("max_entries", R),  # int
+        ("flags", 0),  # int
+        ("numa_node", 0),  # int
+        ("map_extra", 0),  # int
+        ("pinning", 0),  # int
+        ("btf_key_type", 0),  # int
+        ("btf_value_type", 0),  # int
+        ("origin", "btf"),  # str "btf" (.maps), "legacy" (maps), "data" (global data)
+        ("section", ""),  # str ELF section the definition (or the data) lives in
+        ("data", None),  # bytes | None initial contents of a global-data map
+        ("inner", None),  # MapSpec | None template of a map-in-map"s inner map
+    )
 
     @property
     def is_data(self) -> bool:
@@ -116,32 +120,34 @@ class MapSpec:
         return self.is_data and self.section.startswith(".rodata")
 
 
-@dataclass
-class Extern:
+class Extern(Record):
     """A symbol the object uses but does not define (kfuncs, __ksym, __kconfig)."""
 
-    name: str
-    kind: str  # "kfunc", "ksym" or "kconfig"
-    weak: bool
-    btf_type: int = 0  # the object's BTF FUNC or VAR for it
+    _fields = (
+        ("name", R),  # str
+        ("kind", R),  # str "kfunc", "ksym" or "kconfig"
+        ("weak", R),  # bool
+        ("btf_type", 0),  # int the object"s BTF FUNC or VAR for it
+    )
 
 
-@dataclass
-class ObjectSpec:
-    name: str  # libbpf's object name: file name up to the first '.'
-    path: str
-    license: str
-    kern_version: int
-    programs: dict[str, ProgramSpec]
-    functions: dict[str, Function]  # by function key, entry points included
-    maps: dict[str, MapSpec]
-    variables: dict[str, Variable]
-    externs: dict[str, Extern]
-    btf: Spec | None
-    #: sizes of the ELF sections BTF DATASECs describe (global data, .maps, license)
-    section_sizes: dict[str, int] = field(default_factory=dict)
-    #: ELF symbols of those sections: name -> (offset, hidden visibility)
-    data_symbols: dict[str, tuple[int, bool]] = field(default_factory=dict)
+class ObjectSpec(Record):
+    _fields = (
+        ("name", R),  # str libbpf"s object name: file name up to the first "."
+        ("path", R),  # str
+        ("license", R),  # str
+        ("kern_version", R),  # int
+        ("programs", R),  # dict[str, ProgramSpec]
+        ("functions", R),  # dict[str, Function] by function key, entry points included
+        ("maps", R),  # dict[str, MapSpec]
+        ("variables", R),  # dict[str, Variable]
+        ("externs", R),  # dict[str, Extern]
+        ("btf", R),  # Spec | None
+        # sizes of the ELF sections BTF DATASECs describe (global data, .maps, license)
+        ("section_sizes", dict),  # dict[str, int]
+        # ELF symbols of those sections: name -> (offset, hidden visibility)
+        ("data_symbols", dict),  # dict[str, tuple[int, bool]]
+    )
 
     def program(self, name: str) -> ProgramSpec:
         try:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
-from dataclasses import dataclass
 
 from . import asm
 from .errors import SyscallError, VerifierError
+from .record import REQUIRED, Record
 from .sys import attrs
 from .sys.constants import BPF_OBJ_NAME_LEN, Cmd, ProgFlags, ProgType
 from .sys.syscall import FD, address, bpf, bpf_fd, obj_info
@@ -24,23 +23,24 @@ LOG_MAX = 64 * 1024 * 1024
 LOG_LEVEL = 1
 
 
-@dataclass
-class LoadOptions:
+class LoadOptions(Record):
     """Everything BPF_PROG_LOAD takes besides the instructions."""
 
-    prog_type: int
-    expected_attach_type: int = 0
-    license: str = "GPL"
-    flags: int = 0
-    kern_version: int = 0
-    btf_fd: int = 0
-    func_info: bytes = b""
-    func_info_count: int = 0
-    line_info: bytes = b""
-    line_info_count: int = 0
-    attach_btf_id: int = 0
-    attach_btf_obj_fd: int = 0
-    fd_array: list[int] | None = None
+    _fields = (
+        ("prog_type", REQUIRED),
+        ("expected_attach_type", 0),
+        ("license", "GPL"),
+        ("flags", 0),
+        ("kern_version", 0),
+        ("btf_fd", 0),
+        ("func_info", b""),  # packed struct bpf_func_info records
+        ("func_info_count", 0),
+        ("line_info", b""),  # packed struct bpf_line_info records
+        ("line_info_count", 0),
+        ("attach_btf_id", 0),
+        ("attach_btf_obj_fd", 0),
+        ("fd_array", None),  # list[int] | None: module BTF fds for kfunc calls
+    )
 
 
 class Program:
@@ -138,12 +138,9 @@ class Program:
         return f"Program({self.name!r}, {self.type.name}, {self.insn_count} insns)"
 
 
-@dataclass
-class TestRunResult:
-    retval: int
-    duration_ns: int
-    ctx: bytes
-    data: bytes
+class TestRunResult(Record):
+    _fields = (("retval", REQUIRED), ("duration_ns", REQUIRED), ("ctx", REQUIRED),
+               ("data", REQUIRED))
 
 
 def _prog_load(name: str, code: bytes, o: LoadOptions, log_level: int, log=None) -> FD:
@@ -204,11 +201,16 @@ def _kernel_version() -> int:
     """LINUX_VERSION_CODE of the running kernel (old kernels check it for kprobes)."""
     global _KVER
     if _KVER is None:
-        m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", os.uname().release)
-        _KVER = 0
-        if m:
-            major, minor, patch = (int(x or 0) for x in m.groups())
-            _KVER = (major << 16) | (minor << 8) | min(patch, 255)
+        parts = []
+        for field in os.uname().release.split(".")[:3]:
+            digits = ""
+            for c in field:
+                if not c.isdigit():
+                    break
+                digits += c
+            parts.append(int(digits or 0))
+        major, minor, patch = (parts + [0, 0, 0])[:3]
+        _KVER = (major << 16) | (minor << 8) | min(patch, 255)
     return _KVER
 
 

@@ -7,9 +7,8 @@ The table is data: one row per convention, matched like libbpf does (a name endi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .errors import ObjectError
+from .record import REQUIRED, Record
 from .sys.constants import AttachType as A
 from .sys.constants import ProgType as P
 
@@ -24,14 +23,15 @@ ATTACH_KRETPROBE = "kretprobe"
 ATTACH_RUN = "run"  # syscall programs are run with BPF_PROG_TEST_RUN, not attached
 
 
-@dataclass(frozen=True)
-class SectionDef:
-    pattern: str
-    prog_type: P
-    attach_type: int  # expected_attach_type at load time (0 when none)
-    attach: str = ATTACH_NONE
-    sleepable: bool = False
-    btf_target: bool = False  # attach_btf_id names a kernel function/tracepoint in BTF
+class SectionDef(Record):
+    _fields = (
+        ("pattern", REQUIRED),
+        ("prog_type", REQUIRED),  # ProgType
+        ("attach_type", REQUIRED),  # expected_attach_type at load time (0 when none)
+        ("attach", ATTACH_NONE),  # how it attaches: one of the ATTACH_* kinds
+        ("sleepable", False),
+        ("btf_target", False),  # attach_btf_id names a kernel function/tracepoint in BTF
+    )
 
     def matches(self, name: str) -> bool:
         if self.pattern.endswith("+"):

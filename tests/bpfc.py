@@ -6,11 +6,15 @@ them already built by the host.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+BPF_SRC = REPO / "tests" / "bpf"
+BUILD = REPO / "build" / "tests"
+IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
 CFLAGS = ["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
           "-I/usr/include/x86_64-linux-gnu", "-Wall", "-Werror"]
 
@@ -41,3 +45,31 @@ def compile_bpf(src: Path, out_dir: Path, extra: list[str] | None = None) -> Pat
         raise CompileError(f"compiling {src.name} failed:\n{r.stderr}")
     tmp.replace(out)
     return out
+
+
+def _vmlinux_h() -> None:
+    """build/tests/vmlinux.h from the running kernel's BTF, for CO-RE test programs."""
+    out = BUILD / "vmlinux.h"
+    if out.exists() or IN_GUEST:
+        return
+    BUILD.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux",
+                        "format", "c"], capture_output=True, text=True)
+    if r.returncode:
+        raise CompileError(f"bpftool btf dump failed: {r.stderr.strip()}")
+    out.with_suffix(".tmp").write_text(r.stdout)
+    out.with_suffix(".tmp").replace(out)
+
+
+def build_object(name: str) -> Path:
+    """Path of tests/bpf/<name>.bpf.c compiled (compiling on the host if needed)."""
+    src = BPF_SRC / f"{name}.bpf.c"
+    out = BUILD / f"{name}.bpf.o"
+    if IN_GUEST:  # the checkout is read-only in the guest: the host built it
+        if not out.exists():
+            raise FileNotFoundError(f"{out} was not built on the host before the guest "
+                                    f"booted")
+        return out
+    if "vmlinux.h" in src.read_text():
+        _vmlinux_h()
+    return compile_bpf(src, BUILD)

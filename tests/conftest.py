@@ -15,38 +15,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(TESTS))
 
 import bpfc  # noqa: E402
+from bpfc import BPF_SRC, IN_GUEST, build_object  # noqa: E402
 from kernelstate import bpf_unavailable, kernel_ids, leftovers  # noqa: E402
-
-BPF_SRC = TESTS / "bpf"
-BUILD = REPO / "build" / "tests"
-IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
-
-
-def _vmlinux_h() -> None:
-    """build/tests/vmlinux.h from the running kernel's BTF, for CO-RE test programs."""
-    out = BUILD / "vmlinux.h"
-    if out.exists() or IN_GUEST:
-        return
-    BUILD.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux",
-                        "format", "c"], capture_output=True, text=True)
-    if r.returncode:
-        raise bpfc.CompileError(f"bpftool btf dump failed: {r.stderr.strip()}")
-    out.with_suffix(".tmp").write_text(r.stdout)
-    out.with_suffix(".tmp").replace(out)
-
-
-def build_object(name: str) -> Path:
-    """Path of tests/bpf/<name>.bpf.c compiled (compiling on the host if needed)."""
-    src = BPF_SRC / f"{name}.bpf.c"
-    out = BUILD / f"{name}.bpf.o"
-    if IN_GUEST:  # the checkout is read-only in the guest: the host built it
-        if not out.exists():
-            pytest.fail(f"{out} was not built on the host before the guest booted")
-        return out
-    if "vmlinux.h" in src.read_text():
-        _vmlinux_h()
-    return bpfc.compile_bpf(src, BUILD)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +26,8 @@ def bpf_object():
         try:
             return build_object(name)
         except bpfc.CompileError as e:
+            pytest.fail(str(e))
+        except FileNotFoundError as e:  # in the guest: not built by the host
             pytest.fail(str(e))
     return get
 

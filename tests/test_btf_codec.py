@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bpfc import BPF_SRC, build_object
 from bpfload.btf import format as F
 from bpfload.btf import types as T
 from bpfload.btf.encode import StringTable, encode
 from bpfload.btf.kernel import SYSFS_BTF, VMLINUX, open_btf
 from bpfload.btf.spec import Spec
 from bpfload.errors import BTFError
-from conftest import BPF_SRC, build_object
 
 
 def decode_all(spec: Spec) -> list[T.Type]:

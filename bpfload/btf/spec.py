@@ -94,6 +94,7 @@ class Spec:
             raise BTFError("BTF section offsets point past the end of the data")
         # no copies of vmlinux's megabytes: types are a view, strings are searched in
         # place between _s0 and _s1
+        self._t0, self._t1 = t0, t1
         self._types = memoryview(self.raw)[t0:t1]
         self._s0, self._s1 = s0, s1
         if str_len and self.raw[s1 - 1] != 0:
@@ -105,6 +106,16 @@ class Spec:
         self._offsets, self._name_offs = index if index is not None else scan(self._types)
         self._cache: dict[int, T.Type] = {}
         self._name_bytes: bytes | None = None
+
+    def __getstate__(self) -> dict:
+        """Pickled without the view into raw and the caches (see objcache)."""
+        state = self.__dict__.copy()
+        state.update(_types=None, _cache={}, _name_bytes=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._types = memoryview(self.raw)[self._t0:self._t1]
 
     # --- identity and size -----------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 
 from ..errors import SyscallError
 from . import attrs
@@ -30,7 +29,7 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
 try:
-    SYS_BPF, SYS_PERF_EVENT_OPEN = _SYSCALLS[platform.machine()]
+    SYS_BPF, SYS_PERF_EVENT_OPEN = _SYSCALLS[os.uname().machine]
 except KeyError:  # pragma: no cover - only on architectures we never ran on
     SYS_BPF = SYS_PERF_EVENT_OPEN = -1
 

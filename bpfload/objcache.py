@@ -1,0 +1,104 @@
+"""Parsed objects, cached on disk by content.
+
+Parsing an object needs pyelftools, whose import alone costs 30-100 ms — more than
+the rest of a load. Loading the same object again (a tool started repeatedly, a CI
+loop) reuses the model parsed the first time. The key is the object's bytes (size and
+two checksums) and the size and mtime of the modules that build the model, so editing
+either invalidates the entry; a corrupt or unreadable entry is parsed again.
+BPFLOAD_CACHE=off disables the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+from . import model
+from .btf.kernel import cache_dir
+
+#: modules whose code decides what the model of an object looks like
+_MODEL_SOURCES = ("elf_reader.py", "model.py", "sections.py", "asm.py", "btf/spec.py",
+                  "btf/ext.py", "btf/types.py", "btf/format.py", "objcache.py")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _code_version() -> str:
+    parts = []
+    for rel in _MODEL_SOURCES:
+        try:
+            st = os.stat(os.path.join(_HERE, rel))
+        except OSError:
+            return ""  # an unusual install: do not cache
+        parts.append(f"{st.st_size}.{st.st_mtime_ns}")
+    return f"{zlib.crc32(':'.join(parts).encode()):08x}"
+
+
+def _key(data: bytes) -> str | None:
+    code = _code_version()
+    if not code:
+        return None
+    return f"{len(data)}-{zlib.crc32(data):08x}-{zlib.adler32(data):08x}-{code}"
+
+
+def read(path: str) -> model.ObjectSpec:
+    """The model of the object at `path`, from the cache when it holds this content."""
+    from . import elf_reader
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return elf_reader.read(path)  # reports the error the usual way
+    key = None if os.environ.get("BPFLOAD_CACHE") == "off" else _key(data)
+    entry = os.path.join(cache_dir(), "objects", f"{key}.pickle") if key else None
+    if entry is not None:
+        obj = _load(entry)
+        if obj is not None:
+            obj.path = path
+            obj.name = elf_reader.object_name(path)
+            return obj
+    obj = elf_reader.read(data, name=path)
+    obj.path = path
+    if entry is not None:
+        _store(entry, obj)
+    return obj
+
+
+def _trusted(path: str) -> bool:
+    """Unpickling runs code: only read entries that only we could have written (root
+    with a user's HOME, as under `sudo -E`, must not trust that user's files)."""
+    for p in (path, os.path.dirname(path)):
+        st = os.stat(p)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return False
+    return True
+
+
+def _load(entry: str) -> model.ObjectSpec | None:
+    import pickle
+
+    try:
+        with open(entry, "rb") as f:
+            if not _trusted(entry):
+                return None
+            obj = pickle.load(f)
+    except Exception:  # a missing, stale or damaged entry is just a miss
+        return None
+    return obj if isinstance(obj, model.ObjectSpec) else None
+
+
+def _store(entry: str, obj: model.ObjectSpec) -> None:
+    import pickle
+
+    try:
+        os.makedirs(os.path.dirname(entry), mode=0o700, exist_ok=True)
+        tmp = f"{entry}.{os.getpid()}.tmp"
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, entry)
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        try:
+            os.unlink(tmp)
+        except (OSError, UnboundLocalError):
+            pass

@@ -16,13 +16,14 @@ worst case for the hooks) and transparent huge pages (the PMD walk) are measured
 
 from __future__ import annotations
 
-import os
 import statistics
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import guestbench
 
 REPO = Path(__file__).resolve().parent.parent
 GIB = 1 << 30
@@ -121,22 +122,5 @@ def _in_guest(rounds: int) -> None:
               f"(1 GiB = {GIB // 4096})")
 
 
-def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    if os.environ.get("HEATMAP_IN_GUEST") == "1":
-        _in_guest(rounds)
-        return
-    sys.path.insert(0, str(REPO / "kernel"))
-    import guest
-
-    t0 = time.perf_counter()
-    res = guest.run([sys.executable, str(Path(__file__).resolve()), str(rounds)],
-                    timeout=3600, mem="3G", cwd=str(REPO),
-                    kernel=os.environ.get("HEATMAP_KERNEL") or None)
-    print(res.output, end="")
-    print(f"(guest run: {time.perf_counter() - t0:.0f} s, accel {res.accel})")
-    sys.exit(res.returncode)
-
-
 if __name__ == "__main__":
-    main()
+    guestbench.main(__file__, _in_guest, 5, mem="3G")

@@ -12,11 +12,11 @@ Run on the host, it boots the QEMU guest on the patched kernel and runs itself i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import guestbench
 
 REPO = Path(__file__).resolve().parent.parent
 STRIDES = [1, 2, 4, 8, 16, 32, 64, 0]  # 0: touched once, then never
@@ -103,21 +103,5 @@ def _in_guest(intervals: int) -> None:
     print(f"Spearman rank correlation: {spearman(got, truth):.3f} (target >= 0.9)")
 
 
-def main() -> None:
-    intervals = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-    if os.environ.get("HEATMAP_IN_GUEST") == "1":
-        _in_guest(intervals)
-        return
-    sys.path.insert(0, str(REPO / "kernel"))
-    import guest
-
-    t0 = time.perf_counter()
-    res = guest.run([sys.executable, str(Path(__file__).resolve()), str(intervals)],
-                    timeout=3600, cwd=str(REPO), kernel=os.environ.get("HEATMAP_KERNEL") or None)
-    print(res.output, end="")
-    print(f"(guest run: {time.perf_counter() - t0:.0f} s, accel {res.accel})")
-    sys.exit(res.returncode)
-
-
 if __name__ == "__main__":
-    main()
+    guestbench.main(__file__, _in_guest, 8)

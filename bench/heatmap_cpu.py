@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import guestbench
+
 REPO = Path(__file__).resolve().parent.parent
 INTERVAL = 2.0
 
@@ -109,7 +111,7 @@ def _in_guest(intervals: int) -> None:
     print(f"1 GiB target, --interval {INTERVAL:g}, {intervals} intervals, 160x50 frames")
     print(f"  per interval in the guest: {cpu * 1e3:.1f} ms CPU, {wall * 1e3:.1f} ms awake "
           f"(aging, {aging * 1e3:.1f} ms, excluded) = {cpu / INTERVAL:.2%} of one core")
-    host_ref = float(os.environ.get("HEATMAP_BENCH_HOST_REF", "0"))
+    host_ref = float(os.environ.get("HEATMAP_BENCH_HOST_REF") or 0)
     if host_ref:
         slow = reference_loop() / host_ref
         print(f"  TCG slowdown of a pure-Python reference loop: {slow:.1f}x")
@@ -117,24 +119,8 @@ def _in_guest(intervals: int) -> None:
               f"of one core (target < 1%)")
 
 
-def main() -> None:
-    intervals = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    if os.environ.get("HEATMAP_IN_GUEST") == "1":
-        _in_guest(intervals)
-        return
-    sys.path.insert(0, str(REPO / "kernel"))
-    import guest
-
-    host_ref = min(reference_loop() for _ in range(3))
-    t0 = time.perf_counter()
-    res = guest.run([sys.executable, str(Path(__file__).resolve()), str(intervals)],
-                    timeout=3600, mem="3G", cwd=str(REPO),
-                    env={"HEATMAP_BENCH_HOST_REF": repr(host_ref)},
-                    kernel=os.environ.get("HEATMAP_KERNEL") or None)
-    print(res.output, end="")
-    print(f"(guest run: {time.perf_counter() - t0:.0f} s, accel {res.accel})")
-    sys.exit(res.returncode)
-
-
 if __name__ == "__main__":
-    main()
+    host_ref = "" if os.environ.get("HEATMAP_IN_GUEST") else repr(
+        min(reference_loop() for _ in range(3)))
+    guestbench.main(__file__, _in_guest, 10, mem="3G",
+                    env={"HEATMAP_BENCH_HOST_REF": host_ref})

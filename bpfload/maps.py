@@ -167,13 +167,7 @@ class Map:
         k = ctypes.create_string_buffer(key, self.key_size)
         v = ctypes.create_string_buffer(self._value_bytes)
         attr = attrs.MapElemAttr(map_fd=self.fileno(), key=address(k), value=address(v))
-        try:
-            bpf(Cmd.MAP_LOOKUP_ELEM, attr, f"looking up in map '{self.name}'")
-        except SyscallError as e:
-            if e.errno == errno.ENOENT:
-                return None
-            raise
-        return v.raw
+        return v.raw if self._elem_op(Cmd.MAP_LOOKUP_ELEM, attr, "looking up in") else None
 
     def __getitem__(self, key):
         raw = self.lookup_raw(self.key_codec.encode(key))
@@ -197,13 +191,7 @@ class Map:
     def delete_raw(self, key: bytes) -> bool:
         k = ctypes.create_string_buffer(key, self.key_size)
         attr = attrs.MapElemAttr(map_fd=self.fileno(), key=address(k))
-        try:
-            bpf(Cmd.MAP_DELETE_ELEM, attr, f"deleting from map '{self.name}'")
-        except SyscallError as e:
-            if e.errno == errno.ENOENT:
-                return False
-            raise
-        return True
+        return self._elem_op(Cmd.MAP_DELETE_ELEM, attr, "deleting from")
 
     def __delitem__(self, key) -> None:
         if not self.delete(key):
@@ -213,13 +201,17 @@ class Map:
         k = ctypes.create_string_buffer(key, self.key_size) if key is not None else None
         nk = ctypes.create_string_buffer(self.key_size)
         attr = attrs.MapElemAttr(map_fd=self.fileno(), key=address(k), value=address(nk))
+        return nk.raw if self._elem_op(Cmd.MAP_GET_NEXT_KEY, attr, "iterating") else None
+
+    def _elem_op(self, cmd: Cmd, attr: attrs.MapElemAttr, doing: str) -> bool:
+        """One element command; False when the kernel says there is no such element."""
         try:
-            bpf(Cmd.MAP_GET_NEXT_KEY, attr, f"iterating map '{self.name}'")
+            bpf(cmd, attr, f"{doing} map '{self.name}'")
         except SyscallError as e:
             if e.errno == errno.ENOENT:
-                return None
+                return False
             raise
-        return nk.raw
+        return True
 
     def keys(self) -> Iterator:
         key = self.next_key_raw(None)

@@ -372,18 +372,16 @@ class Spec:
 
     def skip_modifiers(self, type_id: int) -> int:
         """Follow typedefs and qualifiers to the underlying type id."""
-        for _ in range(_MAX_DEPTH):
-            t = self[type_id]
-            if not isinstance(t, T.MODIFIERS):
-                return type_id
-            type_id = t.type
-        raise BTFError(f"BTF type chain too long or looping at type {type_id}")
+        return self._skip(type_id, T.MODIFIERS)
 
     def skip_qualifiers(self, type_id: int) -> int:
         """Follow const/volatile/restrict/type tags (but not typedefs)."""
+        return self._skip(type_id, T.QUALIFIERS)
+
+    def _skip(self, type_id: int, kinds: tuple) -> int:
         for _ in range(_MAX_DEPTH):
             t = self[type_id]
-            if not isinstance(t, T.QUALIFIERS):
+            if not isinstance(t, kinds):
                 return type_id
             type_id = t.type
         raise BTFError(f"BTF type chain too long or looping at type {type_id}")

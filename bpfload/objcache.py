@@ -5,7 +5,7 @@ the rest of a load. Loading the same object again (a tool started repeatedly, a 
 loop) reuses the model parsed the first time. The key is the object's bytes (size and
 two checksums) and the size and mtime of the modules that build the model, so editing
 either invalidates the entry; a corrupt or unreadable entry is parsed again.
-BPFLOAD_CACHE=off disables the cache.
+BPFLOAD_CACHE=off disables it (and the BTF index cache).
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def read(path: str) -> model.ObjectSpec:
             data = f.read()
     except OSError:
         return elf_reader.read(path)  # reports the error the usual way
-    key = None if os.environ.get("BPFLOAD_CACHE") == "off" else _key(data)
-    entry = os.path.join(cache_dir(), "objects", f"{key}.pickle") if key else None
+    where = cache_dir()
+    key = _key(data) if where is not None else None
+    entry = os.path.join(where, "objects", f"{key}.pickle") if key else None
     if entry is not None:
         obj = _load(entry)
         if obj is not None:

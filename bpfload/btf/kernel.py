@@ -28,10 +28,14 @@ VMLINUX = os.path.join(SYSFS_BTF, "vmlinux")
 _INDEX_MAGIC = b"BPFLOAD-BTFIDX2\n"
 
 
-def cache_dir() -> str:
-    base = os.environ.get("BPFLOAD_CACHE") or os.path.join(
+def cache_dir() -> str | None:
+    """Where bpfload caches (BTF indexes, parsed objects): $BPFLOAD_CACHE, else
+    $XDG_CACHE_HOME/bpfload or ~/.cache/bpfload; None when BPFLOAD_CACHE=off."""
+    env = os.environ.get("BPFLOAD_CACHE")
+    if env == "off":
+        return None
+    return env or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bpfload")
-    return base
 
 
 def _identity_key(path: str, st: os.stat_result) -> str:
@@ -98,9 +102,10 @@ def open_btf(path: str, base: Spec | None = None, *, cache: bool = True) -> Spec
     index = None
     key = _identity_key(path, st) if cache else ""
     idx_path = None
-    if cache:
+    where = cache_dir() if cache else None
+    if where is not None:
         name = f"{zlib.crc32(key.encode()):08x}{zlib.adler32(key.encode()):08x}"
-        idx_path = os.path.join(cache_dir(), f"btf-{name}.idx")
+        idx_path = os.path.join(where, f"btf-{name}.idx")
         index = _load_index(idx_path, key)
     try:
         spec = Spec(data, base, name=path, index=index)

@@ -1675,6 +1675,20 @@ def _as_int(v) -> int:
     return v
 
 
+def _as_finite(v) -> float:
+    """A recorded number of seconds: JSON numbers (or their text), never NaN/infinity."""
+    if isinstance(v, bool):
+        raise ValueError(f"not a number: {v!r}")
+    f = float(v)
+    if not math.isfinite(f):
+        raise ValueError(f"not a finite number: {v!r}")
+    return f
+
+
+#: NUMA node ids the kernel can report (MAX_NUMNODES with the largest NODES_SHIFT)
+MAX_NODES = 1 << 10
+
+
 class ReplaySource:
     """Samples from a recording, paced like the original run (speed 1), faster, or all
     at once (speed 0).  Reads the file as it goes: memory stays bounded."""
@@ -1713,10 +1727,14 @@ class ReplaySource:
                                f"this heatmap reads version {RECORD_VERSION}")
         try:
             shift = _as_int(header["region_shift"])
-            _as_int(header.get("page_size", 4096))
+            page_size = _as_int(header.get("page_size", 4096))
+            if _as_finite(header.get("interval", 0)) < 0:
+                raise ValueError("interval")
             if not 12 <= shift <= 40:
                 raise ValueError("region_shift")
-        except (KeyError, ValueError):
+            if page_size < 1 or page_size & (page_size - 1):
+                raise ValueError("page_size")
+        except (KeyError, ValueError, TypeError):
             raise HeatmapError(f"{self.path}: bad recording header") from None
         self.header = header
 
@@ -1753,8 +1771,11 @@ class ReplaySource:
                         r, n, a, f = _as_int(r), _as_int(n), _as_int(a), _as_int(f)
                         if a < 0 or f < 0 or r < 0:
                             raise ValueError("negative count")
+                        if not 0 <= n < MAX_NODES:
+                            raise ValueError(f"no such NUMA node: {n}")
                         counts.append((r, n, a, f))
-                    s = Sample(_as_int(obj["seq"]), float(obj["t"]), float(obj["aging"]),
+                    s = Sample(_as_int(obj["seq"]), _as_finite(obj["t"]),
+                               _as_finite(obj["aging"]),
                                _as_int(obj["dropped"]), _as_int(obj["rss_kb"]),
                                self._pending_maps, counts)
                     self._pending_maps = None

@@ -242,3 +242,30 @@ def test_svg_escapes_names_and_handles_unwritable(tmp_path):
     assert any('a<b>&"c".so' in (t.text or "") for t in root.iter(ns + "text"))
     rc, _, err = replay(rec, "--svg", str(tmp_path / "no" / "dir" / "x.svg"))
     assert rc == 1 and err.splitlines()[0].startswith("heatmap: cannot write")
+
+
+@pytest.mark.parametrize("header_change, interval_change", [
+    ({"page_size": 0}, {}),
+    ({"page_size": 3000}, {}),
+    ({"interval": "soon"}, {}),
+    ({"interval": "nan"}, {}),
+    ({}, {"t": "nan"}),
+    ({}, {"t": "inf"}),
+    ({}, {"aging": "-inf"}),
+    ({}, {"counts": [[2, 40000, 1, 0]]}),  # node out of range
+    ({}, {"counts": [[2, -1, 1, 0]]}),  # node -1 is the renderer's "mixed"
+])
+def test_replay_rejects_impossible_values_in_one_line(tmp_path, header_change,
+                                                      interval_change):
+    """A damaged or hand-edited recording ends with one line, not a traceback from the
+    renderer (a zero page size, a text interval, a node the arrays cannot hold)."""
+    header = {"type": "heatmap-record", "version": 1, "pid": 1, "comm": "x",
+              "region_shift": 21, "page_size": 4096, "interval": 2.0, **header_change}
+    maps = {"type": "maps", "maps": [[0x400000, 0x800000, "rw-p", 0, "00:00", 0, ""]]}
+    interval = {"type": "interval", "seq": 1, "t": 2.0, "aging": 0.1, "dropped": 0,
+                "rss_kb": 4, "counts": [[2, 0, 1, 0]], **interval_change}
+    rec = tmp_path / "rec.jsonl"
+    rec.write_text("".join(json.dumps(o) + "\n" for o in (header, maps, interval)))
+    for args in ((), ("--json",), ("--view", "node"), ("--svg", str(tmp_path / "x.svg"))):
+        rc, _, err = replay(rec, *args)
+        assert rc == 1 and err.count("\n") == 1 and err.startswith(f"heatmap: {rec}"), err

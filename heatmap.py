@@ -82,12 +82,14 @@ import argparse
 import array
 import bisect
 import collections
+import contextlib
 import heapq
 import itertools
 import json
 import math
 import os
 import signal
+import stat
 import struct
 import sys
 import time
@@ -1646,27 +1648,37 @@ class Recorder:
         try:
             self.f = _open_text(path, "w")
         except OSError as e:
-            raise HeatmapError(f"cannot write {path}: {e.strerror or e}") from None
+            raise self._failed(e) from None
+
+    def _failed(self, e: OSError) -> HeatmapError:
+        return HeatmapError(f"cannot write {self.path}: {e.strerror or e}")
 
     def start(self, header: dict) -> None:
-        self.f.write(_dump(header) + "\n")
+        try:
+            self.f.write(_dump(header) + "\n")
+        except OSError as e:
+            raise self._failed(e) from None
 
     def write(self, sample: Sample, model: Model | None = None) -> None:
         f = self.f
-        if sample.maps is not None:
-            f.write(_dump({"type": "maps", "maps": [list(m) for m in sample.maps]}) + "\n")
-        f.write(_dump({"type": "interval", "seq": sample.seq, "t": sample.t,
-                       "aging": sample.aging, "dropped": sample.dropped,
-                       "rss_kb": sample.rss_kb,
-                       "counts": [list(c) for c in sample.counts]}) + "\n")
-        f.flush()
+        try:
+            if sample.maps is not None:
+                f.write(_dump({"type": "maps", "maps": [list(m) for m in sample.maps]}) + "\n")
+            f.write(_dump({"type": "interval", "seq": sample.seq, "t": sample.t,
+                           "aging": sample.aging, "dropped": sample.dropped,
+                           "rss_kb": sample.rss_kb,
+                           "counts": [list(c) for c in sample.counts]}) + "\n")
+            f.flush()
+        except OSError as e:
+            raise self._failed(e) from None
 
     def close(self) -> None:
-        if self.f is not None:
+        f, self.f = self.f, None
+        if f is not None:
             try:
-                self.f.close()
-            finally:
-                self.f = None
+                f.close()
+            except OSError as e:
+                raise self._failed(e) from None
 
 
 def _as_int(v) -> int:
@@ -1885,12 +1897,7 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
     title = (f"heatmap: pid {header.get('pid')} ({header.get('comm')}), {n} intervals of "
              f"{float(header.get('interval', 0)):g} s, {fmt_size(1 << model.shift)} regions, "
              f"view {view}")
-    tmp = out_path + ".tmp"
-    try:
-        f = _open_text(tmp, "w")
-    except OSError as e:
-        raise HeatmapError(f"cannot write {out_path}: {e.strerror or e}") from None
-    with f:
+    with output_file(out_path) as f:
         w = f.write
         w('<?xml version="1.0" encoding="UTF-8"?>\n')
         w(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -1952,8 +1959,35 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
             w(f'<text x="{x + 18}" y="{ly + 11}">{_xml(text)}</text>\n')
             x += 24 + 7 * len(text)
         w("</g>\n</svg>\n")
-    os.replace(tmp, out_path)
     return n
+
+
+@contextlib.contextmanager
+def output_file(path: str):
+    """A text file to write `path` through, errors as HeatmapError naming it.  A regular
+    file (or a new one) is written beside `path` and renamed over it only when complete,
+    so a failed or interrupted run leaves no partial file; anything else (/dev/stdout, a
+    FIFO, a symlink) is written in place, never replaced."""
+    try:
+        replace = stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        replace = True
+    except OSError as e:
+        raise HeatmapError(f"cannot write {path}: {e.strerror or e}") from None
+    dest = f"{path}.{os.getpid()}.tmp" if replace else path
+    try:
+        with open(dest, "w", encoding="utf-8") as f:
+            yield f
+        if replace:
+            os.replace(dest, path)
+    except OSError as e:
+        raise HeatmapError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if replace:
+            try:
+                os.unlink(dest)  # still there only if something failed
+            except OSError:
+                pass
 
 
 # =====================================================================================
@@ -2422,15 +2456,14 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
         _say(stderr, f"heatmap: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
         status = 1
     finally:
-        try:
-            source.close()
-        except HeatmapError as e:
-            _say(stderr, f"heatmap: {e}")
-            status = status or 1
-        if recorder is not None:
-            recorder.close()
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
+        for close in (source.close, recorder.close if recorder is not None else None):
+            try:
+                if close is not None:
+                    close()
+            except HeatmapError as e:
+                if not status:  # the first failure is the one to report
+                    _say(stderr, f"heatmap: {e}")
+                    status = 1
     try:
         if ok and args.svg and model is not None:
             write_svg(args.svg, args.replay or args.record or spool, args.view,
@@ -2438,12 +2471,17 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
     except HeatmapError as e:
         _say(stderr, f"heatmap: {e}")
         status = status or 1
+    except (KeyboardInterrupt, _Stop):
+        _say(stderr, f"heatmap: {args.svg} not written: interrupted")
+        status = status or 1
     finally:
         if spool is not None:
             try:
                 os.unlink(spool)
             except OSError:
                 pass
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
     if ok:
         _say(stderr, summary_line(model, reason))
     return status

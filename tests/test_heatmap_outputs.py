@@ -269,3 +269,50 @@ def test_replay_rejects_impossible_values_in_one_line(tmp_path, header_change,
     for args in ((), ("--json",), ("--view", "node"), ("--svg", str(tmp_path / "x.svg"))):
         rc, _, err = replay(rec, *args)
         assert rc == 1 and err.count("\n") == 1 and err.startswith(f"heatmap: {rec}"), err
+
+
+def test_svg_never_replaces_what_is_not_a_regular_file(tmp_path):
+    """--svg through a symlink (or onto /dev/stdout) writes through it; renaming a
+    temporary file over it would replace the link (as root, even a device node)."""
+    rec = tmp_path / "run.jsonl"
+    live(tmp_path, "--count", "2", "--record", str(rec))
+    target = tmp_path / "real.svg"
+    target.write_text("old")
+    link = tmp_path / "link.svg"
+    link.symlink_to(target)
+    rc, _, err = replay(rec, "--svg", str(link))
+    assert rc == 0, err
+    assert link.is_symlink() and target.read_text().startswith("<?xml")
+    rc, _, err = replay(rec, "--svg", str(tmp_path))  # a directory
+    assert rc == 1 and err.splitlines()[0] == f"heatmap: cannot write {tmp_path}: Is a directory"
+    assert not list(tmp_path.parent.glob("*.tmp")) and not list(tmp_path.glob("*.tmp"))
+
+
+def test_full_disk_under_record_is_one_line(tmp_path):
+    rc, _, err, _ = live(tmp_path, "--count", "2", "--record", "/dev/full")
+    assert rc == 1
+    assert err == "heatmap: cannot write /dev/full: No space left on device\n"
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, lambda: heatmap._Stop("terminated")])
+def test_interrupted_svg_leaves_no_files(tmp_path, monkeypatch, stop):
+    """Ctrl-C or SIGTERM while the SVG is written: one line, no partial image, no
+    temporary recording left behind."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    calls = []
+
+    def interrupted(*args):
+        calls.append(args)
+        if len(calls) == 5:
+            raise stop()
+        return heatmap.SVG_NONE
+
+    monkeypatch.setattr(heatmap, "_hex", interrupted)
+    svg = tmp_path / "run.svg"
+    rc, _, err, _ = live(tmp_path, "--count", "3", "--svg", str(svg))
+    assert rc == 1 and err.splitlines()[0] == f"heatmap: {svg} not written: interrupted"
+    assert not svg.exists() and not list(tmp_path.glob("*.tmp"))
+    assert not list((tmp_path / "tmp").iterdir())  # the spooled recording is gone

@@ -2080,8 +2080,8 @@ class LiveSource:
         except PermissionError:
             raise HeatmapError(f"not permitted to read /proc/{pid}/maps: {CAPS_TEXT}") from None
         if not maps or state in ("Z", "X"):
-            raise HeatmapError(f"process {pid} ({comm}) has no user memory to watch (a kernel "
-                               "thread or exiting)")
+            raise HeatmapError(f"process {pid} ({_printable(comm)}) has no user memory to "
+                               "watch (a kernel thread or exiting)")
         try:
             with open(f"{self.proc}/self/status", encoding="utf-8") as f:
                 missing = missing_capabilities(f.read())
@@ -2345,7 +2345,8 @@ def summary_line(model: Model | None, reason: str) -> str:
     name, _ = region_info(model.maps, [m.start for m in model.maps], region, model.shift,
                           model.page_size)
     lo, hi = region << model.shift, (region + 1) << model.shift
-    return text + f"; hottest region {lo:#x}-{hi:#x} {name or '(unmapped)'}: {total} young pages"
+    return text + (f"; hottest region {lo:#x}-{hi:#x} {_printable(name) or '(unmapped)'}: "
+                   f"{total} young pages")
 
 
 def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None, sleep=None,

@@ -447,3 +447,16 @@ def test_record_cannot_overwrite_replay(tmp_path):
                       stderr=err)
     assert (rc, err.getvalue()) == (2, "heatmap: --record would overwrite the --replay file\n")
     assert len(rec.read_text().splitlines()) == 4
+
+
+def test_names_from_the_target_cannot_drive_the_terminal(tmp_path):
+    """comm and mapping paths are the target's to choose: the one-line messages print
+    them without escape sequences, like the frames do."""
+    evil = "/tmp/\x1b]0;pwned\x07\x1b[2J.so"
+    maps = maps_line(0x400000, 0x600000, "r-xp", 0, "08:01", 1, evil) + "\n"
+    rc, _, err, _ = run(tmp_path, "4242", "--count", "1", "--json", maps=maps,
+                        script=[[(2, 0, 5, 0)]])
+    assert rc == 0 and "hottest region" in err and "\x1b" not in err and "\x07" not in err
+    make_proc(tmp_path, 4243, "", comm="\x1b[31mred", state="Z")
+    rc, _, err, _ = run(tmp_path, "4243", make=False)
+    assert rc == 1 and "has no user memory" in err and "\x1b" not in err

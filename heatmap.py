@@ -2333,6 +2333,12 @@ def _say(stream, text: str) -> None:
         pass
 
 
+def _open_stream(stream):
+    """The stream, or /dev/null for one the process started without (`>&-` leaves
+    sys.stdout None); it stays open until the process exits."""
+    return open(os.devnull, "w") if stream is None else stream  # noqa: SIM115
+
+
 def summary_line(model: Model | None, reason: str) -> str:
     if model is None or model.last is None:
         return f"heatmap: no interval shown ({reason})"
@@ -2354,8 +2360,8 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
     """The CLI.  Everything it touches can be injected (tests drive it with a fake
     counts_factory and a fake /proc); returns the exit status."""
     stdin = sys.stdin if stdin is None else stdin
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
+    stdout = _open_stream(sys.stdout if stdout is None else stdout)
+    stderr = _open_stream(sys.stderr if stderr is None else stderr)
     environ = os.environ if environ is None else environ
     clock = clock or time.monotonic
     sleep = sleep or time.sleep

@@ -460,3 +460,17 @@ def test_names_from_the_target_cannot_drive_the_terminal(tmp_path):
     make_proc(tmp_path, 4243, "", comm="\x1b[31mred", state="Z")
     rc, _, err, _ = run(tmp_path, "4243", make=False)
     assert rc == 1 and "has no user memory" in err and "\x1b" not in err
+
+
+def test_started_with_stdout_closed(tmp_path):
+    """`heatmap.py ... >&-` (Python makes sys.stdout None): the run still ends with its
+    summary, like output to /dev/null, not an AttributeError."""
+    rec = tmp_path / "short.jsonl"
+    write_recording(rec, 3)
+    svg = tmp_path / "run.svg"
+    res = subprocess.run([sys.executable, str(HEATMAP), "--replay", str(rec), "--svg",
+                          str(svg)], stderr=subprocess.PIPE, text=True, timeout=60,
+                         preexec_fn=lambda: os.close(1))
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.startswith("heatmap: 3 intervals") and res.stderr.count("\n") == 1
+    assert svg.read_text().startswith("<?xml")

@@ -56,12 +56,23 @@ def read(source, name: str | None = None) -> model.ObjectSpec:
                 data = f.read()
         except OSError as e:
             raise ObjectError(f"cannot read {path}: {e.strerror}") from None
+    elffile = elf_file_class()
     try:
-        return _Reader(data, path, name).read()
+        return _Reader(data, path, name, elffile).read()
     except BPFLoadError:
         raise
     except Exception as e:  # pyelftools reports corrupt input with many exception types
         raise ObjectError(f"{path}: malformed ELF object ({type(e).__name__}: {e})") from None
+
+
+def elf_file_class():
+    """pyelftools' ELFFile, imported on first use (it is slow to import)."""
+    try:
+        from elftools.elf.elffile import ELFFile
+    except ImportError:
+        raise BPFLoadError("reading ELF files needs pyelftools (apt install "
+                           "python3-pyelftools, or pip install pyelftools)") from None
+    return ELFFile
 
 
 def object_name(path: str) -> str:
@@ -135,14 +146,12 @@ class _Section:
 
 
 class _Reader:
-    def __init__(self, data: bytes, path: str, name: str | None):
-        from elftools.elf.elffile import ELFFile  # imported lazily: it is slow to import
-
+    def __init__(self, data: bytes, path: str, name: str | None, elffile):
         self.path = path
         self.name = object_name(name or path)
         if data[:4] != b"\x7fELF":
             raise ObjectError(f"{path}: not an ELF file")
-        self.elf = ELFFile(io.BytesIO(data))
+        self.elf = elffile(io.BytesIO(data))
         if self.elf["e_machine"] not in ("EM_BPF", EM_BPF):
             raise ObjectError(f"{path}: not a BPF object (machine {self.elf['e_machine']})")
         if self.elf.elfclass != 64 or not self.elf.little_endian:

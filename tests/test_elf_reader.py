@@ -187,3 +187,18 @@ def test_not_elf_and_not_bpf(tmp_path):
         elf_reader.read(sys.executable)
     with pytest.raises(ObjectError, match="cannot read"):
         elf_reader.read(tmp_path / "missing.o")
+
+
+def test_missing_pyelftools_is_named_not_a_malformed_object(bpf_object, monkeypatch):
+    """Without pyelftools the error says what to install, not that the object is bad."""
+    import sys
+
+    from bpfload.btf.kernel import open_btf
+    from bpfload.errors import BPFLoadError
+
+    monkeypatch.setitem(sys.modules, "elftools.elf.elffile", None)  # import fails
+    for read in (elf_reader.read, lambda p: open_btf(p, cache=False)):
+        with pytest.raises(BPFLoadError) as err:
+            read(bpf_object("relocs"))
+        assert not isinstance(err.value, ObjectError)
+        assert "needs pyelftools" in str(err.value) and "malformed" not in str(err.value)

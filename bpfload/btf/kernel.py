@@ -123,10 +123,11 @@ def _btf_from_elf(path: str, data: bytes, base: Spec | None) -> Spec:
     """The .BTF section of an ELF file (a vmlinux image or an object)."""
     import io
 
-    from elftools.elf.elffile import ELFFile
+    from ..elf_reader import elf_file_class
 
+    elffile = elf_file_class()
     try:
-        sec = ELFFile(io.BytesIO(data)).get_section_by_name(".BTF")
+        sec = elffile(io.BytesIO(data)).get_section_by_name(".BTF")
     except Exception as e:
         raise BTFError(f"{path}: not a readable ELF file ({e})") from None
     if sec is None:

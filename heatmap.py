@@ -358,8 +358,10 @@ def _bpf_error(e: Exception) -> HeatmapError:
     """A loader error as the one line a heatmap user needs."""
     import errno as errno_mod
 
+    from bpfload.errors import has_all_bpf_privileges
+
     if getattr(e, "errno", None) in (errno_mod.EPERM, errno_mod.EACCES) and \
-            not getattr(e, "log", ""):
+            not getattr(e, "log", "") and not has_all_bpf_privileges():
         return HeatmapError(f"not permitted: the heatmap needs root ({CAPABILITIES})")
     return HeatmapError(f"BPF: {e}".splitlines()[0])
 

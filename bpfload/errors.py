@@ -33,6 +33,32 @@ _HINTS = {
                    "or the verifier refused the program",
     _errno.ENOSYS: "the kernel has no bpf(2) (CONFIG_BPF_SYSCALL off)",
 }
+# ... and when this process has every capability bpf(2) checks, so root is not the answer
+_HINTS_PRIVILEGED = {
+    _errno.EPERM: "refused although this process has CAP_SYS_ADMIN: this kernel does not "
+                  "allow it here (a feature it was built without, lockdown, a security "
+                  "module, or a container's user namespace)",
+    _errno.EACCES: "the verifier or a security module refused it",
+}
+
+_CAP_SYS_ADMIN = 21
+
+
+def has_all_bpf_privileges() -> bool:
+    """Whether this process has CAP_SYS_ADMIN, which passes every capability check of
+    bpf(2) and perf_event_open(2) (CAP_BPF and CAP_PERFMON included)."""
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return os.geteuid() == 0
+    return bool(eff >> _CAP_SYS_ADMIN & 1)
+
+
+def _hint(err: int) -> str | None:
+    if err in _HINTS_PRIVILEGED and has_all_bpf_privileges():
+        return _HINTS_PRIVILEGED[err]
+    return _HINTS.get(err)
 
 
 def errno_name(err: int) -> str:
@@ -46,7 +72,7 @@ class SyscallError(BPFLoadError):
         self.what = what
         self.errno = err
         self.errname = errno_name(err)
-        self.hint = hint if hint is not None else _HINTS.get(err)
+        self.hint = hint if hint is not None else _hint(err)
         msg = f"{what}: {self.errname} ({os.strerror(err)})"
         if self.hint:
             msg += f": {self.hint}"

@@ -169,3 +169,27 @@ def test_defines_match_the_uapi_header():
                  "PSEUDO_CALL", "PSEUDO_KFUNC_CALL", "PSEUDO_MAP_IDX"):
         assert d["BPF_" + name] == getattr(constants, name), name
     assert d["BPF_OBJ_NAME_LEN"] == constants.BPF_OBJ_NAME_LEN
+
+
+def test_eperm_hint_depends_on_the_process_capabilities(monkeypatch):
+    """EPERM means 'get root' only to a process without CAP_SYS_ADMIN; to root it
+    means the kernel does not allow the thing at all."""
+    import errno
+
+    from bpfload import errors
+
+    monkeypatch.setattr(errors, "has_all_bpf_privileges", lambda: False)
+    assert "needs root" in str(errors.SyscallError("loading program 'p'", errno.EPERM))
+    monkeypatch.setattr(errors, "has_all_bpf_privileges", lambda: True)
+    msg = str(errors.SyscallError("loading program 'p'", errno.EPERM))
+    assert "needs root" not in msg and "this kernel does not allow it" in msg
+    assert "needs root" not in str(errors.SyscallError("x", errno.EACCES))
+
+
+def test_privileges_read_from_capeff():
+    from pathlib import Path
+
+    from bpfload import errors
+
+    caps = Path("/proc/self/status").read_text().split("CapEff:")[1].split()[0]
+    assert errors.has_all_bpf_privileges() == bool(int(caps, 16) >> 21 & 1)

@@ -113,3 +113,46 @@ def test_mmap_of_an_mmapable_array():
 def test_create_errors_name_the_map():
     with pytest.raises(SyscallError, match="creating map 'zero'.*EINVAL"):
         Map.create("zero", MapType.HASH, 0, 8, 1)
+
+
+def test_signal_during_a_creating_call_leaks_no_fd(monkeypatch):
+    """A signal whose handler raises (Ctrl-C) arriving while bpf(2) creates an object
+    must not lose the new descriptor: the map would stay until the process exits."""
+    import os
+    import signal
+
+    from bpfload.sys import syscall
+
+    class Interrupted(Exception):
+        pass
+
+    def raise_interrupted(signum, frame):
+        raise Interrupted()
+
+    real = syscall._syscall
+
+    def signalled_meanwhile(*args):
+        ret = real(*args)
+        os.kill(os.getpid(), signal.SIGUSR1)  # as if it came during the call
+        return ret
+
+    def bpf_fds():
+        out = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if "bpf-map" in os.readlink(f"/proc/self/fd/{fd}"):
+                    out.add(fd)
+            except OSError:
+                pass
+        return out
+
+    before = bpf_fds()
+    old = signal.signal(signal.SIGUSR1, raise_interrupted)
+    try:
+        monkeypatch.setattr(syscall, "_syscall", signalled_meanwhile)
+        with pytest.raises(Interrupted):
+            Map.create("sigtest", MapType.ARRAY, 4, 8, 1)
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGUSR1, old)
+    assert bpf_fds() == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 
 from ..errors import SyscallError
 from . import attrs
@@ -106,7 +107,27 @@ def bpf(cmd: Cmd, attr: ctypes.Structure, what: str | None = None) -> int:
 
 def bpf_fd(cmd: Cmd, attr: ctypes.Structure, what: str | None = None) -> FD:
     """bpf() for commands that return a new file descriptor."""
-    return FD(bpf(cmd, attr, what))
+    return _owned(bpf, cmd, attr, what)
+
+
+#: Signals held back from a system call that makes a file descriptor until an FD owns
+#: it: a Python handler raising in between (KeyboardInterrupt, SIGTERM turned into an
+#: exception) would lose the number, and the program, map or link would stay in the
+#: kernel until the process exits.  Faults cannot be held, and need not be.
+_HELD = frozenset(signal.valid_signals()) - {
+    signal.SIGKILL, signal.SIGSTOP, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE,
+    signal.SIGILL, signal.SIGTRAP, signal.SIGSYS, signal.SIGABRT}
+
+
+def _owned(make_fd, *args) -> FD:
+    """FD(make_fd(*args)) with no Python signal handler running in between (a signal
+    that arrives meanwhile is delivered afterwards; the FD then closes as it unwinds).
+    The verifier is not interrupted by Ctrl-C while signals are held: it finishes."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        return FD(make_fd(*args))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def obj_info(fd: int, info: ctypes.Structure) -> ctypes.Structure:
@@ -146,12 +167,16 @@ def fd_by_id(cmd: Cmd, obj_id: int) -> FD:
 def perf_event_open(attr: attrs.PerfEventAttr, pid: int = -1, cpu: int = 0,
                     group_fd: int = -1, what: str = "perf_event_open") -> FD:
     attr.size = ctypes.sizeof(attr)
+    return _owned(_perf_event_open, attr, pid, cpu, group_fd, what)
+
+
+def _perf_event_open(attr, pid: int, cpu: int, group_fd: int, what: str) -> int:
     ret = _syscall(SYS_PERF_EVENT_OPEN, ctypes.byref(attr), ctypes.c_int(pid),
                    ctypes.c_int(cpu), ctypes.c_int(group_fd),
                    ctypes.c_ulong(PERF_FLAG_FD_CLOEXEC))
     if ret < 0:
         raise SyscallError(what, ctypes.get_errno())
-    return FD(ret)
+    return ret
 
 
 _ioctl = _libc.ioctl

@@ -162,9 +162,14 @@ def attach_kprobe(prog: Program, function: str, ret: bool = False) -> Link:
     if not function:
         raise AttachError(f"attaching '{prog.name}': no function in section '{prog.section}'")
     func, _, off = function.partition("+")
+    try:
+        offset = int(off, 0) if off else 0
+    except ValueError:
+        raise AttachError(f"attaching '{prog.name}': '{off}' in '{function}' is not an "
+                          f"offset (kprobe/FUNCTION+OFFSET)") from None
     name = ctypes.create_string_buffer(func.encode())
     pattr = attrs.PerfEventAttr(type=_pmu_type("kprobe"), sample_period=1, wakeup_events=1,
-                                config1=address(name), config2=int(off, 0) if off else 0)
+                                config1=address(name), config2=offset)
     if ret:
         pattr.config = 1 << _retprobe_bit("kprobe")
     kind = "kretprobe" if ret else "kprobe"

@@ -70,3 +70,12 @@ def test_fentry_and_kprobe_are_guest_only_here(bpf_object):
     assert "refused although this process has CAP_SYS_ADMIN" in str(err.value)
     pytest.skip("host kernel refuses fentry/fexit (EPERM) and has no kprobe PMU: "
                 "covered by tests/guest/test_attach_guest.py in the QEMU guest")
+
+
+def test_bad_kprobe_offset_is_an_attach_error():
+    from types import SimpleNamespace
+
+    prog = SimpleNamespace(name="p", section="kprobe/do_sys_open+abc")
+    with pytest.raises(bpfload.AttachError, match="'abc' in 'do_sys_open\\+abc' is not an "
+                                                  "offset"):
+        links.attach_kprobe(prog, "do_sys_open+abc")

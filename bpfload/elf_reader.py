@@ -336,7 +336,7 @@ class _Reader:
                 raise ObjectError(f"{self.path}: map '{var.name}' has no ELF symbol")
             yield self._btf_map_def(var.name, var.type), offsets[var.name]
 
-    def _btf_map_def(self, name: str, type_id: int, inner: bool = False) -> model.MapSpec:
+    def _btf_map_def(self, name: str, type_id: int) -> model.MapSpec:
         btf = self.btf
         struct_t = btf[btf.skip_modifiers(type_id)]
         if not isinstance(struct_t, T.Struct):
@@ -358,6 +358,7 @@ class _Reader:
                 vals[mem.name + "_size_from_type"] = btf.size_of(ptr.type)
             elif mem.name == "values":
                 m.inner = self._btf_inner_map(name, mem)
+                vals["value_size_from_type"] = 4  # an fd: libbpf implies value_size 4
             else:
                 raise ObjectError(f"{self.path}: map '{name}' has unknown field '{mem.name}'")
         if "type" not in vals:
@@ -375,8 +376,6 @@ class _Reader:
         m.numa_node = vals.get("numa_node", 0)
         m.pinning = vals.get("pinning", 0)
         m.map_extra = vals.get("map_extra", 0)
-        if m.inner is not None and m.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
-            m.value_size = 4
         return m
 
     def _btf_uint(self, map_name: str, mem: T.Member) -> int:
@@ -387,7 +386,7 @@ class _Reader:
                               f"declared with __uint()")
         return arr.nelems
 
-    def _btf_inner_map(self, map_name: str, mem: T.Member) -> model.MapSpec:
+    def _btf_inner_map(self, map_name: str, mem: T.Member) -> model.MapSpec | None:
         arr = self.btf[self.btf.skip_modifiers(mem.type)]
         ptr = self.btf[self.btf.skip_modifiers(arr.type)] if isinstance(arr, T.Array) else None
         if not isinstance(ptr, T.Ptr):
@@ -396,7 +395,7 @@ class _Reader:
         target = self.btf[self.btf.skip_modifiers(ptr.type)]
         if isinstance(target, T.FuncProto):  # prog array: __array(values, int (void *))
             return None
-        return self._btf_map_def(map_name + ".inner", ptr.type, inner=True)
+        return self._btf_map_def(map_name + ".inner", ptr.type)
 
     # --- global data -------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ map names) and every map's definition must be identical.
 
 Objects: the lead's globals/relocs/attach objects, the CO-RE + kfunc + global
 subprogram object core_kernel (relocated against the running kernel's BTF) and
-core_lines (func_info/line_info of a global subprogram). Not
+core_lines (func_info/line_info of a global subprogram), map_kinds (a program array
+and a map-in-map declared with __array(values, ...)). Not
 legacy_maps (libbpf 1.x refuses the legacy maps section), not sections (it targets
 hooks the host lacks), not the core_* objects that are built to fail or need another
 target BTF.
@@ -47,7 +48,7 @@ UNSUPPORTED = {
                  "which resolves it as missing; tests/test_core.py checks the results",
 }
 
-OBJECTS = ["attach", "core_kernel", "core_lines", "core_weak", "globals", "relocs"]
+OBJECTS = ["attach", "core_kernel", "core_lines", "core_weak", "globals", "map_kinds", "relocs"]
 
 _RDONLY_PROG = int(MapFlags.RDONLY_PROG)
 

@@ -202,3 +202,15 @@ def test_missing_pyelftools_is_named_not_a_malformed_object(bpf_object, monkeypa
             read(bpf_object("relocs"))
         assert not isinstance(err.value, ObjectError)
         assert "needs pyelftools" in str(err.value) and "malformed" not in str(err.value)
+
+
+def test_values_arrays_imply_a_four_byte_value(bpf_object):
+    """__array(values, ...) makes value_size 4 for program arrays as for map-in-map
+    (libbpf's parse_btf_map_def); without it the kernel refuses the map."""
+    obj = elf_reader.read(bpf_object("map_kinds"))
+    jumps, outer = obj.maps["jumps"], obj.maps["outer"]
+    assert (jumps.type, jumps.key_size, jumps.value_size) == (MapType.PROG_ARRAY, 4, 4)
+    assert jumps.inner is None
+    assert (outer.type, outer.value_size, outer.inner.type) == (MapType.ARRAY_OF_MAPS, 4,
+                                                                MapType.ARRAY)
+    assert (outer.inner.key_size, outer.inner.value_size) == (4, 8)

@@ -160,3 +160,11 @@ def test_cli_attach_holds_until_interrupted(bpf_object):
     rest, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     assert "detached" in rest and "Traceback" not in err
+
+
+def test_program_array_and_map_in_map(bpf_object):
+    with bpfload.load(bpf_object("map_kinds")) as obj:
+        jumps = obj.map("jumps")
+        assert (jumps.value_size, obj.map("outer").value_size) == (4, 4)
+        jumps.update(bytes(4), obj.program("jump_from").fileno().to_bytes(4, "little"))
+        assert obj.program("read_outer").test_run(b"\0" * 8).retval == 0

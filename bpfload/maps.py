@@ -71,6 +71,9 @@ class Codec:
             raise TypeError(f"unsupported codec {kind!r}")
 
     def _enc_bytes(self, v) -> bytes:
+        if isinstance(v, int):  # bytes(4) would quietly be four zero bytes
+            raise TypeError(f"expected {self.size} bytes, got the int {v} (an int codec "
+                            f"takes ints: key=int or value=int)")
         b = bytes(v)
         if len(b) != self.size:
             raise ValueError(f"expected {self.size} bytes, got {len(b)}")

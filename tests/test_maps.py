@@ -156,3 +156,14 @@ def test_signal_during_a_creating_call_leaks_no_fd(monkeypatch):
         monkeypatch.undo()
         signal.signal(signal.SIGUSR1, old)
     assert bpf_fds() == before
+
+
+def test_bytes_codec_refuses_ints():
+    """bytes(4) is four zero bytes: m[4] on a map without an int codec must not be key 0."""
+    with Map.create("bytescodec", MapType.HASH, 4, 8, 4) as m:
+        m.update(b"\x04\0\0\0", bytes(8))
+        with pytest.raises(TypeError, match="got the int 4"):
+            m.update(4, bytes(8))
+        with pytest.raises(TypeError, match="got the int 0"):
+            m.lookup(0)
+        assert m.items_batch() == [(b"\x04\0\0\0", bytes(8))]

@@ -116,6 +116,12 @@ def test_unknown_variable_is_a_clear_error(bpf_object):
         obj.set("nope", 1)
     with pytest.raises(ValueError):
         obj.set("rodata_array", [1, 2, 3, 4, 5])
+    # an integer variable takes integers: 1.5 is not quietly 1, "12" not parsed
+    for bad in (1.5, "12", None):
+        with pytest.raises(ValueError, match="is not an integer"):
+            obj.set("multiplier", bad)
+    obj.set("multiplier", 7.0)
+    assert obj.get("multiplier") == 7
     obj.close()
 
 

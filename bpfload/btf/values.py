@@ -63,8 +63,13 @@ def encode(spec: Spec, type_id: int, value, size: int | None = None) -> bytes:
     if isinstance(t, (T.Int, T.Enum, T.Ptr)):
         n = 8 if isinstance(t, T.Ptr) else t.size
         signed = getattr(t, "signed", False)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):  # int() would truncate 1.5 and parse "12"
+            raise ValueError(f"{value!r} is not an integer, as {spec.describe(type_id)} "
+                             f"needs")
         try:
-            return int(value).to_bytes(n, "little", signed=signed and int(value) < 0)
+            return value.to_bytes(n, "little", signed=signed and value < 0)
         except OverflowError:
             raise ValueError(f"{value} does not fit in {spec.describe(type_id)}") from None
     if isinstance(t, T.Float) and t.size in _FLOAT:

@@ -363,7 +363,9 @@ def _bpf_error(e: Exception) -> HeatmapError:
     if getattr(e, "errno", None) in (errno_mod.EPERM, errno_mod.EACCES) and \
             not getattr(e, "log", "") and not has_all_bpf_privileges():
         return HeatmapError(f"not permitted: the heatmap needs root ({CAPABILITIES})")
-    return HeatmapError(f"BPF: {e}".splitlines()[0])
+    line = f"BPF: {e}".splitlines()[0]
+    tail = getattr(e, "tail", None)  # a verifier rejection: its last word is the reason
+    return HeatmapError(f"{line} (verifier: {tail[-1]})" if tail else line)
 
 
 # ---- end of counts: the BPF side ----

@@ -474,3 +474,16 @@ def test_started_with_stdout_closed(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stderr.startswith("heatmap: 3 intervals") and res.stderr.count("\n") == 1
     assert svg.read_text().startswith("<?xml")
+
+
+def test_verifier_rejection_keeps_its_reason_on_the_one_line():
+    import errno
+
+    from bpfload.errors import VerifierError
+
+    log = "0: (b7) r0 = 0\n1: (85) call bpf_nope#999\ninvalid func unknown#999\n" \
+          "processed 2 insns (limit 1000000)\n"
+    msg = str(heatmap._bpf_error(VerifierError("young_pte", errno.EINVAL, log)))
+    assert "\n" not in msg
+    assert msg == ("BPF: loading program 'young_pte': EINVAL (Invalid argument) "
+                   "(verifier: invalid func unknown#999)")

@@ -487,3 +487,17 @@ def test_verifier_rejection_keeps_its_reason_on_the_one_line():
     assert "\n" not in msg
     assert msg == ("BPF: loading program 'young_pte': EINVAL (Invalid argument) "
                    "(verifier: invalid func unknown#999)")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--interval", "0"], "argument --interval: '0' must be a positive number of seconds"),
+    (["--duration", "-5"], "argument --duration: '-5' must be a positive number of seconds"),
+    (["--size", "lots"], "argument --size: 'lots' is not a size (try 256M)"),
+])
+def test_demo_checks_its_arguments_before_booting(args, message):
+    """Bad demo arguments fail in one line at once, not after a kernel build and a boot
+    (--interval 0 was a ZeroDivisionError there)."""
+    res = subprocess.run([sys.executable, str(ROOT / "demo" / "run"), *args],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.splitlines()[-1] == f"demo/run: error: {message}"

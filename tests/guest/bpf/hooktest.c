@@ -9,7 +9,8 @@
  *       removing PINDIR detaches everything.
  *   hooktest dump PINDIR
  *       print "young TGID HOOK REGION PAGES CALLS ANON_PAGES NID_MASK" lines for
- *       the young map and "stat INDEX VALUE" lines for the stats map.
+ *       the young map (if the object has one) and "stat INDEX VALUE" lines for
+ *       the stats map.
  *   hooktest age OBJ CGROUP_ID [CAN_SWAP [FORCE_SCAN]]
  *       load OBJ, run its syscall program "age" once with BPF_PROG_TEST_RUN and
  *       print "ret N", N being what bpf_lru_gen_age_cgroup() returned.
@@ -86,9 +87,9 @@ static int do_dump(const char *dir)
 
 	snprintf(path, sizeof(path), "%s/young", dir);
 	fd = bpf_obj_get(path);
-	if (fd < 0)
+	if (fd < 0 && errno != ENOENT)
 		return fail(path, errno);
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
+	while (fd >= 0 && !bpf_map_get_next_key(fd, prev, &next)) {
 		if (!bpf_map_lookup_elem(fd, &next, &v))
 			printf("young %u %u %llu %llu %llu %llu %llu\n", next.tgid, next.hook,
 			       (unsigned long long)next.region, (unsigned long long)v.pages,

@@ -98,3 +98,46 @@ def test_checkpatch_strict_clean(pristine_tree, patch):
     )
     assert "total: 0 errors, 0 warnings, 0 checks" in r.stdout, r.stdout + r.stderr
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+
+@pytest.fixture(scope="module")
+def patched_vmscan(pristine_tree, tmp_path_factory) -> str:
+    """mm/vmscan.c with the whole series applied."""
+    work = tmp_path_factory.mktemp("series")
+    for rel in {f for p in PATCHES for f in _touched_files(p)}:
+        src = pristine_tree / rel
+        if src.exists():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    for p in PATCHES:
+        r = subprocess.run(["patch", "-p1", "--batch", "--forward", "-s", "-d", str(work),
+                            "-i", str(p)], capture_output=True, text=True)
+        assert r.returncode == 0, f"{p.name} does not apply:\n{r.stdout}{r.stderr}"
+    return (work / "mm" / "vmscan.c").read_text()
+
+
+def _hooks(vmscan: str) -> dict[str, str]:
+    """BPF hook name -> return type, from the __weak noinline definitions."""
+    return dict((name, ret) for ret, name in re.findall(
+        r"^__weak noinline (void|int) (lru_gen_bpf_\w+)\(", vmscan, re.M))
+
+
+def test_documentation_patch_is_last_and_names_every_hook_and_kfunc(patched_vmscan):
+    docs = PATCHES[-1]
+    assert _touched_files(docs) == ["Documentation/admin-guide/mm/multigen_lru.rst"], docs.name
+    text = docs.read_text()
+    hooks = _hooks(patched_vmscan)
+    assert {"lru_gen_bpf_young_pte", "lru_gen_bpf_skip_mm", "lru_gen_bpf_flush_tlb"} <= set(hooks)
+    for name in [*hooks, "bpf_lru_gen_age_cgroup"]:
+        assert f"``{name}" in text or f"{name}(" in text, f"{name} is not documented"
+
+
+def test_every_int_hook_is_registered_for_fmod_ret(patched_vmscan):
+    fmodret_set = re.search(r"BTF_KFUNCS_START\(lru_gen_fmodret_ids\)(.*?)BTF_KFUNCS_END",
+                            patched_vmscan, re.S)
+    assert fmodret_set, "no fmod_ret id set in mm/vmscan.c"
+    registered = set(re.findall(r"BTF_ID_FLAGS\(func, (\w+)\)", fmodret_set.group(1)))
+    int_hooks = {name for name, ret in _hooks(patched_vmscan).items() if ret == "int"}
+    assert int_hooks == {"lru_gen_bpf_skip_mm", "lru_gen_bpf_flush_tlb"}
+    assert registered == int_hooks

@@ -264,3 +264,42 @@ def test_reading_back_struct_layout():
     name_off, info, size = struct.unpack_from("<III", types, 16)
     assert info == (1 << 31) | (F.KIND_STRUCT << 24) | 1 and size == 8
     assert struct.unpack_from("<III", types, 28)[2] == (4 << 24) | 36
+
+
+@pytest.mark.parametrize("types", [
+    [T.Ptr("", 1)],  # a pointer to itself
+    [T.Const("", 2), T.Array("", 1, 1, 4)],  # const array of itself
+])
+def test_looping_type_chains_are_btf_errors(types):
+    """describe() (used by `show` and error messages) on a loop that malformed BTF can
+    hold is a BTFError, not a RecursionError (found by the fuzz test on Python 3.9)."""
+    spec = Spec(encode(types))
+    with pytest.raises(BTFError, match="looping"):
+        spec.describe(1)
+
+
+def test_self_containing_types_are_loader_errors():
+    """Values of a struct that contains itself, and prototypes nested without end,
+    end in the loader's errors, not RecursionError or an internal exception."""
+    from bpfload.btf import values
+    from bpfload.btf.core import types_are_compat
+    from bpfload.errors import BPFLoadError
+
+    spec = Spec(encode([T.Int("int", 4, F.INT_SIGNED),
+                        T.Struct("loop", 8, [T.Member("a", 1), T.Member("self", 2, 32)])]))
+    with pytest.raises(BTFError, match="contains itself"):
+        values.decode(spec, 2, bytes(8))
+    deep_value: dict = {}
+    for _ in range(2000):
+        deep_value = {"self": deep_value}
+    with pytest.raises(BTFError, match="contains itself"):
+        values.encode(spec, 2, deep_value)
+    # int (*)(int (*)(int (*)(...))) nested 40 deep
+    types = [T.Int("int", 4, F.INT_SIGNED)]
+    for i in range(40):
+        proto = len(types) + 1
+        types += [T.FuncProto("", 1, [T.Param("", proto + 2 if i < 39 else 1)]),
+                  T.Ptr("", proto)]
+    deep = Spec(encode(types))
+    with pytest.raises(BPFLoadError, match="nest too deeply"):
+        types_are_compat(deep, 2, deep, 2)

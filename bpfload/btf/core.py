@@ -44,8 +44,9 @@ _ENUMS = (F.KIND_ENUM, F.KIND_ENUM64)
 _COMPOSITES = (F.KIND_STRUCT, F.KIND_UNION)
 
 
-class _Invalid(Exception):
-    """A relocation that cannot be applied at all (libbpf fails the load)."""
+class _Invalid(RelocationError):
+    """A relocation that cannot be applied at all (libbpf fails the load); also what
+    types_are_compat() raises on malformed (looping, too deep) BTF."""
 
 
 # --- specs: a parsed access path on one BTF ---------------------------------------------

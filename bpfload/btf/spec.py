@@ -404,29 +404,19 @@ class Spec:
                 raise BTFError(f"type {type_id} ({t.kind_name} {t.name!r}) has no size")
         raise BTFError(f"BTF type chain too long or looping at type {type_id}")
 
-    def align_of(self, type_id: int) -> int:
-        t = self[self.skip_modifiers(type_id)]
-        if isinstance(t, (T.Int, T.Enum, T.Float)):
-            return min(t.size, 8) or 1
-        if isinstance(t, T.Ptr):
-            return 8
-        if isinstance(t, T.Array):
-            return self.align_of(t.type)
-        if isinstance(t, T.Struct):
-            return max([self.align_of(m.type) for m in t.members] or [1])
-        return 1
-
-    def describe(self, type_id: int) -> str:
+    def describe(self, type_id: int, _depth: int = 0) -> str:
         """A short C-like name for messages: 'struct task_struct', 'int', 'u32 *'."""
+        if _depth > _MAX_DEPTH:  # malformed BTF: a pointer or qualifier loop
+            raise BTFError(f"BTF type chain too long or looping at type {type_id}")
         t = self[type_id]
         if isinstance(t, T.Void):
             return "void"
         if isinstance(t, T.Ptr):
-            return self.describe(t.type) + " *"
+            return self.describe(t.type, _depth + 1) + " *"
         if isinstance(t, T.Array):
-            return f"{self.describe(t.type)}[{t.nelems}]"
+            return f"{self.describe(t.type, _depth + 1)}[{t.nelems}]"
         if isinstance(t, T.QUALIFIERS):
-            return f"{t.kind_name.lower()} {self.describe(t.type)}"
+            return f"{t.kind_name.lower()} {self.describe(t.type, _depth + 1)}"
         prefix = {T.Struct: "struct ", T.Union: "union ", T.Enum: "enum ", T.Enum64: "enum ",
                   T.Fwd: "struct "}.get(type(t), "")
         if isinstance(t, T.Fwd) and t.union:

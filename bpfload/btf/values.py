@@ -15,8 +15,18 @@ from .spec import Spec
 _FLOAT = {4: struct.Struct("<f"), 8: struct.Struct("<d")}
 
 
-def decode(spec: Spec, type_id: int, data: bytes):
-    t = spec[spec.skip_modifiers(type_id)]
+#: Deepest nesting of arrays and structs followed (malformed BTF can loop)
+_MAX_NESTING = 64
+
+
+def _nested(spec: Spec, type_id: int, depth: int):
+    if depth > _MAX_NESTING:
+        raise BTFError(f"BTF type {type_id} nests too deeply or contains itself")
+    return spec[spec.skip_modifiers(type_id)]
+
+
+def decode(spec: Spec, type_id: int, data: bytes, _depth: int = 0):
+    t = _nested(spec, type_id, _depth)
     if isinstance(t, T.Int):
         if t.encoding & 4:  # BTF_INT_BOOL
             return data[0] != 0
@@ -31,7 +41,8 @@ def decode(spec: Spec, type_id: int, data: bytes):
         esize = spec.size_of(t.type)
         if _is_char(spec, t.type):
             return bytes(data[:esize * t.nelems])
-        return [decode(spec, t.type, data[i * esize:(i + 1) * esize]) for i in range(t.nelems)]
+        return [decode(spec, t.type, data[i * esize:(i + 1) * esize], _depth + 1)
+                for i in range(t.nelems)]
     if isinstance(t, T.Struct):
         out = {}
         for m in t.members:
@@ -42,7 +53,7 @@ def decode(spec: Spec, type_id: int, data: bytes):
                 continue
             off = m.bit_offset // 8
             size = spec.size_of(m.type)
-            v = decode(spec, m.type, data[off:off + size])
+            v = decode(spec, m.type, data[off:off + size], _depth + 1)
             if m.name:
                 out[m.name] = v
             elif isinstance(v, dict):
@@ -51,7 +62,7 @@ def decode(spec: Spec, type_id: int, data: bytes):
     return bytes(data)
 
 
-def encode(spec: Spec, type_id: int, value, size: int | None = None) -> bytes:
+def encode(spec: Spec, type_id: int, value, size: int | None = None, _depth: int = 0) -> bytes:
     """Bytes for `value` as the type; bytes-like values are taken as they are."""
     size = spec.size_of(type_id) if size is None else size
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -59,7 +70,7 @@ def encode(spec: Spec, type_id: int, value, size: int | None = None) -> bytes:
         if len(raw) > size:
             raise ValueError(f"{len(raw)} bytes do not fit in {size}")
         return raw + bytes(size - len(raw))
-    t = spec[spec.skip_modifiers(type_id)]
+    t = _nested(spec, type_id, _depth)
     if isinstance(t, (T.Int, T.Enum, T.Ptr)):
         n = 8 if isinstance(t, T.Ptr) else t.size
         signed = getattr(t, "signed", False)
@@ -81,7 +92,7 @@ def encode(spec: Spec, type_id: int, value, size: int | None = None) -> bytes:
         items = list(value)
         if len(items) > t.nelems:
             raise ValueError(f"{len(items)} items do not fit in {spec.describe(type_id)}")
-        out = b"".join(encode(spec, t.type, v, esize) for v in items)
+        out = b"".join(encode(spec, t.type, v, esize, _depth + 1) for v in items)
         return out + bytes(size - len(out))
     if isinstance(t, T.Struct):
         if not isinstance(value, dict):
@@ -102,7 +113,7 @@ def encode(spec: Spec, type_id: int, value, size: int | None = None) -> bytes:
                 continue
             off = m.bit_offset // 8
             msize = spec.size_of(m.type)
-            buf[off:off + msize] = encode(spec, m.type, value[m.name], msize)
+            buf[off:off + msize] = encode(spec, m.type, value[m.name], msize, _depth + 1)
         return bytes(buf)
     raise BTFError(f"cannot convert a Python value to {spec.describe(type_id)}")
 

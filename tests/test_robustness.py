@@ -62,3 +62,23 @@ def test_header_only_and_empty():
     for data in (b"", b"\x7fELF", b"\x7fELF" + b"\0" * 60):
         with pytest.raises(BPFLoadError):
             elf_reader.read(data)
+
+
+def test_datasec_naming_a_missing_type_is_a_btf_error():
+    """Fix-ups for BTF_LOAD follow DATASEC entries to their VARs: an id past the end
+    (a damaged .BTF that still decodes) is a BTFError, not an IndexError."""
+    from types import SimpleNamespace
+
+    from bpfload.btf import fixup
+    from bpfload.btf import format as F
+    from bpfload.btf import types as T
+    from bpfload.btf.encode import encode
+    from bpfload.btf.spec import Spec
+    from bpfload.errors import BTFError
+
+    spec = Spec(encode([T.Int("int", 4, F.INT_SIGNED), T.Var("x", 1, F.LINKAGE_GLOBAL),
+                        T.Datasec(".data", 4, [T.VarSecinfo(99, 0, 4)])]))
+    obj = SimpleNamespace(btf=spec, section_sizes={".data": 4}, data_symbols={"x": (0, False)})
+    with pytest.raises(BTFError, match="type id 99 out of range"):
+        fixup.program_types(obj)
+

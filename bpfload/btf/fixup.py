@@ -51,6 +51,8 @@ def program_types(obj, features: Features | None = None,
     notes: list[str] = []
 
     def get(type_id: int) -> T.Type:
+        if not first <= type_id < first + len(types):
+            raise BTFError(f"BTF type id {type_id} out of range")
         return types[type_id - first]
 
     for t in list(types):

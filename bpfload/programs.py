@@ -145,7 +145,7 @@ class TestRunResult(Record):
 
 def _prog_load(name: str, code: bytes, o: LoadOptions, log_level: int, log=None) -> FD:
     insns = ctypes.create_string_buffer(code, len(code))
-    lic = ctypes.create_string_buffer(o.license.encode() or b"", len(o.license) + 1)
+    lic = ctypes.create_string_buffer(o.license.encode())
     fi = ctypes.create_string_buffer(o.func_info, len(o.func_info)) if o.func_info else None
     li = ctypes.create_string_buffer(o.line_info, len(o.line_info)) if o.line_info else None
     fds = (ctypes.c_int32 * len(o.fd_array))(*o.fd_array) if o.fd_array else None

@@ -82,3 +82,23 @@ def test_datasec_naming_a_missing_type_is_a_btf_error():
     with pytest.raises(BTFError, match="type id 99 out of range"):
         fixup.program_types(obj)
 
+
+def test_non_ascii_license_reaches_the_kernel_not_a_ctypes_error(blobs, root):
+    """A license with bytes outside ASCII (decoded with replacement characters) is
+    passed on; it used to overflow the buffer sized in characters (ValueError)."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    import bpfload
+
+    data = bytearray(blobs["relocs"])
+    lic = ELFFile(io.BytesIO(bytes(data))).get_section_by_name("license")
+    data[lic["sh_offset"]:lic["sh_offset"] + 3] = b"G\xe9L"
+    obj = bpfload.BPFObject(bytes(data), name="relocs.o")
+    try:
+        obj.load()
+    except bpfload.BPFLoadError:
+        pass
+    finally:
+        obj.close()

@@ -127,6 +127,9 @@ class _Linker:
             self.insns[at + 1].imm = 0
         elif r.kind == model.RELOC_DATA:
             spec = self._data_map(r.target)
+            if not 0 <= r.offset < spec.value_size:
+                raise RelocationError(f"function '{fn.name}' refers to offset {r.offset} of "
+                                      f"{r.target}, which has {spec.value_size} bytes")
             insn.src = PSEUDO_MAP_VALUE
             insn.imm = self._map_fd(spec.name, fn)
             self.insns[at + 1].imm = r.offset

@@ -102,3 +102,23 @@ def test_non_ascii_license_reaches_the_kernel_not_a_ctypes_error(blobs, root):
         pass
     finally:
         obj.close()
+
+
+def test_global_data_offset_outside_its_section_is_a_relocation_error(blobs):
+    """A damaged symbol value can put a global-data reference far outside its section;
+    the kernel refuses offsets past the value, and one past 2**31 did not even encode
+    (struct.error)."""
+    from bpfload import linker, model
+    from bpfload.errors import RelocationError
+
+    obj = elf_reader.read(blobs["relocs"], name="relocs.o")
+    prog = obj.programs["run_relocs"]
+    relocs = [r for f in obj.functions.values() for r in f.relocs
+              if r.kind == model.RELOC_DATA]
+    assert relocs
+    fds = {name: 100 + i for i, name in enumerate(obj.maps)}
+    for bad in (1 << 43, obj.maps["relocs.bss"].value_size):
+        for r in relocs:
+            r.offset = bad
+        with pytest.raises(RelocationError, match=f"offset {bad} of .bss"):
+            linker.link(obj, prog, map_fds=fds, externs={})

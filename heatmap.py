@@ -129,6 +129,8 @@ BPF_OBJECT = os.path.join(KERNEL_DIR, "heatmap.bpf.o")
 HOOKS = ("lru_gen_bpf_young_pte", "lru_gen_bpf_young_pmd", "lru_gen_bpf_young_look_around",
          "lru_gen_bpf_skip_mm")
 ATTACH = ("young_pte", "young_pmd", "young_look_around", "skip_mm")
+# Optional: without it (an older series) stale TLB entries make hot pages look cold.
+FLUSH_HOOK, FLUSH_PROG = "lru_gen_bpf_flush_tlb", "flush_tlb"
 AGE_KFUNC = "bpf_lru_gen_age_cgroup"
 LRU_GEN_ENABLED = "/sys/kernel/mm/lru_gen/enabled"
 LRU_GEN_DEBUGFS = "/sys/kernel/debug/lru_gen"
@@ -209,6 +211,7 @@ class KernelCounts:
                                        f"and boot a kernel with the series in kernel/patches "
                                        f"(kernel/build-kernel, kernel/run-guest)")
             self.use_kfunc = self._kbtf.func(AGE_KFUNC) is not None
+            self.flush_tlb = self._kbtf.func(FLUSH_HOOK) is not None
         except bpfload.BTFError as e:
             raise HeatmapError(str(e)) from None
         self.cgroup_path, self.cgroup_id = memory_cgroup(pid)
@@ -229,8 +232,9 @@ class KernelCounts:
             obj.set("region_shift", self.region_shift)
             obj.set_max_entries("counts", capacity)
             obj.set_autoload("age", self.use_kfunc)
+            obj.set_autoload(FLUSH_PROG, self.flush_tlb)
             obj.load()
-            obj.attach(ATTACH)
+            obj.attach(ATTACH + ((FLUSH_PROG,) if self.flush_tlb else ()))
         except bpfload.BPFLoadError as e:
             obj.close()
             raise _bpf_error(e) from None

@@ -6,8 +6,9 @@
  * The walk calls the young hooks with runs of contiguous pages it just found
  * accessed; we keep the target process only and add the pages to a hash map keyed
  * by (address >> region_shift, node), split anon/file. User space drains the map
- * after every aging pass. The fmod_ret program restricts the aging walk to the
- * target's mm, and the syscall program runs the aging through the kfunc.
+ * after every aging pass. The fmod_ret programs restrict the aging walk to the
+ * target's mm and flush its TLB after the walk, and the syscall program runs the
+ * aging through the kfunc.
  *
  * Built with Debian 12's clang 14 and libbpf-dev 1.1 headers (make bpf); the
  * object is committed so users need no compiler.
@@ -139,6 +140,17 @@ int BPF_PROG(skip_mm, struct mm_struct *mm, __s32 tgid, int ret)
 		return 0;
 	__sync_fetch_and_add(&skipped_mms, 1);
 	return 1;
+}
+
+/*
+ * Ask for a TLB flush of the target's mm after each walk: the walk clears accessed
+ * bits without one, and a CPU that keeps the translation cached would go on using
+ * the page without setting the bit again, so the next aging would call it cold.
+ */
+SEC("fmod_ret/lru_gen_bpf_flush_tlb")
+int BPF_PROG(flush_tlb, struct mm_struct *mm, __s32 tgid, int ret)
+{
+	return tgid == target_tgid;
 }
 
 extern int bpf_lru_gen_age_cgroup(__u64 cgroup_id, _Bool can_swap, _Bool force_scan)

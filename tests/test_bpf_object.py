@@ -45,6 +45,7 @@ def test_shipped_object_shape():
         "young_look_around": ("fentry/lru_gen_bpf_young_look_around",
                               "lru_gen_bpf_young_look_around"),
         "skip_mm": ("fmod_ret/lru_gen_bpf_skip_mm", "lru_gen_bpf_skip_mm"),
+        "flush_tlb": ("fmod_ret/lru_gen_bpf_flush_tlb", "lru_gen_bpf_flush_tlb"),
         "age": ("syscall", ""),
     }
     counts = obj.maps["counts"]

@@ -16,7 +16,7 @@ from .btf import format as F
 from .btf import types as T
 from .btf.spec import Spec
 from .errors import BPFLoadError, ObjectError
-from .sys.constants import BPF_OBJ_NAME_LEN, MapType
+from .sys.constants import BPF_OBJ_NAME_LEN, MapType, kernel_name
 
 EM_BPF = 247
 SHF_EXECINSTR = 0x4
@@ -87,8 +87,7 @@ def internal_map_name(obj_name: str, section: str) -> str:
     # custom .data.foo / .rodata.foo maps are named by their section alone
     custom = "." in section[1:]
     pfx_len = 0 if custom else min(BPF_OBJ_NAME_LEN - sfx_len - 1, len(obj_name))
-    name = obj_name[:pfx_len] + section[:sfx_len]
-    return "".join(c if c.isalnum() or c in "_." else "_" for c in name)
+    return kernel_name(obj_name[:pfx_len] + section[:sfx_len])
 
 
 def is_subprogram_section(name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .errors import SyscallError
 from .sys import attrs
-from .sys.constants import BPF_ANY, PERCPU_MAP_TYPES, Cmd, MapFlags, MapType
+from .sys.constants import BPF_ANY, PERCPU_MAP_TYPES, Cmd, MapFlags, MapType, kernel_name
 from .sys.syscall import FD, address, bpf, bpf_fd, obj_info
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class Map:
         attr = attrs.MapCreateAttr(
             map_type=type, key_size=key_size, value_size=value_size, max_entries=max_entries,
             map_flags=flags, inner_map_fd=inner_map_fd, numa_node=numa_node,
-            map_name=_kernel_name(name), btf_fd=btf_fd, btf_key_type_id=btf_key_type,
+            map_name=kernel_name(name).encode(), btf_fd=btf_fd, btf_key_type_id=btf_key_type,
             btf_value_type_id=btf_value_type, map_extra=map_extra)
         fd = bpf_fd(Cmd.MAP_CREATE, attr, f"creating map '{name}'")
         return cls(fd, name, type, key_size, value_size, max_entries, flags, **codecs)
@@ -382,8 +382,3 @@ class Map:
                 raise SyscallError(f"mapping map '{self.name}'", e.errno or errno.EINVAL) from None
         return self._mmap
 
-
-def _kernel_name(name: str) -> bytes:
-    """A name the kernel accepts: at most 15 characters of [A-Za-z0-9_.]."""
-    clean = "".join(c if c.isalnum() or c in "_." else "_" for c in name)
-    return clean[:15].encode("ascii", "replace")

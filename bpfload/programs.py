@@ -15,7 +15,7 @@ from . import asm
 from .errors import SyscallError, VerifierError
 from .record import REQUIRED, Record
 from .sys import attrs
-from .sys.constants import BPF_OBJ_NAME_LEN, Cmd, ProgFlags, ProgType
+from .sys.constants import Cmd, ProgFlags, ProgType, kernel_name
 from .sys.syscall import FD, address, bpf, bpf_fd, obj_info
 
 LOG_START = 256 * 1024
@@ -154,7 +154,7 @@ def _prog_load(name: str, code: bytes, o: LoadOptions, log_level: int, log=None)
         license=address(lic), log_level=log_level,
         log_size=len(log) if log is not None else 0, log_buf=address(log),
         kern_version=o.kern_version or _kernel_version(), prog_flags=o.flags,
-        prog_name=_prog_name(name), expected_attach_type=o.expected_attach_type,
+        prog_name=kernel_name(name).encode(), expected_attach_type=o.expected_attach_type,
         prog_btf_fd=o.btf_fd,
         func_info_rec_size=ctypes.sizeof(attrs.FuncInfo) if fi else 0,
         func_info=address(fi), func_info_cnt=o.func_info_count,
@@ -187,11 +187,6 @@ def _load_log(name: str, code: bytes, o: LoadOptions) -> str:
                 size *= 4
                 continue
             return log.value.decode("utf-8", "replace")
-
-
-def _prog_name(name: str) -> bytes:
-    clean = "".join(c if c.isalnum() or c in "_." else "_" for c in name)
-    return clean[:BPF_OBJ_NAME_LEN - 1].encode("ascii", "replace")
 
 
 _KVER = None

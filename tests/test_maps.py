@@ -167,3 +167,14 @@ def test_bytes_codec_refuses_ints():
         with pytest.raises(TypeError, match="got the int 0"):
             m.lookup(0)
         assert m.items_batch() == [(b"\x04\0\0\0", bytes(8))]
+
+
+def test_names_outside_ascii_become_underscores():
+    """The kernel takes [A-Za-z0-9_.] only: 'é' is alphanumeric to Python but must
+    become '_' like any other character (it used to become '?', and EINVAL)."""
+    from bpfload.sys.constants import kernel_name
+
+    assert kernel_name("cpt_été-x.y") == "cpt__t__x.y"
+    assert kernel_name("a" * 20) == "a" * 15
+    with Map.create("résumé", MapType.ARRAY, 4, 4, 1) as m:
+        assert m.info().name == b"r_sum_"

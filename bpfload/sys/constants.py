@@ -251,6 +251,13 @@ PSEUDO_KFUNC_CALL = 2
 
 BPF_OBJ_NAME_LEN = 16
 
+
+def kernel_name(name: str) -> str:
+    """`name` as bpf(2) takes it in map_name/prog_name: at most BPF_OBJ_NAME_LEN - 1
+    ASCII letters, digits, '_' and '.' (anything else becomes '_', as in libbpf)."""
+    clean = "".join(c if (c.isascii() and c.isalnum()) or c in "_." else "_" for c in name)
+    return clean[:BPF_OBJ_NAME_LEN - 1]
+
 # perf_event_open(2): include/uapi/linux/perf_event.h
 PERF_TYPE_TRACEPOINT = 2
 PERF_SAMPLE_RAW = 1 << 10

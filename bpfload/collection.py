@@ -137,31 +137,29 @@ class BPFObject:
 
     # --- global data -------------------------------------------------------------------
 
-    def _data_map_spec(self, section: str) -> model.MapSpec:
-        for m in self.spec.maps.values():
-            if m.is_data and m.section == section:
-                return m
-        raise BPFLoadError(f"no global data section {section}")
+    def _data_map(self, section: str) -> tuple[model.MapSpec, Map]:
+        """The spec and the loaded map of a global data section."""
+        spec = self.spec.data_map(section)
+        if spec is None:
+            raise BPFLoadError(f"no global data section {section}")
+        return spec, self.maps[spec.name]
 
     def _section_bytes(self, section: str):
         if not self.loaded:
             return self._pending[section]
-        m = self.maps[self._data_map_spec(section).name]
+        spec, m = self._data_map(section)
         if m.flags & MapFlags.MMAPABLE:
-            return m.mmap(writable=not self._frozen(section))
+            return m.mmap(writable=not spec.readonly)
         return m.lookup_raw(b"\0\0\0\0")
-
-    def _frozen(self, section: str) -> bool:
-        return section.startswith(".rodata")
 
     def _write_section(self, section: str, offset: int, raw: bytes, var: str) -> None:
         if not self.loaded:
             self._pending[section][offset:offset + len(raw)] = raw
             return
-        if self._frozen(section):
+        spec, m = self._data_map(section)
+        if spec.readonly:
             raise BPFLoadError(f"variable '{var}' is in {section}, which is frozen once the "
                                f"object is loaded; set it before load()")
-        m = self.maps[self._data_map_spec(section).name]
         if m.flags & MapFlags.MMAPABLE:
             m.mmap()[offset:offset + len(raw)] = raw
         else:

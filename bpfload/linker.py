@@ -164,10 +164,10 @@ class _Linker:
         return fd
 
     def _data_map(self, section: str) -> model.MapSpec:
-        for m in self.obj.maps.values():
-            if m.is_data and m.section == section:
-                return m
-        raise RelocationError(f"no global-data map for section {section}")
+        m = self.obj.data_map(section)
+        if m is None:
+            raise RelocationError(f"no global-data map for section {section}")
+        return m
 
     def _extern(self, at: int, insn: asm.Insn, name: str, fn: model.Function) -> None:
         ext = self.obj.externs[name]

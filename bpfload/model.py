@@ -154,3 +154,10 @@ class ObjectSpec(Record):
             return self.programs[name]
         except KeyError:
             raise KeyError(f"no program '{name}' in {self.path}") from None
+
+    def data_map(self, section: str) -> MapSpec | None:
+        """The global-data map holding a data section (.bss, .rodata.foo, ...)."""
+        for m in self.maps.values():
+            if m.is_data and m.section == section:
+                return m
+        return None

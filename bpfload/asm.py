@@ -140,6 +140,3 @@ def mov64_imm(dst: int, imm: int) -> Insn:
 def ja(off: int) -> Insn:
     return Insn(OP_JA, 0, 0, off, 0)
 
-
-def call_helper(helper_id: int) -> Insn:
-    return Insn(OP_CALL, 0, 0, 0, helper_id)

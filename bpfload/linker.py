@@ -108,13 +108,13 @@ class _Linker:
             elif insn.is_call and insn.src == PSEUDO_CALL:
                 # a static call inside one section carries no relocation
                 callee = self._function_at(fn.section, fn.start + idx + insn.imm + 1)
-                self._call(base + idx, callee, fn)
+                self._call(base + idx, callee)
 
     def _apply(self, fn: model.Function, base: int, idx: int, r: model.Reloc) -> None:
         at = base + idx
         insn = self.insns[at]
         if r.kind == model.RELOC_CALL:
-            self._call(at, self.obj.functions[r.target], fn)
+            self._call(at, self.obj.functions[r.target])
         elif r.kind == model.RELOC_FUNC_ADDR:
             callee = self.obj.functions[r.target]
             start = self._ensure(callee)
@@ -138,7 +138,7 @@ class _Linker:
         else:  # pragma: no cover - the reader produces no other kinds
             raise RelocationError(f"unknown relocation kind {r.kind}")
 
-    def _call(self, at: int, callee: model.Function, caller: model.Function) -> None:
+    def _call(self, at: int, callee: model.Function) -> None:
         start = self._ensure(callee)
         insn = self.insns[at]
         insn.src = PSEUDO_CALL

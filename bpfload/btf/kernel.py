@@ -184,13 +184,6 @@ class KernelBTF:
                 return spec, own[0], mod
         return None
 
-    def find_all(self, name: str, kind: int) -> list[tuple[Spec, int, str]]:
-        out = [(self.vmlinux, i, "") for i in self.vmlinux.find(name, kind)]
-        for mod in self.module_names():
-            spec = self.module(mod)
-            out += [(spec, i, mod) for i in spec.find(name, kind) if i >= spec.first_id]
-        return out
-
     def func(self, name: str) -> tuple[Spec, int, str] | None:
         return self.find(name, F.KIND_FUNC)
 

@@ -374,10 +374,6 @@ class Spec:
         """Follow typedefs and qualifiers to the underlying type id."""
         return self._skip(type_id, T.MODIFIERS)
 
-    def skip_qualifiers(self, type_id: int) -> int:
-        """Follow const/volatile/restrict/type tags (but not typedefs)."""
-        return self._skip(type_id, T.QUALIFIERS)
-
     def _skip(self, type_id: int, kinds: tuple) -> int:
         for _ in range(_MAX_DEPTH):
             t = self[type_id]

@@ -2202,34 +2202,26 @@ def _short_size(n: int) -> str:
     return str(n)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
-    return v
+def _checked(convert, ok, requirement: str):
+    """An argparse type: `convert` the text, then require ok(value)."""
+    what = "a whole number" if convert is int else "a number"
+
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{text!r} {requirement}")
+        return v
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return v
-
-
-def _speed(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (at once) or a positive factor")
-    return v
+_positive_float = _checked(float, lambda v: v > 0 and math.isfinite(v),
+                           "must be a positive number of seconds")
+_positive_int = _checked(int, lambda v: v >= 1, "must be at least 1")
+_speed = _checked(float, lambda v: v >= 0 and math.isfinite(v),
+                  "must be 0 (at once) or a positive factor")
 
 
 EPILOG = """\

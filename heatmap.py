@@ -2398,90 +2398,91 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
     status = 0
     ok = False
     try:
-        source.open()
-        model = Model(source.header)
-        if args.record:
-            recorder = Recorder(args.record)
-        elif args.svg and args.replay is None:
-            import tempfile
+        try:
+            source.open()
+            model = Model(source.header)
+            if args.record:
+                recorder = Recorder(args.record)
+            elif args.svg and args.replay is None:
+                import tempfile
 
-            fd, spool = tempfile.mkstemp(prefix="heatmap-", suffix=".jsonl")
-            os.close(fd)
-            recorder = Recorder(spool)
-        if recorder is not None:
-            recorder.start(source.header)
-        sinks = [s for s in (recorder, JsonSink(stdout) if args.json else None) if s]
-        is_tty = _isatty(stdout)
-        color = color_mode(args.color, is_tty, environ)
-        if is_tty and not args.json and environ.get("TERM") != "dumb":
-            ui = LiveScreen(stdout, stdin, args.view, color, clock)
-        else:
-            ui = PlainUI(stdout, args.view, color, not args.json,
-                         lambda: _terminal_size(stdout, environ), clock, sleep)
-        with ui:
-            ui.show(model, initial=True)
-            while True:
-                act = ui.wait(source.due())
-                if act == "quit":
-                    reason = "quit"
-                    break
-                if act == "resync":
-                    source.resync()
-                    continue
-                sample = source.take()
-                if sample is None:
-                    reason = "end of recording"
-                    break
-                model.add(sample)
-                for sink in sinks:
-                    sink.write(sample, model)
-                ui.show(model)
-                if args.count and model.intervals >= args.count:
-                    reason = "count reached"
-                    break
-        ok = True
-    except HeatmapError as e:
-        _say(stderr, f"heatmap: {e}")
-        status = 1
-    except TargetExited:
-        reason, ok = "target exited", True
-    except KeyboardInterrupt:
-        reason, ok = "interrupted", True
-    except _Stop as e:
-        reason, ok = e.reason, True
-    except BrokenPipeError:
-        reason, ok = "output closed", True
-        if stdout is sys.stdout:
-            # later flushes (at exit too) must not fail again
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
-            except (OSError, ValueError):
-                pass
-    except OSError as e:  # a terminal gone (EIO), a full disk under --record, ...
-        _say(stderr, f"heatmap: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
-        status = 1
-    finally:
-        for close in (source.close, recorder.close if recorder is not None else None):
-            try:
-                if close is not None:
-                    close()
-            except HeatmapError as e:
-                if not status:  # the first failure is the one to report
-                    _say(stderr, f"heatmap: {e}")
-                    status = 1
-    try:
-        if ok and args.svg and model is not None:
-            write_svg(args.svg, args.replay or args.record or spool, args.view,
-                      limit=model.intervals)
-    except HeatmapError as e:
-        _say(stderr, f"heatmap: {e}")
-        status = status or 1
-    except (KeyboardInterrupt, _Stop):
-        _say(stderr, f"heatmap: {args.svg} not written: interrupted")
-        status = status or 1
-    finally:
+                fd, spool = tempfile.mkstemp(prefix="heatmap-", suffix=".jsonl")
+                os.close(fd)
+                recorder = Recorder(spool)
+            if recorder is not None:
+                recorder.start(source.header)
+            sinks = [s for s in (recorder, JsonSink(stdout) if args.json else None) if s]
+            is_tty = _isatty(stdout)
+            color = color_mode(args.color, is_tty, environ)
+            if is_tty and not args.json and environ.get("TERM") != "dumb":
+                ui = LiveScreen(stdout, stdin, args.view, color, clock)
+            else:
+                ui = PlainUI(stdout, args.view, color, not args.json,
+                             lambda: _terminal_size(stdout, environ), clock, sleep)
+            with ui:
+                ui.show(model, initial=True)
+                while True:
+                    act = ui.wait(source.due())
+                    if act == "quit":
+                        reason = "quit"
+                        break
+                    if act == "resync":
+                        source.resync()
+                        continue
+                    sample = source.take()
+                    if sample is None:
+                        reason = "end of recording"
+                        break
+                    model.add(sample)
+                    for sink in sinks:
+                        sink.write(sample, model)
+                    ui.show(model)
+                    if args.count and model.intervals >= args.count:
+                        reason = "count reached"
+                        break
+            ok = True
+        except HeatmapError as e:
+            _say(stderr, f"heatmap: {e}")
+            status = 1
+        except TargetExited:
+            reason, ok = "target exited", True
+        except KeyboardInterrupt:
+            reason, ok = "interrupted", True
+        except _Stop as e:
+            reason, ok = e.reason, True
+        except BrokenPipeError:
+            reason, ok = "output closed", True
+            if stdout is sys.stdout:
+                # later flushes (at exit too) must not fail again
+                try:
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, sys.stdout.fileno())
+                    os.close(devnull)
+                except (OSError, ValueError):
+                    pass
+        except OSError as e:  # a terminal gone (EIO), a full disk under --record, ...
+            _say(stderr, f"heatmap: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+            status = 1
+        finally:
+            for close in (source.close, recorder.close if recorder is not None else None):
+                try:
+                    if close is not None:
+                        close()
+                except HeatmapError as e:
+                    if not status:  # the first failure is the one to report
+                        _say(stderr, f"heatmap: {e}")
+                        status = 1
+        try:
+            if ok and args.svg and model is not None:
+                write_svg(args.svg, args.replay or args.record or spool, args.view,
+                          limit=model.intervals)
+        except HeatmapError as e:
+            _say(stderr, f"heatmap: {e}")
+            status = status or 1
+        except (KeyboardInterrupt, _Stop):
+            _say(stderr, f"heatmap: {args.svg} not written: interrupted")
+            status = status or 1
+    finally:  # also when something unexpected escapes: no temporary file stays behind
         if spool is not None:
             try:
                 os.unlink(spool)

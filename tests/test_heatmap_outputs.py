@@ -316,3 +316,22 @@ def test_interrupted_svg_leaves_no_files(tmp_path, monkeypatch, stop):
     assert rc == 1 and err.splitlines()[0] == f"heatmap: {svg} not written: interrupted"
     assert not svg.exists() and not list(tmp_path.glob("*.tmp"))
     assert not list((tmp_path / "tmp").iterdir())  # the spooled recording is gone
+
+
+def test_unexpected_error_still_removes_the_spool_and_restores_handlers(tmp_path,
+                                                                        monkeypatch):
+    import signal
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def broken(self, sample):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(heatmap.Model, "add", broken)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RuntimeError):
+        live(tmp_path, "--count", "2", "--svg", str(tmp_path / "x.svg"))
+    assert not list((tmp_path / "tmp").iterdir())
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -14,7 +14,7 @@ import os
 import zlib
 
 from . import model
-from .btf.kernel import cache_dir
+from .btf.kernel import cache_dir, write_cache_file
 
 #: modules whose code decides what the model of an object looks like
 _MODEL_SOURCES = ("elf_reader.py", "model.py", "sections.py", "asm.py", "btf/spec.py",
@@ -93,13 +93,6 @@ def _store(entry: str, obj: model.ObjectSpec) -> None:
     import pickle
 
     try:
-        os.makedirs(os.path.dirname(entry), mode=0o700, exist_ok=True)
-        tmp = f"{entry}.{os.getpid()}.tmp"
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, entry)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        try:
-            os.unlink(tmp)
-        except (OSError, UnboundLocalError):
-            pass
+        write_cache_file(entry, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        pass  # an object the cache cannot hold is parsed again next time

@@ -38,6 +38,25 @@ def cache_dir() -> str | None:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bpfload")
 
 
+def write_cache_file(path: str, write) -> None:
+    """Write a cache entry: `write(file)` fills a private temporary file that replaces
+    `path` only when complete; on any failure (a full disk, Ctrl-C) nothing is left
+    behind. A cache that cannot be written only costs time: OSError is swallowed."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    finally:
+        try:
+            os.unlink(tmp)  # still there only if something failed
+        except OSError:
+            pass
+
+
 def _identity_key(path: str, st: os.stat_result) -> str:
     """What identifies a BTF file's contents. The index cache file is named by a
     checksum of it and holds it in full (checked on load, so a checksum collision only
@@ -75,16 +94,13 @@ def _load_index(path: str, key: str = "") -> tuple[array, array] | None:
 
 def _save_index(path: str, index: tuple[array, array], key: str = "") -> None:
     offsets, names = index
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(_INDEX_MAGIC + key.encode() + b"\n")
-            f.write(offsets.tobytes())
-            f.write(names.tobytes())
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a cache we cannot write only costs time
+
+    def write(f) -> None:
+        f.write(_INDEX_MAGIC + key.encode() + b"\n")
+        f.write(offsets.tobytes())
+        f.write(names.tobytes())
+
+    write_cache_file(path, write)
 
 
 def open_btf(path: str, base: Spec | None = None, *, cache: bool = True) -> Spec:

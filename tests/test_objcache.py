@@ -1,0 +1,45 @@
+"""The on-disk caches (parsed objects, BTF indexes): reused when valid, and never a
+partial or temporary file left behind, whatever interrupts the write."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from bpfload import objcache
+from bpfload.btf import kernel
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BPFLOAD_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_parsed_object_is_cached_and_reused(cache, bpf_object):
+    first = objcache.read(bpf_object("relocs"))
+    (entry,) = (cache / "objects").iterdir()
+    assert entry.suffix == ".pickle" and entry.stat().st_mode & 0o777 == 0o600
+    again = objcache.read(bpf_object("relocs"))
+    assert again.programs.keys() == first.programs.keys()
+
+
+def test_interrupted_store_leaves_nothing(cache, bpf_object, monkeypatch):
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pickle, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        objcache.read(bpf_object("relocs"))
+    assert not list((cache / "objects").iterdir())
+
+
+def test_failed_index_write_leaves_nothing(cache):
+    class Full:
+        def tobytes(self):
+            raise OSError(28, "No space left on device")
+
+    path = str(cache / "btf-x.idx")
+    kernel._save_index(path, (Full(), Full()), "key")  # a cache it cannot write: no error
+    assert not list(cache.iterdir())

@@ -2293,14 +2293,21 @@ def parse_args(argv, out=None) -> argparse.Namespace:
     else:
         if args.pid is not None:
             raise HeatmapError("give either a PID or --replay FILE, not both")
-        if args.record and os.path.exists(args.record) and os.path.exists(args.replay) \
-                and os.path.samefile(args.record, args.replay):
-            raise HeatmapError("--record would overwrite the --replay file")
         if args.interval is not None:
             raise HeatmapError("--interval applies to live runs; a recording keeps its own")
         if args.region_size is not None:
             raise HeatmapError("--region-size applies to live runs; a recording keeps its own")
+    for out, inp in (("record", "replay"), ("svg", "replay"), ("svg", "record")):
+        a, b = getattr(args, out), getattr(args, inp)
+        if a and b and _same_file(a, b):
+            raise HeatmapError(f"--{out} would overwrite the --{inp} file")
     return args
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _terminal_size(out, environ) -> tuple[int, int]:

@@ -501,3 +501,18 @@ def test_demo_checks_its_arguments_before_booting(args, message):
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.splitlines()[-1] == f"demo/run: error: {message}"
+
+
+def test_svg_cannot_overwrite_the_recording(tmp_path):
+    """--svg onto the --replay or --record file would replace the run with its picture."""
+    rec = tmp_path / "r.jsonl"
+    write_recording(rec, 2)
+    err = io.StringIO()
+    rc = heatmap.main(["--replay", str(rec), "--svg", str(rec)], stdout=io.StringIO(),
+                      stderr=err)
+    assert (rc, err.getvalue()) == (2, "heatmap: --svg would overwrite the --replay file\n")
+    assert len(rec.read_text().splitlines()) == 4
+    new = tmp_path / "new.jsonl"
+    rc, _, err, _ = run(tmp_path, "4242", "--record", str(new), "--svg",
+                        str(tmp_path / "." / "new.jsonl"))
+    assert (rc, err) == (2, "heatmap: --svg would overwrite the --record file\n")

@@ -1556,18 +1556,27 @@ def region_info(maps: list[Mapping], starts: list[int], region: int, shift: int,
                 page_size: int) -> tuple[str, int]:
     """(name of the mapping at the region's first mapped byte, mapped pages in it)."""
     lo = region << shift
-    hi = lo + (1 << shift)
     i = max(0, bisect.bisect_right(starts, lo) - 1)
+    return _mapped_in(maps, i, lo, lo + (1 << shift), page_size)[1:]
+
+
+def _mapped_in(maps: list[Mapping], j: int, lo: int, hi: int, page_size: int
+               ) -> tuple[int, str, int]:
+    """For [lo, hi) and sorted disjoint maps searched from index j: (the first index
+    whose mapping ends after lo, to start the next search from; the name of the first
+    mapping inside; the mapped pages inside)."""
+    while j < len(maps) and maps[j].end <= lo:
+        j += 1
     name = ""
     pages = 0
-    while i < len(maps) and maps[i].start < hi:
-        m = maps[i]
-        if m.end > lo:
-            if not name:
-                name = m.name
-            pages += (min(hi, m.end) - max(lo, m.start)) // page_size
-        i += 1
-    return name, pages
+    k = j
+    while k < len(maps) and maps[k].start < hi:
+        m = maps[k]
+        if not name:
+            name = m.name
+        pages += (min(hi, m.end) - max(lo, m.start)) // page_size
+        k += 1
+    return j, name, pages
 
 
 def interval_json(sample: Sample, model: Model) -> str:
@@ -1578,7 +1587,6 @@ def interval_json(sample: Sample, model: Model) -> str:
     size = 1 << shift
     page_size = model.page_size
     maps = model.maps
-    nmaps = len(maps)
     names: dict[str, str] = {}
     parts = []
     counts = sorted(sample.counts)
@@ -1600,17 +1608,7 @@ def interval_json(sample: Sample, model: Model) -> str:
             continue
         lo = region << shift
         hi = lo + size
-        while j < nmaps and maps[j].end <= lo:
-            j += 1
-        k = j
-        name = ""
-        pages = 0
-        while k < nmaps and maps[k].start < hi:
-            m = maps[k]
-            if not name:
-                name = m.name
-            pages += (min(hi, m.end) - max(lo, m.start)) // page_size
-            k += 1
+        j, name, pages = _mapped_in(maps, j, lo, hi, page_size)
         qname = names.get(name)
         if qname is None:
             qname = names[name] = json.dumps(name)

@@ -81,6 +81,13 @@ def test_datasec_naming_a_missing_type_is_a_btf_error():
     obj = SimpleNamespace(btf=spec, section_sizes={".data": 4}, data_symbols={"x": (0, False)})
     with pytest.raises(BTFError, match="type id 99 out of range"):
         fixup.program_types(obj)
+    # .ksyms naming a FUNC without a prototype, .kconfig naming a non-variable
+    for sec, bad in ((".ksyms", T.Func("f", 1, F.LINKAGE_EXTERN)), (".kconfig", T.Int("i", 4))):
+        spec = Spec(encode([T.Int("int", 4, F.INT_SIGNED), bad,
+                            T.Datasec(sec, 4, [T.VarSecinfo(2, 0, 4)])]))
+        obj = SimpleNamespace(btf=spec, section_sizes={}, data_symbols={})
+        with pytest.raises(BTFError):
+            fixup.program_types(obj)
 
 
 def test_non_ascii_license_reaches_the_kernel_not_a_ctypes_error(blobs, root):

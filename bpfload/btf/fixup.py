@@ -87,6 +87,8 @@ def _fix_ksyms(sec: T.Datasec, types, get, first) -> None:
                 types.append(T.Var(DUMMY_KSYM, int_id, F.LINKAGE_GLOBAL))
                 dummy_id = first + len(types) - 1
             proto = get(t.type)
+            if not isinstance(proto, T.FuncProto):
+                raise BTFError(f"kfunc '{t.name}' has no function prototype in the BTF")
             for p in proto.params:
                 if p.type and not p.name:
                     p.name = DUMMY_KSYM
@@ -104,6 +106,8 @@ def _fix_kconfig(sec: T.Datasec, get, offsets: dict[str, int]) -> None:
     end = 0
     for vsi in sec.vars:
         var = get(vsi.type)
+        if not isinstance(var, T.Var):
+            raise BTFError(f"DATASEC '{sec.name}' holds a non-variable type {vsi.type}")
         var.linkage = F.LINKAGE_GLOBAL
         if var.name in offsets:
             vsi.offset = offsets[var.name]

@@ -281,9 +281,11 @@ class Map:
                 if e.errno == errno.ENOENT:
                     done = True  # end of map; attr.count entries were still returned
                 elif e.errno == errno.ENOSPC and attr.count == 0:
-                    # a hash bucket holds more entries than fit: grow and retry
-                    return self._batch(batch * 2, delete) if not total else \
-                        self._finish_with_per_key(out_keys, out_values, total, delete)
+                    # a hash bucket holds more entries than fit: grow and retry (up to
+                    # the whole map), else go on one key at a time
+                    if not total and batch < self.max_entries:
+                        return self._batch(batch * 2, delete)
+                    return self._finish_with_per_key(out_keys, out_values, total, delete)
                 else:
                     raise
             n = attr.count

@@ -178,3 +178,24 @@ def test_names_outside_ascii_become_underscores():
     assert kernel_name("a" * 20) == "a" * 15
     with Map.create("résumé", MapType.ARRAY, 4, 4, 1) as m:
         assert m.info().name == b"r_sum_"
+
+
+def test_batch_that_never_fits_falls_back_to_per_key(monkeypatch):
+    """ENOSPC from a batch already as large as the map: finish per key instead of
+    doubling a batch that cannot grow (that recursed until RecursionError)."""
+    from bpfload import maps
+    from bpfload.sys.constants import Cmd
+
+    real = maps.bpf
+
+    def no_space(cmd, attr, what=None):
+        if cmd in (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH):
+            attr.count = 0  # ENOSPC with nothing returned, as the kernel says it
+            raise SyscallError(what or "batch", 28)
+        return real(cmd, attr, what)
+
+    with Map.create("nofit", MapType.HASH, 4, 8, 4, key=int, value=int) as m:
+        for k in range(3):
+            m[k] = k * 10
+        monkeypatch.setattr(maps, "bpf", no_space)
+        assert sorted(m.items_batch()) == [(0, 0), (1, 10), (2, 20)]

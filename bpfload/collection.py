@@ -230,12 +230,12 @@ class BPFObject:
 
     def _create_map(self, m: model.MapSpec, btf_fd: int) -> Map:
         max_entries = self._map_sizes.get(m.name, m.max_entries)
-        inner_fd = None
+        inner = None  # a map-in-map's template inner map, needed only to create it
         try:
             if m.inner is not None:
-                inner_fd = self._create_map(m.inner, btf_fd)
+                inner = self._create_map(m.inner, btf_fd)
             kw = dict(numa_node=m.numa_node, map_extra=m.map_extra,
-                      inner_map_fd=inner_fd.fileno() if inner_fd else 0)
+                      inner_map_fd=inner.fileno() if inner else 0)
             if m.type in (MapType.RINGBUF, MapType.USER_RINGBUF, MapType.PERF_EVENT_ARRAY):
                 if m.type == MapType.PERF_EVENT_ARRAY and not max_entries:
                     from .maps import possible_cpus
@@ -255,8 +255,8 @@ class BPFObject:
                 return Map.create(m.name, m.type, m.key_size, m.value_size, max_entries,
                                   m.flags, **kw)
         finally:
-            if inner_fd is not None:
-                inner_fd.close()
+            if inner is not None:
+                inner.close()
 
     def _create_data_map(self, m: model.MapSpec, btf_fd: int) -> Map:
         flags = m.flags | MapFlags.MMAPABLE
@@ -269,7 +269,8 @@ class BPFObject:
         except SyscallError as e:
             if e.errno != errno.EINVAL:
                 raise
-            # kernels before 5.5 cannot mmap arrays; before 5.2 have no RDONLY_PROG
+            # kernels before 5.5 cannot mmap arrays (those before 5.2, which also lack
+            # RDONLY_PROG, fail again here: bpfload does not support them)
             flags &= ~MapFlags.MMAPABLE
             mp = Map.create(m.name, MapType.ARRAY, 4, m.value_size, 1, flags)
         try:

@@ -86,11 +86,7 @@ def _load(args) -> int:
             except (ValueError, TypeError) as e:
                 raise BPFLoadError(f"--set {name}: {e}") from None
         if args.program:
-            unknown = set(args.program) - set(obj.spec.programs)
-            if unknown:
-                raise BPFLoadError(f"{obj.path} has no program '{sorted(unknown)[0]}'")
-            for name in obj.spec.programs:
-                obj.set_autoload(name, name in args.program)
+            obj.select_programs(args.program)
         obj.load()
         for w in obj.warnings:
             print(f"bpfload: warning: {w}", file=sys.stderr)

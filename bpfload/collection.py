@@ -128,8 +128,18 @@ class BPFObject:
 
     def set_autoload(self, prog_name: str, autoload: bool) -> None:
         self._before_load("choose programs")
-        self.spec.program(prog_name)
+        if prog_name not in self.spec.programs:
+            raise BPFLoadError(f"{self.path} has no program '{prog_name}'")
         self._autoload[prog_name] = autoload
+
+    def select_programs(self, names: Iterable[str]) -> None:
+        """Load only the named programs; a name the object lacks is an error."""
+        wanted = builtins.set(names)
+        unknown = wanted - self.spec.programs.keys()
+        if unknown:
+            raise BPFLoadError(f"{self.path} has no program '{sorted(unknown)[0]}'")
+        for n in self.spec.programs:
+            self.set_autoload(n, n in wanted)
 
     def _before_load(self, what: str) -> None:
         if self.loaded:
@@ -607,9 +617,7 @@ def load(source, *, set: dict | None = None, max_entries: dict | None = None,
         for k, v in (max_entries or {}).items():
             obj.set_max_entries(k, v)
         if programs is not None:
-            wanted = builtins.set(programs)
-            for n in obj.spec.programs:
-                obj.set_autoload(n, n in wanted)
+            obj.select_programs(programs)
         obj.load()
     except BaseException:
         obj.close()

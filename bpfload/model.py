@@ -149,12 +149,6 @@ class ObjectSpec(Record):
         ("data_symbols", dict),  # dict[str, tuple[int, bool]]
     )
 
-    def program(self, name: str) -> ProgramSpec:
-        try:
-            return self.programs[name]
-        except KeyError:
-            raise KeyError(f"no program '{name}' in {self.path}") from None
-
     def data_map(self, section: str) -> MapSpec | None:
         """The global-data map holding a data section (.bss, .rodata.foo, ...)."""
         for m in self.maps.values():

@@ -174,3 +174,14 @@ def test_program_array_and_map_in_map(bpf_object):
         assert (jumps.value_size, obj.map("outer").value_size) == (4, 4)
         jumps.update(bytes(4), obj.program("jump_from").fileno().to_bytes(4, "little"))
         assert obj.program("read_outer").test_run(b"\0" * 8).retval == 0
+
+
+def test_unknown_program_names_are_loader_errors(bpf_object):
+    """set_autoload() and load(programs=...) name a missing program like map() and
+    variable() do (a KeyError, or silently loading nothing, before)."""
+    obj = bpfload.BPFObject(bpf_object("relocs"))
+    with pytest.raises(BPFLoadError, match="has no program 'nope'"):
+        obj.set_autoload("nope", False)
+    obj.close()
+    with pytest.raises(BPFLoadError, match="has no program 'nope'"):
+        bpfload.load(bpf_object("relocs"), programs=["run_relocs", "nope"])

@@ -124,6 +124,8 @@ def _show(args) -> int:
         print(f"btf {btf.count} types")
     for p in obj.programs.values():
         target = f" -> {p.attach_target}" if p.attach_target else ""
+        if not p.autoload:
+            target += " (not loaded unless named with --program)"
         calls = sum(1 for r in p.function.relocs if r.kind == "call")
         print(f"prog  {p.name:<20} {p.section:<24} {p.prog_type.name.lower():<15} "
               f"{p.insn_count} insns, {len(p.function.relocs)} relocations ({calls} calls)"

@@ -179,8 +179,11 @@ class _Reader:
             # and static ones are subprograms private to their section.
             if is_subprogram_section(fn.section) or not fn.is_global:
                 continue
-            sdef = sections.lookup(fn.section)
-            programs[fn.name] = model.ProgramSpec(fn.name, fn.section, sdef, fn)
+            # libbpf: SEC("?name") is SEC("name") with autoload off
+            optional = fn.section.startswith("?")
+            name = fn.section[1:] if optional else fn.section
+            programs[fn.name] = model.ProgramSpec(fn.name, name, sections.lookup(name), fn,
+                                                  autoload=not optional)
         return model.ObjectSpec(
             name=self.name, path=self.path, license=license_, kern_version=kern_version,
             programs=programs, functions=functions, maps=maps, variables=variables,

@@ -214,3 +214,15 @@ def test_values_arrays_imply_a_four_byte_value(bpf_object):
     assert (outer.type, outer.value_size, outer.inner.type) == (MapType.ARRAY_OF_MAPS, 4,
                                                                 MapType.ARRAY)
     assert (outer.inner.key_size, outer.inner.value_size) == (4, 8)
+
+
+def test_question_mark_sections_are_not_autoloaded(bpf_object):
+    """SEC("?name") is SEC("name") with autoload off (libbpf): the name without '?'
+    decides the kind and the attach target."""
+    obj = elf_reader.read(bpf_object("optional"))
+    progs = obj.programs
+    assert [(n, p.section, p.autoload) for n, p in sorted(progs.items())] == [
+        ("always", "syscall", True), ("on_request", "syscall", False),
+        ("on_request_tp", "raw_tp/sys_enter", False)]
+    assert progs["on_request_tp"].attach_target == "sys_enter"
+    assert progs["on_request_tp"].prog_type == ProgType.RAW_TRACEPOINT

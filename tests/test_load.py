@@ -185,3 +185,10 @@ def test_unknown_program_names_are_loader_errors(bpf_object):
     obj.close()
     with pytest.raises(BPFLoadError, match="has no program 'nope'"):
         bpfload.load(bpf_object("relocs"), programs=["run_relocs", "nope"])
+
+
+def test_optional_programs_load_when_asked(bpf_object):
+    with bpfload.load(bpf_object("optional")) as obj:
+        assert set(obj.programs) == {"always"}
+    with bpfload.load(bpf_object("optional"), programs=["always", "on_request"]) as obj:
+        assert obj.program("on_request").test_run(b"\0" * 8).retval == 2

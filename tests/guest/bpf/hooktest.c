@@ -14,6 +14,10 @@
  *   hooktest age OBJ CGROUP_ID [CAN_SWAP [FORCE_SCAN]]
  *       load OBJ, run its syscall program "age" once with BPF_PROG_TEST_RUN and
  *       print "ret N", N being what bpf_lru_gen_age_cgroup() returned.
+ *   hooktest age-loop OBJ CGROUP_ID [CAN_SWAP [FORCE_SCAN]]
+ *       the same, but load OBJ once and run "age" for every line read from stdin,
+ *       like a monitor that ages every interval (loading a program between agings
+ *       would flush TLBs as a side effect of JIT memory permission changes).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -108,7 +112,7 @@ static int do_dump(const char *dir)
 }
 
 static int do_age(const char *path, const char *cgroup, const char *can_swap,
-		  const char *force_scan)
+		  const char *force_scan, int loop)
 {
 	struct bpf_object *obj = bpf_object__open_file(path, NULL);
 	struct age_args args = {
@@ -128,10 +132,18 @@ static int do_age(const char *path, const char *cgroup, const char *can_swap,
 	prog = bpf_object__find_program_by_name(obj, "age");
 	if (!prog)
 		return fail("no program 'age'", ENOENT);
-	err = bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
-	if (err)
-		return fail("test run", errno);
-	printf("ret %d\n", args.ret);
+	do {
+		char line[64];
+
+		if (loop && !fgets(line, sizeof(line), stdin))
+			break;
+		args.ret = 0;
+		err = bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
+		if (err)
+			return fail("test run", errno);
+		printf("ret %d\n", args.ret);
+		fflush(stdout);
+	} while (loop);
 	return 0;
 }
 
@@ -141,10 +153,10 @@ int main(int argc, char **argv)
 		return do_attach(argv[2], argv[3], argc > 4 ? argv[4] : NULL);
 	if (argc == 3 && !strcmp(argv[1], "dump"))
 		return do_dump(argv[2]);
-	if (argc >= 4 && !strcmp(argv[1], "age"))
+	if (argc >= 4 && (!strcmp(argv[1], "age") || !strcmp(argv[1], "age-loop")))
 		return do_age(argv[2], argv[3], argc > 4 ? argv[4] : NULL,
-			      argc > 5 ? argv[5] : NULL);
+			      argc > 5 ? argv[5] : NULL, !strcmp(argv[1], "age-loop"));
 	fprintf(stderr, "usage: hooktest attach OBJ PINDIR [TGID] | dump PINDIR | "
-		"age OBJ CGROUP_ID [CAN_SWAP [FORCE_SCAN]]\n");
+		"age|age-loop OBJ CGROUP_ID [CAN_SWAP [FORCE_SCAN]]\n");
 	return 2;
 }

@@ -1379,6 +1379,14 @@ class LiveScreen:
 
     # -- terminal state ----------------------------------------------------------------
     def __enter__(self):
+        try:
+            self._setup()
+        except BaseException:  # a dead terminal, Ctrl-C: undo what was done
+            self.__exit__()
+            raise
+        return self
+
+    def _setup(self):
         import termios
         import tty
 
@@ -1396,7 +1404,6 @@ class LiveScreen:
                              (signal.SIGCONT, self._on_cont)):
             self.old_handlers[sig] = signal.signal(sig, handler)
         self._enter()
-        return self
 
     def _enter(self):
         self.out.write(ENTER_SCREEN)

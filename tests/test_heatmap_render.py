@@ -278,3 +278,23 @@ def test_live_keys_hint_and_paused_status():
     lines = frame.split("\n")
     assert lines[-1] == heatmap.KEYS_HINT
     assert "paused" in lines[0] + lines[1]
+
+
+def test_live_screen_that_cannot_start_undoes_its_setup():
+    """A terminal that fails as the live view starts (EIO) must not leave our signal
+    handlers installed or the wake-up pipe open."""
+    import os
+    import signal
+
+    class DeadTerminal(io.StringIO):
+        def write(self, s):
+            raise OSError(5, "Input/output error")
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGWINCH, signal.SIGTSTP,
+                                               signal.SIGCONT)}
+    fds = set(os.listdir("/proc/self/fd"))
+    screen = heatmap.LiveScreen(DeadTerminal(), None, "heat", None, lambda: 0.0)
+    with pytest.raises(OSError), screen:
+        pass
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert set(os.listdir("/proc/self/fd")) == fds

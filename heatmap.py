@@ -299,16 +299,20 @@ class KernelCounts:
 
 
 def _node_list(state: str) -> list[int]:
-    """Node ids in a /sys/devices/system/node state list (e.g. has_memory: '0-1')."""
+    """Node ids in a /sys/devices/system/node state list (e.g. has_memory)."""
     try:
-        text = _read(f"/sys/devices/system/node/{state}").strip()
-    except OSError:
+        return parse_id_list(_read(f"/sys/devices/system/node/{state}"))
+    except (OSError, ValueError):
         return [0]
-    nodes = []
-    for part in filter(None, text.split(",")):
+
+
+def parse_id_list(text: str) -> list[int]:
+    """The kernel's list format for CPUs and nodes: '0-3,8,10-11'."""
+    ids = []
+    for part in filter(None, text.strip().split(",")):
         lo, _, hi = part.partition("-")
-        nodes.extend(range(int(lo), int(hi or lo) + 1))
-    return nodes
+        ids.extend(range(int(lo), int(hi or lo) + 1))
+    return ids
 
 
 def lru_gen_generations(text: str) -> dict[str, tuple[int, dict[int, int]]]:
@@ -339,9 +343,12 @@ def age_by_debugfs(cgroup_path: str) -> None:
         raise HeatmapError(f"not permitted to read {LRU_GEN_DEBUGFS}: run as root") from None
     except OSError as e:
         raise HeatmapError(f"cannot read {LRU_GEN_DEBUGFS}: {e.strerror}") from None
-    entry = gens.get(cgroup_path) or gens.get("/") or next(iter(gens.values()), None)
+    entry = gens.get(cgroup_path)
+    if entry is None and len(gens) == 1:  # no memcg hierarchy (CONFIG_MEMCG off): the one
+        entry = next(iter(gens.values()))
     if entry is None:
-        raise HeatmapError(f"{LRU_GEN_DEBUGFS} lists no memcg")
+        raise HeatmapError(f"the target's memory cgroup {cgroup_path} is not listed in "
+                           f"{LRU_GEN_DEBUGFS}, so the fallback aging cannot reach it")
     memcg_id, nodes = entry
     cmds = "".join(f"+ {memcg_id} {nid} {seq} 1 1\n" for nid, seq in sorted(nodes.items()))
     try:

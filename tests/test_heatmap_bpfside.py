@@ -1,0 +1,78 @@
+"""The parts of heatmap.py's BPF side that need no kernel: what it reads from
+/sys/kernel/debug/lru_gen and /proc, and the '+' commands of the fallback aging."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import heatmap
+
+LRU_GEN = """\
+memcg     1 /
+ node     0
+          3      10340         25         933
+          4       1200          0          12
+ node     1
+          5      10340       5232        3016
+          6        700          4           1
+memcg     7 /system.slice/app.service
+ node     0
+          2      10000          0           1
+          3         20          0           2
+ node     1
+          2      10000          0           3
+"""
+
+
+def test_generations_are_parsed_per_memcg_and_node():
+    gens = heatmap.lru_gen_generations(LRU_GEN)
+    assert gens == {"/": (1, {0: 4, 1: 6}),
+                    "/system.slice/app.service": (7, {0: 3, 1: 2})}
+
+
+@pytest.fixture
+def debugfs(tmp_path, monkeypatch):
+    path = tmp_path / "lru_gen"
+    monkeypatch.setattr(heatmap, "LRU_GEN_DEBUGFS", str(path))
+    return path
+
+
+def test_fallback_ages_every_node_of_the_targets_memcg(debugfs):
+    debugfs.write_text(LRU_GEN)
+    heatmap.age_by_debugfs("/system.slice/app.service")
+    # max_gen_nr must be the current max seq; can_swap=1 (anon) and force_scan=1
+    assert debugfs.read_text() == "+ 7 0 3 1 1\n+ 7 1 2 1 1\n"
+
+
+def test_fallback_without_memcgs_uses_the_only_one(debugfs):
+    debugfs.write_text("memcg     0\n node     0\n          9  1  1  1\n")
+    heatmap.age_by_debugfs("/user.slice")
+    assert debugfs.read_text() == "+ 0 0 9 1 1\n"
+
+
+def test_fallback_refuses_a_memcg_it_cannot_find(debugfs):
+    debugfs.write_text(LRU_GEN)
+    with pytest.raises(heatmap.HeatmapError, match="/other is not listed"):
+        heatmap.age_by_debugfs("/other")
+
+
+def test_fallback_needs_debugfs(debugfs):
+    with pytest.raises(heatmap.HeatmapError, match="cannot read"):
+        heatmap.age_by_debugfs("/")
+
+
+def test_memory_cgroup_of_this_process():
+    path, cgid = heatmap.memory_cgroup(os.getpid())
+    assert path.startswith("/")
+    assert cgid == 0 or cgid > 1
+    assert heatmap.memory_cgroup(999_999_999) == ("/", 0)  # gone: the root memcg
+
+
+def test_id_lists():
+    assert heatmap.parse_id_list("0-1\n") == [0, 1]
+    assert heatmap.parse_id_list("0,2-4,7") == [0, 2, 3, 4, 7]
+    assert heatmap.parse_id_list("") == []
+    assert heatmap._node_list("has_memory")  # this machine's own list
+    assert heatmap._node_list("no_such_state") == [0]

@@ -167,9 +167,11 @@ class _GuestSession:
                             console_path=scratch / "console.log")
         except guest.GuestUnavailable as e:
             self.unavailable = str(e)
+            shutil.rmtree(scratch, ignore_errors=True)
             return
         except guest.GuestError as e:
             self.error = f"{e}\n--- guest output (tail) ---\n{_tail(e.output)}"
+            _say(f"guest scratch kept for inspection: {scratch}")
             return
         self.output = res.output
         (scratch / "guest-output.txt").write_text(res.output)
@@ -181,6 +183,10 @@ class _GuestSession:
                           f"--- guest output (tail) ---\n{_tail(res.output)}")
             return
         self._parse(xml_path)
+        if any(outcome == "failed" for outcome, _ in self.results.values()):
+            _say(f"guest scratch kept for inspection: {scratch}")
+        else:  # nothing to look at: do not leave a directory per run in /tmp
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _parse(self, xml_path: Path) -> None:
         root = ET.parse(xml_path).getroot()

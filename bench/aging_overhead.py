@@ -8,7 +8,7 @@ Run on the host, it boots the guest (kernel/run-guest) and runs itself inside. E
 round makes the worker touch all of its memory, then ages once per mode, interleaved:
   bare     no BPF program attached
   hooks    the young-page hooks attached (every mm walked, as in 'bare')
-  heatmap  hooks plus the skip_mm filter: what `heatmap.py` runs
+  heatmap  hooks plus the skip_mm filter and the TLB flush: what `heatmap.py` runs
 Aging is triggered the same way in every mode (a write to /sys/kernel/debug/lru_gen)
 and timed around that write. Both 4 KiB pages (MADV_NOHUGEPAGE: the PTE walk, the
 worst case for the hooks) and transparent huge pages (the PMD walk) are measured.
@@ -102,7 +102,8 @@ def _in_guest(rounds: int) -> None:
                 links = []
                 if mode != "bare":
                     progs = ["young_pte", "young_pmd", "young_look_around"]
-                    links = obj.attach(progs + (["skip_mm"] if mode == "heatmap" else []))
+                    links = obj.attach(progs + (["skip_mm", "flush_tlb"]
+                                                if mode == "heatmap" else []))
                 touch()
                 times[mode].append(_age())
                 for link in links:

@@ -45,7 +45,8 @@ class Variable:
 
     @property
     def readonly(self) -> bool:
-        return self.section.startswith(".rodata")
+        """Frozen once the object is loaded (.rodata and .rodata.*)."""
+        return self._obj.spec.data_map(self.section).readonly
 
     def _typed(self) -> bool:
         return self._obj.spec.btf is not None and self.spec.btf_type != 0
@@ -100,7 +101,6 @@ class BPFObject:
             m.section: bytearray(m.data or b"") for m in self.spec.maps.values() if m.is_data}
         self._autoload = {n: p.autoload for n, p in self.spec.programs.items()}
         self._map_sizes: dict[str, int] = {}
-        self._core_results: dict[str, list] = {}
         self._core_cache = None  # btf.core.CoreCache, made by the first _core()
 
     # --- configuration before load ----------------------------------------------------

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 
@@ -14,7 +13,9 @@ USAGE_ERROR = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = _quick_parse(argv) or _parser().parse_args(argv)
     from .errors import BPFLoadError, VerifierError
 
     try:
@@ -37,7 +38,59 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Args:
+    """What argparse's Namespace would hold for the same command line."""
+
+    def __init__(self, command: str, obj: str):
+        self.command = command
+        self.object = obj
+        self.func = _show if command == "show" else _load
+        self.log = False
+        if command == "load":
+            self.attach = False
+            self.set: list[str] = []
+            self.program: list[str] | None = None
+            self.btf: str | None = None
+
+
+_LOAD_FLAGS = {"--attach": "attach", "--log": "log"}
+_LOAD_VALUES = ("--set", "--program", "--btf")
+
+
+def _quick_parse(argv: list[str]) -> _Args | None:
+    """Parse the common, well-formed command lines without importing argparse.
+
+    argparse and what it pulls in (re, gettext, locale, shutil) cost about a fifth
+    of a warm `load`. Anything unusual (help, abbreviations, `--opt=value`, errors)
+    returns None and goes to argparse, which owns usage and error messages.
+    """
+    if len(argv) < 2 or argv[0] not in ("show", "load") or argv[1].startswith("-"):
+        return None
+    args = _Args(argv[0], argv[1])
+    if args.command == "show":
+        return args if len(argv) == 2 else None
+    rest = iter(argv[2:])
+    for a in rest:
+        if a in _LOAD_FLAGS:
+            setattr(args, _LOAD_FLAGS[a], True)
+        elif a in _LOAD_VALUES:
+            value = next(rest, None)
+            if value is None or value.startswith("-"):
+                return None
+            if a == "--btf":
+                args.btf = value
+            elif a == "--set":
+                args.set.append(value)
+            else:
+                args.program = (args.program or []) + [value]
+        else:
+            return None
+    return args
+
+
+def _parser():
+    import argparse
+
     p = argparse.ArgumentParser(prog="python -m bpfload",
                                 description="Load clang-built BPF objects with pure Python.")
     sub = p.add_subparsers(dest="command", required=True)

@@ -1,0 +1,56 @@
+"""python -m bpfload's argument parsing: the argparse-free fast path must agree with
+argparse on every command line it accepts, and leave everything else to argparse."""
+
+from __future__ import annotations
+
+import pytest
+
+from bpfload import __main__ as cli
+
+ACCEPTED = [
+    ["show", "x.bpf.o"],
+    ["load", "x.bpf.o"],
+    ["load", "x.bpf.o", "--attach"],
+    ["load", "x.bpf.o", "--log", "--attach"],
+    ["load", "x.bpf.o", "--set", "a=1", "--set", "b=-2", "--program", "p"],
+    ["load", "x.bpf.o", "--program", "p", "--program", "q", "--btf", "/tmp/vmlinux"],
+    ["load", "x.bpf.o", "--btf", "a", "--btf", "b"],
+]
+
+DEFERRED = [
+    [],
+    ["show"],
+    ["--help"],
+    ["load", "--attach", "x.bpf.o"],
+    ["load", "x.bpf.o", "-h"],
+    ["load", "x.bpf.o", "--set"],
+    ["load", "x.bpf.o", "--set", "--attach"],
+    ["load", "x.bpf.o", "--set=a=1"],
+    ["load", "x.bpf.o", "--att"],
+    ["load", "x.bpf.o", "y.bpf.o"],
+    ["show", "x.bpf.o", "--attach"],
+    ["unload", "x.bpf.o"],
+]
+
+
+def _public(ns) -> dict:
+    return {k: v for k, v in vars(ns).items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("argv", ACCEPTED, ids=" ".join)
+def test_fast_path_agrees_with_argparse(argv):
+    fast = cli._quick_parse(argv)
+    assert fast is not None
+    assert _public(fast) == _public(cli._parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", DEFERRED, ids=lambda a: " ".join(a) or "(empty)")
+def test_unusual_command_lines_go_to_argparse(argv):
+    assert cli._quick_parse(argv) is None
+
+
+def test_usage_errors_still_come_from_argparse(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["load", "x.bpf.o", "--set"])
+    assert e.value.code == cli.USAGE_ERROR
+    assert "expected one argument" in capsys.readouterr().err

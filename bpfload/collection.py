@@ -13,7 +13,6 @@ from __future__ import annotations
 import builtins
 import errno
 import os
-from typing import TYPE_CHECKING
 
 from . import elf_reader, linker, model, sections
 from .btf import fixup
@@ -27,6 +26,7 @@ from .programs import LoadOptions, Program, sleepable_flag
 from .sys.constants import AttachType, MapFlags, MapType, ProgType
 from .sys.syscall import FD
 
+TYPE_CHECKING = False  # (importing typing costs more than a warm load's own work)
 if TYPE_CHECKING:
     from collections.abc import Iterable
 

@@ -8,8 +8,6 @@ are applied, and func_info/line_info follow their functions to the new positions
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import asm, model
 from .errors import RelocationError
 from .record import REQUIRED, Record
@@ -55,6 +53,7 @@ class Linked(Record):
     )
 
 
+TYPE_CHECKING = False  # (importing typing costs more than a warm load's own work)
 if TYPE_CHECKING:
     from typing import Callable
 

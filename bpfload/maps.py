@@ -13,13 +13,13 @@ import errno
 import mmap
 import os
 import struct
-from typing import TYPE_CHECKING
 
 from .errors import SyscallError
 from .sys import attrs
 from .sys.constants import BPF_ANY, PERCPU_MAP_TYPES, Cmd, MapFlags, MapType, kernel_name
 from .sys.syscall import FD, address, bpf, bpf_fd, obj_info
 
+TYPE_CHECKING = False  # (importing typing costs more than a warm load's own work)
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any

@@ -8,8 +8,6 @@ type id of the object, so func_info and CO-RE records stay valid.
 
 from __future__ import annotations
 
-import copy
-
 from ..errors import BTFError
 from . import format as F
 from . import types as T
@@ -46,7 +44,7 @@ def program_types(obj, features: Features | None = None,
     dummy VAR for kfunc externs) is appended at the end.
     """
     btf = obj.btf
-    types = [copy.deepcopy(btf[i]) for i in btf.ids()]
+    types = [btf.fresh(i) for i in btf.ids()]
     first = btf.first_id
     notes: list[str] = []
 

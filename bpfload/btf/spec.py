@@ -187,6 +187,14 @@ class Spec:
             self._cache[type_id] = t
         return t
 
+    def fresh(self, type_id: int) -> T.Type:
+        """A newly decoded copy of one of this blob's own types, safe to modify (what
+        indexing returns is shared through the cache)."""
+        idx = type_id - self.first_id
+        if not 0 <= idx < len(self._offsets):
+            raise BTFError(f"BTF type id {type_id} is not one of this blob's types")
+        return self._decode(self._offsets[idx])
+
     def kind_of(self, type_id: int) -> int:
         """The BTF kind of a type without decoding it."""
         if type_id == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 
 import pytest
 
@@ -193,3 +194,35 @@ def test_privileges_read_from_capeff():
 
     caps = Path("/proc/self/status").read_text().split("CapEff:")[1].split()[0]
     assert errors.has_all_bpf_privileges() == bool(int(caps, 16) >> 21 & 1)
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_signals_are_held_while_a_new_fd_is_not_yet_owned():
+    """A signal arriving between the system call and the FD owning its result runs its
+    handler only afterwards, so the descriptor is owned (and closed) when it raises."""
+    from bpfload.sys import syscall
+
+    def handler(signum, frame):
+        raise _Boom
+
+    made = []
+
+    def make_fd():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert signal.SIGUSR1 in signal.sigpending()  # held, not delivered
+        made.append(os.open(os.devnull, os.O_RDONLY))
+        return made[-1]
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    old_handler = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with pytest.raises(_Boom):
+            syscall._owned(make_fd)
+    finally:
+        signal.signal(signal.SIGUSR1, old_handler)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+    with pytest.raises(OSError):
+        os.fstat(made[0])  # the FD closed as the exception unwound

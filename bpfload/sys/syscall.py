@@ -119,15 +119,38 @@ _HELD = frozenset(signal.valid_signals()) - {
     signal.SIGILL, signal.SIGTRAP, signal.SIGSYS, signal.SIGABRT}
 
 
+class _SigSet(ctypes.Structure):
+    """glibc's sigset_t (1024 bits), for pthread_sigmask(3) called directly: the
+    signal module's wrapper turns every returned mask into a set of enum members,
+    which made holding signals cost more than the bpf() call it protects."""
+
+    _fields_ = [("bits", ctypes.c_ulong * (1024 // (8 * ctypes.sizeof(ctypes.c_ulong))))]
+
+    @classmethod
+    def of(cls, signals) -> _SigSet:
+        s = cls()
+        width = 8 * ctypes.sizeof(ctypes.c_ulong)
+        for sig in signals:
+            s.bits[(sig - 1) // width] |= 1 << ((sig - 1) % width)
+        return s
+
+
+_HELD_SET = _SigSet.of(_HELD)
+_sigmask = _libc.pthread_sigmask
+_sigmask.argtypes = [ctypes.c_int, ctypes.POINTER(_SigSet), ctypes.POINTER(_SigSet)]
+
+
 def _owned(make_fd, *args) -> FD:
     """FD(make_fd(*args)) with no Python signal handler running in between (a signal
     that arrives meanwhile is delivered afterwards; the FD then closes as it unwinds).
     The verifier is not interrupted by Ctrl-C while signals are held: it finishes."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    old = _SigSet()
+    if _sigmask(signal.SIG_BLOCK, _HELD_SET, old):
+        raise OSError("pthread_sigmask failed")  # pragma: no cover - EINVAL only
     try:
         return FD(make_fd(*args))
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _sigmask(signal.SIG_SETMASK, old, None)
 
 
 def obj_info(fd: int, info: ctypes.Structure) -> ctypes.Structure:

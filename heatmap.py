@@ -78,6 +78,14 @@ on a terminal (--speed FACTOR, 0 = at once), at once otherwise.  Replaying with
 
 from __future__ import annotations
 
+import signal
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    # Until main() is ready to clean up, Ctrl-C simply ends the process (nothing
+    # exists yet that needs releasing) instead of printing a traceback from whatever
+    # import or parse step it interrupts.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 import argparse
 import array
 import bisect
@@ -88,7 +96,6 @@ import itertools
 import json
 import math
 import os
-import signal
 import stat
 import struct
 import sys
@@ -2404,9 +2411,12 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
         raise _Stop("terminated" if signum == signal.SIGTERM else "hangup")
 
     old_handlers = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    handlers = {signal.SIGTERM: on_signal, signal.SIGHUP: on_signal}
+    if signal.getsignal(signal.SIGINT) is signal.SIG_DFL:  # as set at start-up
+        handlers[signal.SIGINT] = signal.default_int_handler
+    for sig, handler in handlers.items():
         try:
-            old_handlers[sig] = signal.signal(sig, on_signal)
+            old_handlers[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread
             pass
 

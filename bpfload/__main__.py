@@ -9,6 +9,11 @@ from __future__ import annotations
 import signal
 import sys
 
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    # Until main() can release what it creates, Ctrl-C just ends the process (there
+    # is nothing to release yet) rather than printing a traceback from an import.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 USAGE_ERROR = 2
 
 
@@ -19,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import BPFLoadError, VerifierError
 
     try:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_DFL:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return args.func(args)
     except VerifierError as e:
         print(f"bpfload: error: {e}", file=sys.stderr)

@@ -274,6 +274,35 @@ def test_closed_stdout_no_traceback(tmp_path):
     assert err.count("\n") == 1
 
 
+_INTERRUPT_AT_IMPORT = """
+import os, runpy, signal, sys
+
+module = sys.argv[1]
+
+class InterruptAt:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, InterruptAt())
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module", ["argparse", "json"])
+def test_ctrl_c_during_start_up_no_traceback(tmp_path, module):
+    """Ctrl-C while heatmap.py is still importing (before anything needs releasing)
+    ends it like the default SIGINT action: no traceback."""
+    rec = tmp_path / "rec.jsonl"
+    write_recording(rec, 3)
+    res = subprocess.run([sys.executable, "-c", _INTERRUPT_AT_IMPORT, module, str(HEATMAP),
+                          "--replay", str(rec)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == -signal.SIGINT, res.stderr
+    assert res.stderr == ""
+
+
 def test_pipe_to_head(tmp_path):
     rec = tmp_path / "long.jsonl"
     write_recording(rec, 2000)

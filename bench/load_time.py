@@ -23,7 +23,7 @@ import bpfc  # noqa: E402
 
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 PIN = "/sys/fs/bpf/bench_load_time"
-# objects libbpf 1.1 also accepts (it refuses calls into .text.* sections, which
+# objects libbpf also accepts (it refuses calls into .text.* sections, which
 # relocs.bpf.c has, and the deliberately rejected program of globals.bpf.c)
 OBJECTS = ["attach", "globals"]
 

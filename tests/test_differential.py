@@ -1,11 +1,13 @@
-"""Differential check against libbpf: bpfload and `bpftool prog loadall` (bpftool 7.1,
-libbpf 1.1) load the same objects into the running kernel; the translated
+"""Differential check against libbpf: bpfload and `bpftool prog loadall` (bpftool 7.5 and
+libbpf 1.5, built from Linux 6.12's tools/ by tests/reference_libbpf.py: the libbpf
+bpfload follows) load the same objects into the running kernel; the translated
 instructions of every program (BPF_OBJ_GET_INFO_BY_FD xlated, map ids normalised to
 map names) and every map's definition must be identical.
 
 Objects: the lead's globals/relocs/attach objects, the CO-RE + kfunc + global
 subprogram object core_kernel (relocated against the running kernel's BTF) and
-core_lines (func_info/line_info of a global subprogram), map_kinds (a program array
+core_lines (func_info/line_info of a global subprogram), core_weak (a __weak kfunc
+the kernel has with another prototype, and one it lacks), map_kinds (a program array
 and a map-in-map declared with __array(values, ...)). Not
 legacy_maps (libbpf 1.x refuses the legacy maps section), not sections (it targets
 hooks the host lacks), not the core_* objects that are built to fail or need another
@@ -20,6 +22,7 @@ import shutil
 import subprocess
 
 import pytest
+import reference_libbpf
 
 from bpfload import asm
 from bpfload.collection import load
@@ -34,21 +37,20 @@ from bpfload.sys.constants import (
 from bpfload.sys.syscall import FD, address, bpf_fd, fd_by_id, obj_info
 
 #: Programs the objects contain on purpose to be refused by the verifier. bpftool
-#: cannot leave a program out, so such objects go through libbpf 1.1 itself (the
-#: library bpftool 7.1 is built on, Debian's libbpf1) with autoload switched off.
-REJECTED = {"globals": {"write_rodata"}, "core_lines": {"bad_lines"}}
+#: cannot leave a program out, so such objects go through the reference libbpf itself
+#: with autoload switched off.
+REJECTED = {"globals": {"write_rodata"}, "core_lines": {"bad_lines"},
+            "core_weak": {"unguarded_call", "unguarded_field"}}
 
-#: Objects libbpf 1.1 cannot load at all, and why.
-UNSUPPORTED = {
-    "relocs": "libbpf 1.1 refuses calls into code sections other than .text "
-              "('bad call relo against extra_global in section .text.extra'); bpfload "
-              "supports them, as libbpf does since 1.2",
-    "core_weak": "libbpf 1.1 fails the load on a __weak kfunc whose prototype differs from "
-                 "the kernel's; bpfload follows libbpf 1.5 (Linux 6.12's tools/lib/bpf), "
-                 "which resolves it as missing; tests/test_core.py checks the results",
+#: Objects bpfload loads and libbpf refuses on purpose, with libbpf's words for it:
+#: the test checks that both still behave so.
+DIVERGENT = {
+    # libbpf only links calls into .text; bpfload also links subprograms that clang
+    # put in other code sections (__attribute__((section(".text.extra"))))
+    "relocs": "bad call relo against 'extra_global' in section '.text.extra'",
 }
 
-OBJECTS = ["attach", "core_kernel", "core_lines", "core_weak", "globals", "map_kinds", "relocs"]
+OBJECTS = ["attach", "core_kernel", "core_lines", "core_weak", "globals", "map_kinds"]
 
 _RDONLY_PROG = int(MapFlags.RDONLY_PROG)
 
@@ -118,10 +120,10 @@ def normalised(fd: int) -> dict:
 # --- the oracles ----------------------------------------------------------------------------
 
 
-def bpftool_loadall(obj_path: str, pin_dir: str) -> tuple[dict, dict]:
+def bpftool_loadall(bpftool: str, obj_path: str, pin_dir: str) -> tuple[dict, dict]:
     """Programs and maps of `bpftool prog loadall OBJ DIR pinmaps DIR/maps`."""
     maps_dir = os.path.join(pin_dir, "maps")
-    r = subprocess.run(["bpftool", "prog", "loadall", obj_path, pin_dir, "pinmaps",
+    r = subprocess.run([bpftool, "prog", "loadall", obj_path, pin_dir, "pinmaps",
                         maps_dir], capture_output=True, text=True)
     assert r.returncode == 0, f"bpftool prog loadall {obj_path} failed:\n{r.stderr}"
     progs, maps = {}, {}
@@ -138,9 +140,9 @@ def bpftool_loadall(obj_path: str, pin_dir: str) -> tuple[dict, dict]:
     return progs, maps
 
 
-def libbpf_load(obj_path: str, skip: set[str]) -> tuple[dict, dict]:
-    """The same through libbpf 1.1 directly, with the `skip` programs not loaded."""
-    lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+def libbpf_load(libbpf: str, obj_path: str, skip: set[str]) -> tuple[dict, dict]:
+    """The same through libbpf directly, with the `skip` programs not loaded."""
+    lib = ctypes.CDLL(libbpf, use_errno=True)
     lib.bpf_object__open_file.restype = ctypes.c_void_p
     lib.bpf_object__open_file.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
     lib.bpf_object__next_program.restype = ctypes.c_void_p
@@ -198,27 +200,31 @@ def _program_names(obj_path: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def bpftool():
-    if shutil.which("bpftool") is None:
-        pytest.skip("bpftool is not installed (apt install bpftool)")
-    return shutil.which("bpftool")
+def reference() -> tuple[str, str]:
+    """(bpftool, libbpf.so) of the reference build; in CI not having it is a failure."""
+    try:
+        return tuple(map(str, reference_libbpf.build()))
+    except reference_libbpf.Unavailable as e:
+        msg = f"no reference libbpf: {e}"
+        if os.environ.get("HEATMAP_REQUIRE_REFERENCE") == "1":
+            pytest.fail(msg + " (HEATMAP_REQUIRE_REFERENCE=1)", pytrace=False)
+        pytest.skip(msg)
 
 
 @pytest.mark.parametrize("name", OBJECTS)
-def test_same_as_libbpf(root, no_leaks, bpffs, bpftool, bpf_object, name):
-    if name in UNSUPPORTED:
-        pytest.skip(UNSUPPORTED[name])
+def test_same_as_libbpf(root, no_leaks, bpffs, reference, bpf_object, name):
+    bpftool, libbpf = reference
     path = str(bpf_object(name))
     skip = REJECTED.get(name, set())
     ours_progs, ours_maps = bpfload_load(path, skip)
     if skip:
-        theirs_progs, theirs_maps = libbpf_load(path, skip)
+        theirs_progs, theirs_maps = libbpf_load(libbpf, path, skip)
     else:
         pin_dir = os.path.join(bpffs, f"bpfload-differential-{os.getpid()}-{name}")
         shutil.rmtree(pin_dir, ignore_errors=True)
         os.mkdir(pin_dir)
         try:
-            theirs_progs, theirs_maps = bpftool_loadall(path, pin_dir)
+            theirs_progs, theirs_maps = bpftool_loadall(bpftool, path, pin_dir)
         finally:
             shutil.rmtree(pin_dir, ignore_errors=True)  # unpinning frees them
     assert sorted(ours_progs) == sorted(theirs_progs) and ours_progs
@@ -231,3 +237,19 @@ def test_same_as_libbpf(root, no_leaks, bpffs, bpftool, bpf_object, name):
             assert a == b, f"{name}:{prog} instruction {i}: bpfload {a} libbpf {b}"
         assert ours == theirs, f"{name}:{prog}"
     assert ours_maps == theirs_maps
+
+
+@pytest.mark.parametrize("name", sorted(DIVERGENT))
+def test_loads_what_libbpf_refuses(root, no_leaks, bpffs, reference, bpf_object, name):
+    bpftool, _ = reference
+    path = str(bpf_object(name))
+    ours_progs, _ = bpfload_load(path, set())
+    assert ours_progs
+    pin_dir = os.path.join(bpffs, f"bpfload-differential-{os.getpid()}-{name}")
+    os.makedirs(pin_dir, exist_ok=True)
+    try:
+        r = subprocess.run([bpftool, "prog", "loadall", path, pin_dir], capture_output=True,
+                           text=True)
+    finally:
+        shutil.rmtree(pin_dir, ignore_errors=True)
+    assert r.returncode != 0 and DIVERGENT[name] in r.stderr, r.stderr

@@ -13,13 +13,14 @@ hash and this file, like the test kernel.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import kernel_scripts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,15 +33,6 @@ class Unavailable(Exception):
     """The reference cannot be built here; the message says why."""
 
 
-def _build_kernel_module():
-    spec = importlib.util.spec_from_file_location("heatmap_build_kernel",
-                                                  REPO / "kernel" / "build_kernel.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _run(cmd: list[str], log: Path, cwd: Path | None = None) -> None:
     with open(log, "ab") as out:
         r = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -51,7 +43,7 @@ def _run(cmd: list[str], log: Path, cwd: Path | None = None) -> None:
 
 def build(source: Path | None = None) -> tuple[Path, Path]:
     """(bpftool, libbpf.so) for `source` (default Debian's linux-source-6.12 tarball)."""
-    bk = _build_kernel_module()
+    bk = kernel_scripts.build_kernel()
     source = source or bk.DEFAULT_SOURCE
     if not source.exists():
         raise Unavailable(f"{source} is not installed (apt-get install linux-source-6.12)")

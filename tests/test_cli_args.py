@@ -3,11 +3,10 @@ argparse on every command line it accepts, and leave everything else to argparse
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from interrupt import run_interrupted
 
 from bpfload import __main__ as cli
 
@@ -62,27 +61,8 @@ def test_usage_errors_still_come_from_argparse(capsys):
     assert "expected one argument" in capsys.readouterr().err
 
 
-_INTERRUPT_AT_IMPORT = """
-import os, runpy, signal, sys
-
-module = sys.argv[1]
-
-class InterruptAt:
-    def find_spec(self, name, path=None, target=None):
-        if name == module:
-            os.kill(os.getpid(), signal.SIGINT)
-        return None
-
-sys.meta_path.insert(0, InterruptAt())
-sys.argv = ["bpfload", *sys.argv[2:]]
-runpy.run_module("bpfload", run_name="__main__", alter_sys=True)
-"""
-
-
 def test_ctrl_c_while_importing_the_loader_is_one_line(tmp_path):
     obj = tmp_path / "x.bpf.o"
     obj.write_bytes(b"\x7fELF")
-    res = subprocess.run([sys.executable, "-c", _INTERRUPT_AT_IMPORT, "bpfload.collection",
-                          "load", str(obj)], capture_output=True, text=True, timeout=60,
-                         cwd=ROOT)
+    res = run_interrupted("bpfload.collection", ["-m", "bpfload", "load", str(obj)], cwd=ROOT)
     assert (res.returncode, res.stderr) == (130, "bpfload: interrupted\n")

@@ -17,6 +17,7 @@ import termios
 import time
 
 import pytest
+from interrupt import run_interrupted
 from test_heatmap_support import (
     HEATMAP,
     ROOT,
@@ -274,31 +275,13 @@ def test_closed_stdout_no_traceback(tmp_path):
     assert err.count("\n") == 1
 
 
-_INTERRUPT_AT_IMPORT = """
-import os, runpy, signal, sys
-
-module = sys.argv[1]
-
-class InterruptAt:
-    def find_spec(self, name, path=None, target=None):
-        if name == module:
-            os.kill(os.getpid(), signal.SIGINT)
-        return None
-
-sys.meta_path.insert(0, InterruptAt())
-sys.argv = sys.argv[2:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 @pytest.mark.parametrize("module", ["argparse", "json"])
 def test_ctrl_c_during_start_up_no_traceback(tmp_path, module):
     """Ctrl-C while heatmap.py is still importing (before anything needs releasing)
     ends it like the default SIGINT action: no traceback."""
     rec = tmp_path / "rec.jsonl"
     write_recording(rec, 3)
-    res = subprocess.run([sys.executable, "-c", _INTERRUPT_AT_IMPORT, module, str(HEATMAP),
-                          "--replay", str(rec)], capture_output=True, text=True, timeout=60)
+    res = run_interrupted(module, [str(HEATMAP), "--replay", str(rec)])
     assert res.returncode == -signal.SIGINT, res.stderr
     assert res.stderr == ""
 

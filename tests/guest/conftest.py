@@ -18,7 +18,6 @@ Environment knobs: HEATMAP_GUEST_TIMEOUT (seconds, default 1800), HEATMAP_GUEST_
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import kernel_scripts
 import pytest
 
 IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
@@ -105,14 +105,6 @@ def build_bpf_objects(dest: Path = BPF_BUILD) -> tuple[dict[str, Path], str]:
 # --------------------------------------------------------------------------- host side
 
 
-def _load_guest_module():
-    spec = importlib.util.spec_from_file_location("heatmap_guest", REPO / "kernel" / "guest.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _junit_address(nodeid: str) -> tuple[str, str]:
     """(classname, name) that pytest's junitxml writes for a node id."""
     path, bracket, params = nodeid.partition("[")
@@ -139,7 +131,7 @@ class _GuestSession:
             return
         self.ran = True
         try:
-            guest = _load_guest_module()
+            guest = kernel_scripts.guest()
         except Exception as e:  # a broken kernel/guest.py must not crash collection
             self.unavailable = f"cannot load kernel/guest.py: {e}"
             return

@@ -8,28 +8,19 @@ are applied to copies of the files they touch).
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import kernel_scripts
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PATCHES = sorted((REPO / "kernel" / "patches").glob("*.patch"))
 
 
-def _build_kernel():
-    spec = importlib.util.spec_from_file_location("heatmap_build_kernel",
-                                                  REPO / "kernel" / "build_kernel.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bk = _build_kernel()
+bk = kernel_scripts.build_kernel()
 
 
 @pytest.fixture(scope="session")

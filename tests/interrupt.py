@@ -1,0 +1,34 @@
+"""A deterministic Ctrl-C at a chosen point of a program's start-up: run a command line
+in a child Python that sends itself SIGINT the moment it first imports a module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+_SCRIPT = """
+import os, runpy, signal, sys
+
+module = sys.argv[1]
+
+class InterruptAt:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, InterruptAt())
+if sys.argv[2] == "-m":
+    sys.argv = [sys.argv[3], *sys.argv[4:]]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = sys.argv[2:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_interrupted(module: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run `python ARGV...` (a script path, or "-m", package) with SIGINT raised when
+    it first imports `module`; returns the finished process, output as text."""
+    return subprocess.run([sys.executable, "-c", _SCRIPT, module, *argv], capture_output=True,
+                          text=True, timeout=60, **kwargs)

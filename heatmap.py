@@ -31,7 +31,8 @@ previous aging, split by NUMA node and anon/file.  The picture:
     (a viridis ramp in colour; the legend repeats the numbers).
   * node view (n): the NUMA node holding at least 3/4 of the cell's young pages, else
     "mixed".   anon view (a): anon or file when that kind holds at least 3/4 of the
-    cell's young pages, else "mixed".
+    cell's young pages, else "mixed".  In colour both views also shade each cell by
+    its heat: the brighter the hue, the larger the share of the row found young.
   * keys in the live view: h heat, n node, a anon/file, v next view, p or space pause,
     q quit.
 
@@ -1038,10 +1039,13 @@ KIND_RGB = {NO_DATA: None, KIND_ANON: (213, 94, 0), KIND_FILE: (0, 114, 178),
             MIXED: (204, 121, 167)}
 RESET = "\x1b[0m"
 LEGEND_HEAD = {
-    "heat": "% of the row's pages found young (blank: none):",
-    "node": "NUMA node of >=75% of the young pages (blank: none):",
-    "anon": "kind of >=75% of the young pages (blank: none):",
+    "heat": "% of the row's pages found young",
+    "node": "NUMA node of >=75% of the young pages",
+    "anon": "kind of >=75% of the young pages",
 }
+#: In colour the node and anon views shade each cell by its heat level: from this
+#: share of the full colour for the faintest level up to the full colour at >=80%.
+SHADE_FLOOR = 0.35
 KEYS_HINT = "keys: h heat  n node  a anon/file  p pause  q quit"
 
 
@@ -1084,15 +1088,24 @@ def node_rgb(node: int):
     return NODE_RGB[node % len(NODE_RGB)]
 
 
+def shade(rgb, level: int):
+    """A category colour dimmed to show heat level 1..9 (level 9 is the colour itself)."""
+    if rgb is None:
+        return None
+    f = SHADE_FLOOR + (1 - SHADE_FLOOR) * (level - 1) / (len(HEAT_CHARS) - 2)
+    return tuple(round(c * f) for c in rgb)
+
+
 def cell_class(view: str, young: float, anon: float, node: int, pages: int) -> tuple:
-    """(character, rgb or None) of one cell in a view."""
+    """(character, rgb or None) of one cell in a view. The node and anon views show
+    the category by character and hue, and the heat by the hue's brightness."""
+    level = heat_level(young, pages)
     if view == "heat":
-        level = heat_level(young, pages)
         return HEAT_CHARS[level], HEAT_RGB[level]
     if view == "node":
-        return node_char(node), node_rgb(node)
+        return node_char(node), shade(node_rgb(node), level)
     kind = kind_of(young, anon)
-    return KIND_CHARS[kind], KIND_RGB[kind]
+    return KIND_CHARS[kind], shade(KIND_RGB[kind], level)
 
 
 _XTERM_CACHE: dict = {}
@@ -1234,11 +1247,21 @@ def legend_entries(view: str, nodes: list[int]) -> list[tuple[str, object, str]]
             for k, t in ((KIND_ANON, "anon"), (KIND_FILE, "file"), (MIXED, "mixed"))]
 
 
+SHADE_NOTE = "brighter: hotter"
+
+
+def legend_head(view: str, none: str, shaded: bool = False) -> str:
+    """The legend's heading; `none` names how a cell with no young page looks, and
+    `shaded` says the colours are shaded by heat (node and anon views in colour)."""
+    shading = f"; {SHADE_NOTE}" if shaded and view != "heat" else ""
+    return f"{LEGEND_HEAD[view]} ({none}: none{shading}):"
+
+
 def legend_lines(view: str, nodes: list[int], width: int, style: Style, keys: bool,
                  max_lines: int = 3) -> list[str]:
     """The legend wrapped to width: heading, then one swatch (or character) per colour
     with the numbers it stands for; in the live view a line of keys."""
-    head = LEGEND_HEAD[view]
+    head = legend_head(view, "blank")
     items: list[tuple[int, str]] = [(len(head), head)]
     for ch, rgb, text in legend_entries(view, nodes):
         if style.mode is None:
@@ -1246,6 +1269,8 @@ def legend_lines(view: str, nodes: list[int], width: int, style: Style, keys: bo
             items.append((len(s), s))
         else:
             items.append((3 + len(text), style.bg(rgb) + "  " + RESET + " " + text))
+    if style.mode is not None and view != "heat":
+        items.append((len(SHADE_NOTE) + 2, f"({SHADE_NOTE})"))
     lines = wrap_items(items, width, max_lines)
     if keys:
         lines.append(KEYS_HINT[:width])
@@ -1977,7 +2002,7 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
           'address (start, mapping)</text>\n')
         w("</g>\n<g class=\"legend\">\n")
         ly = ax + 48
-        w(f'<text x="8" y="{ly + 10}">{_xml(LEGEND_HEAD[view] + " (grey: none)")}</text>\n')
+        w(f'<text x="8" y="{ly + 10}">{_xml(legend_head(view, "grey", shaded=True))}</text>\n')
         x = 8
         ly += 16
         for _ch, rgb, text in legend_entries(view, sorted(nodes)):
@@ -2248,8 +2273,8 @@ cells: heat view = share of the row's mapped pages the kernel found young (acces
 during the interval: blank none, '.' <1%, ':' 1-2%, '-' 2-5%, '=' 5-10%,
 '+' 10-20%, '*' 20-40%, '#' 40-60%, '%' 60-80%, '@' >=80%.  node view = NUMA
 node holding >=75% of the young pages (* mixed).  anon view = anon (a), file (f) or
-mixed (*).  Keys (live view): h heat, n node, a anon/file, v next view, p/space
-pause, q quit.
+mixed (*); in colour these two shade the hue by heat (brighter: hotter).  Keys
+(live view): h heat, n node, a anon/file, v next view, p/space pause, q quit.
 
 needs: root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with the MGLRU BPF
 hooks (kernel/patches), MGLRU enabled with its page-table walk

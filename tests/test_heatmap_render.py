@@ -156,10 +156,24 @@ def test_node_colours(tmp_path):
     lines = frames(out)[2].split("\n")
     orange = esc(178)  # Okabe-Ito orange (230,159,0) for node 0
     grey = esc(250)  # mixed (187,187,187)
-    assert lines[2] == LABELS[0] + "|" + PAD + orange + " \x1b[49m  "
-    assert lines[5] == LABELS[3] + "|" + PAD + "  " + grey + " \x1b[0m"
+    # cells are shaded by heat: a 1-2% cell (level 2) at 0.35 + 0.65/8 of its colour,
+    # (99,69,0) -> xterm 58; a 60-80% cell (level 8) at 0.35 + 0.65*7/8: (172,172,172)
+    # -> xterm 145
+    assert lines[2] == LABELS[0] + "|" + PAD + esc(58) + " \x1b[49m  "
+    assert lines[5] == LABELS[3] + "|" + PAD + "  " + esc(145) + " \x1b[0m"
+    # the legend shows the full colours
     assert lines[-1] == (orange + "  \x1b[0m node0  " + esc(74) + "  \x1b[0m node1  " + grey
-                         + "  \x1b[0m mixed")
+                         + "  \x1b[0m mixed  (brighter: hotter)")
+
+
+def test_shading_keeps_the_hue_and_spans_the_heat_levels():
+    orange = heatmap.NODE_RGB[0]
+    assert heatmap.shade(orange, 9) == orange
+    assert heatmap.shade(orange, 1) == (80, 56, 0)  # 35 %
+    assert heatmap.shade(None, 5) is None
+    levels = [heatmap.shade(orange, lv)[0] for lv in range(1, 10)]
+    assert levels == sorted(set(levels))  # strictly brighter with heat
+    assert heatmap.cell_class("anon", 10, 10, 0, 10) == ("a", heatmap.KIND_RGB[1])
 
 
 def test_color_mode_selection():

@@ -1408,6 +1408,7 @@ class LiveScreen:
         self.color = color
         self.clock = clock
         self.paused = False
+        self.status = ""  # shown in the header, e.g. at the end of a replay
         self.pending = ""  # keys read but not handled yet
         self.model = None
         self.fd_in = None
@@ -1520,10 +1521,20 @@ class LiveScreen:
         width, height = self.size()
         model.ensure_history(max(HISTORY_MIN, 2 * width))
         frame = render_frame(model, self.view, width, height, self.color,
-                             status="paused" if self.paused else "", keys=True)
+                             status="paused" if self.paused else self.status, keys=True)
         lines = frame.split("\n")[:height]
         self.out.write("\x1b[H" + "\x1b[K\r\n".join(lines) + "\x1b[K\x1b[J")
         self.out.flush()
+
+    def hold(self, model, why: str) -> None:
+        """Keep the last frame up after the data ends (a replay on a terminal would
+        otherwise vanish the moment it is drawn); keys still switch views. q quits."""
+        if self.fd_in is None:
+            return  # no keyboard to quit with
+        self.status = f"{why}, q quits"
+        self.show(model)
+        while self.wait(math.inf) != "quit":
+            pass
 
     def _key(self, ch: str):
         if ch in "qQ":
@@ -1548,7 +1559,7 @@ class LiveScreen:
             now = self.clock()
             if not self.paused and now >= due:
                 return None
-            timeout = None if self.paused else max(0.0, due - now)
+            timeout = None if self.paused or due == math.inf else max(0.0, due - now)
             fds = [self.wake[0]] + ([self.fd_in] if self.fd_in is not None else [])
             ready, _, _ = select.select(fds, [], [], timeout)
             if self.wake[0] in ready:
@@ -2486,6 +2497,8 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
                     sample = source.take()
                     if sample is None:
                         reason = "end of recording"
+                        if isinstance(ui, LiveScreen):
+                            ui.hold(model, reason)
                         break
                     model.add(sample)
                     for sink in sinks:

@@ -528,3 +528,32 @@ def test_svg_cannot_overwrite_the_recording(tmp_path):
     rc, _, err, _ = run(tmp_path, "4242", "--record", str(new), "--svg",
                         str(tmp_path / "." / "new.jsonl"))
     assert (rc, err) == (2, "heatmap: --svg would overwrite the --record file\n")
+
+
+def test_replay_on_a_terminal_keeps_the_last_frame_until_q(tmp_path):
+    rec = tmp_path / "short.jsonl"
+    write_recording(rec, 3)
+    master, slave = os.openpty()
+    set_winsize(slave, 24, 80)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen([sys.executable, str(HEATMAP), "--replay", str(rec), "--speed", "0"],
+                            stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env)
+    try:
+        out = read_until(master, b"end of recording, q quits")
+        assert b"#3 " in out
+        time.sleep(0.3)
+        assert proc.poll() is None  # still showing it
+        os.write(master, b"n")  # views still switch
+        read_until(master, b"view node")
+        os.write(master, b"q")
+        read_until(master, b"\x1b[?1049l")
+        assert proc.wait(timeout=20) == 0
+        err = proc.stderr.read().decode()
+        assert "3 intervals" in err and "(end of recording)" in err and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)

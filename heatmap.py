@@ -92,6 +92,7 @@ import array
 import bisect
 import collections
 import contextlib
+import errno
 import heapq
 import itertools
 import json
@@ -2359,6 +2360,21 @@ def parse_args(argv, out=None) -> argparse.Namespace:
     return args
 
 
+def _check_writable(path: str) -> None:
+    """Raise HeatmapError if `path` could not be created or overwritten (without
+    touching it)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        err = errno.EISDIR
+    elif not os.path.isdir(parent):
+        err = errno.ENOENT
+    elif not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        err = errno.EACCES
+    else:
+        return
+    raise HeatmapError(f"cannot write {path}: {os.strerror(err)}")
+
+
 def _same_file(a: str, b: str) -> bool:
     if os.path.exists(a) and os.path.exists(b):
         return os.path.samefile(a, b)
@@ -2434,6 +2450,12 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
         return 2
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
+    if args.svg:  # written at the end: find out now, not after the whole run
+        try:
+            _check_writable(args.svg)
+        except HeatmapError as e:
+            _say(stderr, f"heatmap: {e}")
+            return 1
 
     if args.replay is not None:
         tty = _isatty(stdout)
@@ -2544,6 +2566,10 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
                 write_svg(args.svg, args.replay or args.record or spool, args.view,
                           limit=model.intervals)
         except HeatmapError as e:
+            if spool is not None:  # the run exists nowhere else: keep it
+                e = HeatmapError(f"{e}; the run is kept in {spool} (render it with "
+                                 f"--replay {spool} --svg FILE)")
+                spool = None
             _say(stderr, f"heatmap: {e}")
             status = status or 1
         except (KeyboardInterrupt, _Stop):

@@ -335,3 +335,34 @@ def test_unexpected_error_still_removes_the_spool_and_restores_handlers(tmp_path
         live(tmp_path, "--count", "2", "--svg", str(tmp_path / "x.svg"))
     assert not list((tmp_path / "tmp").iterdir())
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_unwritable_svg_is_refused_before_the_run(tmp_path):
+    svg = tmp_path / "no" / "dir" / "x.svg"
+    rc, out, err, factory = live(tmp_path, "--count", "3", "--svg", str(svg))
+    assert (rc, out) == (1, "")
+    assert err == f"heatmap: cannot write {svg}: No such file or directory\n"
+    assert not factory.instances  # nothing was loaded into the kernel
+
+
+def test_svg_failing_at_the_end_keeps_the_run(tmp_path, monkeypatch):
+    """When the image cannot be written after all (a full disk), the run it would have
+    shown is kept, and the message says where and how to render it."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def full_disk(out_path, *args, **kwargs):
+        raise heatmap.HeatmapError(f"cannot write {out_path}: No space left on device")
+
+    monkeypatch.setattr(heatmap, "write_svg", full_disk)
+    svg = tmp_path / "run.svg"
+    rc, _, err, _ = live(tmp_path, "--count", "3", "--svg", str(svg))
+    (spool,) = (tmp_path / "tmp").iterdir()
+    assert rc == 1
+    assert err.splitlines()[0] == (
+        f"heatmap: cannot write {svg}: No space left on device; the run is kept in {spool} "
+        f"(render it with --replay {spool} --svg FILE)")
+    rc, _, err = replay(spool)
+    assert rc == 0 and "3 intervals" in err

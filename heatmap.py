@@ -207,7 +207,6 @@ class KernelCounts:
         self.region_shift = region_shift
         self._obj = None
         self._carry: list[tuple[int, int, int, int]] = []
-        check_mglru()
         import bpfload
         from bpfload.btf.kernel import KernelBTF
 
@@ -223,6 +222,9 @@ class KernelCounts:
             self.flush_tlb = self._kbtf.func(FLUSH_HOOK) is not None
         except bpfload.BTFError as e:
             raise HeatmapError(str(e)) from None
+        # after the hooks: without them (an unpatched kernel) the MGLRU settings
+        # are not the problem to report
+        check_mglru()
         self.cgroup_path, self.cgroup_id = memory_cgroup(pid)
         if not self.use_kfunc and not os.path.exists(LRU_GEN_DEBUGFS):
             raise HeatmapError(f"the kernel has no {AGE_KFUNC} kfunc and {LRU_GEN_DEBUGFS} "

@@ -307,6 +307,28 @@ def test_cli_error_in_subprocess_is_one_line():
     assert (res.returncode, res.stderr) == (1, "heatmap: no such process: 999999999\n")
 
 
+def test_unpatched_running_kernel_names_the_missing_hook():
+    """On this machine's own kernel (no hooks; here no MGLRU either) the message names
+    the hook and where the patched kernel comes from, whatever else is missing."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to get as far as the kernel checks")
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        pytest.skip("the running kernel has no BTF")
+    from bpfload.btf.kernel import KernelBTF
+
+    if KernelBTF().func(heatmap.HOOKS[0]) is not None:
+        pytest.skip("the running kernel has the hooks")
+    with subprocess.Popen(["sleep", "30"]) as target:
+        try:
+            res = subprocess.run([sys.executable, str(HEATMAP), str(target.pid), "--count", "1"],
+                                 capture_output=True, text=True, timeout=60)
+        finally:
+            target.kill()
+    assert res.returncode == 1
+    assert res.stderr.startswith(f"heatmap: the kernel lacks the heatmap hook {heatmap.HOOKS[0]}")
+    assert "kernel/patches" in res.stderr and res.stderr.count("\n") == 1
+
+
 def read_until(fd, needle: bytes, timeout=20.0) -> bytes:
     buf = b""
     end = time.monotonic() + timeout

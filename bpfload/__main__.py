@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if signal.getsignal(signal.SIGINT) is signal.SIG_DFL:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a full disk or closed pipe is reported here, not at exit
+        return status
     except VerifierError as e:
         print(f"bpfload: error: {e}", file=sys.stderr)
         if args.log and e.log:
@@ -43,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 0
+    except OSError as e:  # what is left: writing the output (to a full disk, say)
+        _quiet_stdout()
+        where = e.filename or "the output"
+        print(f"bpfload: error: cannot write {where}: {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 class _Args:
@@ -111,7 +118,9 @@ def _parser():
     load.add_argument("--attach", action="store_true",
                       help="attach the programs and hold them until Ctrl-C")
     load.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
-                      help="set a global variable before load (repeatable)")
+                      help="set a global variable before load (repeatable); VALUE is an "
+                      "integer, a float, a JSON list or object for arrays and structs, "
+                      "else text")
     load.add_argument("--program", action="append", metavar="NAME",
                       help="load only these programs (repeatable; default: all)")
     load.add_argument("--btf", metavar="PATH",
@@ -123,6 +132,15 @@ def _parser():
 
 
 def _parse_value(text: str):
+    """--set's VALUE: an integer (any base), a float, a JSON list or object (arrays and
+    structs), else the text itself (char arrays)."""
+    if text[:1] in ("[", "{"):
+        import json
+
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"'{text}' is not valid JSON ({e})") from None
     for conv in (lambda s: int(s, 0), float):
         try:
             return conv(text)
@@ -135,7 +153,10 @@ def _load(args) -> int:
     from .collection import BPFObject
     from .errors import BPFLoadError
 
+    if args.btf is not None:
+        _check_btf_file(args.btf)
     obj = BPFObject(args.object, btf_path=args.btf)
+    held = None
     try:
         for item in args.set:
             name, sep, value = item.partition("=")
@@ -158,8 +179,14 @@ def _load(args) -> int:
         sys.stdout.flush()
         if args.attach:
             # block the signals first so one arriving early is not lost
-            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             links = obj.attach()
+            if not links:
+                kinds = sorted({p.section.split("/")[0] for p in obj.programs.values()})
+                raise BPFLoadError(f"nothing to attach: no loaded program has an attach point "
+                                   f"of its own (sections: {', '.join(kinds) or 'none'}; "
+                                   f"syscall programs are run, socket/xdp/tc ones attached "
+                                   f"by their user)")
             for link in links:
                 print(f"link  {link.program.name:<16} {link.kind:<14} {link.target}")
             print(f"attached {len(links)} program(s); Ctrl-C detaches and exits", flush=True)
@@ -167,10 +194,26 @@ def _load(args) -> int:
             print("detached", flush=True)
     finally:
         obj.close()
+        if held is not None:  # a signal still pending is delivered now, after close()
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     return 0
 
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _check_btf_file(path: str) -> None:
+    """--btf is read only if an object needs kernel types: check it up front, so that a
+    wrong path is an error every time, not only for some objects."""
+    from .errors import BPFLoadError
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise BPFLoadError(f"--btf {path}: {e.strerror}") from None
+    if head[:2] not in (b"\x9f\xeb", b"\xeb\x9f") and head != b"\x7fELF":
+        raise BPFLoadError(f"--btf {path}: neither raw BTF nor an ELF file with .BTF")
 
 
 def _show(args) -> int:

@@ -66,3 +66,16 @@ def test_ctrl_c_while_importing_the_loader_is_one_line(tmp_path):
     obj.write_bytes(b"\x7fELF")
     res = run_interrupted("bpfload.collection", ["-m", "bpfload", "load", str(obj)], cwd=ROOT)
     assert (res.returncode, res.stderr) == (130, "bpfload: interrupted\n")
+
+
+@pytest.mark.parametrize("text, value", [
+    ("12", 12), ("0x10", 16), ("-3", -3), ("1.5", 1.5), ("[1, 2, 3]", [1, 2, 3]),
+    ('{"a": 1, "b": [2]}', {"a": 1, "b": [2]}), ("comm", "comm"), ("", ""),
+])
+def test_set_values(text, value):
+    assert cli._parse_value(text) == value
+
+
+def test_set_value_that_looks_like_json_but_is_not():
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        cli._parse_value("[1, 2")

@@ -89,6 +89,9 @@ def encode(spec: Spec, type_id: int, value, size: int | None = None, _depth: int
         esize = spec.size_of(t.type)
         if isinstance(value, str) and _is_char(spec, t.type):
             return encode(spec, type_id, value.encode(), size)
+        if isinstance(value, (str, dict)) or not hasattr(value, "__iter__"):
+            raise ValueError(f"{spec.describe(type_id)} takes a list of up to {t.nelems} "
+                             f"items, not {value!r}")
         items = list(value)
         if len(items) > t.nelems:
             raise ValueError(f"{len(items)} items do not fit in {spec.describe(type_id)}")

@@ -2275,11 +2275,15 @@ def _checked(convert, ok, requirement: str):
     return parse
 
 
-_positive_float = _checked(float, lambda v: v > 0 and math.isfinite(v),
-                           "must be a positive number of seconds")
+# bounds that keep every wait computable (select() overflows near 1e10 s): an interval
+# shorter than an aging pass, or longer than a day, is not a heatmap anyone can read
+INTERVAL_RANGE = (0.1, 86400.0)
+SPEED_RANGE = (0.001, 1e6)
+_interval = _checked(float, lambda v: INTERVAL_RANGE[0] <= v <= INTERVAL_RANGE[1],
+                     "must be from {:g} to {:g} seconds".format(*INTERVAL_RANGE))
 _positive_int = _checked(int, lambda v: v >= 1, "must be at least 1")
-_speed = _checked(float, lambda v: v >= 0 and math.isfinite(v),
-                  "must be 0 (at once) or a positive factor")
+_speed = _checked(float, lambda v: v == 0 or SPEED_RANGE[0] <= v <= SPEED_RANGE[1],
+                  "must be 0 (at once) or a factor from {:g} to {:g}".format(*SPEED_RANGE))
 
 
 EPILOG = """\
@@ -2309,7 +2313,7 @@ def build_parser(out=None) -> _Parser:
                 epilog=EPILOG)
     p.out = out
     p.add_argument("pid", nargs="?", metavar="PID", help="process to watch")
-    p.add_argument("-i", "--interval", type=_positive_float, metavar="SECONDS",
+    p.add_argument("-i", "--interval", type=_interval, metavar="SECONDS",
                    help="aging interval = one column (default 2)")
     p.add_argument("-c", "--count", type=_positive_int, metavar="N",
                    help="stop after N intervals (default: until q, Ctrl-C, SIGTERM or the "

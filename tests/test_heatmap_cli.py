@@ -59,8 +59,12 @@ def run(tmp_path, *args, script=None, on_age=None, fail_at=None, caps=None, maps
     (["1", "--region-size", "2G"], "argument -r/--region-size: 2G is outside 4K..1G"),
     (["1", "--region-size", "lots"],
      "argument -r/--region-size: 'lots' is not a size (try 4K, 2M or 1G)"),
-    (["1", "--interval", "0"], "argument -i/--interval: '0' must be a positive number of "
+    (["1", "--interval", "0"], "argument -i/--interval: '0' must be from 0.1 to 86400 "
                                "seconds"),
+    (["1", "--interval", "1e300"], "argument -i/--interval: '1e300' must be from 0.1 to "
+                                   "86400 seconds"),
+    (["--replay", "x", "--speed", "1e-300"], "argument --speed: '1e-300' must be 0 (at once) "
+                                             "or a factor from 0.001 to 1e+06"),
     (["1", "--interval", "x"], "argument -i/--interval: 'x' is not a number"),
     (["1", "--count", "0"], "argument -c/--count: '0' must be at least 1"),
     (["1", "--view", "hot"], "argument --view: invalid choice: 'hot' (choose from "),
@@ -524,7 +528,7 @@ def test_verifier_rejection_keeps_its_reason_on_the_one_line():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--interval", "0"], "argument --interval: '0' must be a positive number of seconds"),
+    (["--interval", "0"], "argument --interval: '0' must be from 0.1 to 86400 seconds"),
     (["--duration", "-5"], "argument --duration: '-5' must be a positive number of seconds"),
     (["--size", "lots"], "argument --size: 'lots' is not a size (try 256M)"),
 ])

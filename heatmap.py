@@ -2131,6 +2131,22 @@ class LiveSource:
         except (FileNotFoundError, ProcessLookupError):
             return True
 
+    def _missing_capabilities(self) -> list[str]:
+        try:
+            with open(f"{self.proc}/self/status", encoding="utf-8") as f:
+                return missing_capabilities(f.read())
+        except OSError:
+            return []
+
+    def _refused(self, path: str) -> HeatmapError:
+        """The error for a /proc file of the target we may not read."""
+        if self._missing_capabilities():
+            return HeatmapError(f"not permitted to read {path}: {CAPS_TEXT}")
+        return HeatmapError(f"not permitted to read {path}, although heatmap has the "
+                            f"capabilities it needs: the kernel keeps this process's memory "
+                            f"map private (a non-dumpable process, or one outside this user "
+                            f"namespace)")
+
     def open(self) -> None:
         pid = self.pid
         try:
@@ -2138,21 +2154,17 @@ class LiveSource:
         except (FileNotFoundError, ProcessLookupError):
             raise HeatmapError(f"no such process: {pid}") from None
         except PermissionError:
-            raise HeatmapError(f"not permitted to read /proc/{pid}/stat: {CAPS_TEXT}") from None
+            raise self._refused(f"/proc/{pid}/stat") from None
         try:
             maps = read_maps(self.proc, pid)
         except (FileNotFoundError, ProcessLookupError):
             raise HeatmapError(f"no such process: {pid}") from None
         except PermissionError:
-            raise HeatmapError(f"not permitted to read /proc/{pid}/maps: {CAPS_TEXT}") from None
+            raise self._refused(f"/proc/{pid}/maps") from None
         if not maps or state in ("Z", "X"):
             raise HeatmapError(f"process {pid} ({_printable(comm)}) has no user memory to "
                                "watch (a kernel thread or exiting)")
-        try:
-            with open(f"{self.proc}/self/status", encoding="utf-8") as f:
-                missing = missing_capabilities(f.read())
-        except OSError:
-            missing = []
+        missing = self._missing_capabilities()
         if missing:
             raise HeatmapError(f"not permitted: {CAPS_TEXT}; missing {', '.join(missing)}")
         self.capacity = map_capacity(spanned_regions(maps, self.shift))

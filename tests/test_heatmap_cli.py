@@ -126,10 +126,17 @@ def test_maps_not_readable(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(heatmap, "read_maps", denied)
-    rc, _, err, _ = run(tmp_path, "4242")
+    rc, _, err, _ = run(tmp_path, "4242", caps="CapEff:\t0000000000000000\n")
     assert rc == 1
     assert err.startswith("heatmap: not permitted to read /proc/4242/maps:")
     assert "CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN" in err
+    # with every capability, "run it as root" would be wrong: the kernel says no to
+    # this process (PID 1 of a container, a non-dumpable daemon)
+    rc, _, err, _ = run(tmp_path / "root", "4242")
+    assert rc == 1 and err.count("\n") == 1
+    assert err.startswith("heatmap: not permitted to read /proc/4242/maps, although heatmap "
+                          "has the capabilities it needs")
+    assert "run it as root" not in err
 
 
 def test_kernel_thread_or_zombie(tmp_path):

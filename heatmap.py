@@ -102,6 +102,7 @@ import stat
 import struct
 import sys
 import time
+import zlib
 
 __version__ = "0.1.0"
 
@@ -1767,6 +1768,13 @@ def _as_finite(v) -> float:
 MAX_NODES = 1 << 10
 
 
+#: Bounds no real recording reaches: young pages of one region in one interval (the
+#: BPF side's u64 counters, 2^48 pages = 1 EiB of 4 KiB pages) and region indexes
+#: (a 64-bit address space at the smallest region size, 4 KiB).
+MAX_RECORDED_COUNT = 1 << 48
+MAX_REGION_INDEX = 1 << 52
+
+
 class ReplaySource:
     """Samples from a recording, paced like the original run (speed 1), faster, or all
     at once (speed 0).  Reads the file as it goes: memory stays bounded."""
@@ -1784,6 +1792,7 @@ class ReplaySource:
         self._peeked = False
         self._base = None
         self._taken = 0
+        self.truncated = False  # the file ends mid-record (an interrupted run)
 
     def open(self) -> None:
         try:
@@ -1825,8 +1834,11 @@ class ReplaySource:
         while True:
             try:
                 line = self.f.readline()
-            except (OSError, EOFError):
-                return None  # a truncated gzip stream: what was read is the recording
+            except EOFError:  # a gzip stream cut short: a run interrupted mid-write
+                self.truncated = True
+                return None
+            except (OSError, UnicodeDecodeError, zlib.error) as e:  # a bad CRC, corruption
+                self._bad(f"damaged recording ({e})")
             self.lineno += 1
             if not line:
                 return None
@@ -1834,7 +1846,8 @@ class ReplaySource:
                 obj = json.loads(line)
             except ValueError:
                 if not line.endswith("\n"):
-                    return None  # the last line of an interrupted recording
+                    self.truncated = True  # the last line of an interrupted recording
+                    return None
                 self._bad("not JSON")
             kind = obj.get("type") if isinstance(obj, dict) else None
             try:
@@ -1849,6 +1862,8 @@ class ReplaySource:
                         r, n, a, f = _as_int(r), _as_int(n), _as_int(a), _as_int(f)
                         if a < 0 or f < 0 or r < 0:
                             raise ValueError("negative count")
+                        if max(a, f) > MAX_RECORDED_COUNT or r > MAX_REGION_INDEX:
+                            raise ValueError("count or region out of any possible range")
                         if not 0 <= n < MAX_NODES:
                             raise ValueError(f"no such NUMA node: {n}")
                         counts.append((r, n, a, f))
@@ -2537,6 +2552,8 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
                     sample = source.take()
                     if sample is None:
                         reason = "end of recording"
+                        if getattr(source, "truncated", False):
+                            reason = "the recording ends mid-record: an interrupted run?"
                         if isinstance(ui, LiveScreen):
                             ui.hold(model, reason)
                         break

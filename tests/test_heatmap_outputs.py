@@ -173,6 +173,49 @@ def test_replay_bad_files(tmp_path):
     cut.write_text(header + "\n" + maps + "\n" + good + "\n" + good[:20])
     rc, out, err = replay(cut, "--json")
     assert rc == 0 and len(out.splitlines()) == 1
+    assert "(the recording ends mid-record: an interrupted run?)" in err
+
+
+def _gz_recording(tmp_path, intervals=40):
+    rec = tmp_path / "run.jsonl.gz"
+    live(tmp_path, "--count", str(intervals), "--record", str(rec))
+    return rec, rec.read_bytes()
+
+
+def test_replay_of_a_gzip_recording_cut_short_says_so(tmp_path):
+    rec, data = _gz_recording(tmp_path)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    rc, out, err = replay(cut, "--json")
+    assert rc == 0 and 0 < len(out.splitlines()) < 40
+    assert err.count("\n") == 1
+    assert "(the recording ends mid-record: an interrupted run?)" in err
+
+
+def test_replay_of_a_corrupt_gzip_recording_is_an_error(tmp_path):
+    rec, data = _gz_recording(tmp_path)
+    bad_crc = tmp_path / "crc.jsonl.gz"
+    bad_crc.write_bytes(data[:-8] + bytes(b ^ 0xFF for b in data[-8:-4]) + data[-4:])
+    rc, _, err = replay(bad_crc, "--json")
+    assert rc == 1 and err.count("\n") == 1
+    assert err.startswith(f"heatmap: {bad_crc}:") and "damaged recording (CRC check failed" in err
+    flipped = tmp_path / "flipped.jsonl.gz"
+    mid = len(data) // 2
+    flipped.write_bytes(data[:mid] + bytes([data[mid] ^ 0x55]) + data[mid + 1:])
+    rc, _, err = replay(flipped, "--json")  # garbage out of the inflater, or a bad CRC
+    assert rc == 1 and err.count("\n") == 1 and err.startswith(f"heatmap: {flipped}:"), err
+
+
+def test_replay_rejects_counts_no_kernel_can_report(tmp_path):
+    header = {"type": "heatmap-record", "version": 1, "pid": 1, "comm": "x",
+              "region_shift": 21, "page_size": 4096, "interval": 2.0}
+    for counts in ([[5, 0, 10 ** 23, 0]], [[1 << 60, 0, 1, 0]]):
+        interval = {"type": "interval", "seq": 1, "t": 2.0, "aging": 0.1, "dropped": 0,
+                    "rss_kb": 4, "counts": counts}
+        rec = tmp_path / "rec.jsonl"
+        rec.write_text("".join(json.dumps(o) + "\n" for o in (header, interval)))
+        rc, _, err = replay(rec)
+        assert rc == 1 and "out of any possible range" in err and err.count("\n") == 1
 
 
 def svg_cells(path):

@@ -79,13 +79,13 @@ on a terminal (--speed FACTOR, 0 = at once), at once otherwise.  Replaying with
 
 from __future__ import annotations
 
-import signal
+import _signal  # signal's C half: built in, so this runs before any import can be hit
 
-if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+if __name__ == "__main__" and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
     # Until main() is ready to clean up, Ctrl-C simply ends the process (nothing
     # exists yet that needs releasing) instead of printing a traceback from whatever
     # import or parse step it interrupts.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
 
 import argparse
 import array
@@ -98,6 +98,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import stat
 import struct
 import sys

@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
-import signal
-import sys
+import _signal  # signal's C half: built in, so this runs before any import can be hit
 
-if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+if __name__ == "__main__" and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
     # Until main() can release what it creates, Ctrl-C just ends the process (there
     # is nothing to release yet) rather than printing a traceback from an import.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+
+import signal
+import sys
 
 USAGE_ERROR = 2
 

@@ -173,11 +173,12 @@ def _load(args) -> int:
         obj.load()
         for w in obj.warnings:
             print(f"bpfload: warning: {w}", file=sys.stderr)
-        for name, m in obj.maps.items():
-            print(f"map   {name:<16} {m.type.name.lower():<14} id {m.id:<6} "
-                  f"key {m.key_size} value {m.value_size} max_entries {m.max_entries}")
-        for name, p in obj.programs.items():
-            print(f"prog  {name:<16} {p.section:<14} id {p.id:<6} {p.insn_count} insns")
+        rows = [["map", name, m.type.name.lower(), f"id {m.id}",
+                 f"key {m.key_size} value {m.value_size} max_entries {m.max_entries}"]
+                for name, m in obj.maps.items()]
+        rows += [["prog", name, p.section, f"id {p.id}", _n(p.insn_count, "insn")]
+                 for name, p in obj.programs.items()]
+        _print_table(rows)
         sys.stdout.flush()
         if args.attach:
             # block the signals first so one arriving early is not lost
@@ -227,32 +228,46 @@ def _show(args) -> int:
     print(f"license {obj.license or '(none)'}")
     if btf is not None:
         print(f"btf {btf.count} types")
+    rows = []
     for p in obj.programs.values():
         target = f" -> {p.attach_target}" if p.attach_target else ""
         if not p.autoload:
             target += " (not loaded unless named with --program)"
         calls = sum(1 for r in p.function.relocs if r.kind == "call")
-        print(f"prog  {p.name:<20} {p.section:<24} {p.prog_type.name.lower():<15} "
-              f"{p.insn_count} insns, {len(p.function.relocs)} relocations ({calls} calls)"
-              f"{target}")
+        rows.append(["prog", p.name, p.section, p.prog_type.name.lower(),
+                     f"{_n(p.insn_count, 'insn')}, {_n(len(p.function.relocs), 'relocation')} "
+                     f"({_n(calls, 'call')}){target}"])
     for f in obj.functions.values():
         if f.name not in obj.programs:
-            scope = "global" if f.is_global else "static"
-            print(f"func  {f.name:<20} {f.section:<24} {scope:<15} {len(f.insns)} insns")
+            rows.append(["func", f.name, f.section, "global" if f.is_global else "static",
+                         _n(len(f.insns), "insn")])
     for m in obj.maps.values():
-        print(f"map   {m.name:<20} {m.type.name.lower():<24} {m.origin:<15} key {m.key_size} "
-              f"value {m.value_size} max_entries {m.max_entries} flags {m.flags:#x}")
-    for v in obj.variables.values():
+        rows.append(["map", m.name, m.type.name.lower(), m.origin,
+                     f"key {m.key_size} value {m.value_size} max_entries {m.max_entries} "
+                     f"flags {m.flags:#x}"])
+    for v in sorted(obj.variables.values(), key=lambda v: (v.section, v.offset)):
         vtype = btf.describe(v.btf_type) if btf is not None and v.btf_type else "?"
-        scope = "" if v.is_global else " (static)"
-        print(f"var   {v.name:<20} {v.section:<24} {vtype:<15} offset {v.offset} "
-              f"size {v.size}{scope}")
+        rows.append(["var", v.name, v.section, vtype,
+                     f"offset {v.offset} size {v.size}" + ("" if v.is_global else " (static)")])
     for e in obj.externs.values():
-        print(f"extern {e.name:<19} {e.kind:<24} {'weak' if e.weak else 'strong'}")
+        rows.append(["extern", e.name, e.kind, "weak" if e.weak else "strong", ""])
+    _print_table(rows)
     core = sum(len(f.core_relos) for f in obj.functions.values())
     if core:
         print(f"core  {core} CO-RE relocations")
     return 0
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    """Rows of (kind, name, a, b, rest) with the first four columns aligned."""
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
+    widths[0] = max(widths[0], 5)  # "prog  name"
+    for r in rows:
+        print((" ".join(c.ljust(w) for c, w in zip(r, widths)) + " " + r[4]).rstrip())
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _quiet_stdout() -> None:

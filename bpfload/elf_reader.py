@@ -15,7 +15,7 @@ from .btf import ext as btf_ext
 from .btf import format as F
 from .btf import types as T
 from .btf.spec import Spec
-from .errors import BPFLoadError, ObjectError
+from .errors import BPFLoadError, BTFError, ObjectError
 from .sys.constants import BPF_OBJ_NAME_LEN, MapType, kernel_name
 
 EM_BPF = 247
@@ -59,6 +59,10 @@ def read(source, name: str | None = None) -> model.ObjectSpec:
     elffile = elf_file_class()
     try:
         return _Reader(data, path, name, elffile).read()
+    except BTFError as e:  # the BTF decoder does not know which file it reads
+        if path in str(e):
+            raise
+        raise BTFError(f"{path}: {e}") from None
     except BPFLoadError:
         raise
     except Exception as e:  # pyelftools reports corrupt input with many exception types

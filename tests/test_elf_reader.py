@@ -226,3 +226,18 @@ def test_question_mark_sections_are_not_autoloaded(bpf_object):
         ("on_request_tp", "raw_tp/sys_enter", False)]
     assert progs["on_request_tp"].attach_target == "sys_enter"
     assert progs["on_request_tp"].prog_type == ProgType.RAW_TRACEPOINT
+
+
+def test_btf_errors_name_the_object(bpf_object):
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    from bpfload.errors import BTFError
+
+    path = bpf_object("attach")
+    data = bytearray(path.read_bytes())
+    btf = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(".BTF")
+    data[btf["sh_offset"] + 4] = 22  # the header length field
+    with pytest.raises(BTFError, match=r"^<corrupt>: bad BTF header length 22$"):
+        read(bytes(data), name="<corrupt>")

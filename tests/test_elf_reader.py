@@ -240,4 +240,4 @@ def test_btf_errors_name_the_object(bpf_object):
     btf = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(".BTF")
     data[btf["sh_offset"] + 4] = 22  # the header length field
     with pytest.raises(BTFError, match=r"^<corrupt>: bad BTF header length 22$"):
-        read(bytes(data), name="<corrupt>")
+        elf_reader.read(bytes(data), name="<corrupt>")

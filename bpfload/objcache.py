@@ -56,6 +56,7 @@ def read(path: str) -> model.ObjectSpec:
     if entry is not None:
         obj = _load(entry)
         if obj is not None:
+            _touch(entry)
             obj.path = path
             obj.name = elf_reader.object_name(path)
             return obj
@@ -89,10 +90,35 @@ def _load(entry: str) -> model.ObjectSpec | None:
     return obj if isinstance(obj, model.ObjectSpec) else None
 
 
+#: Entries kept; beyond that the least recently used go (a rebuilt object or a new
+#: bpfload version makes new entries, and the old ones are never read again).
+MAX_ENTRIES = 64
+
+
 def _store(entry: str, obj: model.ObjectSpec) -> None:
     import pickle
 
     try:
         write_cache_file(entry, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
     except (pickle.PicklingError, TypeError, AttributeError):
-        pass  # an object the cache cannot hold is parsed again next time
+        return  # an object the cache cannot hold is parsed again next time
+    _prune(os.path.dirname(entry), MAX_ENTRIES)
+
+
+def _touch(entry: str) -> None:
+    try:
+        os.utime(entry)  # pruning keeps what is used, not what was written last
+    except OSError:
+        pass
+
+
+def _prune(where: str, keep: int) -> None:
+    try:
+        names = [n for n in os.listdir(where) if n.endswith(".pickle")]
+        if len(names) <= keep:
+            return
+        entries = sorted((os.stat(os.path.join(where, n)).st_mtime_ns, n) for n in names)
+        for _, n in entries[:len(entries) - keep]:
+            os.unlink(os.path.join(where, n))
+    except OSError:
+        pass  # another process pruned first, or the cache is not ours to clean

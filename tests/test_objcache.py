@@ -25,6 +25,29 @@ def test_parsed_object_is_cached_and_reused(cache, bpf_object):
     assert again.programs.keys() == first.programs.keys()
 
 
+def test_cache_keeps_the_most_recently_used_entries(cache, bpf_object, monkeypatch):
+    monkeypatch.setattr(objcache, "MAX_ENTRIES", 2)
+    data = bpf_object("relocs").read_bytes()
+    paths = []
+    for i in range(4):  # four different objects: the same code, other trailing bytes
+        p = cache.parent / f"obj{i}.o"
+        p.write_bytes(data + bytes(i + 1))
+        paths.append(p)
+    objcache.read(paths[0])
+    objcache.read(paths[1])
+    first = {e.name for e in (cache / "objects").iterdir()}
+    import time
+
+    time.sleep(0.01)  # mtime granularity
+    objcache.read(paths[0])  # used again: it stays
+    objcache.read(paths[2])
+    names = {e.name for e in (cache / "objects").iterdir()}
+    assert len(names) == 2
+    assert objcache._key(paths[0].read_bytes()) + ".pickle" in names
+    assert objcache._key(paths[1].read_bytes()) + ".pickle" not in names
+    assert first - names == {objcache._key(paths[1].read_bytes()) + ".pickle"}
+
+
 def test_interrupted_store_leaves_nothing(cache, bpf_object, monkeypatch):
     def interrupted(*args, **kw):
         raise KeyboardInterrupt

@@ -1517,9 +1517,11 @@ class LiveScreen:
     def size(self):
         try:
             sz = os.get_terminal_size(self.out.fileno())
-            return sz.columns, sz.lines
         except (OSError, ValueError):
             return 80, 24
+        # a pty nobody sized (0x0, e.g. under some CI runners or `script`) is not a
+        # terminal with no room: draw for the classic size instead of nothing
+        return sz.columns or 80, sz.lines or 24
 
     def show(self, model, initial=False):
         self.model = model

@@ -590,3 +590,25 @@ def test_replay_on_a_terminal_keeps_the_last_frame_until_q(tmp_path):
             proc.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_unsized_terminal_gets_classic_size_frames(tmp_path):
+    rec = tmp_path / "short.jsonl"
+    write_recording(rec, 2)
+    master, slave = os.openpty()
+    set_winsize(slave, 0, 0)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen([sys.executable, str(HEATMAP), "--replay", str(rec), "--speed", "0"],
+                            stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env)
+    try:
+        out = read_until(master, b"end of recording, q quits")
+        assert b"heatmap pid 77 (synthetic)" in out and b"[heap]" in out
+        os.write(master, b"q")
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)

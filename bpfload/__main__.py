@@ -107,8 +107,12 @@ def _quick_parse(argv: list[str]) -> _Args | None:
 def _parser():
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m bpfload",
-                                description="Load clang-built BPF objects with pure Python.")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, like every other error of ours
+            self.exit(USAGE_ERROR, f"bpfload: error: {message} (see {self.prog} --help)\n")
+
+    p = Parser(prog="python -m bpfload",
+               description="Load clang-built BPF objects with pure Python.")
     sub = p.add_subparsers(dest="command", required=True)
 
     show = sub.add_parser("show", help="print what an object contains (no root needed)")

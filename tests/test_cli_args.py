@@ -58,7 +58,12 @@ def test_usage_errors_still_come_from_argparse(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["load", "x.bpf.o", "--set"])
     assert e.value.code == cli.USAGE_ERROR
-    assert "expected one argument" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("bpfload: error: argument --set: expected one argument "
+                                       "(see python -m bpfload load --help)\n")
+    with pytest.raises(SystemExit):
+        cli.main(["unload", "x.bpf.o"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bpfload: error: argument command: invalid")
 
 
 def test_ctrl_c_while_importing_the_loader_is_one_line(tmp_path):

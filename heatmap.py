@@ -1801,9 +1801,13 @@ class ReplaySource:
         try:
             self.f = _open_text(self.path, "r")
             line = self.f.readline()
-        except OSError as e:
+        except EOFError:
+            line = ""
+        except zlib.error as e:
+            raise HeatmapError(f"{self.path}: damaged recording ({e})") from None
+        except OSError as e:  # BadGzipFile included
             raise HeatmapError(f"cannot read {self.path}: {e.strerror or e}") from None
-        except (UnicodeDecodeError, EOFError):
+        except UnicodeDecodeError:
             line = ""
         self.lineno = 1
         try:

@@ -125,27 +125,45 @@ def kernel_version_of_dir(src: Path) -> str:
     return "{VERSION}.{PATCHLEVEL}.{SUBLEVEL}{EXTRAVERSION}".format(**fields)
 
 
+def _tree_hash(tree: Path) -> str:
+    """Every file's path, size and mtime below `tree` (not .git): what the build copies.
+
+    Contents are not read (a kernel tree is 1.5 GB); an edit changes the mtime. A git
+    HEAD and diff would miss untracked files, and a tree that is not a checkout has
+    nothing else to go by."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            rel = os.path.relpath(path, tree)
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def _source_identity(source: Path) -> str:
     if source.is_dir():
-        ident = f"dir:{source.resolve()}:{kernel_version_of_dir(source)}"
-        if (source / ".git").exists():
-            try:
-                head = subprocess.run(
-                    ["git", "-C", str(source), "rev-parse", "HEAD"],
-                    capture_output=True, text=True, check=True,
-                ).stdout.strip()
-                diff = subprocess.run(
-                    ["git", "-C", str(source), "diff", "HEAD"],
-                    capture_output=True, check=True,
-                ).stdout
-                ident += f":{head}:{hashlib.sha256(diff).hexdigest()}"
-            except (OSError, subprocess.CalledProcessError):
-                pass
-        return ident
+        return (f"dir:{source.resolve()}:{kernel_version_of_dir(source)}:"
+                f"{_tree_hash(source)}")
     return f"tar:{_tarball_hash(source)}"
 
 
+def check_source(source: Path) -> None:
+    """Fail at once, in one line, on a source that cannot be a kernel."""
+    if not source.exists():
+        raise BuildError(f"{source} does not exist")
+    if source.is_dir():
+        kernel_version_of_dir(source)  # raises unless it has a kernel Makefile
+    elif not tarfile.is_tarfile(source):
+        raise BuildError(f"{source} is neither a kernel source directory nor a tarball")
+
+
 def build_key(source: Path) -> str:
+    check_source(source)
     h = hashlib.sha256()
     h.update(_source_identity(source).encode())
     for p in patches():
@@ -249,13 +267,25 @@ def apply_patches(tree: Path, progress: Progress, log: Path | None = None,
             if rev.returncode == 0:
                 progress(f"{p.name}: already applied, skipping")
                 continue
-            out = (dry.stdout + dry.stderr).strip()
             raise BuildError(
-                f"patch {p.name} does not apply to {source or tree}:\n{out}\n"
-                "(the series is made against Linux 6.12; see kernel/patches/)"
+                f"patch {p.name} does not apply to {source or tree}: "
+                f"{_patch_failure(dry.stdout + dry.stderr)} (the series is made "
+                "against Linux 6.12; see kernel/patches/)"
             )
         progress(f"applying {p.name}")
         _run(base, log=log, what=f"applying {p.name}")
+
+
+def _patch_failure(output: str) -> str:
+    """What went wrong, from patch(1)'s output, without the patch text it quotes
+    (it prints the whole commit message when it cannot find a file to patch)."""
+    wanted = re.compile(r"can't find file to patch|No file to patch|Hunk #\d+ FAILED|"
+                        r"malformed patch|Only garbage|No such file|Reversed")
+    lines = [ln.strip() for ln in output.splitlines() if wanted.search(ln)]
+    missing = re.findall(r"^\|?\+\+\+ b/(\S+)", output, re.M)  # patch quotes with '|'
+    if lines and lines[0].startswith(("can't find file", "No file to patch")) and missing:
+        return f"it patches {missing[0]}, which the tree does not have"
+    return "; ".join(dict.fromkeys(lines)) or (output.strip().splitlines() or ["?"])[-1]
 
 
 def parse_fragment(path: Path = FRAGMENT) -> dict[str, str | None]:
@@ -374,9 +404,11 @@ def image_path(source: Path | str | None = None, *, build: bool = False,
         progress = _stderr_progress
     src = Path(source) if source is not None else None
     if not build:
+        if src is not None and not src.exists():
+            raise BuildError(f"kernel source {src} does not exist")
         src = src or DEFAULT_SOURCE
         if not src.exists():
-            return None
+            return None  # the default source is not installed: nothing can be built
         image = build_dir(src) / "bzImage"
         return image if image.exists() else None
     return ensure_built(src, progress=progress, jobs=jobs, keep_tree=keep_tree)
@@ -454,6 +486,18 @@ def _build(src: Path, bdir: Path, jobs: int, progress: Progress, keep_tree: bool
     return bdir / "bzImage"
 
 
+def _jobs(text: str) -> int:
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of jobs")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -468,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="print only the image path on stdout (building first if needed)")
     ap.add_argument("--cached-only", action="store_true",
                     help="never build: print the image path, or exit 3 if it is not built")
-    ap.add_argument("-j", "--jobs", type=int, help="parallel make jobs (default: all cores)")
+    ap.add_argument("-j", "--jobs", type=_jobs, help="parallel make jobs (default: all cores)")
     ap.add_argument("--keep-tree", action="store_true", help="keep the build tree after success")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     args = ap.parse_args(argv)

@@ -612,3 +612,43 @@ def test_unsized_terminal_gets_classic_size_frames(tmp_path):
             proc.wait()
         os.close(master)
         os.close(slave)
+
+
+def _demo_module():
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("heatmap_demo_run", str(ROOT / "demo" / "run"))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def test_demo_redraws_frames_that_fit_the_terminal(tmp_path):
+    """Each redrawn frame is exactly as tall as heatmap.py made it: no newline after
+    its last line, which on a terminal of that height would scroll the header away."""
+    demo = _demo_module()
+    out_file = tmp_path / "out"
+    frame = ["heatmap pid 7 (w) ...", "row 1", "row 2", ""]
+    out_file.write_text("booting\n" + "\n".join(frame * 2) + "\nheatmap: 2 intervals\n")
+    out = io.StringIO()
+    s = demo.Streamer(out_file, out, redraw=True)
+    s.stop.set()
+    s.run()
+    text = out.getvalue()
+    assert text == ("booting\n" + demo.CLEAR + "heatmap pid 7 (w) ...\nrow 1\nrow 2"
+                    + demo.CLEAR + "heatmap pid 7 (w) ...\nrow 1\nrow 2\n\nheatmap: 2 intervals"
+                    + "\n")
+    assert s.frames == 2
+
+
+def test_demo_draws_nothing_after_an_interrupt(tmp_path):
+    demo = _demo_module()
+    out_file = tmp_path / "out"
+    out_file.write_text("heatmap pid 7 (w)\nrow\n" * 3)
+    out = io.StringIO()
+    s = demo.Streamer(out_file, out, redraw=True)
+    s.abort.set()
+    s.run()
+    assert out.getvalue() == ""

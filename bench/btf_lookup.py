@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from runs_arg import runs_arg
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 VMLINUX = "/sys/kernel/btf/vmlinux"
@@ -86,7 +88,7 @@ def _python_startup() -> float:
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+    runs = runs_arg(7)
     if not os.path.exists(VMLINUX):
         raise SystemExit("the kernel has no BTF (/sys/kernel/btf/vmlinux)")
     if not shutil.which("bpftool"):

@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from runs_arg import runs_arg
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def main(script: str, measure: Callable[[int], None], default: int, *, mem: str = "2G",
          env: dict[str, str] | None = None) -> None:
     """measure(N) in the guest; N from argv[1] or `default`. Exits with its status."""
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else default
+    n = runs_arg(default)
     if os.environ.get("HEATMAP_IN_GUEST") == "1":
         measure(n)
         return

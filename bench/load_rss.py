@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from runs_arg import runs_arg
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 import bpfc  # noqa: E402
@@ -54,7 +56,7 @@ def _peak_kib(cmd: list[str], env: dict | None = None) -> int:
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    runs = runs_arg(5)
     if os.geteuid() != 0 or not shutil.which("bpftool") or not os.path.exists("/usr/bin/time"):
         raise SystemExit("needs root, bpftool and /usr/bin/time")
     obj = str(_object())

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from runs_arg import runs_arg
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 import bpfc  # noqa: E402
@@ -46,7 +48,7 @@ def _unpin() -> None:
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    runs = runs_arg(15)
     if os.geteuid() != 0 or not shutil.which("bpftool"):
         raise SystemExit("needs root and bpftool")
     # byte-compile first, as an installed package is: with PYTHONDONTWRITEBYTECODE set

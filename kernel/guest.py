@@ -345,6 +345,20 @@ def run(argv, *, timeout: float = DEFAULT_TIMEOUT, mem: str | int = DEFAULT_MEM,
                 console_path=console_path, cpus=cpus)
 
 
+def _positive(kind):
+    def parse(text: str):
+        import argparse
+
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
@@ -358,10 +372,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--kernel", help="bzImage to boot (default: the one kernel/build-kernel "
                     "builds; built first if missing)")
-    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 600)")
+    ap.add_argument("--timeout", type=_positive(float), default=DEFAULT_TIMEOUT,
+                    help="seconds for the whole run, the guest's boot included (7-15 s "
+                    "under TCG; default 600)")
     ap.add_argument("--mem", default=DEFAULT_MEM, help="guest memory, e.g. 2G or 3072M")
-    ap.add_argument("--numa-nodes", type=int, default=2, help="NUMA nodes (default 2)")
-    ap.add_argument("--cpus", type=int, help="vCPUs (default: one per NUMA node)")
+    ap.add_argument("--numa-nodes", type=_positive(int), default=2,
+                    help="NUMA nodes (default 2)")
+    ap.add_argument("--cpus", type=_positive(int),
+                    help="vCPUs (default: one per NUMA node; the test kernel is built with "
+                    "CONFIG_NR_CPUS=2 and brings up at most 2, further nodes are memory-only)")
+    ap.add_argument("--scratch", metavar="DIR",
+                    help=f"host directory shared read-write with the guest at {GUEST_SCRATCH} "
+                    f"($HEATMAP_SCRATCH there) and kept after the run, to get files out; "
+                    f"the runner's own cmd.sh, out, rc and console.log live there too "
+                    f"(default: a temporary one, removed)")
     ap.add_argument("--cwd", help="working directory in the guest (default: current)")
     ap.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment variable for the command (repeatable)")
@@ -392,11 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = run(command, timeout=args.timeout, mem=args.mem, numa_nodes=args.numa_nodes,
                   env=env, cwd=args.cwd, kernel=args.kernel, accel=args.accel,
-                  console_path=args.console, cpus=args.cpus, progress=progress)
+                  scratch=args.scratch, console_path=args.console, cpus=args.cpus,
+                  progress=progress)
     except GuestTimeout as e:
         if e.output:
             sys.stdout.write(e.output)
-        print(f"run-guest: {e}", file=sys.stderr)
+        # the console tail says why a boot hung, and only --show-console asks for it
+        print(f"run-guest: {e if args.show_console else e.args[0]}", file=sys.stderr)
         return 124
     except GuestError as e:
         if e.output:

@@ -4,6 +4,7 @@ resized with the mappings, the live view in a pseudo-terminal, the demo workload
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import json
@@ -563,16 +564,30 @@ def test_svg_cannot_overwrite_the_recording(tmp_path):
     assert (rc, err) == (2, "heatmap: --svg would overwrite the --record file\n")
 
 
-def test_replay_on_a_terminal_keeps_the_last_frame_until_q(tmp_path):
-    rec = tmp_path / "short.jsonl"
-    write_recording(rec, 3)
+@contextlib.contextmanager
+def replay_on_pty(rec, rows: int, cols: int):
+    """heatmap.py --replay REC --speed 0 on a pseudo-terminal of rows x cols; yields
+    (process, master fd) and kills and closes whatever is left."""
     master, slave = os.openpty()
-    set_winsize(slave, 24, 80)
+    set_winsize(slave, rows, cols)
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
     env["TERM"] = "xterm-256color"
     proc = subprocess.Popen([sys.executable, str(HEATMAP), "--replay", str(rec), "--speed", "0"],
                             stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env)
     try:
+        yield proc, master
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+
+
+def test_replay_on_a_terminal_keeps_the_last_frame_until_q(tmp_path):
+    rec = tmp_path / "short.jsonl"
+    write_recording(rec, 3)
+    with replay_on_pty(rec, 24, 80) as (proc, master):
         out = read_until(master, b"end of recording, q quits")
         assert b"#3 " in out
         time.sleep(0.3)
@@ -584,34 +599,16 @@ def test_replay_on_a_terminal_keeps_the_last_frame_until_q(tmp_path):
         assert proc.wait(timeout=20) == 0
         err = proc.stderr.read().decode()
         assert "3 intervals" in err and "(end of recording)" in err and "Traceback" not in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-        os.close(slave)
 
 
 def test_unsized_terminal_gets_classic_size_frames(tmp_path):
     rec = tmp_path / "short.jsonl"
     write_recording(rec, 2)
-    master, slave = os.openpty()
-    set_winsize(slave, 0, 0)
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
-    env["TERM"] = "xterm-256color"
-    proc = subprocess.Popen([sys.executable, str(HEATMAP), "--replay", str(rec), "--speed", "0"],
-                            stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env)
-    try:
+    with replay_on_pty(rec, 0, 0) as (proc, master):
         out = read_until(master, b"end of recording, q quits")
         assert b"heatmap pid 77 (synthetic)" in out and b"[heap]" in out
         os.write(master, b"q")
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-        os.close(slave)
 
 
 def _demo_module():

@@ -18,7 +18,7 @@ import termios
 import time
 
 import pytest
-from interrupt import run_interrupted
+from interrupt import foreground_sigint, run_interrupted
 from test_heatmap_support import (
     HEATMAP,
     ROOT,
@@ -376,6 +376,7 @@ def pty_replay(tmp_path):
     def controlling_tty():  # a session of its own with the pty as its terminal (^C)
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        foreground_sigint()
 
     proc = subprocess.Popen([sys.executable, str(HEATMAP), "--replay", str(rec)],
                             stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env,

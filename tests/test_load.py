@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from interrupt import foreground_sigint
 
 import bpfload
 from bpfload.errors import BPFLoadError, VerifierError
@@ -190,7 +191,7 @@ def test_cli_attach_holds_until_interrupted(bpf_object):
     p = subprocess.Popen([sys.executable, "-m", "bpfload", "load", str(bpf_object("attach")),
                           "--attach", "--set", f"target_tgid={os.getpid()}", "--program",
                           "count_raw_tp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=foreground_sigint)
     deadline = time.monotonic() + 30
     out = ""
     while "attached" not in out and time.monotonic() < deadline:

@@ -518,7 +518,7 @@ PINNED_WORKER = textwrap.dedent(r"""
 # round. Plain mmap()/munmap() alone hold the write lock too briefly (munmap()
 # downgrades it before zapping) for a test to hit it reliably.
 BUSY_WORKER = textwrap.dedent(r"""
-    import ctypes, json, mmap, sys, threading
+    import ctypes, json, mmap, sys, threading, time
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
@@ -552,11 +552,26 @@ BUSY_WORKER = textwrap.dedent(r"""
 
     touch()
     threading.Thread(target=busy, daemon=True).start()
+    for _ in range(6000):  # measure a process that is busy already, not one starting
+        if rounds[0]:
+            break
+        time.sleep(0.01)
     print(json.dumps({"hot": start}), flush=True)
     for line in sys.stdin:
         touch()
         print("done", rounds[0], flush=True)
 """)
+
+
+def _threads(pid: int) -> str:
+    """Each thread's state and wait channel: what a stuck thread is waiting for."""
+    out = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        stat = (task / "stat").read_text()
+        state = stat[stat.rindex(")") + 2]
+        wchan = (task / "wchan").read_text() if (task / "wchan").exists() else "?"
+        out.append(f"{task.name}:{state}:{wchan or '-'}")
+    return " ".join(out)
 
 
 class HotRange:
@@ -645,12 +660,15 @@ def test_forced_aging_waits_for_the_mmap_lock_of_a_busy_process(bpf_objects, how
         first = int(worker.touch()[0])
         counts = hot_pages_per_aging(hooks, worker, age, 6)
         last = int(worker.touch()[0])
+        threads = _threads(worker.pid)
+        meminfo = Path("/proc/meminfo").read_text().split("\n")[:3]
     finally:
         age.close()
         hooks.close()
         worker.close()
     print(f"hot region of a process busy in mprotect/mmap/munmap ({how}): {counts}, "
           f"{last - first} busy rounds meanwhile")
-    assert last > first, "the busy thread did not run"
+    assert last > first, f"the busy thread did not run ({first} rounds before the " \
+        f"agings; threads {threads}; {meminfo})"
     # a kernel that skips the mm on a failed mmap_read_trylock() reports 0 most times
     assert counts == [512] * 6, counts

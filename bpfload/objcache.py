@@ -14,7 +14,7 @@ import os
 import zlib
 
 from . import model
-from .btf.kernel import cache_dir, write_cache_file
+from .cachedir import cache_dir, write_cache_file
 
 #: modules whose code decides what the model of an object looks like
 _MODEL_SOURCES = ("elf_reader.py", "model.py", "sections.py", "asm.py", "btf/spec.py",

@@ -4,7 +4,7 @@ vmlinux BTF is ~5 MB with 100k+ types. Opening it scans the type section once in
 two compact arrays (see :mod:`.spec`); that scan is cached on disk keyed by the BTF's
 identity (path, size, mtime, inode and the boot id), so a warm lookup reads the blob
 and the cached index and searches both in C, building Python objects only for the
-types it returns. The lookup path imports nothing but this package's BTF modules (the
+types it returns. The lookup path imports nothing but the BTF modules and :mod:`..cachedir` (the
 bpf(2) layer is only needed for module BTF file descriptors).
 """
 
@@ -15,6 +15,7 @@ import sys
 import zlib
 from array import array
 
+from ..cachedir import cache_dir, write_cache_file
 from ..errors import BTFError
 from . import format as F
 from .spec import Spec
@@ -26,35 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 SYSFS_BTF = "/sys/kernel/btf"
 VMLINUX = os.path.join(SYSFS_BTF, "vmlinux")
 _INDEX_MAGIC = b"BPFLOAD-BTFIDX2\n"
-
-
-def cache_dir() -> str | None:
-    """Where bpfload caches (BTF indexes, parsed objects): $BPFLOAD_CACHE, else
-    $XDG_CACHE_HOME/bpfload or ~/.cache/bpfload; None when BPFLOAD_CACHE=off."""
-    env = os.environ.get("BPFLOAD_CACHE")
-    if env == "off":
-        return None
-    return env or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bpfload")
-
-
-def write_cache_file(path: str, write) -> None:
-    """Write a cache entry: `write(file)` fills a private temporary file that replaces
-    `path` only when complete; on any failure (a full disk, Ctrl-C) nothing is left
-    behind. A cache that cannot be written only costs time: OSError is swallowed."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    finally:
-        try:
-            os.unlink(tmp)  # still there only if something failed
-        except OSError:
-            pass
 
 
 def _identity_key(path: str, st: os.stat_result) -> str:

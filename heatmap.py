@@ -1051,6 +1051,7 @@ LEGEND_HEAD = {
 #: In colour the node and anon views shade each cell by its heat level: from this
 #: share of the full colour for the faintest level up to the full colour at >=80%.
 SHADE_FLOOR = 0.35
+SHADE_NOTE = "brighter: hotter"
 KEYS_HINT = "keys: h heat  n node  a anon/file  p pause  q quit"
 
 
@@ -1250,9 +1251,6 @@ def legend_entries(view: str, nodes: list[int]) -> list[tuple[str, object, str]]
             [("*", MIXED_RGB, "mixed")]
     return [(KIND_CHARS[k], KIND_RGB[k], t)
             for k, t in ((KIND_ANON, "anon"), (KIND_FILE, "file"), (MIXED, "mixed"))]
-
-
-SHADE_NOTE = "brighter: hotter"
 
 
 def legend_head(view: str, none: str, shaded: bool = False) -> str:
@@ -2130,6 +2128,8 @@ class LiveSource:
     """Samples from the kernel: every interval age the target, drain the counts, read
     its maps.  The counts come from counts_factory (KernelCounts, or a fake in tests)."""
 
+    truncated = False  # (a live run never ends mid-record; see ReplaySource)
+
     def __init__(self, pid, region_shift, interval, counts_factory, proc_root, clock,
                  page_size=None):
         self.pid = pid
@@ -2559,7 +2559,7 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
                     sample = source.take()
                     if sample is None:
                         reason = "end of recording"
-                        if getattr(source, "truncated", False):
+                        if source.truncated:
                             reason = "the recording ends mid-record: an interrupted run?"
                         if isinstance(ui, LiveScreen):
                             ui.hold(model, reason)

@@ -65,16 +65,21 @@ def _touched_files(patch: Path) -> list[str]:
     return files
 
 
-def test_series_applies_in_order(pristine_tree, tmp_path):
-    work = tmp_path / "tree"
+def _apply_series(pristine_tree: Path, work: Path):
+    """Copy the files the series touches out of the pristine tree into `work` and apply
+    every patch in order; yields (patch, patch(1)'s result) as it goes."""
     for rel in {f for p in PATCHES for f in _touched_files(p)}:
         src = pristine_tree / rel
         if src.exists():
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, work / rel)
     for p in PATCHES:
-        r = subprocess.run(["patch", "-p1", "--batch", "--forward", "-d", str(work), "-i", str(p)],
-                           capture_output=True, text=True)
+        yield p, subprocess.run(["patch", "-p1", "--batch", "--forward", "-d", str(work),
+                                 "-i", str(p)], capture_output=True, text=True)
+
+
+def test_series_applies_in_order(pristine_tree, tmp_path):
+    for p, r in _apply_series(pristine_tree, tmp_path / "tree"):
         assert r.returncode == 0, f"{p.name} does not apply:\n{r.stdout}{r.stderr}"
         assert "fuzz" not in r.stdout, f"{p.name} applies only with fuzz:\n{r.stdout}"
 
@@ -96,14 +101,7 @@ def test_checkpatch_strict_clean(pristine_tree, patch):
 def patched_vmscan(pristine_tree, tmp_path_factory) -> str:
     """mm/vmscan.c with the whole series applied."""
     work = tmp_path_factory.mktemp("series")
-    for rel in {f for p in PATCHES for f in _touched_files(p)}:
-        src = pristine_tree / rel
-        if src.exists():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, work / rel)
-    for p in PATCHES:
-        r = subprocess.run(["patch", "-p1", "--batch", "--forward", "-s", "-d", str(work),
-                            "-i", str(p)], capture_output=True, text=True)
+    for p, r in _apply_series(pristine_tree, work):
         assert r.returncode == 0, f"{p.name} does not apply:\n{r.stdout}{r.stderr}"
     return (work / "mm" / "vmscan.c").read_text()
 

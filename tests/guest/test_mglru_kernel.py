@@ -489,9 +489,8 @@ def on_cpu(cpu: int):
 # One 2 MiB-aligned anon region (PTE-mapped), populated, then written page by page on
 # every "touch" line; pinned to the CPU given in argv[1], it sleeps in read() between
 # touches, so that CPU has nothing else to run and keeps the process's translations.
-PINNED_WORKER = textwrap.dedent(r"""
-    import ctypes, json, mmap, os, sys
-    os.sched_setaffinity(0, {int(sys.argv[1])})
+HOT_REGION = textwrap.dedent(r"""
+    import ctypes, json, mmap, sys
     libc = ctypes.CDLL(None, use_errno=True)
     PAGE, REGION, MADV_NOHUGEPAGE = 4096, 2 << 20, 15
     m = mmap.mmap(-1, 2 * REGION, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -503,7 +502,10 @@ PINNED_WORKER = textwrap.dedent(r"""
     def touch():
         for i in range(0, REGION, PAGE):
             m[off + i] = 1
+""")
 
+PINNED_WORKER = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\n" + HOT_REGION + \
+    textwrap.dedent(r"""
     touch()
     print(json.dumps({"hot": start}), flush=True)
     for line in sys.stdin:
@@ -517,25 +519,14 @@ PINNED_WORKER = textwrap.dedent(r"""
 # forth (change_protection() runs under the write lock) plus an mmap()/munmap() per
 # round. Plain mmap()/munmap() alone hold the write lock too briefly (munmap()
 # downgrades it before zapping) for a test to hit it reliably.
-BUSY_WORKER = textwrap.dedent(r"""
-    import ctypes, json, mmap, sys, threading, time
-    libc = ctypes.CDLL(None, use_errno=True)
+BUSY_WORKER = HOT_REGION + textwrap.dedent(r"""
+    import threading, time
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                           ctypes.c_int, ctypes.c_long]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    PAGE, REGION, MADV_NOHUGEPAGE = 4096, 2 << 20, 15
     PROT_R, PROT_RW, MAP_ANON_PRIVATE = 1, 3, 0x22
-    m = mmap.mmap(-1, 2 * REGION, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
-    start = (base + REGION - 1) & ~(REGION - 1)
-    libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(REGION), MADV_NOHUGEPAGE)
-    off = start - base
-
-    def touch():
-        for i in range(0, REGION, PAGE):
-            m[off + i] = 1
 
     rounds = [0]
 

@@ -1,20 +1,32 @@
 # heatmap — top-level entry points. `make demo` shows the product; `make check` tests it.
+# Both install what they need first (tools/deps.py: apt packages, and pip packages for
+# $(PYTHON)); with everything there that step takes a fraction of a second.
 PYTHON ?= python3
 CLANG ?= clang
 BPF_CFLAGS = -O2 -g -target bpf -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu \
 	-Wall -Werror -fdebug-prefix-map=$(CURDIR)=.
 
-.PHONY: all test lint check bpf kernel demo bench clean
+.PHONY: all deps-demo deps-check test lint check bpf kernel demo bench clean
 
 all: check
+
+deps-demo:
+	$(PYTHON) tools/deps.py demo
+
+deps-check:
+	$(PYTHON) tools/deps.py check
 
 test:
 	$(PYTHON) -m pytest -q tests
 
 lint:
-	ruff check .
+	$(PYTHON) -m ruff check .
 
-check: lint test
+# in this order, also under make -j
+check:
+	$(PYTHON) tools/deps.py check
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m pytest -q tests
 
 # The BPF object heatmap.py loads. Committed, so users need no compiler; rebuild it
 # with Debian 12's clang 14 and libbpf-dev 1.1 (tests/test_bpf_object.py checks that
@@ -29,6 +41,7 @@ kernel:
 	kernel/build-kernel
 
 demo:
+	$(PYTHON) tools/deps.py demo
 	$(PYTHON) demo/run
 
 # every benchmark (the guest ones boot the patched kernel under QEMU)

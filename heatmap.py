@@ -136,7 +136,10 @@ class _Stop(Exception):
 # the walk report them; drain() empties the map with batch operations.
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel")
-BPF_OBJECT = os.path.join(KERNEL_DIR, "heatmap.bpf.o")
+# the prebuilt object: beside heatmap.py in a checkout, under the prefix once installed
+# (pyproject.toml's data-files put it in share/heatmap)
+BPF_OBJECT_PLACES = (os.path.join(KERNEL_DIR, "heatmap.bpf.o"),
+                     os.path.join(sys.prefix, "share", "heatmap", "heatmap.bpf.o"))
 HOOKS = ("lru_gen_bpf_young_pte", "lru_gen_bpf_young_pmd", "lru_gen_bpf_young_look_around",
          "lru_gen_bpf_skip_mm")
 ATTACH = ("young_pte", "young_pmd", "young_look_around", "skip_mm")
@@ -150,6 +153,25 @@ CAPABILITIES = "CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"
 _KEY = struct.Struct("<QII")  # struct region_key
 _VAL = struct.Struct("<QQ")  # struct region_val
 _AGE = struct.Struct("<QiI")  # struct age_args
+
+
+def bpf_object() -> str:
+    """The prebuilt kernel/heatmap.bpf.o, wherever this copy of heatmap.py keeps it."""
+    for path in BPF_OBJECT_PLACES:
+        if os.path.exists(path):
+            return path
+    raise HeatmapError(f"the prebuilt BPF object heatmap.bpf.o is missing (looked in "
+                       f"{' and '.join(os.path.dirname(p) for p in BPF_OBJECT_PLACES)}): "
+                       f"reinstall heatmap, or run it from a checkout")
+
+
+def version_text() -> str:
+    """--version: the version, and which BPF object this copy would load."""
+    try:
+        where = bpf_object()
+    except HeatmapError:
+        where = "missing"
+    return f"heatmap {__version__} (BPF object: {where})"
 
 
 def _read(path: str) -> str:
@@ -213,7 +235,10 @@ class KernelCounts:
         from bpfload.btf.kernel import KernelBTF
 
         self._bpfload = bpfload
-        self._kbtf = KernelBTF()
+        try:
+            self._kbtf = KernelBTF()
+        except bpfload.BPFLoadError as e:
+            raise _bpf_error(e) from None
         try:
             for hook in HOOKS:
                 if self._kbtf.func(hook) is None:
@@ -223,7 +248,11 @@ class KernelCounts:
             self.use_kfunc = self._kbtf.func(AGE_KFUNC) is not None
             self.flush_tlb = self._kbtf.func(FLUSH_HOOK) is not None
         except bpfload.BTFError as e:
+            self._kbtf.close()
             raise HeatmapError(str(e)) from None
+        except BaseException:
+            self._kbtf.close()
+            raise
         # after the hooks: without them (an unpatched kernel) the MGLRU settings
         # are not the problem to report
         check_mglru()
@@ -239,7 +268,10 @@ class KernelCounts:
         bpfload = self._bpfload
         nodes = max(1, len(_node_list("has_memory")))
         capacity = max(1024, max_regions * nodes)
-        obj = bpfload.BPFObject(BPF_OBJECT, kernel_btf=self._kbtf)
+        try:
+            obj = bpfload.BPFObject(bpf_object(), kernel_btf=self._kbtf)
+        except bpfload.BPFLoadError as e:  # the object unreadable, pyelftools missing, ...
+            raise _bpf_error(e) from None
         try:
             obj.set("target_tgid", self.pid)
             obj.set("region_shift", self.region_shift)
@@ -2367,7 +2399,7 @@ def build_parser(out=None) -> _Parser:
                    help="replay pace: 1 recorded pace (default on a terminal), 2 twice as "
                         "fast, 0 at once (default otherwise)")
     p.add_argument("--svg", metavar="FILE", help="write the whole run as an SVG heatmap")
-    p.add_argument("--version", action="version", version="heatmap " + __version__)
+    p.add_argument("--version", action="version", version=version_text())
     return p
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import sys
 
 from . import asm, model, sections
 from .btf import ext as btf_ext
@@ -74,8 +75,11 @@ def elf_file_class():
     try:
         from elftools.elf.elffile import ELFFile
     except ImportError:
-        raise BPFLoadError("reading ELF files needs pyelftools (apt install "
-                           "python3-pyelftools, or pip install pyelftools)") from None
+        py = sys.executable or "python3"
+        how = ("apt-get install python3-pyelftools" if py.startswith("/usr/bin/")
+               else f"{py} -m pip install pyelftools")
+        raise BPFLoadError(f"reading ELF files needs pyelftools, which {py} cannot import: "
+                           f"install it ({how})") from None
     return ELFFile
 
 

@@ -30,26 +30,7 @@ HERE = Path(__file__).resolve().parent
 PATCH_DIR = HERE / "patches"
 FRAGMENT = HERE / "config.fragment"
 DEFAULT_SOURCE = Path("/usr/src/linux-source-6.12.tar.xz")
-DEFAULT_SOURCE_PACKAGE = "linux-source-6.12"
 ARCH = "x86_64"
-
-# command -> Debian package providing it; headers checked by path.
-BUILD_TOOLS = {
-    "make": "make",
-    "gcc": "gcc",
-    "flex": "flex",
-    "bison": "bison",
-    "bc": "bc",
-    "perl": "perl",
-    "pahole": "dwarves",
-    "patch": "patch",
-    "tar": "tar",
-    "xz": "xz-utils",
-}
-BUILD_HEADERS = {
-    "/usr/include/gelf.h": "libelf-dev",
-    "/usr/include/openssl/opensslv.h": "libssl-dev",
-}
 
 Progress = Callable[[str], None]
 
@@ -182,36 +163,28 @@ def build_dir(source: Path) -> Path:
 # --------------------------------------------------------------------------- deps
 
 
-def _apt_install(pkgs: list[str], progress: Progress) -> None:
-    if not shutil.which("apt-get"):
-        raise BuildError(f"missing {', '.join(pkgs)} and apt-get is not available: install them")
-    if os.geteuid() != 0:
-        raise BuildError(f"missing {', '.join(pkgs)}: install them (apt-get needs root)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs]
-    progress(f"installing {' '.join(pkgs)} with apt-get")
-    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode == 0:
-        return
-    progress("apt-get install failed; running apt-get update and retrying")
-    subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        tail = "\n".join(r.stderr.strip().splitlines()[-5:])
-        raise BuildError(f"apt-get install {' '.join(pkgs)} failed:\n{tail}")
+def _deps():
+    """tools/deps.py, the one list of what the project installs (a script, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("heatmap_deps",
+                                                  HERE.parent / "tools" / "deps.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def ensure_deps(source: Path | None, progress: Progress) -> Path:
     """Install missing build tools (and the default source package); return the source."""
-    missing = sorted(
-        {pkg for cmd, pkg in BUILD_TOOLS.items() if not shutil.which(cmd)}
-        | {pkg for path, pkg in BUILD_HEADERS.items() if not os.path.exists(path)}
-    )
-    if source is None:
-        source = DEFAULT_SOURCE
-        if not source.exists():
-            missing.append(DEFAULT_SOURCE_PACKAGE)
-    if missing:
-        _apt_install(missing, progress)
+    deps = _deps()
+    wanted = deps.missing_apt(["kernel"])
+    if source is not None:  # a tree or tarball of the caller's: no linux-source package
+        wanted = [a for a in wanted if a.probe != str(DEFAULT_SOURCE)]
+    try:
+        deps.apt_install(wanted, progress)
+    except deps.DepsError as e:
+        raise BuildError(str(e)) from None
+    source = DEFAULT_SOURCE if source is None else source
     if not source.exists():
         raise BuildError(f"kernel source {source} does not exist")
     return source

@@ -14,9 +14,32 @@ REPO = TESTS.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(TESTS))
 
+sys.path.insert(0, str(REPO / "tools"))
+
 import bpfc  # noqa: E402
+import deps  # noqa: E402
 from bpfc import BPF_SRC, IN_GUEST, build_object  # noqa: E402
 from kernelstate import bpf_unavailable, kernel_ids, leftovers  # noqa: E402
+
+
+def missing_prerequisites() -> str | None:
+    """What the suite needs and this machine lacks, as one line (None: nothing)."""
+    apt = deps.missing_apt(deps.GROUPS["check"])
+    pip = deps.missing_pip(sys.executable, deps.requirements_for("check"))
+    if not apt and not pip:
+        return None
+    what = [a.package for a in apt] + [f"{r.requirement} for {sys.executable}" for r in pip]
+    return (f"the tests need {', '.join(what)}: run `make check`, which installs them "
+            f"(tools/deps.py --list check says why each is needed)")
+
+
+def pytest_configure(config) -> None:
+    # One line instead of a hundred failures that all say the same thing. In the
+    # guest the host's tools are there (its root is the host's /).
+    if not IN_GUEST:
+        missing = missing_prerequisites()
+        if missing:
+            pytest.exit(missing, returncode=4)
 
 
 @pytest.fixture(scope="session")

@@ -183,6 +183,20 @@ def test_not_permitted_names_the_capabilities(worker):
         assert cap in line
 
 
+def test_without_pyelftools_one_line_says_what_to_install(worker, tmp_path):
+    # a Python with the standard library only, and no parsed-object cache to fall back on
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "v")],
+                   check=True)
+    python = str(tmp_path / "v" / "bin" / "python")
+    env = dict(os.environ, BPFLOAD_CACHE="off")
+    r = subprocess.run([python, str(REPO / "heatmap.py"), str(worker.pid), "--count", "1"],
+                       capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1, r.stderr
+    assert "needs pyelftools" in line and f"{python} -m pip install pyelftools" in line
+
+
 @pytest.fixture
 def lru_gen_caps():
     saved = Path(LRU_GEN_ENABLED).read_text().strip()

@@ -73,6 +73,11 @@ APT = {
             "the tests run Debian's python3 with only apt's pyelftools"),
     ],
 }
+# where a package that a bare apt sources list lacks comes from
+SOURCES = {
+    "linux-source-6.12": "Debian 12's security updates (add 'deb http://deb.debian.org/"
+                         "debian-security bookworm-security main' to the apt sources)",
+}
 GROUPS = {"demo": ["kernel", "guest"], "check": ["kernel", "guest", "test"]}
 
 
@@ -157,7 +162,10 @@ def apt_install(pkgs: list[Apt], say: Say = _say) -> None:
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         tail = " / ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
-        raise DepsError(f"apt-get install {' '.join(names)} failed: {tail}")
+        unknown = [p for p in pkgs if p.package in r.stderr and p.package in SOURCES
+                   and "Unable to locate package" in r.stderr]
+        hint = "".join(f"; {p.package} comes from {SOURCES[p.package]}" for p in unknown)
+        raise DepsError(f"apt-get install {' '.join(names)} failed: {tail}{hint}")
 
 
 def ensure(groups: list[str], say: Say = _say) -> None:

@@ -75,6 +75,22 @@ object each, the kind in "type":
 --replay FILE renders a recording (no root, no patched kernel): at the recorded pace
 on a terminal (--speed FACTOR, 0 = at once), at once otherwise.  Replaying with
 --record writes an identical file.  --svg FILE writes the whole run as one SVG image.
+
+Contents, in reading order (each section builds on the ones above it; the live source
+alone looks ahead, to size the kernel's map with the layout's spanned_regions()):
+
+  1. errors        HeatmapError (one line, non-zero exit), TargetExited, _Stop
+  2. counts sources
+     2.1 the kernel's counts: KernelCounts (load, attach, age, drain the BPF side)
+     2.2 what a source delivers: Sample, Mapping (/proc/PID/maps)
+     2.3 a live run: LiveSource (counts + /proc, one Sample per interval)
+     2.4 a recording: ReplaySource (Samples read back from --record's file)
+  3. layout        BinLayout (fine bins the history is kept in), RowLayout (screen rows)
+  4. model         Model: a bounded ring of binned columns
+  5. rendering     render_frame(): one text frame, legend, the three views
+  6. live view     PlainUI (one frame per interval), LiveScreen (alternate screen, keys)
+  7. outputs       --json (interval_json), --record (Recorder), --svg (write_svg)
+  8. command line  parse_args(), main()
 """
 
 from __future__ import annotations
@@ -111,7 +127,6 @@ __version__ = "0.1.0"
 # 1. errors
 # =====================================================================================
 
-
 class HeatmapError(Exception):
     """A problem the user can act on: main() prints it as one line, exits non-zero."""
 
@@ -128,7 +143,16 @@ class _Stop(Exception):
         self.reason = reason
 
 
-# ---- counts: the BPF side ----
+# =====================================================================================
+# 2. counts sources: the kernel's counts, a live run, a recording
+# =====================================================================================
+#
+# A source delivers Samples: one interval's young-page counts per (region, node), with
+# the target's maps when they changed.  LiveSource makes them from a counts source (the
+# kernel's, KernelCounts) and /proc; ReplaySource reads them back from a recording.
+
+
+# ---- 2.1 the kernel's counts (the BPF side) ------------------------------------------
 #
 # kernel/heatmap.bpf.o, attached to the hooks of kernel/patches: it counts young pages
 # of the target per (region, node) in a hash map; one aging pass (the kfunc through a
@@ -424,44 +448,7 @@ def _bpf_error(e: Exception) -> HeatmapError:
     return HeatmapError(f"{line} (verifier: {tail[-1]})" if tail else line)
 
 
-# ---- end of counts: the BPF side ----
-
-# =====================================================================================
-# 2. the model: regions x intervals
-# =====================================================================================
-#
-# The kernel reports young pages per region (address >> region_shift) and node.  The
-# model does not keep that per region: a 64 GiB target has 32,768 2 MiB regions and
-# 1,000 intervals of them would not fit the memory budget.  Each interval is folded
-# into the *bins* of a BinLayout (section 3): at most BIN_BUDGET contiguous slices of
-# the address space, shared out among mappings like the rows but much finer, so that
-# every screen layout up to BIN_BUDGET rows is an exact grouping of bins and a resize
-# re-renders the kept history exactly.  When the mappings change, the bins change;
-# older columns keep their own BinLayout and are projected onto the new rows by address
-# overlap (exact where a row covers whole old bins, proportional at the edges); once
-# the history spans more than MAX_LAYOUTS layouts it is re-binned onto the newest.
-# History is a ring of columns sized from the terminal width (with headroom); the rest
-# of a run streams to --record.
-
-MIXED = -1  # no node / kind holds DOMINANCE of the young pages
-NO_DATA = -2  # no young page
-DOMINANCE = 0.75
-COUNT_MAX = 0xFFFFFFFF
-BIN_BUDGET = 1024
-HISTORY_MIN = 256
-MAX_LAYOUTS = 8  # distinct BinLayouts the history may reference at once
-
-
-def dominant(per_key: dict, total: float) -> int:
-    """The key holding at least DOMINANCE of total (unique, since it is over half),
-    MIXED if none does, NO_DATA if total is 0."""
-    if total <= 0:
-        return NO_DATA
-    for key, value in per_key.items():
-        if value >= DOMINANCE * total:
-            return key
-    return MIXED
-
+# ---- 2.2 what a source delivers: samples and the target's mappings -------------------
 
 class Sample:
     """One interval as a source (live or replayed) delivers it."""
@@ -476,177 +463,6 @@ class Sample:
         self.rss_kb = rss_kb
         self.maps = maps  # list[Mapping] when they changed since the previous sample
         self.counts = counts  # [(region_index, node, anon, file)]
-
-
-class Column:
-    """One interval in the history: young pages per bin of its BinLayout, plus a cache
-    of the same folded into the rows of the RowLayout last rendered."""
-
-    __slots__ = ("seq", "t", "bins", "anon", "file", "nodes", "key", "c_young", "c_anon",
-                 "c_node")
-
-    def __init__(self, seq, t, bins, anon, file, nodes):
-        self.seq = seq
-        self.t = t
-        self.bins = bins
-        self.anon = anon  # array('I') per bin
-        self.file = file
-        # None (no young page), an int (every young page on that node) or
-        # {node: array('I') of young pages per bin}
-        self.nodes = nodes
-        self.key = None
-        self.c_young = self.c_anon = self.c_node = None
-
-
-class Model:
-    """Intervals x regions, kept as a bounded ring of binned columns."""
-
-    def __init__(self, info: dict, history: int = HISTORY_MIN, bin_budget: int = BIN_BUDGET):
-        self.info = info  # the recording header: pid, comm, region_shift, page_size, ...
-        self.shift = int(info["region_shift"])
-        self.page_size = int(info.get("page_size", 4096))
-        self.bin_budget = bin_budget
-        self.maps: list[Mapping] = []
-        self.bins: BinLayout | None = None
-        self.columns: collections.deque[Column] = collections.deque(maxlen=history)
-        self.intervals = 0
-        self.last: Sample | None = None  # metadata of the newest sample (counts dropped)
-        self.region_totals: dict[int, int] = {}
-        self._idents = itertools.count(1)
-        self._rows: RowLayout | None = None
-
-    # -- mappings --------------------------------------------------------------------
-    def set_maps(self, maps: list[Mapping]) -> None:
-        shown = shown_mappings(maps)
-        new = BinLayout(shown, self.shift, self.page_size, self.bin_budget)
-        old = self.bins
-        new.ident = old.ident if old is not None and old.key == new.key else next(self._idents)
-        self.maps = shown
-        self.bins = new
-        self._rows = None
-        layouts = {col.bins.ident: col.bins for col in self.columns}
-        if len(layouts) > MAX_LAYOUTS:
-            # a target whose mappings keep changing: fold the history onto the newest
-            # bins rather than keep one layout (and its projections) per change
-            projs = {i: overlap_projection(old, new.pieces) for i, old in layouts.items()
-                     if i != new.ident}
-            for col in self.columns:
-                if col.bins.ident != new.ident:
-                    rebin(col, new, projs[col.bins.ident])
-
-    def ensure_history(self, n: int) -> None:
-        """Grow the ring to keep at least n columns (it never shrinks)."""
-        if n > (self.columns.maxlen or 0):
-            self.columns = collections.deque(self.columns, maxlen=n)
-
-    # -- intervals -------------------------------------------------------------------
-    def add(self, sample: Sample) -> Column:
-        if sample.maps is not None:
-            self.set_maps(sample.maps)
-        bins = self.bins
-        if bins is None:
-            raise HeatmapError("an interval came before the target's memory maps")
-        nb = bins.nbins
-        zero = bytes(4 * nb)
-        anon = array.array("I", zero)
-        file = array.array("I", zero)
-        per_node: dict[int, array.array] = {}
-        totals = self.region_totals
-        bin_of = bins.bin_of
-        for region, node, a, f in sample.counts:
-            y = a + f
-            if y <= 0:
-                continue
-            totals[region] = totals.get(region, 0) + y
-            b = bin_of(region)
-            if b < 0:
-                continue  # not in a shown mapping (unmapped meanwhile, PROT_NONE)
-            v = anon[b] + a
-            anon[b] = v if v <= COUNT_MAX else COUNT_MAX
-            v = file[b] + f
-            file[b] = v if v <= COUNT_MAX else COUNT_MAX
-            arr = per_node.get(node)
-            if arr is None:
-                arr = per_node[node] = array.array("I", zero)
-            v = arr[b] + y
-            arr[b] = v if v <= COUNT_MAX else COUNT_MAX
-        if not per_node:
-            nodes = None
-        elif len(per_node) == 1:
-            nodes = next(iter(per_node))
-        else:
-            nodes = per_node
-        col = Column(sample.seq, sample.t, bins, anon, file, nodes)
-        self.columns.append(col)
-        self.intervals += 1
-        self.last = Sample(sample.seq, sample.t, sample.aging, sample.dropped,
-                           sample.rss_kb, None, None)
-        return col
-
-    def peak(self) -> tuple[int, int] | None:
-        """(region_index, young pages over the run) of the hottest region."""
-        if not self.region_totals:
-            return None
-        region, total = min(self.region_totals.items(), key=lambda kv: (-kv[1], kv[0]))
-        return region, total
-
-    # -- rows ------------------------------------------------------------------------
-    def rows_for(self, nrows: int) -> RowLayout:
-        """The RowLayout of the current bins with at most nrows rows (cached)."""
-        rows = self._rows
-        if rows is not None and rows.requested == nrows:
-            return rows
-        new = RowLayout(self.bins or BinLayout([], self.shift, self.page_size, 1), nrows)
-        if rows is not None and rows.bins.ident == new.bins.ident and rows.starts == new.starts:
-            new.key = rows.key
-            new._proj = rows._proj
-        else:
-            new.key = next(self._idents)
-        self._rows = new
-        return new
-
-    def cells(self, col: Column, rows: RowLayout):
-        """(young, anon, node) per row of rows for one column (cached on the column)."""
-        if col.key != rows.key:
-            proj = rows.projection(col.bins)
-            n = rows.n
-            young = array.array("d", bytes(8 * n))
-            anon_r = array.array("d", bytes(8 * n))
-            nodes = col.nodes
-            multi = isinstance(nodes, dict)
-            node_sums = {k: [0.0] * n for k in nodes} if multi else None
-            ca, cf = col.anon, col.file
-            for b in range(len(ca)):
-                a = ca[b]
-                f = cf[b]
-                if not (a or f):
-                    continue
-                for r, w in proj[b]:
-                    young[r] += (a + f) * w
-                    anon_r[r] += a * w
-                    if multi:
-                        for k, arr in nodes.items():
-                            v = arr[b]
-                            if v:
-                                node_sums[k][r] += v * w
-            node = array.array("h", [NO_DATA]) * n
-            if multi:
-                for r in range(n):
-                    node[r] = dominant({k: s[r] for k, s in node_sums.items()}, young[r])
-            elif nodes is not None:
-                for r in range(n):
-                    if young[r] > 0:
-                        node[r] = nodes
-            col.key = rows.key
-            col.c_young, col.c_anon, col.c_node = young, anon_r, node
-        return col.c_young, col.c_anon, col.c_node
-
-
-# =====================================================================================
-# 3. the layout: rows from /proc/PID/maps
-# =====================================================================================
-
-HIDDEN = frozenset(("[vvar]", "[vvar_vclock]", "[vsyscall]"))
 
 
 class Mapping(collections.namedtuple("Mapping", "start end perms offset dev inode path")):
@@ -695,6 +511,372 @@ def parse_maps(text: str) -> list[Mapping]:
         out.append(Mapping(start, end, perms, off, dev, ino, path))
     out.sort()
     return out
+
+
+def _printable(text: str) -> str:
+    """Labels come from file names: keep them to printable ASCII (no escapes)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+# ---- 2.3 a live run: the counts, aged and drained every interval, and /proc ----------
+
+CAPS = (("CAP_BPF", 39), ("CAP_PERFMON", 38), ("CAP_SYS_ADMIN", 21))
+CAPS_TEXT = "heatmap needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (run it as root)"
+
+
+def missing_capabilities(status_text: str) -> list[str]:
+    """Capabilities from CAPS missing in a /proc/*/status CapEff line ([] if none)."""
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            eff = int(line.split()[1], 16)
+            return [name for name, bit in CAPS if not (eff >> bit) & 1]
+    return []
+
+
+def map_capacity(regions: int) -> int:
+    """Regions the BPF map is sized for (per node): the spanned regions plus slack."""
+    return regions + max(64, regions // 4)
+
+
+def read_stat(proc_root: str, pid: int) -> tuple[str, str]:
+    """(comm, state) from /proc/PID/stat; FileNotFoundError/ProcessLookupError if gone."""
+    with open(f"{proc_root}/{pid}/stat", encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    i, j = text.find("("), text.rfind(")")
+    if i < 0 or j < i:
+        return "?", "?"
+    return text[i + 1: j], text[j + 2: j + 3]
+
+
+def read_rss_kb(proc_root: str, pid: int) -> int:
+    try:
+        with open(f"{proc_root}/{pid}/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def read_maps(proc_root: str, pid: int) -> list[Mapping]:
+    with open(f"{proc_root}/{pid}/maps", encoding="utf-8", errors="replace") as f:
+        return parse_maps(f.read())
+
+
+class LiveSource:
+    """Samples from the kernel: every interval age the target, drain the counts, read
+    its maps.  The counts come from counts_factory (KernelCounts, or a fake in tests)."""
+
+    truncated = False  # (a live run never ends mid-record; see ReplaySource)
+
+    def __init__(self, pid, region_shift, interval, counts_factory, proc_root, clock,
+                 page_size=None):
+        self.pid = pid
+        self.shift = region_shift
+        self.interval = interval
+        self.factory = counts_factory
+        self.proc = proc_root
+        self.clock = clock
+        self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
+        self.counts = None
+        self.header: dict = {}
+        self.capacity = 0
+        self.seq = 0
+        self.t0 = 0.0
+        self.next_due = 0.0
+        self.prev_maps = None
+
+    def _exited(self) -> bool:
+        try:
+            return read_stat(self.proc, self.pid)[1] in ("Z", "X")
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
+    def _missing_capabilities(self) -> list[str]:
+        try:
+            with open(f"{self.proc}/self/status", encoding="utf-8") as f:
+                return missing_capabilities(f.read())
+        except OSError:
+            return []
+
+    def _refused(self, path: str) -> HeatmapError:
+        """The error for a /proc file of the target we may not read."""
+        if self._missing_capabilities():
+            return HeatmapError(f"not permitted to read {path}: {CAPS_TEXT}")
+        return HeatmapError(f"not permitted to read {path}, although heatmap has the "
+                            f"capabilities it needs: the kernel keeps this process's memory "
+                            f"map private (a non-dumpable process, or one outside this user "
+                            f"namespace)")
+
+    def open(self) -> None:
+        pid = self.pid
+        try:
+            comm, state = read_stat(self.proc, pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise HeatmapError(f"no such process: {pid}") from None
+        except PermissionError:
+            raise self._refused(f"/proc/{pid}/stat") from None
+        try:
+            maps = read_maps(self.proc, pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise HeatmapError(f"no such process: {pid}") from None
+        except PermissionError:
+            raise self._refused(f"/proc/{pid}/maps") from None
+        if not maps or state in ("Z", "X"):
+            raise HeatmapError(f"process {pid} ({_printable(comm)}) has no user memory to "
+                               "watch (a kernel thread or exiting)")
+        missing = self._missing_capabilities()
+        if missing:
+            raise HeatmapError(f"not permitted: {CAPS_TEXT}; missing {', '.join(missing)}")
+        self.capacity = map_capacity(spanned_regions(maps, self.shift))
+        try:
+            self.counts = self.factory(pid, self.shift, self.capacity)
+            # the first aging reports everything touched since forever: drop it
+            self.counts.age()
+            self.counts.drain()
+        except PermissionError:
+            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
+        except OSError as e:
+            raise HeatmapError(f"kernel counts: {e}") from None
+        self.header = {"type": RECORD_TYPE, "version": RECORD_VERSION, "pid": pid,
+                       "comm": comm, "region_shift": self.shift,
+                       "page_size": self.page_size, "interval": self.interval,
+                       "started": round(time.time(), 3)}
+        self.t0 = self.clock()
+        self.next_due = self.t0 + self.interval
+
+    def due(self) -> float:
+        return self.next_due
+
+    def take(self) -> Sample:
+        try:
+            aging = float(self.counts.age())
+            counts = list(self.counts.drain())
+            dropped = int(self.counts.dropped())
+        except PermissionError:
+            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
+        except OSError as e:
+            raise HeatmapError(f"kernel counts: {e}") from None
+        now = self.clock()
+        try:
+            maps = read_maps(self.proc, self.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise TargetExited() from None
+        if not maps or self._exited():
+            raise TargetExited()
+        self.seq += 1
+        changed = maps != self.prev_maps
+        self.prev_maps = maps
+        self.next_due += self.interval
+        if self.next_due <= now:  # fell behind (slow aging, suspended): skip, don't burst
+            self.next_due = now + self.interval
+        if changed:
+            need = spanned_regions(maps, self.shift)
+            if need > self.capacity or map_capacity(need) * 4 < self.capacity:
+                self.capacity = map_capacity(need)
+                self.counts.resize(self.capacity)
+        counts.sort()
+        return Sample(self.seq, round(now - self.t0, 6), round(aging, 6), dropped,
+                      read_rss_kb(self.proc, self.pid), maps if changed else None, counts)
+
+    def resync(self) -> None:
+        """After a pause: age and drop what accumulated, restart the interval clock."""
+        self.counts.age()
+        self.counts.drain()
+        self.next_due = self.clock() + self.interval
+
+    def close(self) -> None:
+        counts, self.counts = self.counts, None
+        if counts is not None:
+            counts.close()
+
+
+# ---- 2.4 a recording (its format: the module docstring; its writer: section 7) -------
+
+RECORD_TYPE = "heatmap-record"
+RECORD_VERSION = 1
+
+
+def _open_text(path: str, mode: str):
+    """Open a recording for "r" or "w", gzip when writing *.gz or reading gzip data."""
+    import gzip
+
+    if mode == "w":
+        if path.endswith(".gz"):
+            return gzip.open(path, "wt", encoding="utf-8", compresslevel=6)
+        return open(path, "w", encoding="utf-8")
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _as_int(v) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"not an integer: {v!r}")
+    return v
+
+
+def _as_finite(v) -> float:
+    """A recorded number of seconds: JSON numbers (or their text), never NaN/infinity."""
+    if isinstance(v, bool):
+        raise ValueError(f"not a number: {v!r}")
+    f = float(v)
+    if not math.isfinite(f):
+        raise ValueError(f"not a finite number: {v!r}")
+    return f
+
+
+#: NUMA node ids the kernel can report (MAX_NUMNODES with the largest NODES_SHIFT)
+MAX_NODES = 1 << 10
+#: Bounds no real recording reaches: young pages of one region in one interval (the
+#: BPF side's u64 counters, 2^48 pages = 1 EiB of 4 KiB pages) and region indexes
+#: (a 64-bit address space at the smallest region size, 4 KiB).
+MAX_RECORDED_COUNT = 1 << 48
+MAX_REGION_INDEX = 1 << 52
+
+
+class ReplaySource:
+    """Samples from a recording, paced like the original run (speed 1), faster, or all
+    at once (speed 0).  Reads the file as it goes: memory stays bounded."""
+
+    def __init__(self, path: str, speed: float = 0.0, clock=time.monotonic, limit=None):
+        self.path = path
+        self.speed = speed
+        self.clock = clock
+        self.limit = limit
+        self.f = None
+        self.header: dict = {}
+        self.lineno = 0
+        self._pending_maps = None
+        self._next: Sample | None = None
+        self._peeked = False
+        self._base = None
+        self._taken = 0
+        self.truncated = False  # the file ends mid-record (an interrupted run)
+
+    def open(self) -> None:
+        try:
+            self.f = _open_text(self.path, "r")
+            line = self.f.readline()
+        except EOFError:
+            line = ""
+        except zlib.error as e:
+            raise HeatmapError(f"{self.path}: damaged recording ({e})") from None
+        except OSError as e:  # BadGzipFile included
+            raise HeatmapError(f"cannot read {self.path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            line = ""
+        self.lineno = 1
+        try:
+            header = json.loads(line)
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("type") != RECORD_TYPE:
+            raise HeatmapError(f"{self.path}: not a heatmap recording")
+        if header.get("version") != RECORD_VERSION:
+            raise HeatmapError(f"{self.path}: recording version {header.get('version')!r}, "
+                               f"this heatmap reads version {RECORD_VERSION}")
+        try:
+            shift = _as_int(header["region_shift"])
+            page_size = _as_int(header.get("page_size", 4096))
+            if _as_finite(header.get("interval", 0)) < 0:
+                raise ValueError("interval")
+            if not 12 <= shift <= 40:
+                raise ValueError("region_shift")
+            if page_size < 1 or page_size & (page_size - 1):
+                raise ValueError("page_size")
+        except (KeyError, ValueError, TypeError):
+            raise HeatmapError(f"{self.path}: bad recording header") from None
+        self.header = header
+
+    def _bad(self, why: str):
+        raise HeatmapError(f"{self.path}:{self.lineno}: {why}")
+
+    def _read(self) -> Sample | None:
+        if self.limit is not None and self._taken >= self.limit:
+            return None
+        while True:
+            try:
+                line = self.f.readline()
+            except EOFError:  # a gzip stream cut short: a run interrupted mid-write
+                self.truncated = True
+                return None
+            except (OSError, UnicodeDecodeError, zlib.error) as e:  # a bad CRC, corruption
+                self._bad(f"damaged recording ({e})")
+            self.lineno += 1
+            if not line:
+                return None
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                if not line.endswith("\n"):
+                    self.truncated = True  # the last line of an interrupted recording
+                    return None
+                self._bad("not JSON")
+            kind = obj.get("type") if isinstance(obj, dict) else None
+            try:
+                if kind == "maps":
+                    self._pending_maps = [
+                        Mapping(_as_int(s), _as_int(e), str(p), _as_int(o), str(d),
+                                _as_int(i), str(path))
+                        for s, e, p, o, d, i, path in obj["maps"]]
+                elif kind == "interval":
+                    counts = []
+                    for r, n, a, f in obj["counts"]:
+                        r, n, a, f = _as_int(r), _as_int(n), _as_int(a), _as_int(f)
+                        if a < 0 or f < 0 or r < 0:
+                            raise ValueError("negative count")
+                        if max(a, f) > MAX_RECORDED_COUNT or r > MAX_REGION_INDEX:
+                            raise ValueError("count or region out of any possible range")
+                        if not 0 <= n < MAX_NODES:
+                            raise ValueError(f"no such NUMA node: {n}")
+                        counts.append((r, n, a, f))
+                    s = Sample(_as_int(obj["seq"]), _as_finite(obj["t"]),
+                               _as_finite(obj["aging"]),
+                               _as_int(obj["dropped"]), _as_int(obj["rss_kb"]),
+                               self._pending_maps, counts)
+                    self._pending_maps = None
+                    return s
+                # other types: from a newer writer; skipped
+            except (KeyError, ValueError, TypeError) as e:
+                self._bad(f"bad {kind} record ({e})")
+
+    def due(self) -> float:
+        if not self._peeked:
+            self._next = self._read()
+            self._peeked = True
+        if self.speed <= 0 or self._next is None:
+            return -math.inf
+        if self._base is None:
+            self._base = (self.clock(), self._next.t)
+        return self._base[0] + (self._next.t - self._base[1]) / self.speed
+
+    def take(self) -> Sample | None:
+        if not self._peeked:
+            self._next = self._read()
+        self._peeked = False
+        s, self._next = self._next, None
+        if s is not None:
+            self._taken += 1
+        return s
+
+    def resync(self) -> None:
+        self._base = None
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+# =====================================================================================
+# 3. the layout: rows from /proc/PID/maps
+# =====================================================================================
+
+HIDDEN = frozenset(("[vvar]", "[vvar_vclock]", "[vsyscall]"))
 
 
 def is_shown(m: Mapping) -> bool:
@@ -1055,7 +1237,208 @@ def rebin(col: Column, new: BinLayout, proj: list) -> None:
 
 
 # =====================================================================================
-# 4. rendering: frames, legend, views
+# 4. the model: regions x intervals
+# =====================================================================================
+#
+# The kernel reports young pages per region (address >> region_shift) and node.  The
+# model does not keep that per region: a 64 GiB target has 32,768 2 MiB regions and
+# 1,000 intervals of them would not fit the memory budget.  Each interval is folded
+# into the *bins* of a BinLayout (section 3): at most BIN_BUDGET contiguous slices of
+# the address space, shared out among mappings like the rows but much finer, so that
+# every screen layout up to BIN_BUDGET rows is an exact grouping of bins and a resize
+# re-renders the kept history exactly.  When the mappings change, the bins change;
+# older columns keep their own BinLayout and are projected onto the new rows by address
+# overlap (exact where a row covers whole old bins, proportional at the edges); once
+# the history spans more than MAX_LAYOUTS layouts it is re-binned onto the newest.
+# History is a ring of columns sized from the terminal width (with headroom); the rest
+# of a run streams to --record.
+
+MIXED = -1  # no node / kind holds DOMINANCE of the young pages
+NO_DATA = -2  # no young page
+DOMINANCE = 0.75
+COUNT_MAX = 0xFFFFFFFF
+BIN_BUDGET = 1024
+HISTORY_MIN = 256
+MAX_LAYOUTS = 8  # distinct BinLayouts the history may reference at once
+
+
+def dominant(per_key: dict, total: float) -> int:
+    """The key holding at least DOMINANCE of total (unique, since it is over half),
+    MIXED if none does, NO_DATA if total is 0."""
+    if total <= 0:
+        return NO_DATA
+    for key, value in per_key.items():
+        if value >= DOMINANCE * total:
+            return key
+    return MIXED
+
+
+class Column:
+    """One interval in the history: young pages per bin of its BinLayout, plus a cache
+    of the same folded into the rows of the RowLayout last rendered."""
+
+    __slots__ = ("seq", "t", "bins", "anon", "file", "nodes", "key", "c_young", "c_anon",
+                 "c_node")
+
+    def __init__(self, seq, t, bins, anon, file, nodes):
+        self.seq = seq
+        self.t = t
+        self.bins = bins
+        self.anon = anon  # array('I') per bin
+        self.file = file
+        # None (no young page), an int (every young page on that node) or
+        # {node: array('I') of young pages per bin}
+        self.nodes = nodes
+        self.key = None
+        self.c_young = self.c_anon = self.c_node = None
+
+
+class Model:
+    """Intervals x regions, kept as a bounded ring of binned columns."""
+
+    def __init__(self, info: dict, history: int = HISTORY_MIN, bin_budget: int = BIN_BUDGET):
+        self.info = info  # the recording header: pid, comm, region_shift, page_size, ...
+        self.shift = int(info["region_shift"])
+        self.page_size = int(info.get("page_size", 4096))
+        self.bin_budget = bin_budget
+        self.maps: list[Mapping] = []
+        self.bins: BinLayout | None = None
+        self.columns: collections.deque[Column] = collections.deque(maxlen=history)
+        self.intervals = 0
+        self.last: Sample | None = None  # metadata of the newest sample (counts dropped)
+        self.region_totals: dict[int, int] = {}
+        self._idents = itertools.count(1)
+        self._rows: RowLayout | None = None
+
+    # -- mappings --------------------------------------------------------------------
+    def set_maps(self, maps: list[Mapping]) -> None:
+        shown = shown_mappings(maps)
+        new = BinLayout(shown, self.shift, self.page_size, self.bin_budget)
+        old = self.bins
+        new.ident = old.ident if old is not None and old.key == new.key else next(self._idents)
+        self.maps = shown
+        self.bins = new
+        self._rows = None
+        layouts = {col.bins.ident: col.bins for col in self.columns}
+        if len(layouts) > MAX_LAYOUTS:
+            # a target whose mappings keep changing: fold the history onto the newest
+            # bins rather than keep one layout (and its projections) per change
+            projs = {i: overlap_projection(old, new.pieces) for i, old in layouts.items()
+                     if i != new.ident}
+            for col in self.columns:
+                if col.bins.ident != new.ident:
+                    rebin(col, new, projs[col.bins.ident])
+
+    def ensure_history(self, n: int) -> None:
+        """Grow the ring to keep at least n columns (it never shrinks)."""
+        if n > (self.columns.maxlen or 0):
+            self.columns = collections.deque(self.columns, maxlen=n)
+
+    # -- intervals -------------------------------------------------------------------
+    def add(self, sample: Sample) -> Column:
+        if sample.maps is not None:
+            self.set_maps(sample.maps)
+        bins = self.bins
+        if bins is None:
+            raise HeatmapError("an interval came before the target's memory maps")
+        nb = bins.nbins
+        zero = bytes(4 * nb)
+        anon = array.array("I", zero)
+        file = array.array("I", zero)
+        per_node: dict[int, array.array] = {}
+        totals = self.region_totals
+        bin_of = bins.bin_of
+        for region, node, a, f in sample.counts:
+            y = a + f
+            if y <= 0:
+                continue
+            totals[region] = totals.get(region, 0) + y
+            b = bin_of(region)
+            if b < 0:
+                continue  # not in a shown mapping (unmapped meanwhile, PROT_NONE)
+            v = anon[b] + a
+            anon[b] = v if v <= COUNT_MAX else COUNT_MAX
+            v = file[b] + f
+            file[b] = v if v <= COUNT_MAX else COUNT_MAX
+            arr = per_node.get(node)
+            if arr is None:
+                arr = per_node[node] = array.array("I", zero)
+            v = arr[b] + y
+            arr[b] = v if v <= COUNT_MAX else COUNT_MAX
+        if not per_node:
+            nodes = None
+        elif len(per_node) == 1:
+            nodes = next(iter(per_node))
+        else:
+            nodes = per_node
+        col = Column(sample.seq, sample.t, bins, anon, file, nodes)
+        self.columns.append(col)
+        self.intervals += 1
+        self.last = Sample(sample.seq, sample.t, sample.aging, sample.dropped,
+                           sample.rss_kb, None, None)
+        return col
+
+    def peak(self) -> tuple[int, int] | None:
+        """(region_index, young pages over the run) of the hottest region."""
+        if not self.region_totals:
+            return None
+        region, total = min(self.region_totals.items(), key=lambda kv: (-kv[1], kv[0]))
+        return region, total
+
+    # -- rows ------------------------------------------------------------------------
+    def rows_for(self, nrows: int) -> RowLayout:
+        """The RowLayout of the current bins with at most nrows rows (cached)."""
+        rows = self._rows
+        if rows is not None and rows.requested == nrows:
+            return rows
+        new = RowLayout(self.bins or BinLayout([], self.shift, self.page_size, 1), nrows)
+        if rows is not None and rows.bins.ident == new.bins.ident and rows.starts == new.starts:
+            new.key = rows.key
+            new._proj = rows._proj
+        else:
+            new.key = next(self._idents)
+        self._rows = new
+        return new
+
+    def cells(self, col: Column, rows: RowLayout):
+        """(young, anon, node) per row of rows for one column (cached on the column)."""
+        if col.key != rows.key:
+            proj = rows.projection(col.bins)
+            n = rows.n
+            young = array.array("d", bytes(8 * n))
+            anon_r = array.array("d", bytes(8 * n))
+            nodes = col.nodes
+            multi = isinstance(nodes, dict)
+            node_sums = {k: [0.0] * n for k in nodes} if multi else None
+            ca, cf = col.anon, col.file
+            for b in range(len(ca)):
+                a = ca[b]
+                f = cf[b]
+                if not (a or f):
+                    continue
+                for r, w in proj[b]:
+                    young[r] += (a + f) * w
+                    anon_r[r] += a * w
+                    if multi:
+                        for k, arr in nodes.items():
+                            v = arr[b]
+                            if v:
+                                node_sums[k][r] += v * w
+            node = array.array("h", [NO_DATA]) * n
+            if multi:
+                for r in range(n):
+                    node[r] = dominant({k: s[r] for k, s in node_sums.items()}, young[r])
+            elif nodes is not None:
+                for r in range(n):
+                    if young[r] > 0:
+                        node[r] = nodes
+            col.key = rows.key
+            col.c_young, col.c_anon, col.c_node = young, anon_r, node
+        return col.c_young, col.c_anon, col.c_node
+
+
+# =====================================================================================
+# 5. rendering: frames, legend, views
 # =====================================================================================
 
 VIEWS = ("heat", "node", "anon")
@@ -1217,11 +1600,6 @@ def fmt_span(s: float) -> str:
     if s < 1000:
         return f"{s:.0f}s"
     return "%.0fm" % (s / 60)
-
-
-def _printable(text: str) -> str:
-    """Labels come from file names: keep them to printable ASCII (no escapes)."""
-    return "".join(c if " " <= c <= "~" else "?" for c in text)
 
 
 def header_items(model: Model, view: str, status: str = "") -> list[str]:
@@ -1388,7 +1766,7 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
 
 
 # =====================================================================================
-# 5. the live view (a terminal: alternate screen, keys, resizes)
+# 6. the live view (a terminal: alternate screen, keys, resizes)
 # =====================================================================================
 
 ENTER_SCREEN = "\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J"
@@ -1627,9 +2005,8 @@ class LiveScreen:
 
 
 # =====================================================================================
-# 6. outputs: JSON, record/replay, SVG
+# 7. outputs: JSON, recording, SVG
 # =====================================================================================
-
 
 def _dump(obj) -> str:
     return json.dumps(obj, separators=(",", ":"))
@@ -1720,25 +2097,6 @@ def interval_json(sample: Sample, model: Model) -> str:
     return head[:-1] + ',"regions":[' + ",".join(parts) + "]}"
 
 
-RECORD_TYPE = "heatmap-record"
-RECORD_VERSION = 1
-
-
-def _open_text(path: str, mode: str):
-    """Open a recording for "r" or "w", gzip when writing *.gz or reading gzip data."""
-    import gzip
-
-    if mode == "w":
-        if path.endswith(".gz"):
-            return gzip.open(path, "wt", encoding="utf-8", compresslevel=6)
-        return open(path, "w", encoding="utf-8")
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 class Recorder:
     """--record: the header, maps when they change and every interval, as JSON lines,
     flushed per interval so that an interrupted run leaves a usable file."""
@@ -1779,167 +2137,6 @@ class Recorder:
                 f.close()
             except OSError as e:
                 raise self._failed(e) from None
-
-
-def _as_int(v) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"not an integer: {v!r}")
-    return v
-
-
-def _as_finite(v) -> float:
-    """A recorded number of seconds: JSON numbers (or their text), never NaN/infinity."""
-    if isinstance(v, bool):
-        raise ValueError(f"not a number: {v!r}")
-    f = float(v)
-    if not math.isfinite(f):
-        raise ValueError(f"not a finite number: {v!r}")
-    return f
-
-
-#: NUMA node ids the kernel can report (MAX_NUMNODES with the largest NODES_SHIFT)
-MAX_NODES = 1 << 10
-
-
-#: Bounds no real recording reaches: young pages of one region in one interval (the
-#: BPF side's u64 counters, 2^48 pages = 1 EiB of 4 KiB pages) and region indexes
-#: (a 64-bit address space at the smallest region size, 4 KiB).
-MAX_RECORDED_COUNT = 1 << 48
-MAX_REGION_INDEX = 1 << 52
-
-
-class ReplaySource:
-    """Samples from a recording, paced like the original run (speed 1), faster, or all
-    at once (speed 0).  Reads the file as it goes: memory stays bounded."""
-
-    def __init__(self, path: str, speed: float = 0.0, clock=time.monotonic, limit=None):
-        self.path = path
-        self.speed = speed
-        self.clock = clock
-        self.limit = limit
-        self.f = None
-        self.header: dict = {}
-        self.lineno = 0
-        self._pending_maps = None
-        self._next: Sample | None = None
-        self._peeked = False
-        self._base = None
-        self._taken = 0
-        self.truncated = False  # the file ends mid-record (an interrupted run)
-
-    def open(self) -> None:
-        try:
-            self.f = _open_text(self.path, "r")
-            line = self.f.readline()
-        except EOFError:
-            line = ""
-        except zlib.error as e:
-            raise HeatmapError(f"{self.path}: damaged recording ({e})") from None
-        except OSError as e:  # BadGzipFile included
-            raise HeatmapError(f"cannot read {self.path}: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            line = ""
-        self.lineno = 1
-        try:
-            header = json.loads(line)
-        except ValueError:
-            header = None
-        if not isinstance(header, dict) or header.get("type") != RECORD_TYPE:
-            raise HeatmapError(f"{self.path}: not a heatmap recording")
-        if header.get("version") != RECORD_VERSION:
-            raise HeatmapError(f"{self.path}: recording version {header.get('version')!r}, "
-                               f"this heatmap reads version {RECORD_VERSION}")
-        try:
-            shift = _as_int(header["region_shift"])
-            page_size = _as_int(header.get("page_size", 4096))
-            if _as_finite(header.get("interval", 0)) < 0:
-                raise ValueError("interval")
-            if not 12 <= shift <= 40:
-                raise ValueError("region_shift")
-            if page_size < 1 or page_size & (page_size - 1):
-                raise ValueError("page_size")
-        except (KeyError, ValueError, TypeError):
-            raise HeatmapError(f"{self.path}: bad recording header") from None
-        self.header = header
-
-    def _bad(self, why: str):
-        raise HeatmapError(f"{self.path}:{self.lineno}: {why}")
-
-    def _read(self) -> Sample | None:
-        if self.limit is not None and self._taken >= self.limit:
-            return None
-        while True:
-            try:
-                line = self.f.readline()
-            except EOFError:  # a gzip stream cut short: a run interrupted mid-write
-                self.truncated = True
-                return None
-            except (OSError, UnicodeDecodeError, zlib.error) as e:  # a bad CRC, corruption
-                self._bad(f"damaged recording ({e})")
-            self.lineno += 1
-            if not line:
-                return None
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                if not line.endswith("\n"):
-                    self.truncated = True  # the last line of an interrupted recording
-                    return None
-                self._bad("not JSON")
-            kind = obj.get("type") if isinstance(obj, dict) else None
-            try:
-                if kind == "maps":
-                    self._pending_maps = [
-                        Mapping(_as_int(s), _as_int(e), str(p), _as_int(o), str(d),
-                                _as_int(i), str(path))
-                        for s, e, p, o, d, i, path in obj["maps"]]
-                elif kind == "interval":
-                    counts = []
-                    for r, n, a, f in obj["counts"]:
-                        r, n, a, f = _as_int(r), _as_int(n), _as_int(a), _as_int(f)
-                        if a < 0 or f < 0 or r < 0:
-                            raise ValueError("negative count")
-                        if max(a, f) > MAX_RECORDED_COUNT or r > MAX_REGION_INDEX:
-                            raise ValueError("count or region out of any possible range")
-                        if not 0 <= n < MAX_NODES:
-                            raise ValueError(f"no such NUMA node: {n}")
-                        counts.append((r, n, a, f))
-                    s = Sample(_as_int(obj["seq"]), _as_finite(obj["t"]),
-                               _as_finite(obj["aging"]),
-                               _as_int(obj["dropped"]), _as_int(obj["rss_kb"]),
-                               self._pending_maps, counts)
-                    self._pending_maps = None
-                    return s
-                # other types: from a newer writer; skipped
-            except (KeyError, ValueError, TypeError) as e:
-                self._bad(f"bad {kind} record ({e})")
-
-    def due(self) -> float:
-        if not self._peeked:
-            self._next = self._read()
-            self._peeked = True
-        if self.speed <= 0 or self._next is None:
-            return -math.inf
-        if self._base is None:
-            self._base = (self.clock(), self._next.t)
-        return self._base[0] + (self._next.t - self._base[1]) / self.speed
-
-    def take(self) -> Sample | None:
-        if not self._peeked:
-            self._next = self._read()
-        self._peeked = False
-        s, self._next = self._next, None
-        if s is not None:
-            self._taken += 1
-        return s
-
-    def resync(self) -> None:
-        self._base = None
-
-    def close(self) -> None:
-        if self.f is not None:
-            self.f.close()
-            self.f = None
 
 
 def union_maps(snapshots) -> list[Mapping]:
@@ -2109,180 +2306,8 @@ def output_file(path: str):
 
 
 # =====================================================================================
-# 7. sources and main()
+# 8. the command line: arguments and main()
 # =====================================================================================
-
-CAPS = (("CAP_BPF", 39), ("CAP_PERFMON", 38), ("CAP_SYS_ADMIN", 21))
-CAPS_TEXT = "heatmap needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (run it as root)"
-
-
-def missing_capabilities(status_text: str) -> list[str]:
-    """Capabilities from CAPS missing in a /proc/*/status CapEff line ([] if none)."""
-    for line in status_text.splitlines():
-        if line.startswith("CapEff:"):
-            eff = int(line.split()[1], 16)
-            return [name for name, bit in CAPS if not (eff >> bit) & 1]
-    return []
-
-
-def map_capacity(regions: int) -> int:
-    """Regions the BPF map is sized for (per node): the spanned regions plus slack."""
-    return regions + max(64, regions // 4)
-
-
-def read_stat(proc_root: str, pid: int) -> tuple[str, str]:
-    """(comm, state) from /proc/PID/stat; FileNotFoundError/ProcessLookupError if gone."""
-    with open(f"{proc_root}/{pid}/stat", encoding="utf-8", errors="replace") as f:
-        text = f.read()
-    i, j = text.find("("), text.rfind(")")
-    if i < 0 or j < i:
-        return "?", "?"
-    return text[i + 1: j], text[j + 2: j + 3]
-
-
-def read_rss_kb(proc_root: str, pid: int) -> int:
-    try:
-        with open(f"{proc_root}/{pid}/status", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def read_maps(proc_root: str, pid: int) -> list[Mapping]:
-    with open(f"{proc_root}/{pid}/maps", encoding="utf-8", errors="replace") as f:
-        return parse_maps(f.read())
-
-
-class LiveSource:
-    """Samples from the kernel: every interval age the target, drain the counts, read
-    its maps.  The counts come from counts_factory (KernelCounts, or a fake in tests)."""
-
-    truncated = False  # (a live run never ends mid-record; see ReplaySource)
-
-    def __init__(self, pid, region_shift, interval, counts_factory, proc_root, clock,
-                 page_size=None):
-        self.pid = pid
-        self.shift = region_shift
-        self.interval = interval
-        self.factory = counts_factory
-        self.proc = proc_root
-        self.clock = clock
-        self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
-        self.counts = None
-        self.header: dict = {}
-        self.capacity = 0
-        self.seq = 0
-        self.t0 = 0.0
-        self.next_due = 0.0
-        self.prev_maps = None
-
-    def _exited(self) -> bool:
-        try:
-            return read_stat(self.proc, self.pid)[1] in ("Z", "X")
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-
-    def _missing_capabilities(self) -> list[str]:
-        try:
-            with open(f"{self.proc}/self/status", encoding="utf-8") as f:
-                return missing_capabilities(f.read())
-        except OSError:
-            return []
-
-    def _refused(self, path: str) -> HeatmapError:
-        """The error for a /proc file of the target we may not read."""
-        if self._missing_capabilities():
-            return HeatmapError(f"not permitted to read {path}: {CAPS_TEXT}")
-        return HeatmapError(f"not permitted to read {path}, although heatmap has the "
-                            f"capabilities it needs: the kernel keeps this process's memory "
-                            f"map private (a non-dumpable process, or one outside this user "
-                            f"namespace)")
-
-    def open(self) -> None:
-        pid = self.pid
-        try:
-            comm, state = read_stat(self.proc, pid)
-        except (FileNotFoundError, ProcessLookupError):
-            raise HeatmapError(f"no such process: {pid}") from None
-        except PermissionError:
-            raise self._refused(f"/proc/{pid}/stat") from None
-        try:
-            maps = read_maps(self.proc, pid)
-        except (FileNotFoundError, ProcessLookupError):
-            raise HeatmapError(f"no such process: {pid}") from None
-        except PermissionError:
-            raise self._refused(f"/proc/{pid}/maps") from None
-        if not maps or state in ("Z", "X"):
-            raise HeatmapError(f"process {pid} ({_printable(comm)}) has no user memory to "
-                               "watch (a kernel thread or exiting)")
-        missing = self._missing_capabilities()
-        if missing:
-            raise HeatmapError(f"not permitted: {CAPS_TEXT}; missing {', '.join(missing)}")
-        self.capacity = map_capacity(spanned_regions(maps, self.shift))
-        try:
-            self.counts = self.factory(pid, self.shift, self.capacity)
-            # the first aging reports everything touched since forever: drop it
-            self.counts.age()
-            self.counts.drain()
-        except PermissionError:
-            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
-        except OSError as e:
-            raise HeatmapError(f"kernel counts: {e}") from None
-        self.header = {"type": RECORD_TYPE, "version": RECORD_VERSION, "pid": pid,
-                       "comm": comm, "region_shift": self.shift,
-                       "page_size": self.page_size, "interval": self.interval,
-                       "started": round(time.time(), 3)}
-        self.t0 = self.clock()
-        self.next_due = self.t0 + self.interval
-
-    def due(self) -> float:
-        return self.next_due
-
-    def take(self) -> Sample:
-        try:
-            aging = float(self.counts.age())
-            counts = list(self.counts.drain())
-            dropped = int(self.counts.dropped())
-        except PermissionError:
-            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
-        except OSError as e:
-            raise HeatmapError(f"kernel counts: {e}") from None
-        now = self.clock()
-        try:
-            maps = read_maps(self.proc, self.pid)
-        except (FileNotFoundError, ProcessLookupError):
-            raise TargetExited() from None
-        if not maps or self._exited():
-            raise TargetExited()
-        self.seq += 1
-        changed = maps != self.prev_maps
-        self.prev_maps = maps
-        self.next_due += self.interval
-        if self.next_due <= now:  # fell behind (slow aging, suspended): skip, don't burst
-            self.next_due = now + self.interval
-        if changed:
-            need = spanned_regions(maps, self.shift)
-            if need > self.capacity or map_capacity(need) * 4 < self.capacity:
-                self.capacity = map_capacity(need)
-                self.counts.resize(self.capacity)
-        counts.sort()
-        return Sample(self.seq, round(now - self.t0, 6), round(aging, 6), dropped,
-                      read_rss_kb(self.proc, self.pid), maps if changed else None, counts)
-
-    def resync(self) -> None:
-        """After a pause: age and drop what accumulated, restart the interval clock."""
-        self.counts.age()
-        self.counts.drain()
-        self.next_due = self.clock() + self.interval
-
-    def close(self) -> None:
-        counts, self.counts = self.counts, None
-        if counts is not None:
-            counts.close()
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as one line (HeatmapError) and prints help to the
@@ -2350,8 +2375,6 @@ _interval = _checked(float, lambda v: INTERVAL_RANGE[0] <= v <= INTERVAL_RANGE[1
 _positive_int = _checked(int, lambda v: v >= 1, "must be at least 1")
 _speed = _checked(float, lambda v: v == 0 or SPEED_RANGE[0] <= v <= SPEED_RANGE[1],
                   "must be 0 (at once) or a factor from {:g} to {:g}".format(*SPEED_RANGE))
-
-
 EPILOG = """\
 cells: heat view = share of the row's mapped pages the kernel found young (accessed)
 during the interval: blank none, '.' <1%, ':' 1-2%, '-' 2-5%, '=' 5-10%,

@@ -2170,12 +2170,14 @@ def _hex(rgb) -> str:
     return SVG_NONE if rgb is None else "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
-              rows: int = SVG_ROWS) -> int:
-    """Render a recording as one SVG image: one <rect class="cell"> per row and
-    interval, row labels, time axis, title and legend.  Two streaming passes over the
-    recording (the first for the union of the run's mappings), so memory stays small.
-    Returns the number of intervals drawn."""
+class _RunScan(collections.namedtuple(
+        "_RunScan", "header snapshots intervals first_t last_t nodes")):
+    """What write_svg() needs to know of a whole recording before drawing it."""
+
+
+def _scan_recording(recording: str, limit) -> _RunScan:
+    """The first pass over a recording: header, maps snapshots, intervals, time span and
+    the nodes seen (for the legend)."""
     src = ReplaySource(recording, limit=limit)
     src.open()
     snapshots = []
@@ -2196,85 +2198,131 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
             nodes.update(c[1] for c in s.counts if c[2] + c[3] > 0)
     finally:
         src.close()
-    header = src.header
-    model = Model(header, history=1)
-    model.set_maps(union_maps(snapshots))
-    layout = model.rows_for(rows)
+    return _RunScan(src.header, snapshots, intervals, first_t, last_t, nodes)
+
+
+class _SvgGrid(collections.namedtuple(
+        "_SvgGrid", "n cell_w row_h label_w top plot_w plot_h width height")):
+    """Where write_svg() draws: n intervals of cell_w, rows of row_h, labels left."""
+
+
+def _svg_grid(intervals: int, nrows: int) -> _SvgGrid:
     n = intervals
     cell_w = max(1, min(12, 1200 // max(1, n)))
     row_h = 12
     label_w = 260
     top = 46
     plot_w = n * cell_w
-    plot_h = layout.n * row_h
+    plot_h = nrows * row_h
     width = max(label_w + plot_w + 20, 760)
     height = top + plot_h + 110
-    title = (f"heatmap: pid {header.get('pid')} ({header.get('comm')}), {n} intervals of "
+    return _SvgGrid(n, cell_w, row_h, label_w, top, plot_w, plot_h, width, height)
+
+
+def _svg_head(w, g: _SvgGrid, header: dict, model: Model, view: str) -> None:
+    title = (f"heatmap: pid {header.get('pid')} ({header.get('comm')}), {g.n} intervals of "
              f"{float(header.get('interval', 0)):g} s, {fmt_size(1 << model.shift)} regions, "
              f"view {view}")
+    w('<?xml version="1.0" encoding="UTF-8"?>\n')
+    w(f'<svg xmlns="http://www.w3.org/2000/svg" width="{g.width}" height="{g.height}" '
+      f'viewBox="0 0 {g.width} {g.height}">\n')
+    w(f"<title>{_xml(title)}</title>\n")
+    w("<style>text{font-family:monospace;font-size:10px;fill:#222}"
+      ".t{font-size:13px}</style>\n")
+    w(f'<rect x="0" y="0" width="{g.width}" height="{g.height}" fill="#ffffff"/>\n')
+    w(f'<text class="t" x="8" y="18">{_xml(title)}</text>\n')
+    w('<text x="8" y="34">rows: address ranges of /proc/{}/maps (start, mapping); '
+      'columns: intervals, oldest left</text>\n'.format(_xml(header.get("pid"))))
+
+
+def _svg_labels(w, g: _SvgGrid, layout: RowLayout) -> None:
+    w('<g class="labels">\n')
+    for r, (addr, name, more) in enumerate(layout.labels):
+        text = _xml(f"{addr:x} {name}" + (f" +{more}" if more else ""))
+        w(f'<text x="{g.label_w - 6}" y="{g.top + r * g.row_h + g.row_h - 2}" '
+          f'text-anchor="end">{text}</text>\n')
+    w("</g>\n")
+
+
+def _svg_cells(w, g: _SvgGrid, recording: str, limit, model: Model, layout: RowLayout,
+               view: str) -> None:
+    """The second pass: every interval of the recording as one column of cells."""
+    w('<g class="cells">\n')
+    src = ReplaySource(recording, limit=limit)
+    src.open()
+    try:
+        j = 0
+        while True:
+            s = src.take()
+            if s is None:
+                break
+            s.maps = None  # every interval is drawn on the union layout
+            col = model.add(s)
+            y, a, nd = model.cells(col, layout)
+            x = g.label_w + j * g.cell_w
+            for r in range(layout.n):
+                rgb = cell_class(view, y[r], a[r], nd[r], layout.pages[r])[1]
+                w(f'<rect class="cell" x="{x}" y="{g.top + r * g.row_h}" width="{g.cell_w}" '
+                  f'height="{g.row_h}" fill="{_hex(rgb)}"/>\n')
+            j += 1
+    finally:
+        src.close()
+    w("</g>\n")
+
+
+def _svg_axes(w, g: _SvgGrid, scan: _RunScan) -> None:
+    n, label_w, cell_w = g.n, g.label_w, g.cell_w
+    first_t = scan.first_t or 0
+    ax = g.top + g.plot_h
+    w(f'<g class="axes">\n<line x1="{label_w}" y1="{ax + 1}" x2="{label_w + g.plot_w}" '
+      f'y2="{ax + 1}" stroke="#222"/>\n')
+    ticks = sorted({0, n - 1} | {round(i * (n - 1) / 4) for i in range(5)}) if n else []
+    for i in ticks:
+        t = first_t + (scan.last_t - first_t) * (i / max(1, n - 1))
+        x = label_w + i * cell_w + cell_w / 2
+        w(f'<line x1="{x:.1f}" y1="{ax + 1}" x2="{x:.1f}" y2="{ax + 5}" stroke="#222"/>\n')
+        w(f'<text x="{x:.1f}" y="{ax + 16}" text-anchor="middle">{t:.0f}</text>\n')
+    w(f'<text x="{label_w + g.plot_w // 2}" y="{ax + 30}" text-anchor="middle">'
+      'time since start (s)</text>\n')
+    w(f'<text x="{label_w - 6}" y="{g.top - 4}" text-anchor="end">'
+      'address (start, mapping)</text>\n')
+    w("</g>\n")
+
+
+def _svg_legend(w, g: _SvgGrid, view: str, nodes) -> None:
+    w('<g class="legend">\n')
+    ly = g.top + g.plot_h + 48
+    w(f'<text x="8" y="{ly + 10}">{_xml(legend_head(view, "grey", shaded=True))}</text>\n')
+    x = 8
+    ly += 16
+    for _ch, rgb, text in legend_entries(view, sorted(nodes)):
+        w(f'<rect class="swatch" x="{x}" y="{ly}" width="14" height="14" '
+          f'fill="{_hex(rgb)}"/>\n')
+        w(f'<text x="{x + 18}" y="{ly + 11}">{_xml(text)}</text>\n')
+        x += 24 + 7 * len(text)
+    w("</g>\n")
+
+
+def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
+              rows: int = SVG_ROWS) -> int:
+    """Render a recording as one SVG image: one <rect class="cell"> per row and
+    interval, row labels, time axis, title and legend.  Two streaming passes over the
+    recording (the first for the union of the run's mappings), so memory stays small.
+    Returns the number of intervals drawn."""
+    scan = _scan_recording(recording, limit)
+    model = Model(scan.header, history=1)
+    model.set_maps(union_maps(scan.snapshots))
+    layout = model.rows_for(rows)
+    grid = _svg_grid(scan.intervals, layout.n)
     with output_file(out_path) as f:
         w = f.write
-        w('<?xml version="1.0" encoding="UTF-8"?>\n')
-        w(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-          f'viewBox="0 0 {width} {height}">\n')
-        w(f"<title>{_xml(title)}</title>\n")
-        w("<style>text{font-family:monospace;font-size:10px;fill:#222}"
-          ".t{font-size:13px}</style>\n")
-        w(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>\n')
-        w(f'<text class="t" x="8" y="18">{_xml(title)}</text>\n')
-        w('<text x="8" y="34">rows: address ranges of /proc/{}/maps (start, mapping); '
-          'columns: intervals, oldest left</text>\n'.format(_xml(header.get("pid"))))
-        w('<g class="labels">\n')
-        for r, (addr, name, more) in enumerate(layout.labels):
-            text = _xml(f"{addr:x} {name}" + (f" +{more}" if more else ""))
-            w(f'<text x="{label_w - 6}" y="{top + r * row_h + row_h - 2}" '
-              f'text-anchor="end">{text}</text>\n')
-        w("</g>\n<g class=\"cells\">\n")
-        src = ReplaySource(recording, limit=limit)
-        src.open()
-        try:
-            j = 0
-            while True:
-                s = src.take()
-                if s is None:
-                    break
-                s.maps = None  # every interval is drawn on the union layout
-                col = model.add(s)
-                y, a, nd = model.cells(col, layout)
-                x = label_w + j * cell_w
-                for r in range(layout.n):
-                    rgb = cell_class(view, y[r], a[r], nd[r], layout.pages[r])[1]
-                    w(f'<rect class="cell" x="{x}" y="{top + r * row_h}" width="{cell_w}" '
-                      f'height="{row_h}" fill="{_hex(rgb)}"/>\n')
-                j += 1
-        finally:
-            src.close()
-        w("</g>\n")
-        ax = top + plot_h
-        w(f'<g class="axes">\n<line x1="{label_w}" y1="{ax + 1}" x2="{label_w + plot_w}" '
-          f'y2="{ax + 1}" stroke="#222"/>\n')
-        ticks = sorted({0, n - 1} | {round(i * (n - 1) / 4) for i in range(5)}) if n else []
-        for i in ticks:
-            t = (first_t or 0) + (last_t - (first_t or 0)) * (i / max(1, n - 1))
-            x = label_w + i * cell_w + cell_w / 2
-            w(f'<line x1="{x:.1f}" y1="{ax + 1}" x2="{x:.1f}" y2="{ax + 5}" stroke="#222"/>\n')
-            w(f'<text x="{x:.1f}" y="{ax + 16}" text-anchor="middle">{t:.0f}</text>\n')
-        w(f'<text x="{label_w + plot_w // 2}" y="{ax + 30}" text-anchor="middle">'
-          'time since start (s)</text>\n')
-        w(f'<text x="{label_w - 6}" y="{top - 4}" text-anchor="end">'
-          'address (start, mapping)</text>\n')
-        w("</g>\n<g class=\"legend\">\n")
-        ly = ax + 48
-        w(f'<text x="8" y="{ly + 10}">{_xml(legend_head(view, "grey", shaded=True))}</text>\n')
-        x = 8
-        ly += 16
-        for _ch, rgb, text in legend_entries(view, sorted(nodes)):
-            w(f'<rect class="swatch" x="{x}" y="{ly}" width="14" height="14" '
-              f'fill="{_hex(rgb)}"/>\n')
-            w(f'<text x="{x + 18}" y="{ly + 11}">{_xml(text)}</text>\n')
-            x += 24 + 7 * len(text)
-        w("</g>\n</svg>\n")
-    return n
+        _svg_head(w, grid, scan.header, model, view)
+        _svg_labels(w, grid, layout)
+        _svg_cells(w, grid, recording, limit, model, layout, view)
+        _svg_axes(w, grid, scan)
+        _svg_legend(w, grid, view, scan.nodes)
+        w("</svg>\n")
+    return grid.n
 
 
 @contextlib.contextmanager
@@ -2528,6 +2576,186 @@ def summary_line(model: Model | None, reason: str) -> str:
                    f"{total} young pages")
 
 
+def _source_for(args, counts_factory, proc_root: str, clock, stdout):
+    """The run's sample source: the recording of --replay, else the live target."""
+    if args.replay is not None:
+        tty = _isatty(stdout)
+        speed = args.speed if args.speed is not None else (1.0 if tty and not args.json else 0.0)
+        return ReplaySource(args.replay, speed, clock, args.count)
+    return LiveSource(args.pid, args.region_size.bit_length() - 1, args.interval,
+                      counts_factory or KernelCounts, proc_root, clock)
+
+
+def _catch_signals() -> dict:
+    """SIGTERM and SIGHUP end the run cleanly (_Stop); Ctrl-C raises KeyboardInterrupt
+    again once main() can clean up.  Returns the handlers to put back."""
+    def on_signal(signum, frame):
+        raise _Stop("terminated" if signum == signal.SIGTERM else "hangup")
+
+    old_handlers = {}
+    handlers = {signal.SIGTERM: on_signal, signal.SIGHUP: on_signal}
+    if signal.getsignal(signal.SIGINT) is signal.SIG_DFL:  # as set at start-up
+        handlers[signal.SIGINT] = signal.default_int_handler
+    for sig, handler in handlers.items():
+        try:
+            old_handlers[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+    return old_handlers
+
+
+def _restore_signals(old_handlers: dict) -> None:
+    for sig, handler in old_handlers.items():
+        signal.signal(sig, handler)
+
+
+def _detach_closed_stdout() -> None:
+    """After EPIPE on sys.stdout: later flushes (at exit too) must not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+class _Run:
+    """One run of main(): the source, the outputs it feeds, and how it ended (status,
+    and for a run that ended normally, ok and the reason the summary line gives)."""
+
+    def __init__(self, args, source, stdout, stderr):
+        self.args = args
+        self.source = source
+        self.stdout = stdout
+        self.stderr = stderr
+        self.model: Model | None = None
+        self.recorder: Recorder | None = None
+        self.spool: str | None = None  # --svg of a live run without --record: its recording
+        self.sinks: list = []
+        self.reason: str | None = None
+        self.status = 0
+        self.ok = False
+
+    def fail(self, message: str) -> None:
+        _say(self.stderr, f"heatmap: {message}")
+        self.status = 1
+
+    def show(self, stdin, environ, clock, sleep) -> None:
+        """Open the source and the outputs, show intervals until the run ends, close."""
+        try:
+            self._open()
+            ui = self._ui(stdin, environ, clock, sleep)
+            with ui:
+                self._loop(ui)
+            self.ok = True
+        except HeatmapError as e:
+            self.fail(str(e))
+        except TargetExited:
+            self.reason, self.ok = "target exited", True
+        except KeyboardInterrupt:
+            self.reason, self.ok = "interrupted", True
+        except _Stop as e:
+            self.reason, self.ok = e.reason, True
+        except BrokenPipeError:
+            self.reason, self.ok = "output closed", True
+            if self.stdout is sys.stdout:
+                _detach_closed_stdout()
+        except OSError as e:  # a terminal gone (EIO), a full disk under --record, ...
+            self.fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        finally:
+            self._close()
+
+    def _open(self) -> None:
+        args, source = self.args, self.source
+        source.open()
+        self.model = Model(source.header)
+        if args.record:
+            self.recorder = Recorder(args.record)
+        elif args.svg and args.replay is None:
+            import tempfile
+
+            fd, self.spool = tempfile.mkstemp(prefix="heatmap-", suffix=".jsonl")
+            os.close(fd)
+            self.recorder = Recorder(self.spool)
+        if self.recorder is not None:
+            self.recorder.start(source.header)
+        json_sink = JsonSink(self.stdout) if args.json else None
+        self.sinks = [s for s in (self.recorder, json_sink) if s]
+
+    def _ui(self, stdin, environ, clock, sleep):
+        args, stdout = self.args, self.stdout
+        is_tty = _isatty(stdout)
+        color = color_mode(args.color, is_tty, environ)
+        if is_tty and not args.json and environ.get("TERM") != "dumb":
+            return LiveScreen(stdout, stdin, args.view, color, clock)
+        return PlainUI(stdout, args.view, color, not args.json,
+                       lambda: _terminal_size(stdout, environ), clock, sleep)
+
+    def _loop(self, ui) -> None:
+        """Interval after interval until q, the end of a recording or --count."""
+        source, model = self.source, self.model
+        ui.show(model, initial=True)
+        while True:
+            act = ui.wait(source.due())
+            if act == "quit":
+                self.reason = "quit"
+                return
+            if act == "resync":
+                source.resync()
+                continue
+            sample = source.take()
+            if sample is None:
+                self.reason = "end of recording"
+                if source.truncated:
+                    self.reason = "the recording ends mid-record: an interrupted run?"
+                if isinstance(ui, LiveScreen):
+                    ui.hold(model, self.reason)
+                return
+            model.add(sample)
+            for sink in self.sinks:
+                sink.write(sample, model)
+            ui.show(model)
+            if self.args.count and model.intervals >= self.args.count:
+                self.reason = "count reached"
+                return
+
+    def _close(self) -> None:
+        recorder = self.recorder
+        for close in (self.source.close, recorder.close if recorder is not None else None):
+            try:
+                if close is not None:
+                    close()
+            except HeatmapError as e:
+                if not self.status:  # the first failure is the one to report
+                    self.fail(str(e))
+
+    def save_svg(self) -> None:
+        """--svg, for a run that ended normally: drawn from its recording."""
+        args = self.args
+        if not (self.ok and args.svg and self.model is not None):
+            return
+        try:
+            write_svg(args.svg, args.replay or args.record or self.spool, args.view,
+                      limit=self.model.intervals)
+        except HeatmapError as e:
+            if self.spool is not None:  # the run exists nowhere else: keep it
+                spool, self.spool = self.spool, None
+                e = HeatmapError(f"{e}; the run is kept in {spool} (render it with "
+                                 f"--replay {spool} --svg FILE)")
+            _say(self.stderr, f"heatmap: {e}")
+            self.status = self.status or 1
+        except (KeyboardInterrupt, _Stop):
+            _say(self.stderr, f"heatmap: {args.svg} not written: interrupted")
+            self.status = self.status or 1
+
+    def remove_spool(self) -> None:
+        if self.spool is not None:
+            try:
+                os.unlink(self.spool)
+            except OSError:
+                pass
+
+
 def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None, sleep=None,
          stdin=None, stdout=None, stderr=None, environ=None) -> int:
     """The CLI.  Everything it touches can be injected (tests drive it with a fake
@@ -2551,138 +2779,18 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
         except HeatmapError as e:
             _say(stderr, f"heatmap: {e}")
             return 1
-
-    if args.replay is not None:
-        tty = _isatty(stdout)
-        speed = args.speed if args.speed is not None else (1.0 if tty and not args.json else 0.0)
-        source = ReplaySource(args.replay, speed, clock, args.count)
-    else:
-        source = LiveSource(args.pid, args.region_size.bit_length() - 1, args.interval,
-                            counts_factory or KernelCounts, proc_root, clock)
-
-    def on_signal(signum, frame):
-        raise _Stop("terminated" if signum == signal.SIGTERM else "hangup")
-
-    old_handlers = {}
-    handlers = {signal.SIGTERM: on_signal, signal.SIGHUP: on_signal}
-    if signal.getsignal(signal.SIGINT) is signal.SIG_DFL:  # as set at start-up
-        handlers[signal.SIGINT] = signal.default_int_handler
-    for sig, handler in handlers.items():
-        try:
-            old_handlers[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread
-            pass
-
-    model = None
-    recorder = None
-    spool = None
-    reason = None
-    status = 0
-    ok = False
+    run = _Run(args, _source_for(args, counts_factory, proc_root, clock, stdout), stdout,
+               stderr)
+    old_handlers = _catch_signals()
     try:
-        try:
-            source.open()
-            model = Model(source.header)
-            if args.record:
-                recorder = Recorder(args.record)
-            elif args.svg and args.replay is None:
-                import tempfile
-
-                fd, spool = tempfile.mkstemp(prefix="heatmap-", suffix=".jsonl")
-                os.close(fd)
-                recorder = Recorder(spool)
-            if recorder is not None:
-                recorder.start(source.header)
-            sinks = [s for s in (recorder, JsonSink(stdout) if args.json else None) if s]
-            is_tty = _isatty(stdout)
-            color = color_mode(args.color, is_tty, environ)
-            if is_tty and not args.json and environ.get("TERM") != "dumb":
-                ui = LiveScreen(stdout, stdin, args.view, color, clock)
-            else:
-                ui = PlainUI(stdout, args.view, color, not args.json,
-                             lambda: _terminal_size(stdout, environ), clock, sleep)
-            with ui:
-                ui.show(model, initial=True)
-                while True:
-                    act = ui.wait(source.due())
-                    if act == "quit":
-                        reason = "quit"
-                        break
-                    if act == "resync":
-                        source.resync()
-                        continue
-                    sample = source.take()
-                    if sample is None:
-                        reason = "end of recording"
-                        if source.truncated:
-                            reason = "the recording ends mid-record: an interrupted run?"
-                        if isinstance(ui, LiveScreen):
-                            ui.hold(model, reason)
-                        break
-                    model.add(sample)
-                    for sink in sinks:
-                        sink.write(sample, model)
-                    ui.show(model)
-                    if args.count and model.intervals >= args.count:
-                        reason = "count reached"
-                        break
-            ok = True
-        except HeatmapError as e:
-            _say(stderr, f"heatmap: {e}")
-            status = 1
-        except TargetExited:
-            reason, ok = "target exited", True
-        except KeyboardInterrupt:
-            reason, ok = "interrupted", True
-        except _Stop as e:
-            reason, ok = e.reason, True
-        except BrokenPipeError:
-            reason, ok = "output closed", True
-            if stdout is sys.stdout:
-                # later flushes (at exit too) must not fail again
-                try:
-                    devnull = os.open(os.devnull, os.O_WRONLY)
-                    os.dup2(devnull, sys.stdout.fileno())
-                    os.close(devnull)
-                except (OSError, ValueError):
-                    pass
-        except OSError as e:  # a terminal gone (EIO), a full disk under --record, ...
-            _say(stderr, f"heatmap: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
-            status = 1
-        finally:
-            for close in (source.close, recorder.close if recorder is not None else None):
-                try:
-                    if close is not None:
-                        close()
-                except HeatmapError as e:
-                    if not status:  # the first failure is the one to report
-                        _say(stderr, f"heatmap: {e}")
-                        status = 1
-        try:
-            if ok and args.svg and model is not None:
-                write_svg(args.svg, args.replay or args.record or spool, args.view,
-                          limit=model.intervals)
-        except HeatmapError as e:
-            if spool is not None:  # the run exists nowhere else: keep it
-                e = HeatmapError(f"{e}; the run is kept in {spool} (render it with "
-                                 f"--replay {spool} --svg FILE)")
-                spool = None
-            _say(stderr, f"heatmap: {e}")
-            status = status or 1
-        except (KeyboardInterrupt, _Stop):
-            _say(stderr, f"heatmap: {args.svg} not written: interrupted")
-            status = status or 1
+        run.show(stdin, environ, clock, sleep)
+        run.save_svg()
     finally:  # also when something unexpected escapes: no temporary file stays behind
-        if spool is not None:
-            try:
-                os.unlink(spool)
-            except OSError:
-                pass
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
-    if ok:
-        _say(stderr, summary_line(model, reason))
-    return status
+        run.remove_spool()
+        _restore_signals(old_handlers)
+    if run.ok:
+        _say(stderr, summary_line(run.model, run.reason))
+    return run.status
 
 
 if __name__ == "__main__":

@@ -173,7 +173,9 @@ AGE_KFUNC = "bpf_lru_gen_age_cgroup"
 LRU_GEN_ENABLED = "/sys/kernel/mm/lru_gen/enabled"
 LRU_GEN_DEBUGFS = "/sys/kernel/debug/lru_gen"
 LRU_GEN_WALK = 0x0002  # bit of lru_gen/enabled: age by walking page tables
-CAPABILITIES = "CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"
+#: what loading and attaching the BPF side takes (names as bpfload.procfs knows them)
+CAPS = ("CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN")
+CAPABILITIES = ", ".join(CAPS[:-1]) + " and " + CAPS[-1]
 _KEY = struct.Struct("<QII")  # struct region_key
 _VAL = struct.Struct("<QQ")  # struct region_val
 _AGE = struct.Struct("<QiI")  # struct age_args
@@ -369,19 +371,12 @@ class KernelCounts:
 
 def _node_list(state: str) -> list[int]:
     """Node ids in a /sys/devices/system/node state list (e.g. has_memory)."""
+    from bpfload.procfs import parse_id_list
+
     try:
         return parse_id_list(_read(f"/sys/devices/system/node/{state}"))
     except (OSError, ValueError):
         return [0]
-
-
-def parse_id_list(text: str) -> list[int]:
-    """The kernel's list format for CPUs and nodes: '0-3,8,10-11'."""
-    ids = []
-    for part in filter(None, text.strip().split(",")):
-        lo, _, hi = part.partition("-")
-        ids.extend(range(int(lo), int(hi or lo) + 1))
-    return ids
 
 
 def lru_gen_generations(text: str) -> dict[str, tuple[int, dict[int, int]]]:
@@ -438,7 +433,7 @@ def _bpf_error(e: Exception) -> HeatmapError:
     """A loader error as the one line a heatmap user needs."""
     import errno as errno_mod
 
-    from bpfload.errors import has_all_bpf_privileges
+    from bpfload.procfs import has_all_bpf_privileges
 
     if getattr(e, "errno", None) in (errno_mod.EPERM, errno_mod.EACCES) and \
             not getattr(e, "log", "") and not has_all_bpf_privileges():
@@ -520,17 +515,7 @@ def _printable(text: str) -> str:
 
 # ---- 2.3 a live run: the counts, aged and drained every interval, and /proc ----------
 
-CAPS = (("CAP_BPF", 39), ("CAP_PERFMON", 38), ("CAP_SYS_ADMIN", 21))
-CAPS_TEXT = "heatmap needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (run it as root)"
-
-
-def missing_capabilities(status_text: str) -> list[str]:
-    """Capabilities from CAPS missing in a /proc/*/status CapEff line ([] if none)."""
-    for line in status_text.splitlines():
-        if line.startswith("CapEff:"):
-            eff = int(line.split()[1], 16)
-            return [name for name, bit in CAPS if not (eff >> bit) & 1]
-    return []
+CAPS_TEXT = f"heatmap needs {CAPABILITIES} (run it as root)"
 
 
 def map_capacity(regions: int) -> int:
@@ -594,9 +579,11 @@ class LiveSource:
             return True
 
     def _missing_capabilities(self) -> list[str]:
+        from bpfload.procfs import missing_capabilities
+
         try:
             with open(f"{self.proc}/self/status", encoding="utf-8") as f:
-                return missing_capabilities(f.read())
+                return missing_capabilities(f.read(), CAPS)
         except OSError:
             return []
 

@@ -248,7 +248,7 @@ class BPFObject:
                       inner_map_fd=inner.fileno() if inner else 0)
             if m.type in (MapType.RINGBUF, MapType.USER_RINGBUF, MapType.PERF_EVENT_ARRAY):
                 if m.type == MapType.PERF_EVENT_ARRAY and not max_entries:
-                    from .maps import possible_cpus
+                    from .procfs import possible_cpus
                     max_entries = possible_cpus()
                 return Map.create(m.name, m.type, m.key_size, m.value_size, max_entries,
                                   m.flags, **kw)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno as _errno
 import os
 
+from .procfs import has_all_bpf_privileges
+
 
 class BPFLoadError(Exception):
     """Base class of all bpfload errors."""
@@ -40,20 +42,6 @@ _HINTS_PRIVILEGED = {
                   "module, or a container's user namespace)",
     _errno.EACCES: "the verifier or a security module refused it",
 }
-
-_CAP_SYS_ADMIN = 21
-
-
-def has_all_bpf_privileges() -> bool:
-    """Whether this process has CAP_SYS_ADMIN, which passes every capability check of
-    bpf(2) and perf_event_open(2) (CAP_BPF and CAP_PERFMON included)."""
-    try:
-        with open("/proc/self/status") as f:
-            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return os.geteuid() == 0
-    return bool(eff >> _CAP_SYS_ADMIN & 1)
-
 
 def _hint(err: int) -> str | None:
     if err in _HINTS_PRIVILEGED and has_all_bpf_privileges():

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
-import os
 import struct
 
 from .errors import SyscallError
+from .procfs import possible_cpus
 from .sys import attrs
 from .sys.constants import BPF_ANY, PERCPU_MAP_TYPES, Cmd, MapFlags, MapType, kernel_name
 from .sys.syscall import FD, address, bpf, bpf_fd, obj_info
@@ -27,20 +27,6 @@ if TYPE_CHECKING:
 #: How many entries one batch call asks for when the caller does not say (capped at
 #: max_entries): a million-entry drain is a handful of system calls.
 DEFAULT_BATCH = 65536
-
-
-def possible_cpus() -> int:
-    """Number of possible CPUs: per-CPU map values have one slot for each."""
-    try:
-        with open("/sys/devices/system/cpu/possible") as f:
-            spec = f.read().strip()
-    except OSError:
-        return os.cpu_count() or 1
-    n = 0
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        n = max(n, int(hi or lo) + 1)
-    return n
 
 
 class Codec:

@@ -70,9 +70,6 @@ def test_memory_cgroup_of_this_process():
     assert heatmap.memory_cgroup(999_999_999) == ("/", 0)  # gone: the root memcg
 
 
-def test_id_lists():
-    assert heatmap.parse_id_list("0-1\n") == [0, 1]
-    assert heatmap.parse_id_list("0,2-4,7") == [0, 2, 3, 4, 7]
-    assert heatmap.parse_id_list("") == []
+def test_node_lists():
     assert heatmap._node_list("has_memory")  # this machine's own list
     assert heatmap._node_list("no_such_state") == [0]

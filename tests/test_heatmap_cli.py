@@ -117,9 +117,12 @@ def test_not_permitted_names_capabilities(tmp_path):
     assert err.startswith("heatmap: not permitted")
     assert factory.instances == []
     # CAP_SYS_ADMIN alone is not enough on a 6.x kernel with CAP_BPF split out
-    assert heatmap.missing_capabilities("CapEff:\t0000000000200000\n") == ["CAP_BPF",
-                                                                          "CAP_PERFMON"]
-    assert heatmap.missing_capabilities("CapEff:\t000000c000200000\n") == []
+    rc, _, err, factory = run(tmp_path, "4242", caps="CapEff:\t0000000000200000\n")
+    assert rc == 1 and err.endswith("; missing CAP_BPF, CAP_PERFMON\n")
+    assert factory.instances == []
+    rc, _, err, factory = run(tmp_path, "4242", "--count", "1",
+                              caps="CapEff:\t000000c000200000\n")
+    assert rc == 0 and len(factory.instances) == 1
 
 
 def test_maps_not_readable(tmp_path, monkeypatch):

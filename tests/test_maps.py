@@ -8,7 +8,8 @@ import struct
 import pytest
 
 from bpfload.errors import SyscallError
-from bpfload.maps import Map, possible_cpus
+from bpfload.maps import Map
+from bpfload.procfs import possible_cpus
 from bpfload.sys.constants import BPF_NOEXIST, MapFlags, MapType
 
 pytestmark = pytest.mark.usefixtures("no_leaks")

@@ -327,8 +327,9 @@ class KernelCounts:
                 raise _bpf_error(e) from None
             ret = _AGE.unpack(ctx)[1]
             if ret < 0:
-                raise HeatmapError(f"aging failed: {AGE_KFUNC}() returned "
-                                   f"{_errno_text(-ret)}")
+                from bpfload.errors import errno_text
+
+                raise HeatmapError(f"aging failed: {AGE_KFUNC}() returned {errno_text(-ret)}")
         else:
             age_by_debugfs(self.cgroup_path)
         return time.perf_counter() - t0
@@ -421,12 +422,6 @@ def age_by_debugfs(cgroup_path: str) -> None:
     except OSError as e:
         raise HeatmapError(f"aging through {LRU_GEN_DEBUGFS} failed: "
                            f"{e.strerror or e}") from None
-
-
-def _errno_text(err: int) -> str:
-    import errno as errno_mod
-
-    return f"{errno_mod.errorcode.get(err, err)} ({os.strerror(err)})"
 
 
 def _bpf_error(e: Exception) -> HeatmapError:

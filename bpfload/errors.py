@@ -53,6 +53,11 @@ def errno_name(err: int) -> str:
     return _errno.errorcode.get(err, f"errno {err}")
 
 
+def errno_text(err: int) -> str:
+    """An errno as messages show it: 'ENOENT (No such file or directory)'."""
+    return f"{errno_name(err)} ({os.strerror(err)})"
+
+
 class SyscallError(BPFLoadError):
     """A bpf(2) or perf_event_open(2) call failed; carries the errno and its name."""
 
@@ -61,7 +66,7 @@ class SyscallError(BPFLoadError):
         self.errno = err
         self.errname = errno_name(err)
         self.hint = hint if hint is not None else _hint(err)
-        msg = f"{what}: {self.errname} ({os.strerror(err)})"
+        msg = f"{what}: {errno_text(err)}"
         if self.hint:
             msg += f": {self.hint}"
         super().__init__(msg)

@@ -2591,16 +2591,6 @@ def _restore_signals(old_handlers: dict) -> None:
         signal.signal(sig, handler)
 
 
-def _detach_closed_stdout() -> None:
-    """After EPIPE on sys.stdout: later flushes (at exit too) must not fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-
-
 class _Run:
     """One run of main(): the source, the outputs it feeds, and how it ended (status,
     and for a run that ended normally, ok and the reason the summary line gives)."""
@@ -2641,7 +2631,9 @@ class _Run:
         except BrokenPipeError:
             self.reason, self.ok = "output closed", True
             if self.stdout is sys.stdout:
-                _detach_closed_stdout()
+                from bpfload.stdout import silence_stdout
+
+                silence_stdout()
         except OSError as e:  # a terminal gone (EIO), a full disk under --record, ...
             self.fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
         finally:

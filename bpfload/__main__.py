@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     args = _quick_parse(argv) or _parser().parse_args(argv)
     from .errors import BPFLoadError, VerifierError
+    from .stdout import silence_stdout
 
     try:
         if signal.getsignal(signal.SIGINT) is signal.SIG_DFL:
@@ -45,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         print("bpfload: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        _quiet_stdout()
+        silence_stdout()
         return 0
     except OSError as e:  # what is left: writing the output (to a full disk, say)
-        _quiet_stdout()
+        silence_stdout()
         where = e.filename or "the output"
         print(f"bpfload: error: cannot write {where}: {e.strerror or e}", file=sys.stderr)
         return 1
@@ -272,17 +273,6 @@ def _print_table(rows: list[list[str]]) -> None:
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _quiet_stdout() -> None:
-    """After EPIPE, make the interpreter's final flush of stdout silent."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass
 
 
 if __name__ == "__main__":

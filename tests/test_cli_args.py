@@ -3,6 +3,9 @@ argparse on every command line it accepts, and leave everything else to argparse
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,16 @@ def test_set_values(text, value):
 def test_set_value_that_looks_like_json_but_is_not():
     with pytest.raises(ValueError, match="is not valid JSON"):
         cli._parse_value("[1, 2")
+
+
+def test_closed_stdout_is_not_a_traceback(bpf_object):
+    """`bpfload show OBJ | head -0`: the write fails with EPIPE; the command ends
+    normally, and the interpreter's final flush says nothing either."""
+    # block-buffered, as a user's stdout is (PYTHONUNBUFFERED would hide the problem)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.Popen([sys.executable, "-m", "bpfload", "show",
+                             str(bpf_object("map_kinds"))], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has even started
+    err = proc.stderr.read().decode()
+    assert (proc.wait(timeout=60), err) == (0, "")

@@ -17,6 +17,7 @@ from .btf import format as F
 from .btf import types as T
 from .btf.spec import Spec
 from .errors import BPFLoadError, BTFError, ObjectError
+from .model import KCONFIG_SEC, KSYMS_SEC
 from .sys.constants import BPF_OBJ_NAME_LEN, MapType, kernel_name
 
 EM_BPF = 247
@@ -27,8 +28,6 @@ SHN_COMMON = 0xFFF2
 
 MAPS_SEC = ".maps"
 LEGACY_MAPS_SEC = "maps"
-KSYMS_SEC = ".ksyms"
-KCONFIG_SEC = ".kconfig"
 TEXT_SEC = ".text"
 
 # struct bpf_map_def of the legacy "maps" section: type, key_size, value_size,

@@ -18,6 +18,11 @@ RELOC_CALL = "call"  # bpf-to-bpf call
 RELOC_FUNC_ADDR = "func_addr"  # ld_imm64 of a function (callbacks): BPF_PSEUDO_FUNC
 RELOC_EXTERN = "extern"  # kfunc call or __ksym/__kconfig variable
 
+# The sections clang puts extern declarations in (libbpf's names): __ksym variables and
+# functions, and __kconfig values. Nothing of them is loaded; their BTF needs fixing up.
+KSYMS_SEC = ".ksyms"
+KCONFIG_SEC = ".kconfig"
+
 
 class Reloc(Record):
     _fields = (

@@ -9,11 +9,10 @@ type id of the object, so func_info and CO-RE records stay valid.
 from __future__ import annotations
 
 from ..errors import BTFError
+from ..model import KCONFIG_SEC, KSYMS_SEC
 from . import format as F
 from . import types as T
 
-KSYMS_SEC = ".ksyms"
-KCONFIG_SEC = ".kconfig"
 DUMMY_KSYM = "dummy_ksym"
 
 

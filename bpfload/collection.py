@@ -601,7 +601,8 @@ def _explain_poison(log: str, poisoned: dict[int, str]) -> str | None:
         if idx in poisoned:
             return f"instruction {idx} was poisoned because its relocation failed: " \
                    f"{poisoned[idx]}"
-    if "195896080" in log or "unknown#2002" in log:  # 0xbad2310, libbpf's kfunc poison
+    reached = (int(n) for n in re.findall(r"unknown#(\d+)", log))
+    if any(n == linker.POISON_CALL or n >= linker.POISON_KFUNC_BASE for n in reached):
         return "a poisoned instruction was reached; failed relocations: " + "; ".join(
             sorted(set(poisoned.values())))
     return None

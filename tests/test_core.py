@@ -505,6 +505,23 @@ def test_reached_poison_names_the_relocation(root, no_leaks, bpf_object):
     assert "call unknown#195896080" in e.value.log
 
 
+def test_reached_poison_is_named_where_the_log_does_not_say_which():
+    """The verifier can name the poisoned call (libbpf's 0xbad2310, or a missing weak
+    kfunc's 2002000000 + n) at an instruction the linker did not record, e.g. one moved
+    by the kernel's own rewriting: the message still lists the failed relocations."""
+    from bpfload.collection import _explain_poison
+
+    failed = {7: "CO-RE relocation byte_off struct s.gone: no such field"}
+    for log in ("12: (85) call unknown#195896080\ninvalid func unknown#195896080\n",
+                "3: (85) call unknown#2002000001\n"):
+        assert _explain_poison(log, failed) == ("a poisoned instruction was reached; failed "
+                                                "relocations: " + failed[7])
+    assert _explain_poison("7: (85) call unknown#195896080\n", failed).startswith(
+        "instruction 7 was poisoned because its relocation failed: CO-RE")
+    assert _explain_poison("0: (85) call unknown#12\ninvalid func unknown#12\n", failed) is None
+    assert _explain_poison("12: (85) call unknown#195896080\n", {}) is None
+
+
 @pytest.mark.parametrize("kernel,pid", [("old", 1111), ("new", 3333)])
 def test_flavoured_program_runs_on_both_layouts(root, no_leaks, bpf_object, kernel, pid):
     target_path = str(bpf_object(f"core_target_{kernel}"))

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -108,14 +109,23 @@ def test_deps_lists_every_package_with_a_reason():
     assert all(" ok " in line for line in lines if line.startswith("apt"))
 
 
-def test_deps_names_what_it_cannot_install_as_non_root(tmp_path):
-    # a probe that can never be satisfied, installed as nobody: one line, exit 1
-    script = (f"import sys; sys.path.insert(0, {str(REPO / 'tools')!r}); import deps\n"
-              "deps.APT['kernel'] = [deps.Apt('no-such-package', '/no/such/file', 'a test')]\n"
-              "sys.exit(deps.main(['demo']))")
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        sys.executable, "-c", script], capture_output=True, text=True,
-                       timeout=60, cwd=tmp_path)
+def test_deps_names_what_it_cannot_install_as_non_root():
+    # a probe that can never be satisfied, run as nobody: one line, exit 1. nobody may
+    # not read /root (where pyenv and the checkout may live): a world-readable copy of
+    # deps.py and Debian's python3 (installed by make check) run it
+    where = Path(tempfile.mkdtemp(prefix="deps-"))
+    try:
+        where.chmod(0o755)
+        shutil.copy(REPO / "tools" / "deps.py", where / "deps.py")
+        (where / "deps.py").chmod(0o644)
+        script = (f"import sys; sys.path.insert(0, {str(where)!r}); import deps\n"
+                  "deps.APT['kernel'] = [deps.Apt('no-such-package', '/no/such/file', 't')]\n"
+                  "sys.exit(deps.main(['demo']))")
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "/usr/bin/python3", "-c", script], capture_output=True,
+                           text=True, timeout=60, cwd=where)
+    finally:
+        shutil.rmtree(where)
     line = _one_line_error(r)
     assert line == ("deps: missing no-such-package: run this as root, or install them "
                     "with: sudo apt-get install no-such-package")

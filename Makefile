@@ -3,8 +3,10 @@
 # $(PYTHON)); with everything there that step takes a fraction of a second.
 PYTHON ?= python3
 CLANG ?= clang
-BPF_CFLAGS = -O2 -g -target bpf -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu \
-	-Wall -Werror -fdebug-prefix-map=$(CURDIR)=.
+# kernel/bpf.cflags: the flags every BPF object of the project is compiled with (a clang
+# response file, also read by tests/bpfc.py); the prefix map keeps the shipped object
+# the same wherever the checkout is
+BPF_CFLAGS = @kernel/bpf.cflags -fdebug-prefix-map=$(CURDIR)=.
 
 .PHONY: all deps-demo deps-check test lint check bpf kernel demo bench clean
 
@@ -34,7 +36,7 @@ check:
 HEATMAP_BPF_O ?= kernel/heatmap.bpf.o
 bpf: $(HEATMAP_BPF_O)
 
-$(HEATMAP_BPF_O): kernel/heatmap.bpf.c
+$(HEATMAP_BPF_O): kernel/heatmap.bpf.c kernel/bpf.cflags
 	$(CLANG) $(BPF_CFLAGS) -c kernel/heatmap.bpf.c -o $@
 
 kernel:

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 BPF_SRC = REPO / "tests" / "bpf"
 BUILD = REPO / "build" / "tests"
 IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
-CFLAGS = ["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
-          "-I/usr/include/x86_64-linux-gnu", "-Wall", "-Werror"]
+#: the project's BPF compiler flags (a clang response file the Makefile reads too)
+CFLAGS_FILE = REPO / "kernel" / "bpf.cflags"
 
 
 class CompileError(Exception):
@@ -30,7 +30,7 @@ def clang() -> str | None:
 def compile_bpf(src: Path, out_dir: Path, extra: list[str] | None = None) -> Path:
     """Compile `src` into out_dir/<name>.o unless an up-to-date object is there."""
     out = out_dir / (src.name[:-2] + ".o")
-    deps = [src, *src.parent.glob("*.h")]
+    deps = [src, CFLAGS_FILE, *src.parent.glob("*.h")]
     if out.exists() and out.stat().st_mtime >= max(d.stat().st_mtime for d in deps):
         return out
     cc = clang()
@@ -38,7 +38,7 @@ def compile_bpf(src: Path, out_dir: Path, extra: list[str] | None = None) -> Pat
         raise CompileError("clang is not installed (apt install clang llvm libbpf-dev)")
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".o.tmp")
-    cmd = [cc, *CFLAGS, *(extra or []), f"-I{src.parent}", f"-I{out_dir}", "-c", str(src),
+    cmd = [cc, f"@{CFLAGS_FILE}", *(extra or []), f"-I{src.parent}", f"-I{out_dir}", "-c", str(src),
            "-o", str(tmp)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:

@@ -31,13 +31,13 @@ from pathlib import Path
 import kernel_scripts
 import pytest
 
+from bpfc import CompileError, compile_bpf
+
 IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BPF_SRC = HERE / "bpf"
 BPF_BUILD = REPO / "build" / "guest-bpf"
-BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
-              "-I/usr/include/x86_64-linux-gnu", "-Wall", "-Werror"]
 
 
 def _say(msg: str) -> None:
@@ -70,36 +70,40 @@ def build_bpf_objects(dest: Path = BPF_BUILD) -> tuple[dict[str, Path], str]:
     """
     built: dict[str, Path] = {}
     problems = []
-    jobs = [(src, dest / (src.name[:-2] + ".o"), "bpf") for src in sorted(BPF_SRC.glob("*.bpf.c"))]
-    jobs.append((BPF_SRC / "hooktest.c", dest / "hooktest", "host"))
-    for src, out, kind in jobs:
-        name = out.name
-        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
-            built[name] = out
-            continue
-        if kind == "bpf":
-            tool = shutil.which("clang")
-            cmd = [tool or "clang", *BPF_CFLAGS, "-c", str(src), "-o", str(out)]
-        else:
-            tool = shutil.which("cc") or shutil.which("gcc")
-            if not os.path.exists("/usr/include/bpf/libbpf.h"):
-                problems.append("libbpf-dev is not installed (no /usr/include/bpf/libbpf.h)")
-                continue
-            cmd = [tool or "cc", "-O2", "-Wall", "-o", str(out), str(src), "-lbpf"]
-        if not tool:
-            problems.append(f"{cmd[0]} not found, cannot build {src.name}")
-            continue
+    for src in sorted(BPF_SRC.glob("*.bpf.c")):
         try:
-            dest.mkdir(parents=True, exist_ok=True)
-            r = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO))
-        except OSError as e:
-            problems.append(f"cannot build {src.name}: {e}")
+            out = compile_bpf(src, dest)
+        except (CompileError, OSError) as e:
+            problems.append(str(e))
             continue
-        if r.returncode != 0:
-            problems.append(f"building {src.name} failed:\n{r.stderr.strip()}")
-            continue
-        built[name] = out
+        built[out.name] = out
+    hooktest = dest / "hooktest"
+    problem = _build_hooktest(BPF_SRC / "hooktest.c", hooktest)
+    if problem:
+        problems.append(problem)
+    else:
+        built[hooktest.name] = hooktest
     return built, "\n".join(problems)
+
+
+def _build_hooktest(src: Path, out: Path) -> str:
+    """Compile the libbpf reference program (unless up to date); returns the problem."""
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return ""
+    tool = shutil.which("cc") or shutil.which("gcc")
+    if not os.path.exists("/usr/include/bpf/libbpf.h"):
+        return "libbpf-dev is not installed (no /usr/include/bpf/libbpf.h)"
+    if not tool:
+        return f"cc not found, cannot build {src.name}"
+    cmd = [tool, "-O2", "-Wall", "-o", str(out), str(src), "-lbpf"]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO))
+    except OSError as e:
+        return f"cannot build {src.name}: {e}"
+    if r.returncode != 0:
+        return f"building {src.name} failed:\n{r.stderr.strip()}"
+    return ""
 
 
 # --------------------------------------------------------------------------- host side

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -31,6 +30,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+# kernel/ is on sys.path wherever this module is used: the directory of the script
+# run (kernel/run-guest, python3 kernel/guest.py), or put there by the importer
+# (tests/kernel_scripts.py, demo/run, bench/guestbench.py)
+import build_kernel
 
 HERE = Path(__file__).resolve().parent
 GUEST_INIT = HERE / "guest-init"
@@ -84,17 +88,6 @@ class GuestResult(tuple):
         self.returncode, self.output = returncode, output
         self.console, self.seconds, self.accel = console, seconds, accel
         return self
-
-
-def _load_build_kernel():
-    spec = importlib.util.spec_from_file_location("heatmap_build_kernel", HERE / "build_kernel.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
-
-
-build_kernel = _load_build_kernel()
 
 
 def parse_mem(mem: str | int) -> int:

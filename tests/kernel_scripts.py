@@ -1,27 +1,27 @@
-"""The scripts in kernel/ as modules, for the tests: they are command-line scripts,
-not a package, and kernel/guest.py's name would clash with tests/guest/."""
+"""The scripts in kernel/ as modules, for the tests, imported the one way every user of
+them does (kernel/run-guest, demo/run, bench/guestbench.py): kernel/ on sys.path, then
+by name, so kernel/guest.py and the tests share one build_kernel module.  They are
+reached through these functions because `guest` reads like tests/guest/ in a test."""
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernel"
-
-
-def _load(name: str, filename: str):
-    spec = importlib.util.spec_from_file_location(name, KERNEL_DIR / filename)
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
+if str(KERNEL_DIR) not in sys.path:
+    sys.path.insert(0, str(KERNEL_DIR))
 
 
 def build_kernel():
     """kernel/build_kernel.py: the cache, the source tarball, building the kernel."""
-    return _load("heatmap_build_kernel", "build_kernel.py")
+    import build_kernel
+
+    return build_kernel
 
 
 def guest():
     """kernel/guest.py: booting the test kernel under QEMU."""
-    return _load("heatmap_guest", "guest.py")
+    import guest
+
+    return guest

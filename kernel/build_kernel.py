@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import procs
+
 HERE = Path(__file__).resolve().parent
 PATCH_DIR = HERE / "patches"
 FRAGMENT = HERE / "config.fragment"
@@ -334,31 +336,16 @@ def make_bzimage(tree: Path, out: Path, jobs: int, progress: Progress, log: Path
                     progress(f"{_fmt(now - start)} elapsed, at: {last_line}")
             rc = proc.wait()
         except BaseException:
-            _kill_group(proc)
+            procs.kill_group(proc)
             raise
     if rc != 0:
-        tail = _tail(log, 25)
+        tail = procs.tail(procs.read_text(log), 25)
         raise BuildError(f"kernel build failed (exit {rc}); full log: {log}\n{tail}")
     image = out / "arch" / "x86" / "boot" / "bzImage"
     if not image.exists():
         raise BuildError(f"build finished but {image} is missing; log: {log}")
     progress(f"built in {_fmt(time.monotonic() - start)}")
     return image
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, 9)
-    except OSError:
-        pass
-    proc.wait()
-
-
-def _tail(path: Path, n: int) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
 
 
 def _fmt(seconds: float) -> str:

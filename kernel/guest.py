@@ -35,6 +35,7 @@ from pathlib import Path
 # run (kernel/run-guest, python3 kernel/guest.py), or put there by the importer
 # (tests/kernel_scripts.py, demo/run, bench/guestbench.py)
 import build_kernel
+from procs import kill_group, read_text, tail
 
 HERE = Path(__file__).resolve().parent
 GUEST_INIT = HERE / "guest-init"
@@ -241,17 +242,6 @@ def _pdeathsig() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _tail(text: str, n: int = 60) -> str:
-    return "\n".join(text.splitlines()[-n:])
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
 def _run(argv, *, kernel: Path, accel: str, timeout: float, mem, numa_nodes: int, env,
          cwd, scratch, console_path=None, cpus: int | None = None) -> GuestResult:
     if not argv:
@@ -283,38 +273,30 @@ def _run(argv, *, kernel: Path, accel: str, timeout: float, mem, numa_nodes: int
         try:
             qemu_out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill(proc)
+            kill_group(proc)
             raise GuestTimeout(
                 f"guest command did not finish within {timeout:g}s ({accel}); QEMU killed",
-                console=_tail(_read(console)), output=_read(scratch / "out"),
+                console=tail(read_text(console), 60), output=read_text(scratch / "out"),
             ) from None
         elapsed = time.monotonic() - start
-        text = _read(console)
-        rc_text = _read(scratch / "rc").strip()
-        output = _read(scratch / "out")
+        text = read_text(console)
+        rc_text = read_text(scratch / "rc").strip()
+        output = read_text(scratch / "out")
         if not rc_text.lstrip("-").isdigit():
             qemu_msg = qemu_out.decode(errors="replace").strip()
             why = f"QEMU exited with {proc.returncode}"
             if qemu_msg:
-                why += f": {_tail(qemu_msg, 10)}"
+                why += f": {tail(qemu_msg, 10)}"
             if "Kernel panic" in text:
                 why = "the guest kernel panicked; " + why
             raise GuestCrash(f"guest ended without running the command to completion ({why})",
-                             console=_tail(text), output=output)
+                             console=tail(text, 60), output=output)
         return GuestResult(int(rc_text), output, text, elapsed, accel)
     finally:
         if proc is not None and proc.poll() is None:
-            _kill(proc)
+            kill_group(proc)
         if own_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        proc.kill()
-    proc.wait()
 
 
 def run(argv, *, timeout: float = DEFAULT_TIMEOUT, mem: str | int = DEFAULT_MEM,

@@ -20,6 +20,13 @@ def build_kernel():
     return build_kernel
 
 
+def procs():
+    """kernel/procs.py: the scripts' child processes and the tails of their output."""
+    import procs
+
+    return procs
+
+
 def guest():
     """kernel/guest.py: booting the test kernel under QEMU."""
     import guest

@@ -34,6 +34,8 @@ import pytest
 from bpfc import CompileError, compile_bpf
 
 IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
+procs = kernel_scripts.procs()
+TAIL_LINES = 40  # of the guest's output, under a failure
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BPF_SRC = HERE / "bpf"
@@ -166,7 +168,7 @@ class _GuestSession:
             shutil.rmtree(scratch, ignore_errors=True)
             return
         except guest.GuestError as e:
-            self.error = f"{e}\n--- guest output (tail) ---\n{_tail(e.output)}"
+            self.error = f"{e}\n--- guest output (tail) ---\n{procs.tail(e.output, TAIL_LINES)}"
             _say(f"guest scratch kept for inspection: {scratch}")
             return
         self.output = res.output
@@ -176,7 +178,7 @@ class _GuestSession:
         xml_path = scratch / "guest.xml"
         if not xml_path.exists():
             self.error = (f"the guest pytest wrote no report (exit {res.returncode})\n"
-                          f"--- guest output (tail) ---\n{_tail(res.output)}")
+                          f"--- guest output (tail) ---\n{procs.tail(res.output, TAIL_LINES)}")
             return
         self._parse(xml_path)
         if any(outcome == "failed" for outcome, _ in self.results.values()):
@@ -212,12 +214,8 @@ class _GuestSession:
         res = self.results.get(_junit_address(nodeid))
         if res is None:
             return "failed", ("the guest run did not report this test\n"
-                              f"--- guest output (tail) ---\n{_tail(self.output)}")
+                              f"--- guest output (tail) ---\n{procs.tail(self.output, TAIL_LINES)}")
         return res
-
-
-def _tail(text: str, n: int = 40) -> str:
-    return "\n".join((text or "").splitlines()[-n:])
 
 
 class GuestItem(pytest.Item):

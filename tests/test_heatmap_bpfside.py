@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -63,11 +64,36 @@ def test_fallback_needs_debugfs(debugfs):
         heatmap.age_by_debugfs("/")
 
 
-def test_memory_cgroup_of_this_process():
-    path, cgid = heatmap.memory_cgroup(os.getpid())
-    assert path.startswith("/")
-    assert cgid == 0 or cgid > 1
-    assert heatmap.memory_cgroup(999_999_999) == ("/", 0)  # gone: the root memcg
+def _cgroup2_mount() -> str | None:
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                return fields[1]
+    return None
+
+
+def test_memory_cgroup_is_the_v2_cgroup_and_its_directory_inode(root):
+    """The kfunc takes the cgroup v2 id, which is the inode number of the cgroup's
+    directory: a process moved into a new cgroup must report exactly that."""
+    mount = _cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup2 hierarchy mounted")
+    cg = os.path.join(mount, f"heatmap-test-{os.getpid()}")
+    os.mkdir(cg)
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+            f.write(str(child.pid))
+        assert heatmap.memory_cgroup(child.pid) == (cg[len(mount):], os.stat(cg).st_ino)
+    finally:
+        child.kill()
+        child.wait()
+        os.rmdir(cg)
+
+
+def test_memory_cgroup_of_a_process_gone_is_the_root():
+    assert heatmap.memory_cgroup(999_999_999) == ("/", 0)
 
 
 def test_node_lists():

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from bpfload import objcache
+from bpfload import asm, elf_reader, objcache
 from bpfload.btf import kernel
 
 
@@ -17,12 +17,42 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def test_parsed_object_is_cached_and_reused(cache, bpf_object):
+def _forbid_parsing(monkeypatch):
+    def parse(*args, **kw):
+        raise AssertionError("the object was parsed again instead of read from the cache")
+
+    monkeypatch.setattr(elf_reader, "read", parse)
+
+
+def test_parsed_object_is_cached_and_reused(cache, bpf_object, monkeypatch):
     first = objcache.read(bpf_object("relocs"))
     (entry,) = (cache / "objects").iterdir()
     assert entry.suffix == ".pickle" and entry.stat().st_mode & 0o777 == 0o600
+    _forbid_parsing(monkeypatch)
     again = objcache.read(bpf_object("relocs"))
-    assert again.programs.keys() == first.programs.keys()
+    assert again is not first and again.path == first.path
+    def code(obj):
+        return {n: asm.encode(p.function.insns) for n, p in obj.programs.items()}
+
+    assert code(again) == code(first) and again.maps.keys() == first.maps.keys()
+
+
+def test_an_entry_others_could_have_written_is_not_unpickled(cache, bpf_object):
+    """Unpickling runs code: an entry writable by group or others is parsed afresh."""
+    objcache.read(bpf_object("relocs"))
+    (entry,) = (cache / "objects").iterdir()
+    entry.chmod(0o666)
+    reads = []
+    real = elf_reader.read
+
+    def parse(*args, **kw):
+        reads.append(args)
+        return real(*args, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(elf_reader, "read", parse)
+        objcache.read(bpf_object("relocs"))
+    assert len(reads) == 1
 
 
 def test_cache_keeps_the_most_recently_used_entries(cache, bpf_object, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bpfload import elf_reader
+from bpfload import asm, elf_reader, linker
 from bpfload.errors import BPFLoadError
 
 OBJECTS = ["globals", "relocs", "attach", "legacy_maps", "sections"]
@@ -25,9 +25,15 @@ def _read(data: bytes) -> None:
         obj = elf_reader.read(data, name="fuzzed.o")
     except BPFLoadError:
         return
-    # a damaged object that still parses must still be usable as a model
-    for p in obj.programs.values():
-        assert p.function.insns is not None
+    # a damaged object that still parses must still be usable as a model: every program
+    # links (or fails with the loader's error) and encodes to whole instructions
+    fds = {name: 100 + i for i, name in enumerate(obj.maps)}
+    for prog in obj.programs.values():
+        try:
+            linked = linker.link(obj, prog, map_fds=fds, externs={})
+        except BPFLoadError:
+            continue
+        assert len(asm.encode(linked.insns)) == 8 * len(linked.insns) > 0
 
 
 @SETTINGS

@@ -156,17 +156,6 @@ def test_kernel_side_errors_pass_through_and_close(tmp_path):
     assert factory.instances[0].closed == 1
 
 
-def test_unwired_kernel_counts_message(tmp_path):
-    """Until the lead wires KernelCounts, the real class fails with one clear line."""
-    make_proc(tmp_path, 4242, SMALL_MAPS)
-    err = io.StringIO()
-    rc = heatmap.main(["4242"], proc_root=str(tmp_path), stdout=io.StringIO(), stderr=err,
-                      environ=ENV)
-    assert rc == 1 and err.getvalue().count("\n") == 1
-    assert err.getvalue().startswith("heatmap: ")
-    assert "Traceback" not in err.getvalue()
-
-
 def test_warmup_discarded_and_map_sized_from_maps(tmp_path):
     rc, _, _, factory = run(tmp_path, "4242", "--count", "2")
     counts = factory.instances[0]

@@ -23,6 +23,7 @@ import subprocess
 
 import pytest
 import reference_libbpf
+from required import cannot_run
 
 from bpfload import asm
 from bpfload.collection import load
@@ -205,10 +206,7 @@ def reference() -> tuple[str, str]:
     try:
         return tuple(map(str, reference_libbpf.build()))
     except reference_libbpf.Unavailable as e:
-        msg = f"no reference libbpf: {e}"
-        if os.environ.get("HEATMAP_REQUIRE_REFERENCE") == "1":
-            pytest.fail(msg + " (HEATMAP_REQUIRE_REFERENCE=1)", pytrace=False)
-        pytest.skip(msg)
+        cannot_run(f"no reference libbpf: {e}", "HEATMAP_REQUIRE_REFERENCE")
 
 
 @pytest.mark.parametrize("name", OBJECTS)

@@ -9,7 +9,8 @@ guest's failure text, skip with the guest's reason). Inside the guest
 (HEATMAP_IN_GUEST=1) the tests simply run.
 
 If no guest can be had (no QEMU, no kernel source, failed build) the guest tests are
-skipped with the reason, or fail with it when HEATMAP_REQUIRE_GUEST=1 (CI). A guest
+skipped with the reason, or fail with it when HEATMAP_REQUIRE_GUEST=1 (CI), which
+also fails a test the guest itself skipped. A guest
 crash or timeout fails every guest test with the console tail.
 
 Environment knobs: HEATMAP_GUEST_TIMEOUT (seconds, default 1800), HEATMAP_GUEST_MEM
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import kernel_scripts
 import pytest
+from required import cannot_run
 
 from bpfc import CompileError, compile_bpf
 
@@ -232,13 +234,10 @@ class GuestItem(pytest.Item):
         outcome, text = self._runner.outcome(self.nodeid)
         if outcome == "passed":
             return
-        if outcome == "skipped":
-            pytest.skip(text)
+        if outcome == "skipped":  # in the guest: in CI as much a failure as no guest
+            cannot_run(f"skipped in the guest: {text}", "HEATMAP_REQUIRE_GUEST")
         if outcome == "unavailable":
-            msg = f"no test guest on this machine: {text}"
-            if os.environ.get("HEATMAP_REQUIRE_GUEST") == "1":
-                pytest.fail(msg + " (HEATMAP_REQUIRE_GUEST=1)", pytrace=False)
-            pytest.skip(msg)
+            cannot_run(f"no test guest on this machine: {text}", "HEATMAP_REQUIRE_GUEST")
         pytest.fail(f"in the guest:\n{text}", pytrace=False)
 
     def iter_markers_with_node(self, name=None):

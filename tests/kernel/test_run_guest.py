@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from required import cannot_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,10 +17,7 @@ def kernel_image() -> str:
     r = subprocess.run([str(REPO / "kernel" / "build-kernel"), "--cached-only"],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        msg = f"the test kernel is not built: {r.stderr.strip()}"
-        if os.environ.get("HEATMAP_REQUIRE_GUEST") == "1":
-            pytest.fail(msg + " (HEATMAP_REQUIRE_GUEST=1)", pytrace=False)
-        pytest.skip(msg)
+        cannot_run(f"the test kernel is not built: {r.stderr.strip()}", "HEATMAP_REQUIRE_GUEST")
     return r.stdout.strip()
 
 

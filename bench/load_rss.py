@@ -6,7 +6,7 @@ kernel's BTF, against bpftool's for `prog loadall` of the same object.
 The object is tests/bpf/core_kernel.bpf.c: syscall programs with CO-RE relocations
 against task_struct, kfunc calls (bpf_task_from_pid/bpf_task_release) and a global
 subprogram, so both loaders read vmlinux BTF, match CO-RE candidates and resolve
-kfuncs. (The issue's fentry target is left out because this host's kernel refuses
+kfuncs. (An fentry target is left out because this host's kernel refuses
 fentry programs; resolving one is a lookup like the kfunc's.) Peak RSS is
 /usr/bin/time -v's "Maximum resident set size"; bpfload runs under Debian's
 /usr/bin/python3 with an empty (cold) and a filled (warm) BTF index cache. Prints

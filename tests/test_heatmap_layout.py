@@ -4,7 +4,7 @@ mapping changes."""
 
 from __future__ import annotations
 
-from test_heatmap_support import DATA, SMALL_MAPS, heatmap
+from heatmap_fakes import DATA, SMALL_MAPS, heatmap
 
 M = heatmap.Mapping
 MiB = 1 << 20

@@ -9,7 +9,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-from test_heatmap_support import (
+from heatmap_fakes import (
     SMALL_MAPS,
     FakeClock,
     heatmap,

@@ -7,7 +7,7 @@ import io
 import re
 
 import pytest
-from test_heatmap_support import (
+from heatmap_fakes import (
     SMALL_MAPS,
     FakeClock,
     heatmap,

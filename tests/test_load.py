@@ -4,11 +4,8 @@ maps, .rodata, verifier errors, and that nothing is left behind."""
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 
 import pytest
-from interrupt import foreground_sigint
 
 import bpfload
 from bpfload.errors import BPFLoadError, VerifierError
@@ -124,83 +121,6 @@ def test_unknown_variable_is_a_clear_error(bpf_object):
     obj.set("multiplier", 7.0)
     assert obj.get("multiplier") == 7
     obj.close()
-
-
-def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "bpfload", *map(str, args)],
-                          capture_output=True, text=True, timeout=60, **kw)
-
-
-def test_cli_load_prints_maps_and_programs(bpf_object):
-    r = _cli("load", bpf_object("relocs"))
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
-    assert [ln.split()[:2] for ln in lines] == [["map", "out"], ["map", "relocs.bss"],
-                                                ["prog", "run_relocs"]]
-    assert "insns" in lines[-1] and " id " in lines[-1]
-
-
-def test_cli_load_failure_is_one_clear_message(bpf_object):
-    r = _cli("load", bpf_object("globals"))
-    assert r.returncode == 1
-    assert r.stderr.startswith("bpfload: error: loading program 'write_rodata': EACCES")
-    assert "Traceback" not in r.stderr
-    r = _cli("load", bpf_object("globals"), "--set", "nope=1")
-    assert r.returncode == 1 and "no global variable 'nope'" in r.stderr
-
-
-def test_cli_output_to_a_full_disk_is_one_line(bpf_object):
-    for cmd in ("show", "load"):
-        with open("/dev/full", "w") as full:
-            r = subprocess.run([sys.executable, "-m", "bpfload", cmd, str(bpf_object("attach"))],
-                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
-        assert (r.returncode, r.stderr) == (
-            1, "bpfload: error: cannot write the output: No space left on device\n")
-
-
-def test_cli_attach_with_nothing_to_attach_says_so(bpf_object):
-    r = _cli("load", bpf_object("optional"), "--attach")
-    assert r.returncode == 1
-    assert r.stderr.startswith("bpfload: error: nothing to attach: ") and "syscall" in r.stderr
-    assert r.stderr.count("\n") == 1
-
-
-def test_cli_btf_file_is_checked_for_every_object(bpf_object, tmp_path):
-    (tmp_path / "text").write_text("not btf")
-    for btf, why in (("/nonexistent/vmlinux", "No such file or directory"),
-                     (tmp_path / "text", "neither raw BTF nor an ELF file with .BTF")):
-        r = _cli("load", bpf_object("relocs"), "--btf", btf)  # needs no kernel types
-        assert (r.returncode, r.stderr) == (1, f"bpfload: error: --btf {btf}: {why}\n")
-    assert _cli("load", bpf_object("relocs"), "--btf", "/sys/kernel/btf/vmlinux").returncode == 0
-
-
-def test_cli_sets_arrays_from_json(bpf_object):
-    base = ("load", bpf_object("globals"), "--program", "run_globals", "--set")
-    assert _cli(*base, "rodata_array=[5, 6, 7, 8]").returncode == 0
-    r = _cli(*base, "rodata_array=5")
-    assert r.returncode == 1 and r.stderr == (
-        "bpfload: error: --set rodata_array: const volatile __u32[4] takes a list of up to 4 "
-        "items, not 5\n")
-
-
-def test_cli_attach_holds_until_interrupted(bpf_object):
-    import os
-    import signal
-    import time
-
-    p = subprocess.Popen([sys.executable, "-m", "bpfload", "load", str(bpf_object("attach")),
-                          "--attach", "--set", f"target_tgid={os.getpid()}", "--program",
-                          "count_raw_tp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, preexec_fn=foreground_sigint)
-    deadline = time.monotonic() + 30
-    out = ""
-    while "attached" not in out and time.monotonic() < deadline:
-        out += p.stdout.readline()
-    assert "attached 1 program(s)" in out
-    p.send_signal(signal.SIGINT)
-    rest, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-    assert "detached" in rest and "Traceback" not in err
 
 
 def test_program_array_and_map_in_map(bpf_object):

@@ -1,6 +1,5 @@
-"""Shared helpers for the heatmap.py tests: a fake of the BPF side (KernelCounts), a fake
-/proc tree and a fake clock.  They live here, not in heatmap.py: the product has no
-fake data path.  (No tests in this module.)"""
+"""Fakes for the heatmap.py tests: the BPF side (KernelCounts), a /proc tree and a
+clock.  They live here, not in heatmap.py: the product has no fake data path."""
 
 from __future__ import annotations
 

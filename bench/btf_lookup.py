@@ -38,7 +38,7 @@ STRUCTS = ["task_struct"]
 CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from bpfload.btf import format as F
+from bpfload.btf import format as btf_format
 from bpfload.btf.kernel import KernelBTF
 t1 = time.perf_counter()
 kb = KernelBTF()
@@ -47,7 +47,7 @@ for name in FUNCS + KFUNCS:
     r = kb.func(name)
     found[name] = r[1] if r else None
 for name in STRUCTS:
-    r = kb.find(name, F.KIND_STRUCT)
+    r = kb.find(name, btf_format.KIND_STRUCT)
     found[name] = r[1] if r else None
     if r:  # what CO-RE does with it: decode the struct and one member's type
         t = r[0][r[1]]

@@ -1,4 +1,4 @@
-"""The BTF codec (issue 3, item 1): decode -> encode -> decode round trips on the
+"""The BTF codec: decode -> encode -> decode round trips on the
 running kernel's vmlinux BTF and on every test object, every BTF kind (checked against
 bpftool's own decoder), split BTF, and malformed data (always BTFError, never another
 exception)."""
@@ -14,15 +14,40 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bpfc import BPF_SRC, build_object
-from bpfload.btf import format as F
-from bpfload.btf import types as T
+from bpfload.btf import format as btf_format
 from bpfload.btf.encode import StringTable, encode
 from bpfload.btf.kernel import SYSFS_BTF, VMLINUX, open_btf
 from bpfload.btf.spec import Spec
+from bpfload.btf.types import (
+    Array,
+    Const,
+    Datasec,
+    DeclTag,
+    Enum,
+    Enum64,
+    EnumValue,
+    Float,
+    Func,
+    FuncProto,
+    Fwd,
+    Int,
+    Member,
+    Param,
+    Ptr,
+    Restrict,
+    Struct,
+    Type,
+    Typedef,
+    TypeTag,
+    Union,
+    Var,
+    VarSecinfo,
+    Volatile,
+)
 from bpfload.errors import BTFError
 
 
-def decode_all(spec: Spec) -> list[T.Type]:
+def decode_all(spec: Spec) -> list[Type]:
     return [spec[i] for i in spec.ids()]
 
 
@@ -51,37 +76,37 @@ def test_object_round_trip(name):
 # --- every kind ---------------------------------------------------------------------------
 
 ALL_KINDS = [
-    T.Int("int", 4, F.INT_SIGNED),                                   # 1
-    T.Ptr("", 1),                                                    # 2
-    T.Array("", 1, 1, 3),                                            # 3
-    T.Struct("s", 16, [T.Member("a", 1, 0), T.Member("bf", 1, 32, 3),
-                       T.Member("p", 2, 64)]),                       # 4
-    T.Union("u", 4, [T.Member("x", 1, 0), T.Member("y", 16, 0)]),    # 5
-    T.Enum("e", 4, [T.EnumValue("NEG", -2), T.EnumValue("POS", 7)], signed=True),  # 6
-    T.Fwd("fwd_union", union=True),                                  # 7
-    T.Typedef("int_t", 1),                                           # 8
-    T.Volatile("", 1),                                               # 9
-    T.Const("", 9),                                                  # 10
-    T.Restrict("", 2),                                               # 11
-    T.Func("f", 13, F.LINKAGE_GLOBAL),                               # 12
-    T.FuncProto("", 1, [T.Param("arg", 2), T.Param("", 16)]),        # 13
-    T.Var("v", 1, F.LINKAGE_GLOBAL),                                 # 14
-    T.Datasec(".data", 4, [T.VarSecinfo(14, 0, 4)]),                 # 15
-    T.Float("float", 4),                                             # 16
-    T.DeclTag("tag", 12, 0),                                         # 17
-    T.TypeTag("user", 1),                                            # 18
-    T.Enum64("e64", 8, [T.EnumValue("BIG", 1 << 40), T.EnumValue("U", (1 << 64) - 1)]),  # 19
-    T.Enum64("s64", 8, [T.EnumValue("MIN", -(1 << 63))], signed=True),
-    T.Int("_Bool", 1, F.INT_BOOL, 0, 1),
-    T.DeclTag("whole", 4, -1),
+    Int("int", 4, btf_format.INT_SIGNED),                         # 1
+    Ptr("", 1),                                                   # 2
+    Array("", 1, 1, 3),                                           # 3
+    Struct("s", 16, [Member("a", 1, 0), Member("bf", 1, 32, 3),
+                     Member("p", 2, 64)]),                      # 4
+    Union("u", 4, [Member("x", 1, 0), Member("y", 16, 0)]),       # 5
+    Enum("e", 4, [EnumValue("NEG", -2), EnumValue("POS", 7)], signed=True),  # 6
+    Fwd("fwd_union", union=True),                                 # 7
+    Typedef("int_t", 1),                                          # 8
+    Volatile("", 1),                                              # 9
+    Const("", 9),                                                 # 10
+    Restrict("", 2),                                              # 11
+    Func("f", 13, btf_format.LINKAGE_GLOBAL),                     # 12
+    FuncProto("", 1, [Param("arg", 2), Param("", 16)]),           # 13
+    Var("v", 1, btf_format.LINKAGE_GLOBAL),                       # 14
+    Datasec(".data", 4, [VarSecinfo(14, 0, 4)]),                  # 15
+    Float("float", 4),                                            # 16
+    DeclTag("tag", 12, 0),                                        # 17
+    TypeTag("user", 1),                                           # 18
+    Enum64("e64", 8, [EnumValue("BIG", 1 << 40), EnumValue("U", (1 << 64) - 1)]),  # 19
+    Enum64("s64", 8, [EnumValue("MIN", -(1 << 63))], signed=True),
+    Int("_Bool", 1, btf_format.INT_BOOL, 0, 1),
+    DeclTag("whole", 4, -1),
 ]
 
 
 def test_every_kind_round_trips():
     spec = Spec(encode(ALL_KINDS))
-    assert {spec.kind_of(i) for i in spec.ids()} == set(range(1, F.KIND_MAX + 1))
+    assert {spec.kind_of(i) for i in spec.ids()} == set(range(1, btf_format.KIND_MAX + 1))
     assert decode_all(spec) == ALL_KINDS
-    assert spec.find("e64", F.KIND_ENUM64) == [19]
+    assert spec.find("e64", btf_format.KIND_ENUM64) == [19]
     assert spec[19].values[1].value == (1 << 64) - 1
     assert spec[20].values[0].value == -(1 << 63)
     assert spec.describe(3) == "int[3]" and spec.describe(10) == "const volatile int"
@@ -149,14 +174,14 @@ def test_split_btf_round_trip():
     else:
         print("no module BTF in /sys/kernel/btf: using a synthetic split blob")
         base = Spec(encode(ALL_KINDS[:5]))
-        own = [T.Struct("mod_s", 8, [T.Member("base_int", 1, 0), T.Member("p", 7, 0)]),
-               T.Typedef("s", 4),  # a name the base already has: its string is reused
-               T.Ptr("", base.next_id)]
+        own = [Struct("mod_s", 8, [Member("base_int", 1, 0), Member("p", 7, 0)]),
+               Typedef("s", 4),  # a name the base already has: its string is reused
+               Ptr("", base.next_id)]
         split = Spec(encode(own, StringTable(base)), base)
         assert split.first_id == base.next_id
         assert split[split.first_id].members[1].type == base.next_id + 1
         assert split.find("s") == [4, base.next_id + 1]
-        assert split.find("mod_s", F.KIND_STRUCT) == [base.next_id]
+        assert split.find("mod_s", btf_format.KIND_STRUCT) == [base.next_id]
         assert split.string_offset("s") == base.string_offset("s")
     types = decode_all(split)
     again = Spec(encode(types, StringTable(split.base)), split.base)
@@ -165,8 +190,8 @@ def test_split_btf_round_trip():
 
 
 def test_split_blob_whose_strings_start_without_nul():
-    base = Spec(encode([T.Int("int", 4, F.INT_SIGNED)]))
-    raw = encode([T.Struct("first", 4, [T.Member("x", 1, 0)])], StringTable(base))
+    base = Spec(encode([Int("int", 4, btf_format.INT_SIGNED)]))
+    raw = encode([Struct("first", 4, [Member("x", 1, 0)])], StringTable(base))
     split = Spec(raw, base)
     assert split._strings[:1] != b"\0"  # the kernel allows this for split BTF
     assert split.find("first") == [2] and split.find_flavors("first") == [2]
@@ -197,9 +222,9 @@ def _only_btf_errors(data: bytes) -> None:
 
 def test_unknown_kind_is_named():
     data = bytearray(VALID)
-    first_type = F.HEADER_SIZE
-    info = F.U32.unpack_from(data, first_type + 4)[0]
-    F.U32.pack_into(data, first_type + 4, (info & ~(0x1F << 24)) | (25 << 24))
+    first_type = btf_format.HEADER_SIZE
+    info = btf_format.U32.unpack_from(data, first_type + 4)[0]
+    btf_format.U32.pack_into(data, first_type + 4, (info & ~(0x1F << 24)) | (25 << 24))
     with pytest.raises(BTFError, match="unknown BTF kind 25"):
         Spec(bytes(data))
 
@@ -210,7 +235,7 @@ def test_unknown_kind_is_named():
     (b"\xeb\x9f" + VALID[2:], "big-endian"),
     (b"\x00\x00" + VALID[2:], "not BTF"),
     (VALID[:2] + b"\x02" + VALID[3:], "version"),
-    (VALID[:F.HEADER_SIZE + 20], "past the end"),
+    (VALID[:btf_format.HEADER_SIZE + 20], "past the end"),
     (VALID[:-1] + b"x", "NUL-terminated"),
 ], ids=["empty", "short", "big-endian", "magic", "version", "offsets", "strings"])
 def test_malformed_headers(data, why):
@@ -219,9 +244,9 @@ def test_malformed_headers(data, why):
 
 
 def test_truncated_type_section():
-    hdr = list(F.HEADER.unpack_from(VALID))
+    hdr = list(btf_format.HEADER.unpack_from(VALID))
     hdr[5] -= 4  # type_len: cuts the last record short
-    data = F.HEADER.pack(*hdr) + VALID[F.HEADER_SIZE:]
+    data = btf_format.HEADER.pack(*hdr) + VALID[btf_format.HEADER_SIZE:]
     with pytest.raises(BTFError, match="truncated"):
         Spec(data)
 
@@ -245,30 +270,31 @@ def test_corruption_is_a_btf_error(edits):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_garbage_after_a_valid_header_is_a_btf_error(body):
-    hdr = F.HEADER.pack(F.MAGIC, F.VERSION, 0, F.HEADER_SIZE, 0, len(body) // 2,
-                        len(body) // 2, len(body) - len(body) // 2)
+    half = len(body) // 2
+    hdr = btf_format.HEADER.pack(btf_format.MAGIC, btf_format.VERSION, 0, btf_format.HEADER_SIZE,
+                                 0, half, half, len(body) - half)
     _only_btf_errors(hdr + body)
 
 
 def test_encode_refuses_values_out_of_range():
     with pytest.raises(BTFError, match="cannot encode"):
-        encode([T.Int("int", 1 << 40)])
+        encode([Int("int", 1 << 40)])
     with pytest.raises(BTFError, match="too many members"):
-        encode([T.Struct("big", 4, [T.Member("m", 0, 0)] * 70000)])
+        encode([Struct("big", 4, [Member("m", 0, 0)] * 70000)])
 
 
 def test_reading_back_struct_layout():
     """The wire layout of one struct record, byte by byte."""
-    raw = encode([T.Int("int", 4, F.INT_SIGNED), T.Struct("s", 8, [T.Member("b", 1, 36, 4)])])
-    types = raw[F.HEADER_SIZE:]
+    raw = encode([Int("int", 4, btf_format.INT_SIGNED), Struct("s", 8, [Member("b", 1, 36, 4)])])
+    types = raw[btf_format.HEADER_SIZE:]
     name_off, info, size = struct.unpack_from("<III", types, 16)
-    assert info == (1 << 31) | (F.KIND_STRUCT << 24) | 1 and size == 8
+    assert info == (1 << 31) | (btf_format.KIND_STRUCT << 24) | 1 and size == 8
     assert struct.unpack_from("<III", types, 28)[2] == (4 << 24) | 36
 
 
 @pytest.mark.parametrize("types", [
-    [T.Ptr("", 1)],  # a pointer to itself
-    [T.Const("", 2), T.Array("", 1, 1, 4)],  # const array of itself
+    [Ptr("", 1)],  # a pointer to itself
+    [Const("", 2), Array("", 1, 1, 4)],  # const array of itself
 ])
 def test_looping_type_chains_are_btf_errors(types):
     """describe() (used by `show` and error messages) on a loop that malformed BTF can
@@ -285,8 +311,8 @@ def test_self_containing_types_are_loader_errors():
     from bpfload.btf.core import types_are_compat
     from bpfload.errors import BPFLoadError
 
-    spec = Spec(encode([T.Int("int", 4, F.INT_SIGNED),
-                        T.Struct("loop", 8, [T.Member("a", 1), T.Member("self", 2, 32)])]))
+    spec = Spec(encode([Int("int", 4, btf_format.INT_SIGNED),
+                        Struct("loop", 8, [Member("a", 1), Member("self", 2, 32)])]))
     with pytest.raises(BTFError, match="contains itself"):
         values.decode(spec, 2, bytes(8))
     deep_value: dict = {}
@@ -295,11 +321,11 @@ def test_self_containing_types_are_loader_errors():
     with pytest.raises(BTFError, match="contains itself"):
         values.encode(spec, 2, deep_value)
     # int (*)(int (*)(int (*)(...))) nested 40 deep
-    types = [T.Int("int", 4, F.INT_SIGNED)]
+    types = [Int("int", 4, btf_format.INT_SIGNED)]
     for i in range(40):
         proto = len(types) + 1
-        types += [T.FuncProto("", 1, [T.Param("", proto + 2 if i < 39 else 1)]),
-                  T.Ptr("", proto)]
+        types += [FuncProto("", 1, [Param("", proto + 2 if i < 39 else 1)]),
+                  Ptr("", proto)]
     deep = Spec(encode(types))
     with pytest.raises(BPFLoadError, match="nest too deeply"):
         types_are_compat(deep, 2, deep, 2)

@@ -1,4 +1,4 @@
-"""CO-RE relocations, kfuncs and ksyms (issue 3, items 4 and 5).
+"""CO-RE relocations, kfuncs and ksyms.
 
 Programs compiled from tests/bpf/core_*.bpf.c are relocated against the BTF of other
 C files with deliberately different layouts (core_target_*.bpf.c); the expected
@@ -17,13 +17,44 @@ import struct
 import pytest
 
 from bpfload import asm, linker
-from bpfload.btf import ext as X
-from bpfload.btf import format as F
-from bpfload.btf import types as T
+from bpfload.btf import format as btf_format
 from bpfload.btf.core import CoreCache, apply_core, describe, types_are_compat, types_match
 from bpfload.btf.encode import StringTable, encode
+from bpfload.btf.ext import (
+    CORE_ENUMVAL_EXISTS,
+    CORE_ENUMVAL_VALUE,
+    CORE_FIELD_BYTE_OFFSET,
+    CORE_FIELD_BYTE_SIZE,
+    CORE_FIELD_EXISTS,
+    CORE_FIELD_LSHIFT_U64,
+    CORE_FIELD_RSHIFT_U64,
+    CORE_FIELD_SIGNED,
+    CORE_KIND_NAMES,
+    CORE_TYPE_EXISTS,
+    CORE_TYPE_ID_LOCAL,
+    CORE_TYPE_ID_TARGET,
+    CORE_TYPE_MATCHES,
+    CORE_TYPE_SIZE,
+    CoreRelo,
+)
 from bpfload.btf.kernel import KernelBTF, open_btf
 from bpfload.btf.spec import Spec, essential_name
+from bpfload.btf.types import (
+    Array,
+    Enum,
+    Enum64,
+    EnumValue,
+    Func,
+    FuncProto,
+    Fwd,
+    Int,
+    Member,
+    Param,
+    Ptr,
+    Struct,
+    Type,
+    Typedef,
+)
 from bpfload.collection import BPFObject, load
 from bpfload.errors import BPFLoadError, RelocationError, VerifierError
 from bpfload.sys.constants import PSEUDO_BTF_ID, PSEUDO_KFUNC_CALL
@@ -46,9 +77,9 @@ class Relocated:
         self.poisoned = apply_core(self.btf, target, self.fn.core_relos, self.code, fn_name,
                                    cache=cache)
 
-    def relo(self, kind: int, access: str, nth: int = 0) -> X.CoreRelo:
+    def relo(self, kind: int, access: str, nth: int = 0) -> CoreRelo:
         found = [r for r in self.fn.core_relos if r.kind == kind and r.access == access]
-        assert len(found) > nth, f"no {X.CORE_KIND_NAMES[kind]} {access} relocation"
+        assert len(found) > nth, f"no {CORE_KIND_NAMES[kind]} {access} relocation"
         return found[nth]
 
     def insn(self, kind: int, access: str, nth: int = 0) -> asm.Insn:
@@ -63,11 +94,11 @@ class Relocated:
 
 
 def member_index(btf: Spec, struct_name: str, member: str) -> int:
-    t = btf[btf.find_one(struct_name, F.KIND_STRUCT)]
+    t = btf[btf.find_one(struct_name, btf_format.KIND_STRUCT)]
     return [m.name for m in t.members].index(member)
 
 
-def blob(types: list[T.Type], base: Spec | None = None) -> Spec:
+def blob(types: list[Type], base: Spec | None = None) -> Spec:
     return Spec(encode(types), base)
 
 
@@ -105,7 +136,7 @@ def test_essential_name(name, essential):
 
 def test_candidates_by_essential_name(bpf_object):
     target = open_btf(str(bpf_object("core_target_old")))
-    same = target.find_flavors("same", (F.KIND_STRUCT,))
+    same = target.find_flavors("same", (btf_format.KIND_STRUCT,))
     assert sorted(target[i].name for i in same) == ["same___a", "same___b"]
     assert [target[i].name for i in target.find_flavors("task")] == ["task"]
     assert target.find_flavors("sam") == [] and target.find_flavors("same___a___b") == []
@@ -121,8 +152,8 @@ def test_moved_field_offsets(fields, moved, access_field, expect):
     target, target_obj = moved
     r = Relocated(fields, target, "read_fields")
     access = f"0:{member_index(r.btf, 'sample', access_field)}"
-    insn = r.insn(X.CORE_FIELD_BYTE_OFFSET, access)
-    before = r.original(X.CORE_FIELD_BYTE_OFFSET, access)
+    insn = r.insn(CORE_FIELD_BYTE_OFFSET, access)
+    before = r.original(CORE_FIELD_BYTE_OFFSET, access)
     assert insn.cls == asm.LDX and insn.off == target_obj.get(expect)
     assert (insn.op, insn.dst, insn.src) == (before.op, before.dst, before.src)
 
@@ -132,21 +163,21 @@ def test_nested_anonymous_and_array_offsets(fields, moved):
     r = Relocated(fields, target, "read_fields")
     idx = lambda m: member_index(r.btf, "sample", m)  # noqa: E731
     # s->pt.y: a nested struct whose members also moved
-    assert r.insn(X.CORE_FIELD_BYTE_OFFSET, f"0:{idx('pt')}:1").off == \
+    assert r.insn(CORE_FIELD_BYTE_OFFSET, f"0:{idx('pt')}:1").off == \
         target_obj.get("expect_pt_y")
     # s->arr[2]: an array that grew, element offset from the target's element size
-    assert r.insn(X.CORE_FIELD_BYTE_OFFSET, f"0:{idx('arr')}:2").off == \
+    assert r.insn(CORE_FIELD_BYTE_OFFSET, f"0:{idx('arr')}:2").off == \
         target_obj.get("expect_arr2")
     # s->u_int: member of an anonymous union locally, two anonymous levels down there
-    anon = [i for i, m in enumerate(r.btf[r.btf.find_one("sample", F.KIND_STRUCT)].members)
+    anon = [i for i, m in enumerate(r.btf[r.btf.find_one("sample", btf_format.KIND_STRUCT)].members)
             if not m.name][0]
-    assert r.insn(X.CORE_FIELD_BYTE_OFFSET, f"0:{anon}:0").off == \
+    assert r.insn(CORE_FIELD_BYTE_OFFSET, f"0:{anon}:0").off == \
         target_obj.get("expect_u_int")
     # s->tail[1]: a flexible array, indexed past its zero length
-    assert r.insn(X.CORE_FIELD_BYTE_OFFSET, f"0:{idx('tail')}:1").off == \
+    assert r.insn(CORE_FIELD_BYTE_OFFSET, f"0:{idx('tail')}:1").off == \
         target_obj.get("expect_tail") + 4
     # bpf_core_field_offset(s->pt) is an ALU immediate
-    assert r.insn(X.CORE_FIELD_BYTE_OFFSET, f"0:{idx('pt')}").imm == \
+    assert r.insn(CORE_FIELD_BYTE_OFFSET, f"0:{idx('pt')}").imm == \
         target_obj.get("expect_pt")
 
 
@@ -154,18 +185,18 @@ def test_load_size_follows_unsigned_field(fields, moved):
     target, target_obj = moved
     r = Relocated(fields, target, "read_fields")
     access = f"0:{member_index(r.btf, 'sample', 'grow')}"
-    before, after = r.original(X.CORE_FIELD_BYTE_OFFSET, access), \
-        r.insn(X.CORE_FIELD_BYTE_OFFSET, access)
+    before, after = r.original(CORE_FIELD_BYTE_OFFSET, access), \
+        r.insn(CORE_FIELD_BYTE_OFFSET, access)
     assert before.mem_size == 1 and after.mem_size == 4  # u8 locally, u32 there
     assert after.off == target_obj.get("expect_grow")
     assert after.op & 0xE7 == before.op & 0xE7  # same class and mode
-    assert r.insn(X.CORE_FIELD_BYTE_SIZE, access).imm == 4
+    assert r.insn(CORE_FIELD_BYTE_SIZE, access).imm == 4
 
 
 def test_signed_field_cannot_be_resized(fields, moved):
     target, _ = moved
     r = Relocated(fields, target, "read_shrink")
-    at = r.relo(X.CORE_FIELD_BYTE_OFFSET, f"0:{member_index(r.btf, 'sample', 'shrink')}")
+    at = r.relo(CORE_FIELD_BYTE_OFFSET, f"0:{member_index(r.btf, 'sample', 'shrink')}")
     assert is_poisoned(r.code[at.insn])
     assert "struct sample.shrink" in r.poisoned[at.insn]
     assert "4 bytes in the target but 2 locally" in r.poisoned[at.insn]
@@ -175,49 +206,49 @@ def test_missing_field_exists_and_poison(fields, moved):
     target, _ = moved
     r = Relocated(fields, target, "read_fields")
     gone = f"0:{member_index(r.btf, 'sample', 'gone')}"
-    assert r.original(X.CORE_FIELD_EXISTS, gone).imm == 1
-    assert r.insn(X.CORE_FIELD_EXISTS, gone).imm == 0  # 0, not poisoned
-    at = r.relo(X.CORE_FIELD_BYTE_OFFSET, gone).insn
+    assert r.original(CORE_FIELD_EXISTS, gone).imm == 1
+    assert r.insn(CORE_FIELD_EXISTS, gone).imm == 0  # 0, not poisoned
+    at = r.relo(CORE_FIELD_BYTE_OFFSET, gone).insn
     assert is_poisoned(r.code[at])
     assert r.poisoned[at] == ("CO-RE relocation byte_off struct sample.gone: struct sample "
                               "has no field 'gone' in the target BTF")
     b = f"0:{member_index(r.btf, 'sample', 'b')}"
-    assert r.insn(X.CORE_FIELD_EXISTS, b).imm == 1
-    assert r.insn(X.CORE_FIELD_BYTE_SIZE, b).imm == 8
+    assert r.insn(CORE_FIELD_EXISTS, b).imm == 1
+    assert r.insn(CORE_FIELD_BYTE_SIZE, b).imm == 8
 
 
 def test_bitfield_shifts(fields, moved):
     target, _ = moved
     r = Relocated(fields, target, "read_fields")
-    sid = target.find_one("sample", F.KIND_STRUCT)
+    sid = target.find_one("sample", btf_format.KIND_STRUCT)
     tmembers = {m.name: m for m in target[sid].members}
     for name, size, signed in (("bf_u", 4, 0), ("bf_s", 4, 1), ("bf_wide", 8, 0)):
         access = f"0:{member_index(r.btf, 'sample', name)}"
         m = tmembers[name]
         byte_off = m.bit_offset // 8 // size * size
-        assert r.insn(X.CORE_FIELD_BYTE_OFFSET, access).imm == byte_off
-        assert r.insn(X.CORE_FIELD_BYTE_SIZE, access).imm == size
-        assert r.insn(X.CORE_FIELD_LSHIFT_U64, access).imm == \
+        assert r.insn(CORE_FIELD_BYTE_OFFSET, access).imm == byte_off
+        assert r.insn(CORE_FIELD_BYTE_SIZE, access).imm == size
+        assert r.insn(CORE_FIELD_LSHIFT_U64, access).imm == \
             64 - (m.bit_offset + m.bitfield_size - byte_off * 8)
-        assert r.insn(X.CORE_FIELD_RSHIFT_U64, access).imm == 64 - m.bitfield_size
-        assert r.insn(X.CORE_FIELD_SIGNED, access).imm == signed
+        assert r.insn(CORE_FIELD_RSHIFT_U64, access).imm == 64 - m.bitfield_size
+        assert r.insn(CORE_FIELD_SIGNED, access).imm == signed
 
 
 def test_type_and_enum_relocations(fields, moved):
     target, target_obj = moved
     r = Relocated(fields, target, "read_fields")
-    assert r.insn(X.CORE_TYPE_SIZE, "0").imm == target_obj.get("expect_size")
-    assert r.original(X.CORE_TYPE_EXISTS, "0").imm == 1
-    assert r.insn(X.CORE_TYPE_EXISTS, "0").imm == 0  # struct only_local
-    assert r.imm64(X.CORE_TYPE_ID_TARGET, "0") == target.find_one("sample", F.KIND_STRUCT)
-    assert r.imm64(X.CORE_TYPE_ID_LOCAL, "0") == r.btf.find_one("sample", F.KIND_STRUCT)
-    assert r.imm64(X.CORE_ENUMVAL_VALUE, "2") == 10  # BLUE
-    assert r.imm64(X.CORE_ENUMVAL_EXISTS, "1") == 0  # GREEN is gone: 0, not poisoned
-    at = r.relo(X.CORE_ENUMVAL_VALUE, "1").insn  # GREEN's value: poisoned, both slots
+    assert r.insn(CORE_TYPE_SIZE, "0").imm == target_obj.get("expect_size")
+    assert r.original(CORE_TYPE_EXISTS, "0").imm == 1
+    assert r.insn(CORE_TYPE_EXISTS, "0").imm == 0  # struct only_local
+    assert r.imm64(CORE_TYPE_ID_TARGET, "0") == target.find_one("sample", btf_format.KIND_STRUCT)
+    assert r.imm64(CORE_TYPE_ID_LOCAL, "0") == r.btf.find_one("sample", btf_format.KIND_STRUCT)
+    assert r.imm64(CORE_ENUMVAL_VALUE, "2") == 10  # BLUE
+    assert r.imm64(CORE_ENUMVAL_EXISTS, "1") == 0  # GREEN is gone: 0, not poisoned
+    at = r.relo(CORE_ENUMVAL_VALUE, "1").insn  # GREEN's value: poisoned, both slots
     assert is_poisoned(r.code[at]) and is_poisoned(r.code[at + 1])
     assert "enum color::GREEN" in r.poisoned[at]
     c = f"0:{member_index(r.btf, 'sample', 'c')}"
-    assert r.original(X.CORE_FIELD_SIGNED, c).imm == 0 and r.insn(X.CORE_FIELD_SIGNED, c).imm == 1
+    assert r.original(CORE_FIELD_SIGNED, c).imm == 0 and r.insn(CORE_FIELD_SIGNED, c).imm == 1
 
 
 def test_only_relocated_instructions_change(fields, moved):
@@ -239,22 +270,22 @@ def test_relocating_against_itself_changes_nothing(fields):
     bitfields = {f"0:{member_index(r.btf, 'sample', m)}" for m in ("bf_u", "bf_s", "bf_wide")}
     for relo in r.fn.core_relos:
         # libbpf computes bitfield loads its own way (and does not check the compiler's)
-        if relo.kind != X.CORE_TYPE_ID_TARGET and relo.access not in bitfields:
+        if relo.kind != CORE_TYPE_ID_TARGET and relo.access not in bitfields:
             assert r.code[relo.insn] == r.before[relo.insn], describe(r.btf, relo)
 
 
 def test_describe():
-    btf = blob([T.Int("int", 4, F.INT_SIGNED),
-                T.Struct("s", 8, [T.Member("a", 1, 0), T.Member("arr", 3, 32)]),
-                T.Array("", 1, 1, 1),
-                T.Enum("e", 4, [T.EnumValue("A", 0), T.EnumValue("B", 1)])])
-    assert describe(btf, X.CoreRelo(0, 2, "0:1:0", X.CORE_FIELD_BYTE_OFFSET)) == \
+    btf = blob([Int("int", 4, btf_format.INT_SIGNED),
+                Struct("s", 8, [Member("a", 1, 0), Member("arr", 3, 32)]),
+                Array("", 1, 1, 1),
+                Enum("e", 4, [EnumValue("A", 0), EnumValue("B", 1)])])
+    assert describe(btf, CoreRelo(0, 2, "0:1:0", CORE_FIELD_BYTE_OFFSET)) == \
         "byte_off struct s.arr[0]"
-    assert describe(btf, X.CoreRelo(0, 2, "1:0", X.CORE_FIELD_EXISTS)) == \
+    assert describe(btf, CoreRelo(0, 2, "1:0", CORE_FIELD_EXISTS)) == \
         "field_exists struct s[1].a"
-    assert describe(btf, X.CoreRelo(0, 4, "1", X.CORE_ENUMVAL_VALUE)) == \
+    assert describe(btf, CoreRelo(0, 4, "1", CORE_ENUMVAL_VALUE)) == \
         "enumval_value enum e::B"
-    assert describe(btf, X.CoreRelo(0, 2, "0", X.CORE_TYPE_SIZE)) == "type_size struct s"
+    assert describe(btf, CoreRelo(0, 2, "0", CORE_TYPE_SIZE)) == "type_size struct s"
 
 
 # --- flavours and ambiguity ------------------------------------------------------------
@@ -269,21 +300,22 @@ def flavors(bpf_object):
 def test_renamed_field_through_flavours(flavors, bpf_object, kernel, offset):
     target = open_btf(str(bpf_object(f"core_target_{kernel}")))
     r = Relocated(flavors, target, "read_renamed")
-    new_exists = r.insn(X.CORE_FIELD_EXISTS, "0:0")
+    new_exists = r.insn(CORE_FIELD_EXISTS, "0:0")
     assert new_exists.imm == (1 if kernel == "new" else 0)
     new_off, old_off = (r.code[x.insn] for x in r.fn.core_relos
-                        if x.kind == X.CORE_FIELD_BYTE_OFFSET)
+                        if x.kind == CORE_FIELD_BYTE_OFFSET)
     live, dead = (new_off, old_off) if kernel == "new" else (old_off, new_off)
     assert value(live) == offset and is_poisoned(dead)
-    assert r.insn(X.CORE_TYPE_EXISTS, "0").imm == 1  # task___new matches struct task
+    assert r.insn(CORE_TYPE_EXISTS, "0").imm == 1  # task___new matches struct task
 
 
 def test_agreeing_candidates_and_deep_anonymous_members(flavors, bpf_object):
     target = open_btf(str(bpf_object("core_target_old")))
     r = Relocated(flavors, target, "read_same")
     assert r.poisoned == {}
-    same = [x for x in r.fn.core_relos if x.type_id == r.btf.find_one("same", F.KIND_STRUCT)]
-    deep = [x for x in r.fn.core_relos if x.type_id == r.btf.find_one("deep", F.KIND_STRUCT)]
+    same_id, deep_id = (r.btf.find_one(n, btf_format.KIND_STRUCT) for n in ("same", "deep"))
+    same = [x for x in r.fn.core_relos if x.type_id == same_id]
+    deep = [x for x in r.fn.core_relos if x.type_id == deep_id]
     assert {value(r.code[x.insn]) for x in same} == {8}
     assert {value(r.code[x.insn]) for x in deep} == {4}  # union > struct > union > leaf
 
@@ -306,14 +338,14 @@ def test_candidates_are_pruned_like_libbpf():
     # target: foo {int a; int b;} and foo___x {long pad; int a;}. A relocation of foo.b
     # matches only foo, which rules foo___x out for the later foo.a one; alone, foo.a
     # would be ambiguous (offsets 0 and 8).
-    i32 = T.Int("int", 4, F.INT_SIGNED)
-    i64 = T.Int("long", 8, F.INT_SIGNED)
-    local = blob([i32, T.Struct("foo", 8, [T.Member("a", 1, 0), T.Member("b", 1, 32)])])
-    target = blob([i32, i64, T.Struct("foo", 8, [T.Member("a", 1, 0), T.Member("b", 1, 32)]),
-                   T.Struct("foo___x", 16, [T.Member("pad", 2, 0), T.Member("a", 1, 64)])])
-    relo_b = X.CoreRelo(0, 2, "0:1", X.CORE_FIELD_BYTE_OFFSET)
-    relo_a = X.CoreRelo(1, 2, "0:0", X.CORE_FIELD_BYTE_OFFSET)
-    alone = X.CoreRelo(0, 2, "0:0", X.CORE_FIELD_BYTE_OFFSET)
+    i32 = Int("int", 4, btf_format.INT_SIGNED)
+    i64 = Int("long", 8, btf_format.INT_SIGNED)
+    local = blob([i32, Struct("foo", 8, [Member("a", 1, 0), Member("b", 1, 32)])])
+    target = blob([i32, i64, Struct("foo", 8, [Member("a", 1, 0), Member("b", 1, 32)]),
+                   Struct("foo___x", 16, [Member("pad", 2, 0), Member("a", 1, 64)])])
+    relo_b = CoreRelo(0, 2, "0:1", CORE_FIELD_BYTE_OFFSET)
+    relo_a = CoreRelo(1, 2, "0:0", CORE_FIELD_BYTE_OFFSET)
+    alone = CoreRelo(0, 2, "0:0", CORE_FIELD_BYTE_OFFSET)
     code = [asm.Insn(asm.LDX | asm.SIZE_W | asm.MODE_MEM, 0, 1, 4),
             asm.Insn(asm.LDX | asm.SIZE_W | asm.MODE_MEM, 0, 1, 0)]
     assert apply_core(local, target, [relo_b, relo_a], code, "f") == {}
@@ -336,13 +368,13 @@ def _ld64(value: int) -> list[asm.Insn]:
 
 
 def test_enum64_values():
-    local = blob([T.Enum64("big", 8, [T.EnumValue("A", 1 << 40), T.EnumValue("B", 2)])])
-    target = blob([T.Int("int", 4), T.Enum64("big", 8, [T.EnumValue("B", 3 << 33),
-                                                        T.EnumValue("A", 5)])])
+    local = blob([Enum64("big", 8, [EnumValue("A", 1 << 40), EnumValue("B", 2)])])
+    target = blob([Int("int", 4), Enum64("big", 8, [EnumValue("B", 3 << 33),
+                                                    EnumValue("A", 5)])])
     code = _ld64(1 << 40) + _ld64(2) + [_mov(1)]
-    relos = [X.CoreRelo(0, 1, "0", X.CORE_ENUMVAL_VALUE),
-             X.CoreRelo(2, 1, "1", X.CORE_ENUMVAL_VALUE),
-             X.CoreRelo(4, 1, "1", X.CORE_ENUMVAL_EXISTS)]
+    relos = [CoreRelo(0, 1, "0", CORE_ENUMVAL_VALUE),
+             CoreRelo(2, 1, "1", CORE_ENUMVAL_VALUE),
+             CoreRelo(4, 1, "1", CORE_ENUMVAL_EXISTS)]
     assert apply_core(local, target, relos, code, "f") == {}
     assert asm.ld_imm64_value(code[0], code[1]) == 5
     assert asm.ld_imm64_value(code[2], code[3]) == 3 << 33
@@ -352,69 +384,69 @@ def test_enum64_values():
 def test_enum32_local_matches_enum64_target_and_signedness():
     # ENUM and ENUM64 are candidates for each other; 32-bit values are read as s32 the
     # way libbpf does (so 0x80000000 becomes 0xffffffff80000000 in a 64-bit load)
-    local = blob([T.Enum("e", 4, [T.EnumValue("X", 0x80000000), T.EnumValue("Y", 1)])])
-    target = blob([T.Enum64("e___v2", 8, [T.EnumValue("Y", -7), T.EnumValue("X", 9)],
-                            signed=True)])
+    local = blob([Enum("e", 4, [EnumValue("X", 0x80000000), EnumValue("Y", 1)])])
+    target = blob([Enum64("e___v2", 8, [EnumValue("Y", -7), EnumValue("X", 9)],
+                          signed=True)])
     code = _ld64(0xFFFFFFFF80000000) + [_mov(1)]
-    relos = [X.CoreRelo(0, 1, "0", X.CORE_ENUMVAL_VALUE),
-             X.CoreRelo(2, 1, "1", X.CORE_ENUMVAL_VALUE)]
+    relos = [CoreRelo(0, 1, "0", CORE_ENUMVAL_VALUE),
+             CoreRelo(2, 1, "1", CORE_ENUMVAL_VALUE)]
     assert apply_core(local, target, relos, code, "f") == {}
     assert asm.ld_imm64_value(code[0], code[1]) == 9
     assert code[2].imm == -7
 
 
 def test_type_matches():
-    u32 = T.Int("unsigned int", 4, 0)
-    local = blob([u32, T.Struct("s", 8, [T.Member("a", 1, 0), T.Member("p", 3, 32)]),
-                  T.Ptr("", 4), T.Struct("opaque", 4, [T.Member("x", 1, 0)])])
+    u32 = Int("unsigned int", 4, 0)
+    local = blob([u32, Struct("s", 8, [Member("a", 1, 0), Member("p", 3, 32)]),
+                  Ptr("", 4), Struct("opaque", 4, [Member("x", 1, 0)])])
     # the target's s has an extra member and p points to a forward declaration: a match
-    target = blob([u32, T.Fwd("opaque"), T.Ptr("", 2),
-                   T.Struct("s", 16, [T.Member("z", 1, 0), T.Member("a", 1, 32),
-                                      T.Member("p", 3, 64)])])
+    target = blob([u32, Fwd("opaque"), Ptr("", 2),
+                   Struct("s", 16, [Member("z", 1, 0), Member("a", 1, 32),
+                                    Member("p", 3, 64)])])
     assert types_match(local, 2, target, 4)
     # a signed `a` does not match (types_are_compat does not care)
-    other = blob([T.Int("int", 4, F.INT_SIGNED), T.Fwd("opaque"), T.Ptr("", 2),
-                  T.Struct("s", 16, [T.Member("a", 1, 0), T.Member("p", 3, 64)])])
+    other = blob([Int("int", 4, btf_format.INT_SIGNED), Fwd("opaque"), Ptr("", 2),
+                  Struct("s", 16, [Member("a", 1, 0), Member("p", 3, 64)])])
     assert not types_match(local, 2, other, 4)
     assert types_are_compat(local, 2, other, 4)
     code = [_mov(1)]
-    assert apply_core(local, other, [X.CoreRelo(0, 2, "0", X.CORE_TYPE_MATCHES)], code,
+    assert apply_core(local, other, [CoreRelo(0, 2, "0", CORE_TYPE_MATCHES)], code,
                       "f") == {}
     assert code[0].imm == 0
     code = [_mov(1)]
-    apply_core(local, target, [X.CoreRelo(0, 2, "0", X.CORE_TYPE_MATCHES)], code, "f")
+    apply_core(local, target, [CoreRelo(0, 2, "0", CORE_TYPE_MATCHES)], code, "f")
     assert code[0].imm == 1
 
 
 def test_typedef_type_relocations():
-    local = blob([T.Int("unsigned int", 4), T.Typedef("u32_t", 1)])
-    target = blob([T.Int("long unsigned int", 8), T.Typedef("u32_t", 1)])
+    local = blob([Int("unsigned int", 4), Typedef("u32_t", 1)])
+    target = blob([Int("long unsigned int", 8), Typedef("u32_t", 1)])
     code = [_mov(4), _mov(1)] + _ld64(2)
-    relos = [X.CoreRelo(0, 2, "0", X.CORE_TYPE_SIZE), X.CoreRelo(1, 2, "0", X.CORE_TYPE_EXISTS),
-             X.CoreRelo(2, 2, "0", X.CORE_TYPE_ID_TARGET)]
+    relos = [CoreRelo(0, 2, "0", CORE_TYPE_SIZE), CoreRelo(1, 2, "0", CORE_TYPE_EXISTS),
+             CoreRelo(2, 2, "0", CORE_TYPE_ID_TARGET)]
     assert apply_core(local, target, relos, code, "f") == {}
     assert (code[0].imm, code[1].imm, asm.ld_imm64_value(code[2], code[3])) == (8, 1, 2)
 
 
 def test_signedness_of_enums_and_bitfield_limits():
-    i8 = T.Int("unsigned long", 8)
-    local = blob([T.Enum("e", 4, [T.EnumValue("A", 0)], signed=False),
-                  T.Struct("s", 16, [T.Member("e", 1, 0), T.Member("wide", 3, 64, 60)]), i8])
-    target = blob([T.Enum("e", 4, [T.EnumValue("A", -1)], signed=True),
-                   T.Struct("s", 16, [T.Member("e", 1, 0), T.Member("wide", 3, 8, 60)]), i8])
+    i8 = Int("unsigned long", 8)
+    local = blob([Enum("e", 4, [EnumValue("A", 0)], signed=False),
+                  Struct("s", 16, [Member("e", 1, 0), Member("wide", 3, 64, 60)]), i8])
+    target = blob([Enum("e", 4, [EnumValue("A", -1)], signed=True),
+                   Struct("s", 16, [Member("e", 1, 0), Member("wide", 3, 8, 60)]), i8])
     code = [_mov(0)]
-    apply_core(local, target, [X.CoreRelo(0, 2, "0:0", X.CORE_FIELD_SIGNED)], code, "f")
+    apply_core(local, target, [CoreRelo(0, 2, "0:0", CORE_FIELD_SIGNED)], code, "f")
     assert code[0].imm == 1
     # bits 8..67 span two u64 words: no single load holds them (libbpf: -E2BIG)
     with pytest.raises(RelocationError, match="one 64-bit load"):
-        apply_core(local, target, [X.CoreRelo(0, 2, "0:1", X.CORE_FIELD_BYTE_SIZE)],
+        apply_core(local, target, [CoreRelo(0, 2, "0:1", CORE_FIELD_BYTE_SIZE)],
                    [_mov(8)], "f")
 
 
 def test_unexpected_instruction_value_is_an_error():
-    local = blob([T.Int("int", 4, F.INT_SIGNED), T.Struct("s", 8, [T.Member("a", 1, 32)])])
-    target = blob([T.Int("int", 4, F.INT_SIGNED), T.Struct("s", 8, [T.Member("a", 1, 0)])])
-    relo = X.CoreRelo(0, 2, "0:0", X.CORE_FIELD_BYTE_OFFSET)
+    local = blob([Int("int", 4, btf_format.INT_SIGNED), Struct("s", 8, [Member("a", 1, 32)])])
+    target = blob([Int("int", 4, btf_format.INT_SIGNED), Struct("s", 8, [Member("a", 1, 0)])])
+    relo = CoreRelo(0, 2, "0:0", CORE_FIELD_BYTE_OFFSET)
     with pytest.raises(RelocationError, match=r"byte_off struct s\.a .*holds 3, expected 4"):
         apply_core(local, target, [relo], [_mov(3)], "f")
     with pytest.raises(RelocationError, match="cannot be relocated"):
@@ -424,41 +456,41 @@ def test_unexpected_instruction_value_is_an_error():
 
 
 def test_malformed_records_are_errors():
-    local = blob([T.Int("int", 4, F.INT_SIGNED), T.Struct("s", 8, [T.Member("a", 1, 0)]),
-                  T.Struct("", 4, [T.Member("x", 1, 0)]), T.Array("", 1, 1, 2)])
+    local = blob([Int("int", 4, btf_format.INT_SIGNED), Struct("s", 8, [Member("a", 1, 0)]),
+                  Struct("", 4, [Member("x", 1, 0)]), Array("", 1, 1, 2)])
     target = local
     cases = [
-        (X.CoreRelo(0, 2, "0:5", X.CORE_FIELD_BYTE_OFFSET), "member index 5 out of range"),
-        (X.CoreRelo(0, 2, "0::1", X.CORE_FIELD_BYTE_OFFSET), "bad access string"),
-        (X.CoreRelo(0, 2, "", X.CORE_FIELD_BYTE_OFFSET), "bad access string"),
-        (X.CoreRelo(0, 2, "0:0", 99), "unknown CO-RE relocation kind"),
-        (X.CoreRelo(0, 2, "0:0", X.CORE_TYPE_SIZE), "not '0'"),
-        (X.CoreRelo(0, 3, "0:0", X.CORE_FIELD_BYTE_OFFSET), "anonymous types"),
-        (X.CoreRelo(0, 2, "0:0:1", X.CORE_FIELD_BYTE_OFFSET), "neither a struct"),
-        (X.CoreRelo(0, 4, "0:5", X.CORE_FIELD_BYTE_OFFSET), "out of range"),
-        (X.CoreRelo(7, 2, "0:0", X.CORE_FIELD_BYTE_OFFSET), "out of range"),
-        (X.CoreRelo(0, 2, "0:0", X.CORE_ENUMVAL_VALUE), "not name an enumerator"),
+        (CoreRelo(0, 2, "0:5", CORE_FIELD_BYTE_OFFSET), "member index 5 out of range"),
+        (CoreRelo(0, 2, "0::1", CORE_FIELD_BYTE_OFFSET), "bad access string"),
+        (CoreRelo(0, 2, "", CORE_FIELD_BYTE_OFFSET), "bad access string"),
+        (CoreRelo(0, 2, "0:0", 99), "unknown CO-RE relocation kind"),
+        (CoreRelo(0, 2, "0:0", CORE_TYPE_SIZE), "not '0'"),
+        (CoreRelo(0, 3, "0:0", CORE_FIELD_BYTE_OFFSET), "anonymous types"),
+        (CoreRelo(0, 2, "0:0:1", CORE_FIELD_BYTE_OFFSET), "neither a struct"),
+        (CoreRelo(0, 4, "0:5", CORE_FIELD_BYTE_OFFSET), "out of range"),
+        (CoreRelo(7, 2, "0:0", CORE_FIELD_BYTE_OFFSET), "out of range"),
+        (CoreRelo(0, 2, "0:0", CORE_ENUMVAL_VALUE), "not name an enumerator"),
     ]
     for relo, why in cases:
         with pytest.raises(RelocationError, match=why):
             apply_core(local, target, [relo], [_mov(0)], "f")
     # lshift of an array element: libbpf refuses it too
-    arr = blob([T.Int("int", 4, F.INT_SIGNED), T.Array("", 1, 1, 4),
-                T.Struct("s", 16, [T.Member("v", 2, 0)])])
+    arr = blob([Int("int", 4, btf_format.INT_SIGNED), Array("", 1, 1, 4),
+                Struct("s", 16, [Member("v", 2, 0)])])
     with pytest.raises(RelocationError, match="array element"):
-        apply_core(arr, arr, [X.CoreRelo(0, 3, "0:0:1", X.CORE_FIELD_LSHIFT_U64)],
+        apply_core(arr, arr, [CoreRelo(0, 3, "0:0:1", CORE_FIELD_LSHIFT_U64)],
                    [_mov(0)], "f")
 
 
 def test_module_candidates_when_vmlinux_has_none():
-    i32 = T.Int("int", 4, F.INT_SIGNED)
-    vmlinux = blob([i32, T.Struct("in_vmlinux", 4, [T.Member("v", 1, 0)])])
-    mod_types = [T.Struct("mod_only", 8, [T.Member("pad", 1, 0), T.Member("v", 1, 32)])]
+    i32 = Int("int", 4, btf_format.INT_SIGNED)
+    vmlinux = blob([i32, Struct("in_vmlinux", 4, [Member("v", 1, 0)])])
+    mod_types = [Struct("mod_only", 8, [Member("pad", 1, 0), Member("v", 1, 32)])]
     mod = Spec(encode(mod_types, StringTable(vmlinux)), vmlinux)
     assert mod.find_flavors("mod_only") == [vmlinux.next_id]
-    local = blob([i32, T.Struct("mod_only", 4, [T.Member("v", 1, 0)])])
+    local = blob([i32, Struct("mod_only", 4, [Member("v", 1, 0)])])
     code = [asm.Insn(asm.LDX | asm.SIZE_W | asm.MODE_MEM, 0, 1, 0)]
-    relo = X.CoreRelo(0, 2, "0:0", X.CORE_FIELD_BYTE_OFFSET)
+    relo = CoreRelo(0, 2, "0:0", CORE_FIELD_BYTE_OFFSET)
     assert apply_core(local, vmlinux, [relo], code, "f", modules=lambda: [mod]) == {}
     assert code[0].off == 4
     code = [asm.Insn(asm.LDX | asm.SIZE_W | asm.MODE_MEM, 0, 1, 0)]
@@ -541,7 +573,7 @@ def test_kfunc_and_core_read_of_the_running_kernel(root, no_leaks, bpf_object):
         assert obj.get("core_parent_tgid") == os.getppid()
         vmlinux = KernelBTF().vmlinux
         assert obj.get("task_struct_size") == \
-            vmlinux.size_of(vmlinux.find_one("task_struct", F.KIND_STRUCT))
+            vmlinux.size_of(vmlinux.find_one("task_struct", btf_format.KIND_STRUCT))
 
 
 def test_kfunc_call_is_linked_with_its_vmlinux_id(bpf_object):
@@ -549,14 +581,14 @@ def test_kfunc_call_is_linked_with_its_vmlinux_id(bpf_object):
     externs = obj._resolve_externs()
     vmlinux = obj.kernel_btf.vmlinux
     assert externs["bpf_task_from_pid"].btf_id == vmlinux.find_one("bpf_task_from_pid",
-                                                                  F.KIND_FUNC)
+                                                                   btf_format.KIND_FUNC)
     linked = linker.link(obj.spec, obj.spec.programs["task_by_pid"],
                          map_fds={n: 1000 + i for i, n in enumerate(obj.spec.maps)},
                          externs=externs, core=obj._core)
     calls = [i for i in linked.insns if i.is_call and i.src == PSEUDO_KFUNC_CALL]
     assert [(c.imm, c.off) for c in calls] == [
-        (vmlinux.find_one("bpf_task_from_pid", F.KIND_FUNC), 0),
-        (vmlinux.find_one("bpf_task_release", F.KIND_FUNC), 0)]
+        (vmlinux.find_one("bpf_task_from_pid", btf_format.KIND_FUNC), 0),
+        (vmlinux.find_one("bpf_task_release", btf_format.KIND_FUNC), 0)]
     assert linked.fd_array == []
 
 
@@ -565,7 +597,7 @@ def test_typed_ksym_is_a_btf_id_load(root, no_leaks, bpf_object):
     obj = BPFObject(path)
     externs = obj._resolve_externs()
     vmlinux = obj.kernel_btf.vmlinux
-    rq = vmlinux.find_one("runqueues", F.KIND_VAR)
+    rq = vmlinux.find_one("runqueues", btf_format.KIND_VAR)
     assert externs["runqueues"].btf_id == rq
     linked = linker.link(obj.spec, obj.spec.programs["this_rq"],
                          map_fds={n: 1000 + i for i, n in enumerate(obj.spec.maps)},
@@ -678,16 +710,16 @@ class _FakeKernel(KernelBTF):
 
 
 def _kernel_with_module_kfuncs() -> _FakeKernel:
-    i32 = T.Int("int", 4, F.INT_SIGNED)
-    vmlinux = blob([i32, T.Struct("task_struct", 8, [T.Member("pid", 1, 0)]), T.Ptr("", 2),
-                    T.FuncProto("", 0, []), T.Func("do_nanosleep", 4)])
+    i32 = Int("int", 4, btf_format.INT_SIGNED)
+    vmlinux = blob([i32, Struct("task_struct", 8, [Member("pid", 1, 0)]), Ptr("", 2),
+                    FuncProto("", 0, []), Func("do_nanosleep", 4)])
     n = vmlinux.next_id
     mod = Spec(encode([
-        T.FuncProto("", 3, [T.Param("pid", 1)]), T.Func("bpf_task_from_pid", n),
-        T.FuncProto("", 0, [T.Param("p", 3)]), T.Func("bpf_task_release", n + 2),
-        T.Func("bpfload_mod_func", 4),
+        FuncProto("", 3, [Param("pid", 1)]), Func("bpf_task_from_pid", n),
+        FuncProto("", 0, [Param("p", 3)]), Func("bpf_task_release", n + 2),
+        Func("bpfload_mod_func", 4),
     ], StringTable(vmlinux)), vmlinux)
-    other = Spec(encode([T.Int("u8", 1)], StringTable(vmlinux)), vmlinux)
+    other = Spec(encode([Int("u8", 1)], StringTable(vmlinux)), vmlinux)
     return _FakeKernel(vmlinux, {"another_mod": other, "bpfload_mod": mod})
 
 
@@ -696,15 +728,16 @@ def test_kfuncs_in_a_module_use_fd_array(bpf_object):
     mod = kernel.module("bpfload_mod")
     obj = BPFObject(str(bpf_object("core_kernel")), kernel_btf=kernel)
     externs = obj._resolve_externs()
-    assert externs["bpf_task_from_pid"].btf_id == mod.find_one("bpf_task_from_pid", F.KIND_FUNC)
+    assert externs["bpf_task_from_pid"].btf_id == mod.find_one("bpf_task_from_pid",
+                                                               btf_format.KIND_FUNC)
     assert externs["bpf_task_from_pid"].btf_fd == 101
     linked = linker.link(obj.spec, obj.spec.programs["task_by_pid"],
                          map_fds={n: 1000 + i for i, n in enumerate(obj.spec.maps)},
                          externs=externs, core=obj._core)
     calls = [i for i in linked.insns if i.is_call and i.src == PSEUDO_KFUNC_CALL]
     assert [(c.imm, c.off) for c in calls] == [
-        (mod.find_one("bpf_task_from_pid", F.KIND_FUNC), 1),
-        (mod.find_one("bpf_task_release", F.KIND_FUNC), 1)]
+        (mod.find_one("bpf_task_from_pid", btf_format.KIND_FUNC), 1),
+        (mod.find_one("bpf_task_release", btf_format.KIND_FUNC), 1)]
     assert linked.fd_array == [0, 101]  # index 0 is vmlinux, as in libbpf
     # the CO-RE read of task_struct->tgid found no candidate in this tiny vmlinux and
     # none in the modules: poisoned, and said so
@@ -716,10 +749,10 @@ def test_attach_targets_in_modules(bpf_object):
     mod = kernel.module("bpfload_mod")
     obj = BPFObject(str(bpf_object("core_missing_target")), kernel_btf=kernel)
     assert obj._attach_target(obj.spec.programs["module_target"]) == \
-        (mod.find_one("bpfload_mod_func", F.KIND_FUNC), 101)
+        (mod.find_one("bpfload_mod_func", btf_format.KIND_FUNC), 101)
     with pytest.raises(BPFLoadError, match="'bpfload_no_such_function' is not in the "
                                            "kernel's BTF"):
         obj._attach_target(obj.spec.programs["missing_vmlinux_target"])
     sections = BPFObject(str(bpf_object("sections")), kernel_btf=kernel)
     assert sections._attach_target(sections.spec.programs["p_fentry"]) == \
-        (kernel.vmlinux.find_one("do_nanosleep", F.KIND_FUNC), 0)
+        (kernel.vmlinux.find_one("do_nanosleep", btf_format.KIND_FUNC), 0)

@@ -76,21 +76,23 @@ def test_datasec_naming_a_missing_type_is_a_btf_error():
     from types import SimpleNamespace
 
     from bpfload.btf import fixup
-    from bpfload.btf import format as F
-    from bpfload.btf import types as T
+    from bpfload.btf import format as btf_format
     from bpfload.btf.encode import encode
     from bpfload.btf.spec import Spec
+    from bpfload.btf.types import Datasec, Func, Int, Var, VarSecinfo
     from bpfload.errors import BTFError
 
-    spec = Spec(encode([T.Int("int", 4, F.INT_SIGNED), T.Var("x", 1, F.LINKAGE_GLOBAL),
-                        T.Datasec(".data", 4, [T.VarSecinfo(99, 0, 4)])]))
+    i32 = Int("int", 4, btf_format.INT_SIGNED)
+    spec = Spec(encode([i32, Var("x", 1, btf_format.LINKAGE_GLOBAL),
+                        Datasec(".data", 4, [VarSecinfo(99, 0, 4)])]))
     obj = SimpleNamespace(btf=spec, section_sizes={".data": 4}, data_symbols={"x": (0, False)})
     with pytest.raises(BTFError, match="type id 99 out of range"):
         fixup.program_types(obj)
     # .ksyms naming a FUNC without a prototype, .kconfig naming a non-variable
-    for sec, bad in ((".ksyms", T.Func("f", 1, F.LINKAGE_EXTERN)), (".kconfig", T.Int("i", 4))):
-        spec = Spec(encode([T.Int("int", 4, F.INT_SIGNED), bad,
-                            T.Datasec(sec, 4, [T.VarSecinfo(2, 0, 4)])]))
+    for sec, bad in ((".ksyms", Func("f", 1, btf_format.LINKAGE_EXTERN)),
+                     (".kconfig", Int("i", 4))):
+        spec = Spec(encode([i32, bad,
+                            Datasec(sec, 4, [VarSecinfo(2, 0, 4)])]))
         obj = SimpleNamespace(btf=spec, section_sizes={}, data_symbols={})
         with pytest.raises(BTFError):
             fixup.program_types(obj)

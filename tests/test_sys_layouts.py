@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from bpfload.btf import types as T
 from bpfload.btf.kernel import KernelBTF
+from bpfload.btf.types import Struct
 from bpfload.sys import attrs, constants
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"),
@@ -32,12 +32,12 @@ def _members(spec, type_id, prefix=""):
         mt = spec[spec.skip_modifiers(m.type)]
         if m.bitfield_size:
             continue
-        if not m.name and isinstance(mt, T.Struct):
+        if not m.name and isinstance(mt, Struct):
             for k, (o, s) in _members(spec, m.type).items():
                 out.setdefault(prefix + k, (off + o, s))
             continue
         out[prefix + m.name] = (off, spec.size_of(m.type))
-        if isinstance(mt, T.Struct):
+        if isinstance(mt, Struct):
             for k, (o, s) in _members(spec, m.type, m.name + ".").items():
                 out[prefix + k] = (off + o, s)
     return out

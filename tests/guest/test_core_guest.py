@@ -9,7 +9,7 @@ import os
 import pytest
 
 import bpfload
-from bpfload.btf import format as F
+from bpfload.btf import format as btf_format
 from bpfload.btf.kernel import KernelBTF
 
 pytestmark = pytest.mark.skipif(os.environ.get("HEATMAP_IN_GUEST") != "1",
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("HEATMAP_IN_GUEST") != "1",
 
 def test_core_reads_of_task_struct_return_the_right_pids(bpf_object, no_leaks):
     guest_size = KernelBTF().vmlinux.size_of(KernelBTF().vmlinux.find_one("task_struct",
-                                                                           F.KIND_STRUCT))
+                                                                          btf_format.KIND_STRUCT))
     with bpfload.load(bpf_object("core_kernel"), set={"target_pid": os.getpid()}) as obj:
         assert obj.program("current_task").test_run(bytes(8)).retval == 0
         assert obj.get("core_tgid") == os.getpid()
@@ -31,6 +31,6 @@ def test_core_reads_of_task_struct_return_the_right_pids(bpf_object, no_leaks):
 def test_task_struct_layout_really_differs_from_the_host(bpf_object):
     """Guard for the test above: relocation must have had something to do."""
     local = bpfload.read_object(bpf_object("core_kernel")).btf
-    host_size = local.size_of(local.find_one("task_struct", F.KIND_STRUCT))
+    host_size = local.size_of(local.find_one("task_struct", btf_format.KIND_STRUCT))
     guest = KernelBTF().vmlinux
-    assert guest.size_of(guest.find_one("task_struct", F.KIND_STRUCT)) != host_size
+    assert guest.size_of(guest.find_one("task_struct", btf_format.KIND_STRUCT)) != host_size

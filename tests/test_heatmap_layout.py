@@ -82,6 +82,10 @@ def test_share_is_concave_capped_and_exact():
     alloc = share(20, [w(1 << 20), w(16)], [10**9, 10**9])
     assert sum(alloc) == 20 and alloc[1] >= 1 and alloc[0] > 10 * alloc[1]
     assert alloc == [19, 1]
+    # the weight is the square root of the size: 16x the pages, 4x the weight, so a 256 MiB
+    # mapping next to a 16 MiB one gets 1 + 8 of 12 rows, the small one 1 + 2
+    assert w(16 * 4096) == 4 * w(4096)
+    assert share(12, [w(65536), w(4096)], [10**9, 10**9]) == [9, 3]
     # caps pin and the rest is re-shared
     assert share(10, [1, 1, 1], [1, 100, 100]) == [1, 5, 4]
     assert share(10, [5, 1], [2, 3]) == [2, 3]  # everything capped: rows left unused
@@ -247,6 +251,19 @@ def test_model_cells_exact_for_any_row_count():
             b = model.bins.bin_of(reg)
             expect[rows.row_of_bin[b]] += v
         assert total == expect
+
+
+def test_model_counts_saturate_instead_of_wrapping():
+    """A bin's young pages are 32-bit: past COUNT_MAX they stay there, never wrap to a
+    small number that would show the hottest bin as cold."""
+    model = small_model()
+    maps = heatmap.parse_maps(SMALL_MAPS)
+    heap = 0x10000000 >> 21
+    top = heatmap.COUNT_MAX
+    col = model.add(sample(1, [(heap, 0, top, top), (heap, 1, 5, 5)], maps))
+    b = model.bins.bin_of(heap)
+    assert (col.anon[b], col.file[b]) == (top, top)
+    assert (col.nodes[0][b], col.nodes[1][b]) == (top, 10)
 
 
 def test_model_node_dominance_and_multi_node_cells():

@@ -76,3 +76,27 @@ def test_the_cache_key_follows_edits_of_a_source_tree(tmp_path, monkeypatch):
     (tree / ".git").mkdir()
     (tree / ".git" / "index").write_text("x")  # git's own files do not
     assert bk.build_key(tree) == key
+
+
+def test_the_cache_key_follows_the_series_and_the_config(tmp_path, monkeypatch):
+    """A kernel built from other patches or another config is another kernel."""
+    import shutil
+
+    monkeypatch.setenv("HEATMAP_CACHE", str(tmp_path / "cache"))
+    tree = _fake_tree(tmp_path / "linux")
+    fragment = tmp_path / "config.fragment"
+    fragment.write_bytes(bk.FRAGMENT.read_bytes())
+    series = tmp_path / "patches"
+    shutil.copytree(bk.PATCH_DIR, series)
+    monkeypatch.setattr(bk, "FRAGMENT", fragment)
+    monkeypatch.setattr(bk, "PATCH_DIR", series)
+    key = bk.build_key(tree)
+    fragment.write_text(fragment.read_text() + "CONFIG_SLUB_DEBUG=y\n")
+    assert bk.build_key(tree) != key
+    key = bk.build_key(tree)
+    first = bk.patches()[0]
+    first.write_text(first.read_text() + "\n")
+    assert bk.build_key(tree) != key
+    key = bk.build_key(tree)
+    first.unlink()
+    assert bk.build_key(tree) != key

@@ -19,18 +19,33 @@ def _sleep(n: int = CALLS) -> None:
         time.sleep(0.0001)
 
 
-@pytest.mark.parametrize("prog,counter", [
-    ("count_fentry", "fentry_hits"), ("count_fexit", "fexit_hits"),
-    ("count_kprobe", "kprobe_hits"), ("count_kretprobe", "kretprobe_hits")])
-def test_trace_kinds_count_and_detach(bpf_object, no_leaks, prog, counter):
+LONG_SLEEP_NS = 200_000_000
+
+
+def _entry_or_exit(obj, kind: str) -> str:
+    """When the program ran in one long sleep: "entry" (before it), "exit" (after)."""
+    t0 = time.monotonic_ns()  # CLOCK_MONOTONIC, bpf_ktime_get_ns()'s clock
+    time.sleep(LONG_SLEEP_NS / 1e9)
+    ran = obj.get(f"{kind}_ns")
+    assert ran >= t0, f"{kind} did not run in the long sleep"
+    return "entry" if ran < t0 + LONG_SLEEP_NS else "exit"
+
+
+@pytest.mark.parametrize("kind,when", [
+    ("fentry", "entry"), ("fexit", "exit"), ("kprobe", "entry"), ("kretprobe", "exit")])
+def test_trace_kinds_count_and_detach(bpf_object, no_leaks, kind, when):
+    """Counts prove the program is attached; the time it ran proves it is attached at
+    the function's entry or at its return, as its section asks."""
+    counter = f"{kind}_hits"
     with bpfload.load(bpf_object("trace_kinds"), set={"target_tgid": os.getpid()},
-                      programs=[prog]) as obj:
+                      programs=[f"count_{kind}"]) as obj:
         (link,) = obj.attach()
         _sleep()
         assert obj.get(counter) == CALLS
+        assert _entry_or_exit(obj, kind) == when
         link.close()
         _sleep()
-        assert obj.get(counter) == CALLS
+        assert obj.get(counter) == CALLS + 1
 
 
 @pytest.mark.parametrize("prog,counter", [

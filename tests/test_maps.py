@@ -200,3 +200,32 @@ def test_batch_that_never_fits_falls_back_to_per_key(monkeypatch):
             m[k] = k * 10
         monkeypatch.setattr(maps, "bpf", no_space)
         assert sorted(m.items_batch()) == [(0, 0), (1, 10), (2, 20)]
+
+
+def test_drain_that_stops_fitting_midway_keeps_what_it_drained(monkeypatch):
+    """A delete-drain whose later batch hits a bucket too big (ENOSPC, nothing
+    returned) finishes per key: what the earlier batches already removed from the map
+    must still be in the result, or those counts are lost."""
+    from bpfload import maps
+    from bpfload.sys.constants import Cmd
+
+    real = maps.bpf
+    batches = []
+
+    def second_batch_no_space(cmd, attr, what=None):
+        if cmd == Cmd.MAP_LOOKUP_AND_DELETE_BATCH:
+            batches.append(cmd)
+            if len(batches) > 1:
+                attr.count = 0
+                raise SyscallError(what or "batch", 28)
+        return real(cmd, attr, what)
+
+    with Map.create("midway", MapType.HASH, 4, 8, 64, key=int, value=int) as m:
+        for k in range(6):
+            m[k] = k * 10
+        monkeypatch.setattr(maps, "bpf", second_batch_no_space)
+        keys, values, n = m.lookup_batch(batch=2, delete=True)
+        assert len(batches) == 2 and n == 6
+        got = dict(zip((k for (k,) in struct.iter_unpack("<I", keys)),
+                       (v for (v,) in struct.iter_unpack("<Q", values))))
+        assert got == {k: k * 10 for k in range(6)} and list(m.keys()) == []

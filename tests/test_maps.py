@@ -181,24 +181,34 @@ def test_names_outside_ascii_become_underscores():
         assert m.info().name == b"r_sum_"
 
 
-def test_batch_that_never_fits_falls_back_to_per_key(monkeypatch):
-    """ENOSPC from a batch already as large as the map: finish per key instead of
-    doubling a batch that cannot grow (that recursed until RecursionError)."""
+def _batches_stop_fitting(monkeypatch, after: int) -> list:
+    """Batch calls after the first `after` fail with ENOSPC and nothing returned (as the
+    kernel says a hash bucket holds more than the batch); returns the batch calls made."""
     from bpfload import maps
     from bpfload.sys.constants import Cmd
 
     real = maps.bpf
+    calls = []
 
-    def no_space(cmd, attr, what=None):
+    def bpf(cmd, attr, what=None):
         if cmd in (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH):
-            attr.count = 0  # ENOSPC with nothing returned, as the kernel says it
-            raise SyscallError(what or "batch", 28)
+            calls.append(cmd)
+            if len(calls) > after:
+                attr.count = 0
+                raise SyscallError(what or "batch", 28)
         return real(cmd, attr, what)
 
+    monkeypatch.setattr(maps, "bpf", bpf)
+    return calls
+
+
+def test_batch_that_never_fits_falls_back_to_per_key(monkeypatch):
+    """ENOSPC from a batch already as large as the map: finish per key instead of
+    doubling a batch that cannot grow (that recursed until RecursionError)."""
     with Map.create("nofit", MapType.HASH, 4, 8, 4, key=int, value=int) as m:
         for k in range(3):
             m[k] = k * 10
-        monkeypatch.setattr(maps, "bpf", no_space)
+        _batches_stop_fitting(monkeypatch, after=0)
         assert sorted(m.items_batch()) == [(0, 0), (1, 10), (2, 20)]
 
 
@@ -206,24 +216,10 @@ def test_drain_that_stops_fitting_midway_keeps_what_it_drained(monkeypatch):
     """A delete-drain whose later batch hits a bucket too big (ENOSPC, nothing
     returned) finishes per key: what the earlier batches already removed from the map
     must still be in the result, or those counts are lost."""
-    from bpfload import maps
-    from bpfload.sys.constants import Cmd
-
-    real = maps.bpf
-    batches = []
-
-    def second_batch_no_space(cmd, attr, what=None):
-        if cmd == Cmd.MAP_LOOKUP_AND_DELETE_BATCH:
-            batches.append(cmd)
-            if len(batches) > 1:
-                attr.count = 0
-                raise SyscallError(what or "batch", 28)
-        return real(cmd, attr, what)
-
     with Map.create("midway", MapType.HASH, 4, 8, 64, key=int, value=int) as m:
         for k in range(6):
             m[k] = k * 10
-        monkeypatch.setattr(maps, "bpf", second_batch_no_space)
+        batches = _batches_stop_fitting(monkeypatch, after=1)
         keys, values, n = m.lookup_batch(batch=2, delete=True)
         assert len(batches) == 2 and n == 6
         got = dict(zip((k for (k,) in struct.iter_unpack("<I", keys)),

@@ -137,3 +137,19 @@ def test_global_data_offset_outside_its_section_is_a_relocation_error(blobs):
             r.offset = bad
         with pytest.raises(RelocationError, match=f"offset {bad} of .bss"):
             linker.link(obj, prog, map_fds=fds, externs={})
+
+
+def test_static_call_to_no_function_is_a_relocation_error(blobs):
+    """A damaged pc-relative call (no relocation: a static call inside one section) that
+    lands inside a function, not at one's start, is the loader's error, not an
+    internal one."""
+    from bpfload import linker
+    from bpfload.errors import RelocationError
+
+    obj = elf_reader.read(blobs["relocs"], name="relocs.o")
+    caller = obj.functions[".text:text_global"]
+    call = next(i for i in caller.insns if i.is_call and i.src == 1)
+    call.imm += 1  # one instruction past the callee's start
+    fds = {name: 100 + i for i, name in enumerate(obj.maps)}
+    with pytest.raises(RelocationError, match="which starts no function"):
+        linker.link(obj, obj.programs["run_relocs"], map_fds=fds, externs={})

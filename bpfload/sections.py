@@ -1,8 +1,15 @@
 """libbpf's SEC() naming conventions: a section name decides the program type, the
 expected attach type, load flags and how the program attaches.
 
-The table is data: one row per convention, matched like libbpf does (a name ending in
-'+' matches the bare word or the word followed by '/...'; others match exactly).
+The table is libbpf 1.5's ``section_defs[]`` (tools/lib/bpf/libbpf.c of Linux 6.12) as
+data, row for row and in its order, since the first matching row wins:
+tests/test_sections.py reads libbpf.c from the kernel source and fails on any row that
+is missing or differs. A pattern ending in '+' matches the bare word or the word
+followed by '/...', one ending in '/' matches any name it prefixes, others match
+exactly.
+
+Each row also says how its programs attach (`attach`, one of the ATTACH_* kinds, after
+libbpf's attach function for the section); :mod:`.links` implements the kinds it can.
 """
 
 from __future__ import annotations
@@ -12,28 +19,64 @@ from .record import REQUIRED, Record
 from .sys.constants import AttachType as A
 from .sys.constants import ProgType as P
 
-# How a program of a section gets attached (bpfload.links).
-ATTACH_NONE = "none"  # loaded only (socket filters, tc, xdp need a target we do not know)
-ATTACH_TRACING = "tracing"  # fentry/fexit/fmod_ret/lsm: BPF_LINK_CREATE with a BTF id
+# How a program of a section gets attached (bpfload.links): libbpf's attach function
+# for the section, split where one function serves two kinds.
+ATTACH_NONE = "none"  # loaded only: libbpf has no auto-attach (socket, tc, xdp, cgroup, ...)
+ATTACH_RUN = "run"  # syscall programs are run with BPF_PROG_TEST_RUN, not attached
+ATTACH_TRACING = "tracing"  # attach_trace/attach_lsm: BPF_LINK_CREATE, target fixed at load
 ATTACH_TP_BTF = "tp_btf"  # BTF-enabled raw tracepoint: BPF_LINK_CREATE
+ATTACH_FREPLACE = "freplace"  # attach_trace on another BPF program's function
+ATTACH_ITER = "iter"  # attach_iter: a BPF iterator link
 ATTACH_RAW_TP = "raw_tp"  # BPF_RAW_TRACEPOINT_OPEN
 ATTACH_TRACEPOINT = "tracepoint"  # perf_event_open(PERF_TYPE_TRACEPOINT)
 ATTACH_KPROBE = "kprobe"  # perf_event_open(kprobe PMU)
 ATTACH_KRETPROBE = "kretprobe"
-ATTACH_RUN = "run"  # syscall programs are run with BPF_PROG_TEST_RUN, not attached
+ATTACH_KPROBE_MULTI = "kprobe.multi"
+ATTACH_KRETPROBE_MULTI = "kretprobe.multi"
+ATTACH_KPROBE_SESSION = "kprobe.session"
+ATTACH_KSYSCALL = "ksyscall"
+ATTACH_KRETSYSCALL = "kretsyscall"
+ATTACH_UPROBE = "uprobe"
+ATTACH_URETPROBE = "uretprobe"
+ATTACH_UPROBE_MULTI = "uprobe.multi"
+ATTACH_URETPROBE_MULTI = "uretprobe.multi"
+ATTACH_USDT = "usdt"
+
+# libbpf's enum sec_def_flags (the rows' cookie), bit for bit.
+SEC_EXP_ATTACH_OPT = 1  # expected_attach_type dropped on kernels that lack it
+SEC_ATTACHABLE = 2  # legacy marker (libbpf_attach_type_by_name only)
+SEC_ATTACHABLE_OPT = SEC_ATTACHABLE | SEC_EXP_ATTACH_OPT
+SEC_ATTACH_BTF = 4  # attach_btf_id names the target in kernel (or program) BTF
+SEC_SLEEPABLE = 8  # loaded BPF_F_SLEEPABLE
+SEC_XDP_FRAGS = 16  # loaded BPF_F_XDP_HAS_FRAGS
+SEC_USDT = 32  # expected_attach_type becomes TRACE_UPROBE_MULTI where the kernel has it
 
 
 class SectionDef(Record):
     _fields = (
-        ("pattern", REQUIRED),
+        ("pattern", REQUIRED),  # libbpf's spelling: "kprobe+", "sk_skb/verdict", "tc"
         ("prog_type", REQUIRED),  # ProgType
         ("attach_type", REQUIRED),  # expected_attach_type at load time (0 when none)
+        ("flags", 0),  # SEC_* bits
         ("attach", ATTACH_NONE),  # how it attaches: one of the ATTACH_* kinds
-        ("sleepable", False),
-        ("btf_target", False),  # attach_btf_id names a kernel function/tracepoint in BTF
     )
 
+    @property
+    def sleepable(self) -> bool:
+        return bool(self.flags & SEC_SLEEPABLE)
+
+    @property
+    def btf_target(self) -> bool:
+        """attach_btf_id names a kernel function, tracepoint or iterator in BTF."""
+        return bool(self.flags & SEC_ATTACH_BTF)
+
+    @property
+    def word(self) -> str:
+        return self.pattern.rstrip("+/")
+
     def matches(self, name: str) -> bool:
+        if self.pattern.endswith("/"):
+            return name.startswith(self.pattern)
         if self.pattern.endswith("+"):
             word = self.pattern[:-1]
             return name == word or name.startswith(word + "/")
@@ -41,59 +84,141 @@ class SectionDef(Record):
 
     def target(self, name: str) -> str:
         """The part after 'word/' (function, tracepoint, ...), '' if none."""
-        word = self.pattern.rstrip("+")
+        word = self.word
         return name[len(word) + 1:] if name.startswith(word + "/") else ""
 
 
 _S = SectionDef
+_NONE = 0
+_OPT = SEC_ATTACHABLE_OPT
+_ABLE = SEC_ATTACHABLE
+_BTF = SEC_ATTACH_BTF
+_SLEEP = SEC_SLEEPABLE
+_FRAGS = SEC_XDP_FRAGS
+
 SECTIONS: tuple[SectionDef, ...] = (
     _S("socket", P.SOCKET_FILTER, 0),
-    _S("kprobe+", P.KPROBE, 0, ATTACH_KPROBE),
-    _S("kretprobe+", P.KPROBE, 0, ATTACH_KRETPROBE),
-    _S("tc/ingress", P.SCHED_CLS, A.TCX_INGRESS),
+    _S("sk_reuseport/migrate", P.SK_REUSEPORT, A.SK_REUSEPORT_SELECT_OR_MIGRATE, _ABLE),
+    _S("sk_reuseport", P.SK_REUSEPORT, A.SK_REUSEPORT_SELECT, _ABLE),
+    _S("kprobe+", P.KPROBE, 0, _NONE, ATTACH_KPROBE),
+    _S("uprobe+", P.KPROBE, 0, _NONE, ATTACH_UPROBE),
+    _S("uprobe.s+", P.KPROBE, 0, _SLEEP, ATTACH_UPROBE),
+    _S("kretprobe+", P.KPROBE, 0, _NONE, ATTACH_KRETPROBE),
+    _S("uretprobe+", P.KPROBE, 0, _NONE, ATTACH_URETPROBE),
+    _S("uretprobe.s+", P.KPROBE, 0, _SLEEP, ATTACH_URETPROBE),
+    _S("kprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, _NONE, ATTACH_KPROBE_MULTI),
+    _S("kretprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, _NONE, ATTACH_KRETPROBE_MULTI),
+    _S("kprobe.session+", P.KPROBE, A.TRACE_KPROBE_SESSION, _NONE, ATTACH_KPROBE_SESSION),
+    _S("uprobe.multi+", P.KPROBE, A.TRACE_UPROBE_MULTI, _NONE, ATTACH_UPROBE_MULTI),
+    _S("uretprobe.multi+", P.KPROBE, A.TRACE_UPROBE_MULTI, _NONE, ATTACH_URETPROBE_MULTI),
+    _S("uprobe.multi.s+", P.KPROBE, A.TRACE_UPROBE_MULTI, _SLEEP, ATTACH_UPROBE_MULTI),
+    _S("uretprobe.multi.s+", P.KPROBE, A.TRACE_UPROBE_MULTI, _SLEEP, ATTACH_URETPROBE_MULTI),
+    _S("ksyscall+", P.KPROBE, 0, _NONE, ATTACH_KSYSCALL),
+    _S("kretsyscall+", P.KPROBE, 0, _NONE, ATTACH_KRETSYSCALL),
+    _S("usdt+", P.KPROBE, 0, SEC_USDT, ATTACH_USDT),
+    _S("usdt.s+", P.KPROBE, 0, SEC_USDT | _SLEEP, ATTACH_USDT),
+    _S("tc/ingress", P.SCHED_CLS, A.TCX_INGRESS),  # alias for tcx
     _S("tc/egress", P.SCHED_CLS, A.TCX_EGRESS),
-    _S("tc", P.SCHED_CLS, 0),
+    _S("tcx/ingress", P.SCHED_CLS, A.TCX_INGRESS),
+    _S("tcx/egress", P.SCHED_CLS, A.TCX_EGRESS),
+    _S("tc", P.SCHED_CLS, 0),  # legacy tc (netlink), like the next two
     _S("classifier", P.SCHED_CLS, 0),
     _S("action", P.SCHED_ACT, 0),
-    _S("tracepoint+", P.TRACEPOINT, 0, ATTACH_TRACEPOINT),
-    _S("tp+", P.TRACEPOINT, 0, ATTACH_TRACEPOINT),
-    _S("raw_tracepoint+", P.RAW_TRACEPOINT, 0, ATTACH_RAW_TP),
-    _S("raw_tp+", P.RAW_TRACEPOINT, 0, ATTACH_RAW_TP),
-    _S("raw_tracepoint.w+", P.RAW_TRACEPOINT_WRITABLE, 0, ATTACH_RAW_TP),
-    _S("raw_tp.w+", P.RAW_TRACEPOINT_WRITABLE, 0, ATTACH_RAW_TP),
-    _S("tp_btf+", P.TRACING, A.TRACE_RAW_TP, ATTACH_TP_BTF, btf_target=True),
-    _S("fentry+", P.TRACING, A.TRACE_FENTRY, ATTACH_TRACING, btf_target=True),
-    _S("fmod_ret+", P.TRACING, A.MODIFY_RETURN, ATTACH_TRACING, btf_target=True),
-    _S("fexit+", P.TRACING, A.TRACE_FEXIT, ATTACH_TRACING, btf_target=True),
-    _S("fentry.s+", P.TRACING, A.TRACE_FENTRY, ATTACH_TRACING, True, True),
-    _S("fmod_ret.s+", P.TRACING, A.MODIFY_RETURN, ATTACH_TRACING, True, True),
-    _S("fexit.s+", P.TRACING, A.TRACE_FEXIT, ATTACH_TRACING, True, True),
-    _S("lsm+", P.LSM, A.LSM_MAC, ATTACH_TRACING, btf_target=True),
-    _S("lsm.s+", P.LSM, A.LSM_MAC, ATTACH_TRACING, True, True),
-    _S("syscall", P.SYSCALL, 0, ATTACH_RUN, sleepable=True),
-    _S("xdp.frags", P.XDP, A.XDP),
-    _S("xdp", P.XDP, A.XDP),
+    _S("netkit/primary", P.SCHED_CLS, A.NETKIT_PRIMARY),
+    _S("netkit/peer", P.SCHED_CLS, A.NETKIT_PEER),
+    _S("tracepoint+", P.TRACEPOINT, 0, _NONE, ATTACH_TRACEPOINT),
+    _S("tp+", P.TRACEPOINT, 0, _NONE, ATTACH_TRACEPOINT),
+    _S("raw_tracepoint+", P.RAW_TRACEPOINT, 0, _NONE, ATTACH_RAW_TP),
+    _S("raw_tp+", P.RAW_TRACEPOINT, 0, _NONE, ATTACH_RAW_TP),
+    _S("raw_tracepoint.w+", P.RAW_TRACEPOINT_WRITABLE, 0, _NONE, ATTACH_RAW_TP),
+    _S("raw_tp.w+", P.RAW_TRACEPOINT_WRITABLE, 0, _NONE, ATTACH_RAW_TP),
+    _S("tp_btf+", P.TRACING, A.TRACE_RAW_TP, _BTF, ATTACH_TP_BTF),
+    _S("fentry+", P.TRACING, A.TRACE_FENTRY, _BTF, ATTACH_TRACING),
+    _S("fmod_ret+", P.TRACING, A.MODIFY_RETURN, _BTF, ATTACH_TRACING),
+    _S("fexit+", P.TRACING, A.TRACE_FEXIT, _BTF, ATTACH_TRACING),
+    _S("fentry.s+", P.TRACING, A.TRACE_FENTRY, _BTF | _SLEEP, ATTACH_TRACING),
+    _S("fmod_ret.s+", P.TRACING, A.MODIFY_RETURN, _BTF | _SLEEP, ATTACH_TRACING),
+    _S("fexit.s+", P.TRACING, A.TRACE_FEXIT, _BTF | _SLEEP, ATTACH_TRACING),
+    _S("freplace+", P.EXT, 0, _BTF, ATTACH_FREPLACE),
+    _S("lsm+", P.LSM, A.LSM_MAC, _BTF, ATTACH_TRACING),
+    _S("lsm.s+", P.LSM, A.LSM_MAC, _BTF | _SLEEP, ATTACH_TRACING),
+    _S("lsm_cgroup+", P.LSM, A.LSM_CGROUP, _BTF),
+    _S("iter+", P.TRACING, A.TRACE_ITER, _BTF, ATTACH_ITER),
+    _S("iter.s+", P.TRACING, A.TRACE_ITER, _BTF | _SLEEP, ATTACH_ITER),
+    _S("syscall", P.SYSCALL, 0, _SLEEP, ATTACH_RUN),
+    _S("xdp.frags/devmap", P.XDP, A.XDP_DEVMAP, _FRAGS),
+    _S("xdp/devmap", P.XDP, A.XDP_DEVMAP, _ABLE),
+    _S("xdp.frags/cpumap", P.XDP, A.XDP_CPUMAP, _FRAGS),
+    _S("xdp/cpumap", P.XDP, A.XDP_CPUMAP, _ABLE),
+    _S("xdp.frags", P.XDP, A.XDP, _FRAGS),
+    _S("xdp", P.XDP, A.XDP, _OPT),
     _S("perf_event", P.PERF_EVENT, 0),
-    _S("cgroup_skb/ingress", P.CGROUP_SKB, A.CGROUP_INET_INGRESS),
-    _S("cgroup_skb/egress", P.CGROUP_SKB, A.CGROUP_INET_EGRESS),
-    _S("cgroup/skb", P.CGROUP_SKB, 0),
-    _S("cgroup/sock", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_CREATE),
-    _S("cgroup/dev", P.CGROUP_DEVICE, A.CGROUP_DEVICE),
-    _S("cgroup/sysctl", P.CGROUP_SYSCTL, A.CGROUP_SYSCTL),
-    _S("sk_skb/stream_parser", P.SK_SKB, A.SK_SKB_STREAM_PARSER),
-    _S("sk_skb/stream_verdict", P.SK_SKB, A.SK_SKB_STREAM_VERDICT),
+    _S("lwt_in", P.LWT_IN, 0),
+    _S("lwt_out", P.LWT_OUT, 0),
+    _S("lwt_xmit", P.LWT_XMIT, 0),
+    _S("lwt_seg6local", P.LWT_SEG6LOCAL, 0),
+    _S("sockops", P.SOCK_OPS, A.CGROUP_SOCK_OPS, _OPT),
+    _S("sk_skb/stream_parser", P.SK_SKB, A.SK_SKB_STREAM_PARSER, _OPT),
+    _S("sk_skb/stream_verdict", P.SK_SKB, A.SK_SKB_STREAM_VERDICT, _OPT),
+    _S("sk_skb/verdict", P.SK_SKB, A.SK_SKB_VERDICT, _OPT),
     _S("sk_skb", P.SK_SKB, 0),
-    _S("sk_msg", P.SK_MSG, A.SK_MSG_VERDICT),
-    _S("flow_dissector", P.FLOW_DISSECTOR, A.FLOW_DISSECTOR),
-    _S("sk_lookup", P.SK_LOOKUP, A.SK_LOOKUP),
+    _S("sk_msg", P.SK_MSG, A.SK_MSG_VERDICT, _OPT),
+    _S("lirc_mode2", P.LIRC_MODE2, A.LIRC_MODE2, _OPT),
+    _S("flow_dissector", P.FLOW_DISSECTOR, A.FLOW_DISSECTOR, _OPT),
+    _S("cgroup_skb/ingress", P.CGROUP_SKB, A.CGROUP_INET_INGRESS, _OPT),
+    _S("cgroup_skb/egress", P.CGROUP_SKB, A.CGROUP_INET_EGRESS, _OPT),
+    _S("cgroup/skb", P.CGROUP_SKB, 0),
+    _S("cgroup/sock_create", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_CREATE, _ABLE),
+    _S("cgroup/sock_release", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_RELEASE, _ABLE),
+    _S("cgroup/sock", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_CREATE, _OPT),
+    _S("cgroup/post_bind4", P.CGROUP_SOCK, A.CGROUP_INET4_POST_BIND, _ABLE),
+    _S("cgroup/post_bind6", P.CGROUP_SOCK, A.CGROUP_INET6_POST_BIND, _ABLE),
+    _S("cgroup/bind4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_BIND, _ABLE),
+    _S("cgroup/bind6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_BIND, _ABLE),
+    _S("cgroup/connect4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_CONNECT, _ABLE),
+    _S("cgroup/connect6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_CONNECT, _ABLE),
+    _S("cgroup/connect_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_CONNECT, _ABLE),
+    _S("cgroup/sendmsg4", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP4_SENDMSG, _ABLE),
+    _S("cgroup/sendmsg6", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP6_SENDMSG, _ABLE),
+    _S("cgroup/sendmsg_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_SENDMSG, _ABLE),
+    _S("cgroup/recvmsg4", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP4_RECVMSG, _ABLE),
+    _S("cgroup/recvmsg6", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP6_RECVMSG, _ABLE),
+    _S("cgroup/recvmsg_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_RECVMSG, _ABLE),
+    _S("cgroup/getpeername4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_GETPEERNAME, _ABLE),
+    _S("cgroup/getpeername6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_GETPEERNAME, _ABLE),
+    _S("cgroup/getpeername_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_GETPEERNAME, _ABLE),
+    _S("cgroup/getsockname4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_GETSOCKNAME, _ABLE),
+    _S("cgroup/getsockname6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_GETSOCKNAME, _ABLE),
+    _S("cgroup/getsockname_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_GETSOCKNAME, _ABLE),
+    _S("cgroup/sysctl", P.CGROUP_SYSCTL, A.CGROUP_SYSCTL, _ABLE),
+    _S("cgroup/getsockopt", P.CGROUP_SOCKOPT, A.CGROUP_GETSOCKOPT, _ABLE),
+    _S("cgroup/setsockopt", P.CGROUP_SOCKOPT, A.CGROUP_SETSOCKOPT, _ABLE),
+    _S("cgroup/dev", P.CGROUP_DEVICE, A.CGROUP_DEVICE, _OPT),
+    _S("struct_ops+", P.STRUCT_OPS, 0),
+    _S("struct_ops.s+", P.STRUCT_OPS, 0, _SLEEP),
+    _S("sk_lookup", P.SK_LOOKUP, A.SK_LOOKUP, _ABLE),
+    _S("netfilter", P.NETFILTER, A.NETFILTER),
 )
+
+
+def find(section: str) -> SectionDef | None:
+    """The convention a section name follows (the first row that matches), or None."""
+    for sdef in SECTIONS:
+        if sdef.matches(section):
+            return sdef
+    return None
+
+
+def unknown_section_message(section: str) -> str:
+    """What to tell a user about a section name no convention matches."""
+    return (f"unknown program section '{section}' (not one of libbpf's SEC() names: "
+            f"fentry/FUNC, kprobe/FUNC, tp/CAT/NAME, tp_btf/NAME, syscall, xdp, tc, "
+            f"cgroup/..., ...)")
 
 
 def lookup(section: str) -> SectionDef:
     """The convention a section name follows; ObjectError naming it if none does."""
-    for sdef in SECTIONS:
-        if sdef.matches(section):
-            return sdef
-    known = ", ".join(s.pattern.rstrip("+") for s in SECTIONS[:24])
-    raise ObjectError(f"unknown program section '{section}' (bpfload understands libbpf's "
-                      f"SEC() names: {known}, ...)")
+    sdef = find(section)
+    if sdef is None:
+        raise ObjectError(unknown_section_message(section))
+    return sdef

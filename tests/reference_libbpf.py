@@ -8,6 +8,9 @@ untested. Building both takes under a minute and is cached by the tarball's cont
 hash and this file, like the test kernel.
 
     python3 tests/reference_libbpf.py      # build (or find) them and print the paths
+
+The build keeps libbpf's installed headers (include/bpf/, bpf_helper_defs.h among them)
+beside the two binaries: the selftest objects of tests/compat are compiled with them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import kernel_scripts
+import kernel_source
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +46,8 @@ def _run(cmd: list[str], log: Path, cwd: Path | None = None) -> None:
 
 
 def build(source: Path | None = None) -> tuple[Path, Path]:
-    """(bpftool, libbpf.so) for `source` (default Debian's linux-source-6.12 tarball)."""
+    """(bpftool, libbpf.so) for `source` (default Debian's linux-source-6.12 tarball);
+    the directory holding them also has libbpf's headers in include/."""
     bk = kernel_scripts.build_kernel()
     source = source or bk.DEFAULT_SOURCE
     if not source.exists():
@@ -54,16 +59,15 @@ def build(source: Path | None = None) -> tuple[Path, Path]:
                          + Path(__file__).read_bytes()).hexdigest()[:16]
     dest = bk.cache_root() / f"libbpf-{key}"
     bpftool, lib = dest / "bpftool", dest / "libbpf.so.1"
-    if bpftool.exists() and lib.exists():
+    if bpftool.exists() and lib.exists() and (dest / "include").is_dir():
         return bpftool, lib
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="libbpf-", dir=dest.parent))
     try:
         log = work / "build.log"
-        top = _top_dir(source)
+        top = kernel_source.top_dir(source)
         _run(["tar", "-xf", str(source), "-C", str(work), "--wildcards",
-              *[f"{top}/{m}" + ("/*" if "." not in Path(m).name else "") for m in MEMBERS]],
-             log)
+              *kernel_source.tar_patterns(top, MEMBERS)], log)
         tree = work / top
         jobs = f"-j{os.cpu_count() or 1}"
         out_tool, out_lib = work / "bpftool-build", work / "libbpf-build"
@@ -73,27 +77,18 @@ def build(source: Path | None = None) -> tuple[Path, Path]:
         _run(["make", "-C", "tools/lib/bpf", jobs, f"OUTPUT={out_lib}/"], log, tree)
         final = work / "final"
         final.mkdir()
+        _run(["make", "-C", "tools/lib/bpf", f"OUTPUT={out_lib}/", f"DESTDIR={final}",
+              "prefix=", "install_headers"], log, tree)
         shutil.copy2(out_tool / "bpftool", final / "bpftool")
         shutil.copy2(out_lib / "libbpf.so.1", final / "libbpf.so.1", follow_symlinks=True)
         try:
             final.rename(dest)
         except OSError:  # another run finished first: use its build
-            if not (bpftool.exists() and lib.exists()):
+            if not (bpftool.exists() and lib.exists() and (dest / "include").is_dir()):
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return bpftool, lib
-
-
-def _top_dir(source: Path) -> str:
-    """The tarball's top directory (linux-source-6.12): the first name it lists."""
-    with subprocess.Popen(["tar", "-tf", str(source)], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True) as tar:
-        first = tar.stdout.readline().strip()
-        tar.kill()
-    if not first:
-        raise Unavailable(f"{source} is empty or not a tarball")
-    return first.split("/", 1)[0]
 
 
 if __name__ == "__main__":

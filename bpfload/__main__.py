@@ -236,10 +236,13 @@ def _show(args) -> int:
     rows = []
     for p in obj.programs.values():
         target = f" -> {p.attach_target}" if p.attach_target else ""
-        if not p.autoload:
+        if p.sdef is None:
+            target += " (unknown section: cannot be loaded; --program can leave it out)"
+        elif not p.autoload:
             target += " (not loaded unless named with --program)"
         calls = sum(1 for r in p.function.relocs if r.kind == "call")
-        rows.append(["prog", p.name, p.section, p.prog_type.name.lower(),
+        kind = p.prog_type.name.lower() if p.sdef is not None else "unknown"
+        rows.append(["prog", p.name, p.section, kind,
                      f"{_n(p.insn_count, 'insn')}, {_n(len(p.function.relocs), 'relocation')} "
                      f"({_n(calls, 'call')}){target}"])
     for f in obj.functions.values():

@@ -15,15 +15,14 @@ import errno
 import os
 
 from . import elf_reader, linker, model, sections
-from .btf import fixup
-from .btf import format as F
+from .btf import fixup, targets
 from .btf import values as btf_values
 from .btf.encode import StringTable, encode
 from .btf.kernel import KernelBTF
-from .errors import BPFLoadError, BTFError, RelocationError, SyscallError
+from .errors import BPFLoadError, BTFError, ObjectError, SyscallError
 from .maps import Map
 from .programs import LoadOptions, Program, sleepable_flag
-from .sys.constants import AttachType, MapFlags, MapType, ProgType
+from .sys.constants import MapFlags, MapType
 from .sys.syscall import FD
 
 TYPE_CHECKING = False  # (importing typing costs more than a warm load's own work)
@@ -181,10 +180,14 @@ class BPFObject:
 
     def load(self) -> BPFObject:
         self._before_load("load")
+        for name, prog in self.spec.programs.items():  # before anything is created
+            if prog.sdef is None and self._autoload.get(name, True):
+                raise ObjectError(f"program '{name}': "
+                                  f"{sections.unknown_section_message(prog.section)}")
         try:
             self._load_btf()
             self._create_maps()
-            externs = self._resolve_externs()
+            externs = targets.resolve_externs(self.spec, self.kernel_btf)
             for name, prog in self.spec.programs.items():
                 if self._autoload.get(name, True):
                     self.programs[name] = self._load_program(prog, externs)
@@ -292,86 +295,6 @@ class BPFObject:
             raise
         return mp
 
-    def _resolve_externs(self) -> dict[str, linker.ExternTarget | None]:
-        """Resolve externs as libbpf does: kfuncs by name (minus any ___flavour) in
-        vmlinux, then modules, with the declared prototype checked against the
-        kernel's; typed __ksym variables by BTF VAR, type-checked; typeless ones
-        (`extern const void sym __ksym`) from /proc/kallsyms. A __weak extern the kernel
-        lacks (or, for kfuncs, declares differently) resolves to None: NULL, or a
-        poisoned call. A missing strong extern is an error naming it."""
-        out: dict[str, linker.ExternTarget | None] = {}
-        typeless: list[model.Extern] = []
-        for ext in self.spec.externs.values():
-            if ext.kind == "kconfig":
-                raise RelocationError(f"extern '{ext.name}': __kconfig externs are not "
-                                      f"supported")
-            if ext.kind == "kfunc":
-                out[ext.name] = self._resolve_kfunc(ext)
-            elif self._ksym_local_type(ext):
-                out[ext.name] = self._resolve_ksym_var(ext)
-            else:
-                typeless.append(ext)
-        if typeless:
-            addrs = _kallsyms({e.name for e in typeless})
-            for ext in typeless:
-                addr = addrs.get(ext.name)
-                out[ext.name] = (None if addr is None
-                                 else linker.ExternTarget(0, 0, ext.kind, addr))
-        for ext in self.spec.externs.values():
-            if out[ext.name] is None and not ext.weak:
-                where = ("kernel's BTF (vmlinux or modules)" if ext.kind == "kfunc" or
-                         self._ksym_local_type(ext) else "kernel's symbols (/proc/kallsyms)")
-                what = "kfunc" if ext.kind == "kfunc" else "__ksym variable"
-                raise RelocationError(f"extern {what} '{ext.name}' is not in the {where}; "
-                                      f"declare it __weak to load without it")
-        return out
-
-    def _ksym_local_type(self, ext: model.Extern) -> int:
-        """The object's BTF type of a __ksym variable, modifiers skipped (0: typeless)."""
-        btf = self.spec.btf
-        if btf is None or not ext.btf_type:
-            return 0
-        return btf.skip_modifiers(btf[ext.btf_type].type)
-
-    def _resolve_kfunc(self, ext: model.Extern) -> linker.ExternTarget | None:
-        from .btf.core import types_are_compat
-        from .btf.spec import essential_name
-
-        found = self.kernel_btf.find(essential_name(ext.name), F.KIND_FUNC)
-        if found is None:
-            return None
-        kspec, kid, module = found
-        btf = self.spec.btf
-        if btf is not None and ext.btf_type:
-            local_proto = btf[ext.btf_type].type
-            kernel_proto = kspec[kid].type
-            if not types_are_compat(btf, local_proto, kspec, kernel_proto):
-                if ext.weak:
-                    return None
-                raise RelocationError(
-                    f"kfunc '{ext.name}': the object declares it as "
-                    f"{_proto_text(btf, local_proto)} but the kernel "
-                    f"({module or 'vmlinux'}) has {_proto_text(kspec, kernel_proto)}")
-        btf_fd = self.kernel_btf.module_fd(module).fileno() if module else 0
-        return linker.ExternTarget(kid, btf_fd, ext.kind)
-
-    def _resolve_ksym_var(self, ext: model.Extern) -> linker.ExternTarget | None:
-        from .btf.core import types_are_compat
-
-        found = self.kernel_btf.find(ext.name, F.KIND_VAR)
-        if found is None:
-            return None
-        kspec, kid, module = found
-        btf = self.spec.btf
-        local_type = self._ksym_local_type(ext)
-        kernel_type = kspec.skip_modifiers(kspec[kid].type)
-        if not types_are_compat(btf, local_type, kspec, kernel_type):
-            raise RelocationError(f"__ksym variable '{ext.name}': the object declares it as "
-                                  f"{btf.describe(local_type)} but the kernel has "
-                                  f"{kspec.describe(kernel_type)}")
-        btf_fd = self.kernel_btf.module_fd(module).fileno() if module else 0
-        return linker.ExternTarget(kid, btf_fd, ext.kind)
-
     def _core(self, fn: model.Function, code: list) -> dict[int, str]:
         from .btf.core import CoreCache, apply_core, resolve
 
@@ -395,50 +318,7 @@ class BPFObject:
         return apply_core(self.spec.btf, target, fn.core_relos, code, fn.name,
                           modules=modules, cache=self._core_cache)
 
-    def _attach_target(self, prog: model.ProgramSpec) -> tuple[int, int]:
-        """attach_btf_id and the module BTF fd for programs that name a kernel function."""
-        target = prog.attach_target
-        if not target:
-            raise BPFLoadError(f"program '{prog.name}': section '{prog.section}' names no "
-                               f"attach target")
-        module_name = None
-        if ":" in target:  # SEC("fentry/module:function"), as libbpf allows
-            module_name, target = target.split(":", 1)
-        if prog.sdef.attach_type == AttachType.TRACE_RAW_TP:  # tp_btf/NAME
-            name, kind = "btf_trace_" + target, F.KIND_TYPEDEF
-        elif prog.prog_type == ProgType.LSM:
-            name, kind = "bpf_lsm_" + target, F.KIND_FUNC
-        else:
-            name, kind = target, F.KIND_FUNC
-        if module_name is None:
-            found = self.kernel_btf.find(name, kind)
-        else:
-            found = self._find_in_module(module_name, name, kind)
-        if found is None:
-            what = "tracepoint" if kind == F.KIND_TYPEDEF else "function"
-            where = f"module {module_name}'s" if module_name not in (None, "vmlinux") \
-                else "the kernel's"
-            raise BPFLoadError(f"program '{prog.name}': {what} '{target}' is not in {where} "
-                               f"BTF, so it cannot be attached to")
-        _, tid, module = found
-        return tid, self.kernel_btf.module_fd(module).fileno() if module else 0
-
-    def _find_in_module(self, module: str, name: str, kind: int):
-        kb = self.kernel_btf
-        if module == "vmlinux":
-            tid = kb.vmlinux.find_one(name, kind)
-            if tid is not None:
-                return kb.vmlinux, tid, ""
-        for mod in kb.module_names():
-            if mod.startswith(module):  # libbpf compares the given prefix only
-                spec = kb.module(mod)
-                own = [i for i in spec.find(name, kind) if i >= spec.first_id]
-                if own:
-                    return spec, own[0], mod
-        return None
-
-    def _load_program(self, prog: model.ProgramSpec,
-                      externs: dict[str, linker.ExternTarget | None]) -> Program:
+    def _load_program(self, prog: model.ProgramSpec, externs: targets.Externs) -> Program:
         map_fds = {name: m.fileno() for name, m in self.maps.items()}
         core = self._core if any(f.core_relos for f in self.spec.functions.values()) else None
         linked = linker.link(self.spec, prog, map_fds=map_fds, externs=externs, core=core)
@@ -450,7 +330,8 @@ class BPFObject:
             opts.func_info, opts.func_info_count = _func_info(linked)
             opts.line_info, opts.line_info_count = _line_info(linked, self._btf_strings)
         if prog.sdef.btf_target:
-            opts.attach_btf_id, opts.attach_btf_obj_fd = self._attach_target(prog)
+            opts.attach_btf_id, opts.attach_btf_obj_fd = targets.attach_target(
+                self.kernel_btf, prog)
 
         def explain(log: str) -> str | None:
             return _explain_poison(log, linked.poisoned)
@@ -518,46 +399,6 @@ class BPFObject:
         self.close()
 
 
-def _proto_text(btf, proto_id: int) -> str:
-    """'int (struct task_struct *, u64)' for messages."""
-    from .btf import types as T
-
-    proto = btf[proto_id]
-    if not isinstance(proto, T.FuncProto):
-        return btf.describe(proto_id)
-    args = ", ".join(btf.describe(p.type) for p in proto.params)
-    return f"{btf.describe(proto.type)} ({args})"
-
-
-def _kallsyms(names: set[str]) -> dict[str, int]:
-    """Addresses of `names` in /proc/kallsyms (libbpf's rule for typeless __ksym: data
-    symbols may carry an LLVM '.llvm.NNN' suffix)."""
-    out: dict[str, int] = {}
-    try:
-        with open("/proc/kallsyms", "rb") as f:
-            lines = f.read().splitlines()
-    except OSError as e:
-        raise RelocationError(f"cannot read /proc/kallsyms for __ksym externs: "
-                              f"{e.strerror}") from None
-    wanted = {n.encode(): n for n in names}
-    for line in lines:
-        parts = line.split(None, 3)
-        if len(parts) < 3:
-            continue
-        sym = parts[2]
-        if parts[1] == b"d" and b".llvm." in sym:
-            sym = sym[:sym.index(b".llvm.")]
-        name = wanted.get(sym)
-        if name is None:
-            continue
-        addr = int(parts[0], 16)
-        if out.get(name, addr) != addr:
-            raise RelocationError(f"__ksym '{name}' is ambiguous in /proc/kallsyms: "
-                                  f"{out[name]:#x} or {addr:#x}")
-        out[name] = addr
-    return out
-
-
 def _func_info(linked: linker.Linked) -> tuple[bytes, int]:
     from .sys.attrs import FuncInfo
 
@@ -601,8 +442,10 @@ def _explain_poison(log: str, poisoned: dict[int, str]) -> str | None:
         if idx in poisoned:
             return f"instruction {idx} was poisoned because its relocation failed: " \
                    f"{poisoned[idx]}"
+    from .btf.core import POISON_CALL
+
     reached = (int(n) for n in re.findall(r"unknown#(\d+)", log))
-    if any(n == linker.POISON_CALL or n >= linker.POISON_KFUNC_BASE for n in reached):
+    if any(n == POISON_CALL or n >= linker.POISON_KFUNC_BASE for n in reached):
         return "a poisoned instruction was reached; failed relocations: " + "; ".join(
             sorted(set(poisoned.values())))
     return None

@@ -189,7 +189,7 @@ class _Reader:
             # libbpf: SEC("?name") is SEC("name") with autoload off
             optional = fn.section.startswith("?")
             name = fn.section[1:] if optional else fn.section
-            programs[fn.name] = model.ProgramSpec(fn.name, name, sections.lookup(name), fn,
+            programs[fn.name] = model.ProgramSpec(fn.name, name, sections.find(name), fn,
                                                   autoload=not optional)
         return model.ObjectSpec(
             name=self.name, path=self.path, license=license_, kern_version=kern_version,

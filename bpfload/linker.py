@@ -9,6 +9,7 @@ are applied, and func_info/line_info follow their functions to the new positions
 from __future__ import annotations
 
 from . import asm, model
+from .btf.targets import Externs
 from .errors import RelocationError
 from .record import REQUIRED, Record
 from .sys.constants import (
@@ -20,23 +21,8 @@ from .sys.constants import (
     PSEUDO_MAP_VALUE,
 )
 
-#: The call libbpf (and cilium/ebpf) writes in place of an instruction whose relocation
-#: failed; the verifier reports it as an unknown function if it is reachable.
-POISON_CALL = 0xBAD2310
 #: Helper id libbpf writes over calls to missing __weak kfuncs.
 POISON_KFUNC_BASE = 2002000000
-
-
-class ExternTarget(Record):
-    """Where an extern resolved in the kernel: a BTF id, in vmlinux or a module (kfuncs
-    and typed __ksym variables), or an address from /proc/kallsyms (typeless __ksym)."""
-
-    _fields = (
-        ("btf_id", REQUIRED),
-        ("btf_fd", 0),  # module BTF object fd; 0 for vmlinux
-        ("kind", "kfunc"),
-        ("addr", 0),  # typeless ksyms (btf_id 0): the symbol's kernel address
-    )
 
 
 class Linked(Record):
@@ -64,16 +50,17 @@ if TYPE_CHECKING:
 
 
 def link(obj: model.ObjectSpec, prog: model.ProgramSpec, *, map_fds: dict[str, int],
-         externs: dict[str, ExternTarget | None], core: CoreApplier | None = None) -> Linked:
+         externs: Externs, core: CoreApplier | None = None) -> Linked:
     """Link `prog` of `obj` against already-created maps and resolved externs."""
-    linker = _Linker(obj, map_fds, externs, core)
+    linker = _Linker(obj, prog.name, map_fds, externs, core)
     linker.place(prog.function)
     return linker.finish()
 
 
 class _Linker:
-    def __init__(self, obj, map_fds, externs, core):
+    def __init__(self, obj, prog_name, map_fds, externs, core):
         self.obj = obj
+        self.prog_name = prog_name
         self.map_fds = map_fds
         self.externs = externs
         self.core = core
@@ -170,10 +157,11 @@ class _Linker:
 
     def _extern(self, at: int, insn: asm.Insn, name: str, fn: model.Function) -> None:
         ext = self.obj.externs[name]
-        target = self.externs.get(name)
+        target = self.externs.targets.get(name)
         if target is None and not ext.weak:
-            raise RelocationError(f"extern '{name}' used by '{fn.name}' is not in the "
-                                  f"kernel (and is not __weak)")
+            why = self.externs.unresolved.get(name) or f"extern '{name}' is not resolved"
+            inside = f" (in its function '{fn.name}')" if fn.name != self.prog_name else ""
+            raise RelocationError(f"program '{self.prog_name}'{inside}: {why}")
         if insn.is_call:
             if target is None:  # libbpf: a call the verifier must prove unreachable
                 insn.src = 0
@@ -213,13 +201,4 @@ class _Linker:
 
     def finish(self) -> Linked:
         return Linked(self.insns, self.func_info, self.line_info, self.poisoned, self.fd_array)
-
-
-def poison(insn: asm.Insn) -> None:
-    """Overwrite an instruction whose relocation failed with libbpf's poison call."""
-    insn.op = asm.OP_CALL
-    insn.dst = 0
-    insn.src = 0
-    insn.off = 0
-    insn.imm = POISON_CALL
 

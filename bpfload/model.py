@@ -61,23 +61,26 @@ class ProgramSpec(Record):
     _fields = (
         ("name", R),  # str
         ("section", R),  # str
-        ("sdef", R),  # SectionDef
+        ("sdef", R),  # SectionDef | None: None for a section no convention matches
         ("function", R),  # Function
         ("autoload", True),  # bool
     )
 
     @property
     def prog_type(self):
-        return self.sdef.prog_type
+        """ProgType (UNSPEC for an unknown section, which cannot be loaded)."""
+        from .sys.constants import ProgType
+
+        return self.sdef.prog_type if self.sdef is not None else ProgType.UNSPEC
 
     @property
     def attach_type(self) -> int:
-        return self.sdef.attach_type
+        return self.sdef.attach_type if self.sdef is not None else 0
 
     @property
     def attach_target(self) -> str:
         """What the section name says to attach to ("" if nothing)."""
-        return self.sdef.target(self.section)
+        return self.sdef.target(self.section) if self.sdef is not None else ""
 
     @property
     def insn_count(self) -> int:

@@ -17,6 +17,7 @@ import struct
 import pytest
 
 from bpfload import asm, linker
+from bpfload.btf import core, targets
 from bpfload.btf import format as btf_format
 from bpfload.btf.core import CoreCache, apply_core, describe, types_are_compat, types_match
 from bpfload.btf.encode import StringTable, encode
@@ -59,7 +60,7 @@ from bpfload.collection import BPFObject, load
 from bpfload.errors import BPFLoadError, RelocationError, VerifierError
 from bpfload.sys.constants import PSEUDO_BTF_ID, PSEUDO_KFUNC_CALL
 
-POISON = linker.POISON_CALL
+POISON = core.POISON_CALL
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -578,9 +579,9 @@ def test_kfunc_and_core_read_of_the_running_kernel(root, no_leaks, bpf_object):
 
 def test_kfunc_call_is_linked_with_its_vmlinux_id(bpf_object):
     obj = BPFObject(str(bpf_object("core_kernel")))
-    externs = obj._resolve_externs()
+    externs = targets.resolve_externs(obj.spec, obj.kernel_btf)
     vmlinux = obj.kernel_btf.vmlinux
-    assert externs["bpf_task_from_pid"].btf_id == vmlinux.find_one("bpf_task_from_pid",
+    assert externs.targets["bpf_task_from_pid"].btf_id == vmlinux.find_one("bpf_task_from_pid",
                                                                    btf_format.KIND_FUNC)
     linked = linker.link(obj.spec, obj.spec.programs["task_by_pid"],
                          map_fds={n: 1000 + i for i, n in enumerate(obj.spec.maps)},
@@ -595,10 +596,10 @@ def test_kfunc_call_is_linked_with_its_vmlinux_id(bpf_object):
 def test_typed_ksym_is_a_btf_id_load(root, no_leaks, bpf_object):
     path = str(bpf_object("core_ksym"))
     obj = BPFObject(path)
-    externs = obj._resolve_externs()
+    externs = targets.resolve_externs(obj.spec, obj.kernel_btf)
     vmlinux = obj.kernel_btf.vmlinux
     rq = vmlinux.find_one("runqueues", btf_format.KIND_VAR)
-    assert externs["runqueues"].btf_id == rq
+    assert externs.targets["runqueues"].btf_id == rq
     linked = linker.link(obj.spec, obj.spec.programs["this_rq"],
                          map_fds={n: 1000 + i for i, n in enumerate(obj.spec.maps)},
                          externs=externs, core=obj._core)
@@ -727,10 +728,10 @@ def test_kfuncs_in_a_module_use_fd_array(bpf_object):
     kernel = _kernel_with_module_kfuncs()
     mod = kernel.module("bpfload_mod")
     obj = BPFObject(str(bpf_object("core_kernel")), kernel_btf=kernel)
-    externs = obj._resolve_externs()
-    assert externs["bpf_task_from_pid"].btf_id == mod.find_one("bpf_task_from_pid",
+    externs = targets.resolve_externs(obj.spec, obj.kernel_btf)
+    assert externs.targets["bpf_task_from_pid"].btf_id == mod.find_one("bpf_task_from_pid",
                                                                btf_format.KIND_FUNC)
-    assert externs["bpf_task_from_pid"].btf_fd == 101
+    assert externs.targets["bpf_task_from_pid"].btf_fd == 101
     linked = linker.link(obj.spec, obj.spec.programs["task_by_pid"],
                          map_fds={n: 1000 + i for i, n in enumerate(obj.spec.maps)},
                          externs=externs, core=obj._core)
@@ -748,11 +749,11 @@ def test_attach_targets_in_modules(bpf_object):
     kernel = _kernel_with_module_kfuncs()
     mod = kernel.module("bpfload_mod")
     obj = BPFObject(str(bpf_object("core_missing_target")), kernel_btf=kernel)
-    assert obj._attach_target(obj.spec.programs["module_target"]) == \
+    assert targets.attach_target(kernel, obj.spec.programs["module_target"]) == \
         (mod.find_one("bpfload_mod_func", btf_format.KIND_FUNC), 101)
     with pytest.raises(BPFLoadError, match="'bpfload_no_such_function' is not in the "
                                            "kernel's BTF"):
-        obj._attach_target(obj.spec.programs["missing_vmlinux_target"])
+        targets.attach_target(kernel, obj.spec.programs["missing_vmlinux_target"])
     sections = BPFObject(str(bpf_object("sections")), kernel_btf=kernel)
-    assert sections._attach_target(sections.spec.programs["p_fentry"]) == \
+    assert targets.attach_target(kernel, sections.spec.programs["p_fentry"]) == \
         (kernel.vmlinux.find_one("do_nanosleep", btf_format.KIND_FUNC), 0)

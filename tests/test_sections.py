@@ -114,6 +114,7 @@ def test_prefix_rows_match_any_name_they_start():
 
 def test_flags_give_load_behaviour():
     assert sections.lookup("iter.s/task").sleepable
+    assert sections.lookup("kretprobe/x").attach == sections.ATTACH_KRETPROBE
     assert sections.lookup("tp_btf/x").btf_target
     assert not sections.lookup("raw_tp/x").btf_target
     assert sections.lookup("kprobe").target("kprobe") == ""

@@ -636,9 +636,23 @@ def _error_text(local: Spec, relo: X.CoreRelo, fn_name: str, why: str) -> str:
 # --- patching instructions --------------------------------------------------------------
 
 
-def _poison(code: list, idx: int) -> None:
-    from ..linker import poison
+#: The call libbpf (and cilium/ebpf) writes in place of an instruction whose CO-RE
+#: relocation failed; the verifier reports it as an unknown function if it is reachable.
+POISON_CALL = 0xBAD2310
 
+
+def poison(insn) -> None:
+    """Overwrite an instruction whose relocation failed with libbpf's poison call."""
+    from .. import asm
+
+    insn.op = asm.OP_CALL
+    insn.dst = 0
+    insn.src = 0
+    insn.off = 0
+    insn.imm = POISON_CALL
+
+
+def _poison(code: list, idx: int) -> None:
     insn = code[idx]
     wide = insn.is_ld_imm64
     poison(insn)

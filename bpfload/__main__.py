@@ -68,10 +68,11 @@ class _Args:
             self.set: list[str] = []
             self.program: list[str] | None = None
             self.btf: str | None = None
+            self.pin_root: str | None = None
 
 
 _LOAD_FLAGS = {"--attach": "attach", "--log": "log"}
-_LOAD_VALUES = ("--set", "--program", "--btf")
+_LOAD_VALUES = ("--set", "--program", "--btf", "--pin-root")
 
 
 def _quick_parse(argv: list[str]) -> _Args | None:
@@ -96,6 +97,8 @@ def _quick_parse(argv: list[str]) -> _Args | None:
                 return None
             if a == "--btf":
                 args.btf = value
+            elif a == "--pin-root":
+                args.pin_root = value
             elif a == "--set":
                 args.set.append(value)
             else:
@@ -132,6 +135,9 @@ def _parser():
                       help="load only these programs (repeatable; default: all)")
     load.add_argument("--btf", metavar="PATH",
                       help="kernel BTF to resolve against (default /sys/kernel/btf/vmlinux)")
+    load.add_argument("--pin-root", metavar="DIR",
+                      help="where maps declared LIBBPF_PIN_BY_NAME are pinned, or found "
+                      "pinned and reused (default /sys/fs/bpf)")
     load.add_argument("--log", action="store_true",
                       help="on a verifier rejection print its whole log")
     load.set_defaults(func=_load)
@@ -162,7 +168,8 @@ def _load(args) -> int:
 
     if args.btf is not None:
         _check_btf_file(args.btf)
-    obj = BPFObject(args.object, btf_path=args.btf)
+    obj = BPFObject(args.object, btf_path=args.btf,
+                    **({"pin_root": args.pin_root} if args.pin_root else {}))
     held = None
     try:
         for item in args.set:
@@ -250,15 +257,23 @@ def _show(args) -> int:
             rows.append(["func", f.name, f.section, "global" if f.is_global else "static",
                          _n(len(f.insns), "insn")])
     for m in obj.maps.values():
+        extra = "".join(f" [{i}]={n}" for i, n in sorted(m.init_slots.items()))
+        if extra:
+            extra = " initial" + extra
+        if m.pinning:
+            extra += " pinned by name"
+        if not m.autocreate:
+            extra += " (not created: SEC(\"?...\"))"
         rows.append(["map", m.name, m.type.name.lower(), m.origin,
                      f"key {m.key_size} value {m.value_size} max_entries {m.max_entries} "
-                     f"flags {m.flags:#x}"])
+                     f"flags {m.flags:#x}{extra}"])
     for v in sorted(obj.variables.values(), key=lambda v: (v.section, v.offset)):
         vtype = btf.describe(v.btf_type) if btf is not None and v.btf_type else "?"
         rows.append(["var", v.name, v.section, vtype,
                      f"offset {v.offset} size {v.size}" + ("" if v.is_global else " (static)")])
     for e in obj.externs.values():
-        rows.append(["extern", e.name, e.kind, "weak" if e.weak else "strong", ""])
+        where = f"offset {e.offset} size {e.size}" if e.kind == "kconfig" else ""
+        rows.append(["extern", e.name, e.kind, "weak" if e.weak else "strong", where])
     _print_table(rows)
     core = sum(len(f.core_relos) for f in obj.functions.values())
     if core:

@@ -14,15 +14,15 @@ import builtins
 import errno
 import os
 
-from . import elf_reader, linker, model, sections
+from . import elf_reader, linker, map_setup, model, sections, struct_ops
 from .btf import fixup, targets
 from .btf import values as btf_values
 from .btf.encode import StringTable, encode
 from .btf.kernel import KernelBTF
 from .errors import BPFLoadError, BTFError, ObjectError, SyscallError
 from .maps import Map
-from .programs import LoadOptions, Program, sleepable_flag
-from .sys.constants import MapFlags, MapType
+from .programs import LoadOptions, Program
+from .sys.constants import AttachType, MapFlags, MapType, ProgFlags, ProgType
 from .sys.syscall import FD
 
 TYPE_CHECKING = False  # (importing typing costs more than a warm load's own work)
@@ -79,7 +79,7 @@ class BPFObject:
     """One BPF ELF object: its spec, and once loaded its maps and programs."""
 
     def __init__(self, source, *, name: str | None = None, kernel_btf: KernelBTF | None = None,
-                 btf_path: str | None = None):
+                 btf_path: str | None = None, pin_root: str = map_setup.DEFAULT_PIN_ROOT):
         if isinstance(source, (str, os.PathLike)) and name is None:
             from . import objcache
 
@@ -99,8 +99,15 @@ class BPFObject:
         self._pending: dict[str, bytearray] = {
             m.section: bytearray(m.data or b"") for m in self.spec.maps.values() if m.is_data}
         self._autoload = {n: p.autoload for n, p in self.spec.programs.items()}
+        self._autoload_chosen = False  # set_autoload/select_programs was called
         self._map_sizes: dict[str, int] = {}
         self._core_cache = None  # btf.core.CoreCache, made by the first _core()
+        self.pin_root = pin_root
+        self._pinned: list[str] = []  # paths this object pinned (unpinned if load fails)
+        self._reused: set[str] = set()  # maps that were pinned already: left as found
+        # struct_ops maps in the kernel's terms, and their values once programs load
+        self.struct_ops: dict[str, struct_ops.Layout] = {}
+        self.struct_ops_values: dict[str, bytes] = {}
 
     # --- configuration before load ----------------------------------------------------
 
@@ -130,6 +137,7 @@ class BPFObject:
         if prog_name not in self.spec.programs:
             raise BPFLoadError(f"{self.path} has no program '{prog_name}'")
         self._autoload[prog_name] = autoload
+        self._autoload_chosen = True
 
     def select_programs(self, names: Iterable[str]) -> None:
         """Load only the named programs; a name the object lacks is an error."""
@@ -185,17 +193,60 @@ class BPFObject:
                 raise ObjectError(f"program '{name}': "
                                   f"{sections.unknown_section_message(prog.section)}")
         try:
+            externs = targets.resolve_externs(self.spec, self.kernel_btf)
+            self._fill_kconfig(externs)
+            self._lay_out_struct_ops()
             self._load_btf()
             self._create_maps()
-            externs = targets.resolve_externs(self.spec, self.kernel_btf)
             for name, prog in self.spec.programs.items():
                 if self._autoload.get(name, True):
                     self.programs[name] = self._load_program(prog, externs)
+            self._fill_prog_arrays()
+            self.struct_ops_values = {
+                name: struct_ops.value_with_programs(lay, {
+                    p: self.programs[p].fileno() for p in lay.func_offsets
+                    if p in self.programs}) for name, lay in self.struct_ops.items()}
         except BaseException:
+            for path in self._pinned:  # what this load pinned goes with it
+                _unpin(path)
             self.close()
             raise
         self.loaded = True
         return self
+
+    def _fill_kconfig(self, externs: targets.Externs) -> None:
+        """The .kconfig map's contents; strong externs left unset fail their users."""
+        m = self.spec.data_map(model.KCONFIG_SEC)
+        if m is None:
+            return
+        from . import kconfig
+
+        data, unresolved = kconfig.values(self.spec, m.value_size)
+        self._pending[m.section][:] = data
+        externs.unresolved.update(unresolved)
+
+    def _lay_out_struct_ops(self) -> None:
+        """Kernel layouts of the struct_ops maps, and which of their programs load:
+        libbpf loads a program some created struct_ops map uses, and not one only
+        maps that are not created (or members the kernel lacks) use."""
+        used: dict[str, bool] = {}
+        for m in self.spec.maps.values():
+            if m.origin != "struct_ops":
+                continue
+            if m.autocreate:
+                lay = struct_ops.layout(self.spec.btf, m, self.kernel_btf)
+                self.struct_ops[m.name] = lay
+                for prog in lay.dropped:
+                    used.setdefault(prog, False)
+                for prog in lay.members:
+                    used[prog] = True
+            else:
+                for prog in m.init_slots.values():
+                    used.setdefault(prog, False)
+        if not self._autoload_chosen:
+            for prog, load in used.items():
+                if prog in self._autoload:
+                    self._autoload[prog] = load
 
     def _load_btf(self) -> None:
         self._btf_strings: StringTable | None = None
@@ -236,64 +287,63 @@ class BPFObject:
     def _create_maps(self) -> None:
         btf_fd = self.btf_fd.fileno() if self.btf_fd is not None else 0
         for m in self.spec.maps.values():
-            if m.is_data:
-                self.maps[m.name] = self._create_data_map(m, btf_fd)
-            else:
+            if m.autocreate:
                 self.maps[m.name] = self._create_map(m, btf_fd)
+        for m in self.spec.maps.values():  # once every map a slot can name exists
+            if m.init_slots and m.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) \
+                    and m.name in self.maps and m.name not in self._reused:
+                self._fill_slots(m, {i: self.maps[n] for i, n in m.init_slots.items()
+                                     if n in self.maps})
 
     def _create_map(self, m: model.MapSpec, btf_fd: int) -> Map:
-        max_entries = self._map_sizes.get(m.name, m.max_entries)
-        inner = None  # a map-in-map's template inner map, needed only to create it
-        try:
-            if m.inner is not None:
-                inner = self._create_map(m.inner, btf_fd)
-            kw = dict(numa_node=m.numa_node, map_extra=m.map_extra,
-                      inner_map_fd=inner.fileno() if inner else 0)
-            if m.type in (MapType.RINGBUF, MapType.USER_RINGBUF, MapType.PERF_EVENT_ARRAY):
-                if m.type == MapType.PERF_EVENT_ARRAY and not max_entries:
-                    from .procfs import possible_cpus
-                    max_entries = possible_cpus()
-                return Map.create(m.name, m.type, m.key_size, m.value_size, max_entries,
-                                  m.flags, **kw)
-            with_btf = btf_fd and (m.btf_key_type or m.btf_value_type)
+        entries = map_setup.max_entries(m, self._map_sizes.get(m.name))
+        path = None
+        if m.pinning == elf_reader.PIN_BY_NAME:
+            path = map_setup.pin_path(m, self.pin_root)
+            found = map_setup.reuse_pinned(m, path, entries)
+            if found is not None:
+                self._reused.add(m.name)
+                return found
+        lay = self.struct_ops.get(m.name)
+        value = (map_setup.StructOpsValue(lay.vtype_id, len(lay.value), self._module_fd(
+            lay.module)) if lay is not None else None)
+        data = bytes(self._pending[m.section]) if m.is_data else None
+        mp = map_setup.create(m, btf_fd, entries, data, value)
+        if path is not None:
             try:
-                return Map.create(m.name, m.type, m.key_size, m.value_size, max_entries,
-                                  m.flags, btf_fd=btf_fd if with_btf else 0,
-                                  btf_key_type=m.btf_key_type if with_btf else 0,
-                                  btf_value_type=m.btf_value_type if with_btf else 0, **kw)
+                map_setup.pin(mp, path)
             except SyscallError as e:
-                if not with_btf or e.errno not in (errno.EINVAL, errno.ENOTSUP, 524):
+                mp.close()
+                if e.errno != errno.EEXIST:
                     raise
-                # some map types refuse BTF key/value types; libbpf retries without
-                return Map.create(m.name, m.type, m.key_size, m.value_size, max_entries,
-                                  m.flags, **kw)
-        finally:
-            if inner is not None:
-                inner.close()
-
-    def _create_data_map(self, m: model.MapSpec, btf_fd: int) -> Map:
-        flags = m.flags | MapFlags.MMAPABLE
-        if m.readonly:
-            flags |= MapFlags.RDONLY_PROG
-        value_type = m.btf_value_type if btf_fd else 0
-        try:
-            mp = Map.create(m.name, MapType.ARRAY, 4, m.value_size, 1, flags,
-                            btf_fd=btf_fd if value_type else 0, btf_value_type=value_type)
-        except SyscallError as e:
-            if e.errno != errno.EINVAL:
-                raise
-            # kernels before 5.5 cannot mmap arrays (those before 5.2, which also lack
-            # RDONLY_PROG, fail again here: bpfload does not support them)
-            flags &= ~MapFlags.MMAPABLE
-            mp = Map.create(m.name, MapType.ARRAY, 4, m.value_size, 1, flags)
-        try:
-            mp.update(b"\0\0\0\0", bytes(self._pending[m.section]))
-            if m.readonly:
-                mp.freeze()
-        except BaseException:
-            mp.close()
-            raise
+                found = map_setup.reuse_pinned(m, path, entries)  # pinned meanwhile
+                if found is None:
+                    raise
+                self._reused.add(m.name)
+                return found
+            self._pinned.append(path)
         return mp
+
+    def _module_fd(self, module: str) -> int:
+        return self.kernel_btf.module_fd(module).fileno() if module else 0
+
+    def _fill_slots(self, m: model.MapSpec, slots: dict) -> None:
+        """A map-in-map's or prog array's initial values (the object's .rel.maps)."""
+        outer = self.maps[m.name]
+        for index, target in sorted(slots.items()):
+            outer.update(index.to_bytes(4, "little"), target.fileno().to_bytes(4, "little"))
+
+    def _fill_prog_arrays(self) -> None:
+        for m in self.spec.maps.values():
+            if m.type != MapType.PROG_ARRAY or not m.init_slots or m.name not in self.maps:
+                continue
+            if m.name in self._reused:
+                continue
+            missing = [p for p in m.init_slots.values() if p not in self.programs]
+            if missing:
+                raise BPFLoadError(f"map '{m.name}' holds program '{missing[0]}' in its "
+                                   f"initial values, which is not loaded")
+            self._fill_slots(m, {i: self.programs[p] for i, p in m.init_slots.items()})
 
     def _core(self, fn: model.Function, code: list) -> dict[int, str]:
         from .btf.core import CoreCache, apply_core, resolve
@@ -323,8 +373,13 @@ class BPFObject:
         core = self._core if any(f.core_relos for f in self.spec.functions.values()) else None
         linked = linker.link(self.spec, prog, map_fds=map_fds, externs=externs, core=core)
         opts = LoadOptions(prog.prog_type, prog.attach_type, self.spec.license or "",
-                           sleepable_flag(prog.sdef.sleepable), self.spec.kern_version,
+                           _load_flags(prog), self.spec.kern_version,
                            fd_array=linked.fd_array or None)
+        if prog.sdef.flags & sections.SEC_USDT:
+            from .features import uprobe_multi_link
+
+            if uprobe_multi_link():  # libbpf then attaches usdt probes as uprobe-multi
+                opts.expected_attach_type = AttachType.TRACE_UPROBE_MULTI
         if self.btf_fd is not None and self._btf_strings is not None:
             opts.btf_fd = self.btf_fd.fileno()
             opts.func_info, opts.func_info_count = _func_info(linked)
@@ -332,6 +387,16 @@ class BPFObject:
         if prog.sdef.btf_target:
             opts.attach_btf_id, opts.attach_btf_obj_fd = targets.attach_target(
                 self.kernel_btf, prog)
+        elif prog.prog_type == ProgType.STRUCT_OPS:
+            lay = next((lay for lay in self.struct_ops.values() if prog.name in lay.members),
+                       None)
+            if lay is None:
+                raise BPFLoadError(f"program '{prog.name}': no struct_ops map uses this "
+                                   f"SEC(\"{prog.section}\") program, so it has nothing to "
+                                   f"implement")
+            opts.attach_btf_id = lay.type_id
+            opts.attach_btf_obj_fd = self._module_fd(lay.module)
+            opts.expected_attach_type = lay.members[prog.name]
 
         def explain(log: str) -> str | None:
             return _explain_poison(log, linked.poisoned)
@@ -397,6 +462,20 @@ class BPFObject:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _load_flags(prog: model.ProgramSpec) -> int:
+    flags = int(ProgFlags.SLEEPABLE) if prog.sdef.sleepable else 0
+    if prog.sdef.flags & sections.SEC_XDP_FRAGS:
+        flags |= ProgFlags.XDP_HAS_FRAGS
+    return flags
+
+
+def _unpin(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _func_info(linked: linker.Linked) -> tuple[bytes, int]:

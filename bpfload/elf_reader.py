@@ -18,7 +18,7 @@ from .btf import types as T
 from .btf.spec import Spec
 from .errors import BPFLoadError, BTFError, ObjectError
 from .model import KCONFIG_SEC, KSYMS_SEC
-from .sys.constants import BPF_OBJ_NAME_LEN, MapType, kernel_name
+from .sys.constants import BPF_OBJ_NAME_LEN, MapFlags, MapType, ProgType, kernel_name
 
 EM_BPF = 247
 SHF_EXECINSTR = 0x4
@@ -28,6 +28,15 @@ SHN_COMMON = 0xFFF2
 
 MAPS_SEC = ".maps"
 LEGACY_MAPS_SEC = "maps"
+STRUCT_OPS_LINK_SEC = ".struct_ops.link"
+STRUCT_OPS_SECS = (".struct_ops", STRUCT_OPS_LINK_SEC, "?.struct_ops", "?" + STRUCT_OPS_LINK_SEC)
+
+# The kinds of value a __kconfig extern can take (libbpf's enum kcfg_type).
+KCFG_CHAR = "char"
+KCFG_BOOL = "bool"
+KCFG_INT = "int"
+KCFG_TRISTATE = "tristate"
+KCFG_CHAR_ARR = "char_array"
 TEXT_SEC = ".text"
 
 # struct bpf_map_def of the legacy "maps" section: type, key_size, value_size,
@@ -39,6 +48,9 @@ _UINT_FIELDS = {"type", "max_entries", "map_flags", "numa_node", "key_size", "va
                 "pinning", "map_extra"}
 # ... and as `T *name` (__type)
 _TYPE_FIELDS = {"key", "value"}
+# values of the pinning field (libbpf's enum libbpf_pin_type)
+PIN_NONE = 0
+PIN_BY_NAME = 1
 
 
 def read(source, name: str | None = None) -> model.ObjectSpec:
@@ -167,6 +179,8 @@ class _Reader:
         self.symbols = self._symbols()
         self.btf: Spec | None = None
         self.ext: btf_ext.ExtInfo | None = None
+        self.map_extents: dict[str, tuple[int, int, int]] = {}  # offset, size, BTF type
+        self.struct_ops_at: list[tuple[str, int, int, str]] = []  # section, offset, size, map
 
     # --- top level ---------------------------------------------------------------------
 
@@ -175,10 +189,10 @@ class _Reader:
         license_ = self._license()
         kern_version = self._kern_version()
         functions = self._functions()
-        maps, map_at = self._maps()
-        variables = self._variables()
         externs = self._externs()
-        self._relocations(functions, map_at, externs)
+        maps, map_at = self._maps(externs)
+        variables = self._variables()
+        self._relocations(functions, map_at, externs, maps)
         self._attach_ext_info(functions)
         programs = {}
         for fn in functions.values():
@@ -195,7 +209,29 @@ class _Reader:
             name=self.name, path=self.path, license=license_, kern_version=kern_version,
             programs=programs, functions=functions, maps=maps, variables=variables,
             externs=externs, btf=self.btf, section_sizes=self._section_sizes(),
-            data_symbols=self._data_symbols())
+            data_symbols=self._data_symbols(), exception_callbacks=self._exception_callbacks())
+
+    def _exception_callbacks(self) -> dict[str, str]:
+        """bpf_prog_assign_exc_cb(): which programs name an exception callback."""
+        out: dict[str, str] = {}
+        if self.btf is None:
+            return out
+        prefix = "exception_callback:"
+        for tid in self.btf.ids():
+            if self.btf.kind_of(tid) != F.KIND_DECL_TAG:
+                continue
+            tag = self.btf[tid]
+            if tag.component_idx != -1 or not tag.name.startswith(prefix):
+                continue
+            func = self.btf[tag.type]
+            if not isinstance(func, T.Func) or func.linkage != F.LINKAGE_GLOBAL:
+                raise ObjectError(f"{self.path}: the {tag.name} tag is not on a program")
+            if not tag.name[len(prefix):]:
+                raise ObjectError(f"{self.path}: program '{func.name}': empty "
+                                  f"exception_callback tag")
+            # two callbacks for one program: none is appended, the verifier refuses it
+            out[func.name] = "" if func.name in out else tag.name[len(prefix):]
+        return out
 
     def _section_sizes(self) -> dict[str, int]:
         return {s.name: s.size for s in self.sections
@@ -273,7 +309,8 @@ class _Reader:
                 if not start < end <= len(insns):
                     raise ObjectError(f"{self.path}: function {sym.name} has a bad size")
                 fn = model.Function(sym.name, sec.name, start, insns[start:end],
-                                    is_global=sym.bind in ("STB_GLOBAL", "STB_WEAK"))
+                                    is_global=sym.bind in ("STB_GLOBAL", "STB_WEAK"),
+                                    hidden=sym.visibility in ("STV_HIDDEN", "STV_INTERNAL"))
                 functions[fn.key] = fn
         return functions
 
@@ -285,8 +322,9 @@ class _Reader:
 
     # --- maps --------------------------------------------------------------------------
 
-    def _maps(self):
-        """All maps, and an index (section, offset) -> map name for relocations."""
+    def _maps(self, externs: dict[str, model.Extern]):
+        """All maps in libbpf's order (.maps, global data, .kconfig, struct_ops), and an
+        index (section, offset) -> map name for relocations."""
         maps: dict[str, model.MapSpec] = {}
         map_at: dict[tuple[str, int], str] = {}
         if MAPS_SEC in self.by_name:
@@ -305,14 +343,53 @@ class _Reader:
                 continue
             if sec.type not in ("SHT_PROGBITS", "SHT_NOBITS"):
                 continue
-            name = internal_map_name(self.name, sec.name)
-            datasec = (self.btf.find_one(sec.name, F.KIND_DATASEC)
-                       if self.btf is not None else None)
-            m = model.MapSpec(name, MapType.ARRAY, 4, sec.size, 1, origin="data",
-                              section=sec.name, data=sec.data, btf_value_type=datasec or 0)
-            maps[name] = m
-            map_at[(sec.name, -1)] = name
+            m = self._data_map(sec.name, sec.data, kind == ".rodata")
+            maps[m.name] = m
+            map_at[(sec.name, -1)] = m.name
+        kconfig = [e for e in externs.values() if e.kind == "kconfig"]
+        if kconfig:
+            size = max(e.offset + e.size for e in kconfig)
+            m = self._data_map(KCONFIG_SEC, bytes(size), True)
+            maps[m.name] = m
+            map_at[(KCONFIG_SEC, -1)] = m.name
+        arena = self.by_name.get(model.ARENA_SEC)
+        if arena is not None and arena.size:
+            self._arena_data(maps, arena)
+            map_at[(model.ARENA_SEC, -1)] = ""
+        for m in self._struct_ops_maps():
+            if m.name in maps:
+                raise ObjectError(f"{self.path}: map '{m.name}' defined twice")
+            maps[m.name] = m
         return maps, map_at
+
+    def _data_map(self, section: str, data: bytes, readonly: bool) -> model.MapSpec:
+        """libbpf's internal map for a data section: created mmapable when its BTF
+        shows a variable user space can reach, read-only for programs if `readonly`."""
+        datasec = self.btf.find_one(section, F.KIND_DATASEC) if self.btf is not None else None
+        flags = MapFlags.RDONLY_PROG if readonly else 0
+        if datasec is not None and any(
+                isinstance(self.btf[v.type], T.Var) and self.btf[v.type].linkage !=
+                F.LINKAGE_STATIC for v in self.btf[datasec].vars):
+            flags |= MapFlags.MMAPABLE
+        return model.MapSpec(internal_map_name(self.name, section), MapType.ARRAY, 4,
+                             len(data), 1, int(flags), origin="data", section=section,
+                             data=data, btf_value_type=datasec or 0)
+
+    def _arena_data(self, maps: dict[str, model.MapSpec], sec: _Section) -> None:
+        """Globals declared __arena start out in the object's one arena map."""
+        arenas = [m for m in maps.values() if m.type == MapType.ARENA]
+        if not arenas:
+            raise ObjectError(f"{self.path}: section {sec.name} holds __arena globals but "
+                              f"no ARENA map is declared in .maps")
+        if len(arenas) > 1:
+            raise ObjectError(f"{self.path}: more than one ARENA map ("
+                              f"{', '.join(m.name for m in arenas)}); libbpf allows one")
+        page = os.sysconf("SC_PAGE_SIZE")
+        if -(-sec.size // page) > arenas[0].max_entries:
+            raise ObjectError(f"{self.path}: ARENA map '{arenas[0].name}' ("
+                              f"{arenas[0].max_entries} pages) is too small for the "
+                              f"{sec.size} bytes of __arena globals")
+        arenas[0].data = sec.data
 
     def _section_symbols(self, sec: _Section) -> list[_Sym]:
         return sorted((s for s in self.symbols if s.shndx == sec.index and s.name
@@ -343,16 +420,18 @@ class _Reader:
                 raise ObjectError(f"{self.path}: .maps entry {vsi.type} is not a variable")
             if var.name not in offsets:
                 raise ObjectError(f"{self.path}: map '{var.name}' has no ELF symbol")
+            # where its definition lies in .maps, for initial values (.rel.maps)
+            self.map_extents[var.name] = (offsets[var.name], vsi.size, var.type)
             yield self._btf_map_def(var.name, var.type), offsets[var.name]
 
-    def _btf_map_def(self, name: str, type_id: int) -> model.MapSpec:
+    def _btf_map_def(self, name: str, type_id: int, inner: bool = False) -> model.MapSpec:
         btf = self.btf
         struct_t = btf[btf.skip_modifiers(type_id)]
         if not isinstance(struct_t, T.Struct):
             raise ObjectError(f"{self.path}: map '{name}' is not defined by a struct")
         vals: dict[str, int] = {}
         m = model.MapSpec(name, MapType.UNSPEC, 0, 0, 0, origin="btf", section=MAPS_SEC)
-        for mem in struct_t.members:
+        for i, mem in enumerate(struct_t.members):
             if mem.name in _UINT_FIELDS:
                 vals[mem.name] = self._btf_uint(name, mem)
             elif mem.name in _TYPE_FIELDS:
@@ -366,6 +445,12 @@ class _Reader:
                     m.btf_value_type = ptr.type
                 vals[mem.name + "_size_from_type"] = btf.size_of(ptr.type)
             elif mem.name == "values":
+                if inner:
+                    raise ObjectError(f"{self.path}: map '{name}': inner maps of inner maps "
+                                      f"are not supported (libbpf neither)")
+                if i != len(struct_t.members) - 1:
+                    raise ObjectError(f"{self.path}: map '{name}': 'values' must be the last "
+                                      f"field")
                 m.inner = self._btf_inner_map(name, mem)
                 vals["value_size_from_type"] = 4  # an fd: libbpf implies value_size 4
             else:
@@ -383,13 +468,22 @@ class _Reader:
         m.max_entries = vals.get("max_entries", 0)
         m.flags = vals.get("map_flags", 0)
         m.numa_node = vals.get("numa_node", 0)
-        m.pinning = vals.get("pinning", 0)
+        m.pinning = vals.get("pinning", PIN_NONE)
+        if m.pinning not in (PIN_NONE, PIN_BY_NAME):
+            raise ObjectError(f"{self.path}: map '{name}': invalid pinning value "
+                              f"{m.pinning} (LIBBPF_PIN_NONE or LIBBPF_PIN_BY_NAME)")
+        if inner and "pinning" in vals:
+            raise ObjectError(f"{self.path}: map '{name}': an inner map cannot be pinned")
         m.map_extra = vals.get("map_extra", 0)
         return m
 
     def _btf_uint(self, map_name: str, mem: T.Member) -> int:
-        ptr = self.btf[self.btf.skip_modifiers(mem.type)]
-        arr = self.btf[self.btf.skip_modifiers(ptr.type)] if isinstance(ptr, T.Ptr) else None
+        """A field's value: `int (*name)[value]` (__uint), or for map_extra also a
+        one-value enum (__ulong, for 64-bit values)."""
+        t = self.btf[self.btf.skip_modifiers(mem.type)]
+        if mem.name == "map_extra" and isinstance(t, T.Enum) and len(t.values) == 1:
+            return t.values[0].value & (1 << 64) - 1
+        arr = self.btf[self.btf.skip_modifiers(t.type)] if isinstance(t, T.Ptr) else None
         if not isinstance(arr, T.Array):
             raise ObjectError(f"{self.path}: map '{map_name}' field '{mem.name}' is not "
                               f"declared with __uint()")
@@ -404,7 +498,7 @@ class _Reader:
         target = self.btf[self.btf.skip_modifiers(ptr.type)]
         if isinstance(target, T.FuncProto):  # prog array: __array(values, int (void *))
             return None
-        return self._btf_map_def(map_name + ".inner", ptr.type)
+        return self._btf_map_def(map_name + ".inner", ptr.type, inner=True)
 
     # --- global data -------------------------------------------------------------------
 
@@ -446,6 +540,9 @@ class _Reader:
                     continue
                 for vsi in self.btf[ds].vars:
                     t = self.btf[vsi.type]
+                    if isinstance(t, T.Func) and kind == "kconfig":
+                        raise ObjectError(f"{self.path}: function '{t.name}' declared "
+                                          f"__kconfig; only variables can be")
                     k = "kfunc" if isinstance(t, T.Func) else kind
                     kinds[t.name] = (k, vsi.type)
         out = {}
@@ -454,22 +551,105 @@ class _Reader:
                                                                            "STB_WEAK"):
                 continue
             kind, type_id = kinds.get(sym.name, ("", 0))
-            if not kind:
+            if not kind and self.btf is not None:
+                raise ObjectError(f"{self.path}: '{sym.name}' is defined elsewhere but "
+                                  f"declared neither __ksym nor __kconfig: this object is "
+                                  f"meant to be linked with the one that defines it "
+                                  f"(bpftool gen object), which bpfload does not do")
+            if not kind:  # no BTF to say: guess from the symbol
                 kind = "kfunc" if sym.type == "STT_FUNC" else "ksym"
             out[sym.name] = model.Extern(sym.name, kind, sym.bind == "STB_WEAK", type_id)
+        self._lay_out_kconfig([e for e in out.values() if e.kind == "kconfig"])
+        return out
+
+    def _lay_out_kconfig(self, externs: list[model.Extern]) -> None:
+        """Each __kconfig extern's type and place in the .kconfig map, as libbpf lays
+        them out: by alignment (largest first), then size, then name."""
+        for ext in externs:
+            var = self.btf[ext.btf_type]
+            ext.size = self.btf.size_of(var.type)
+            ext.align = self.btf.align_of(var.type)
+            ext.kcfg_type, ext.signed = self._kcfg_type(var.type)
+            if not ext.kcfg_type:
+                raise ObjectError(f"{self.path}: __kconfig extern '{ext.name}' has a type "
+                                  f"libbpf cannot fill ({self.btf.describe(var.type)}): use "
+                                  f"bool, char, an integer, enum libbpf_tristate or char[N]")
+        offset = 0
+        for ext in sorted(externs, key=lambda e: (-e.align, e.size, e.name)):
+            ext.offset = -(-offset // ext.align) * ext.align
+            offset = ext.offset + ext.size
+
+    def _kcfg_type(self, type_id: int) -> tuple[str, bool]:
+        """libbpf's find_kcfg_type(): (kind, signed); kind '' when unsupported."""
+        t = self.btf[self.btf.skip_modifiers(type_id)]
+        if isinstance(t, T.Int):
+            if t.encoding & F.INT_BOOL:
+                return (KCFG_BOOL if t.size == 1 else ""), False
+            if t.size == 1:
+                return KCFG_CHAR, t.signed
+            return (KCFG_INT if t.size in (2, 4, 8) else ""), t.signed
+        if isinstance(t, T.Enum):
+            ok = t.name == "libbpf_tristate" and (t.size == 4 or isinstance(t, T.Enum64))
+            return (KCFG_TRISTATE if ok else ""), False
+        if isinstance(t, T.Array) and t.nelems:
+            return (KCFG_CHAR_ARR if self._kcfg_type(t.type)[0] == KCFG_CHAR else ""), False
+        return "", False
+
+    # --- struct_ops -------------------------------------------------------------------
+
+    def _struct_ops_maps(self) -> list[model.MapSpec]:
+        """One STRUCT_OPS map per variable of .struct_ops[.link] (SEC("?...") ones are
+        not created unless asked for), sized by the object's struct until load gives
+        it the kernel's."""
+        out = []
+        for sec in self.sections:
+            if sec.name not in STRUCT_OPS_SECS or not sec.size:
+                continue
+            if self.btf is None:
+                raise ObjectError(f"{self.path}: section {sec.name} needs BTF")
+            datasec = self.btf.find_one(sec.name, F.KIND_DATASEC)
+            if datasec is None:
+                raise ObjectError(f"{self.path}: no DATASEC '{sec.name}' in the object's BTF")
+            link = sec.name.lstrip("?") == STRUCT_OPS_LINK_SEC
+            offsets = {s.name: s.value for s in self._section_symbols(sec)}
+            for vsi in self.btf[datasec].vars:
+                var = self.btf[vsi.type]
+                if var.name not in offsets:
+                    raise ObjectError(f"{self.path}: struct_ops variable '{var.name}' has no "
+                                      f"ELF symbol")
+                offset = offsets[var.name]  # (clang leaves the DATASEC's offsets 0)
+                tid = self.btf.skip_modifiers(var.type)
+                st = self.btf[tid]
+                if not isinstance(st, T.Struct) or isinstance(st, T.Union) or not st.name:
+                    raise ObjectError(f"{self.path}: struct_ops variable '{var.name}' is not "
+                                      f"of a named struct type")
+                if offset + st.size > sec.size:
+                    raise ObjectError(f"{self.path}: struct_ops variable '{var.name}' lies "
+                                      f"outside {sec.name}")
+                out.append(model.MapSpec(
+                    var.name, MapType.STRUCT_OPS, 4, st.size, 1,
+                    int(MapFlags.LINK) if link else 0, origin="struct_ops",
+                    section=sec.name, data=sec.data[offset:offset + st.size],
+                    autocreate=not sec.name.startswith("?"), struct_ops_type=tid,
+                    btf_value_type=tid))
+                self.struct_ops_at.append((sec.name, offset, st.size, var.name))
         return out
 
     # --- relocations -------------------------------------------------------------------
 
-    def _relocations(self, functions, map_at, externs) -> None:
+    def _relocations(self, functions, map_at, externs, maps) -> None:
         for rel in self.sections:
             if rel.type != "SHT_REL":
                 continue
             target = self.sections[rel._elf_section["sh_info"]]
             if not target.is_exec:
-                if target.name == MAPS_SEC and rel.size:
-                    raise ObjectError(f"{self.path}: initial values of maps (.rel.maps) are "
-                                      f"not supported")
+                if target.name == MAPS_SEC:
+                    for r in rel._elf_section.iter_relocations():
+                        self._map_slot(r["r_offset"], r["r_info_sym"], functions, maps)
+                elif target.name in STRUCT_OPS_SECS:
+                    for r in rel._elf_section.iter_relocations():
+                        self._struct_ops_slot(target.name, r["r_offset"], r["r_info_sym"],
+                                              functions, maps)
                 continue
             for r in rel._elf_section.iter_relocations():
                 self._relocation(target, r["r_offset"], r["r_info_sym"], functions, map_at,
@@ -537,6 +717,88 @@ class _Reader:
         else:
             raise ObjectError(f"{self.path}: {where}: relocation against section "
                               f"'{tsec.name}', which is neither code, maps nor global data")
+
+    def _map_slot(self, offset: int, sym_index: int, functions, maps) -> None:
+        """A .rel.maps entry: `.values = { [i] = &map_or_prog }` of a map-in-map or a
+        program array, which load puts into slot i."""
+        sym = self._symbol(sym_index, ".rel.maps")
+        found = next(((name, start, type_id) for name, (start, size, type_id)
+                      in self.map_extents.items() if start <= offset <= start + size - 8),
+                     None)
+        if found is None:
+            raise ObjectError(f"{self.path}: .rel.maps: no map at .maps+{offset}")
+        name, start, type_id = found
+        m = maps[name]
+        members = self.btf[self.btf.skip_modifiers(type_id)].members
+        if not members or members[-1].name != "values":
+            raise ObjectError(f"{self.path}: map '{name}' has initial values but no "
+                              f"'values' field")
+        rel = offset - start - members[-1].bit_offset // 8
+        if rel < 0 or rel % 8:
+            raise ObjectError(f"{self.path}: map '{name}': initial value at a bad offset")
+        if m.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+            if sym.shndx != self.by_name[MAPS_SEC].index or sym.name not in maps:
+                raise ObjectError(f"{self.path}: map '{name}': '{sym.name}' in its initial "
+                                  f"values is not a BTF-defined map")
+            if m.type == MapType.HASH_OF_MAPS and m.key_size != 4:
+                raise ObjectError(f"{self.path}: hash of maps '{name}' with initial values "
+                                  f"must have 4-byte keys")
+        elif m.type == MapType.PROG_ARRAY:
+            fn = self._entry_point(sym, functions)
+            if fn is None:
+                raise ObjectError(f"{self.path}: map '{name}': '{sym.name}' in its initial "
+                                  f"values is not an entry-point program")
+        else:
+            raise ObjectError(f"{self.path}: map '{name}' ({m.type.name.lower()}) cannot "
+                              f"have initial values")
+        m.init_slots[rel // 8] = sym.name
+
+    def _struct_ops_slot(self, section: str, offset: int, sym_index: int, functions,
+                         maps) -> None:
+        """A .rel.struct_ops entry: a function pointer member set to a program."""
+        sym = self._symbol(sym_index, section)
+        found = next(((start, name) for sec, start, size, name in self.struct_ops_at
+                      if sec == section and start <= offset < start + size), None)
+        if found is None:
+            raise ObjectError(f"{self.path}: {section}: no struct_ops variable at {offset}")
+        start, name = found
+        m = maps[name]
+        st = self.btf[m.struct_ops_type]
+        moff = (offset - start) * 8
+        idx = next((i for i, mem in enumerate(st.members) if mem.bit_offset == moff), None)
+        if idx is None:
+            raise ObjectError(f"{self.path}: struct_ops '{name}': no member at offset "
+                              f"{offset - start}")
+        mem = st.members[idx]
+        ptr = self.btf[self.btf.skip_modifiers(mem.type)]
+        if not (isinstance(ptr, T.Ptr) and isinstance(
+                self.btf[self.btf.skip_modifiers(ptr.type)], T.FuncProto)):
+            raise ObjectError(f"{self.path}: struct_ops '{name}': member '{mem.name}' is "
+                              f"not a function pointer")
+        fn = self._entry_point(sym, functions)
+        sdef = sections.find(fn.section.lstrip("?")) if fn is not None else None
+        if sdef is None or sdef.prog_type != ProgType.STRUCT_OPS:
+            raise ObjectError(f"{self.path}: struct_ops '{name}': member '{mem.name}' is set "
+                              f"to '{sym.name}', which is not a SEC(\"struct_ops/...\") "
+                              f"program")
+        m.init_slots[idx] = fn.name
+
+    def _symbol(self, index: int, where: str) -> _Sym:
+        if index >= len(self.symbols):
+            raise ObjectError(f"{self.path}: {where}: relocation refers to bad symbol {index}")
+        return self.symbols[index]
+
+    def _entry_point(self, sym: _Sym, functions) -> model.Function | None:
+        """The program (not subprogram) whose code starts at `sym`, if any."""
+        if not 0 < sym.shndx < len(self.sections) or sym.value % asm.SIZE:
+            return None
+        sec = self.sections[sym.shndx]
+        for fn in functions.values():
+            if fn.section == sec.name and fn.start == sym.value // asm.SIZE:
+                if is_subprogram_section(fn.section) or not fn.is_global:
+                    return None
+                return fn
+        return None
 
     # --- .BTF.ext ------------------------------------------------------------------------
 

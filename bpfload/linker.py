@@ -11,6 +11,7 @@ from __future__ import annotations
 from . import asm, model
 from .btf.targets import Externs
 from .errors import RelocationError
+from .model import KCONFIG_SEC
 from .record import REQUIRED, Record
 from .sys.constants import (
     PSEUDO_BTF_ID,
@@ -54,6 +55,13 @@ def link(obj: model.ObjectSpec, prog: model.ProgramSpec, *, map_fds: dict[str, i
     """Link `prog` of `obj` against already-created maps and resolved externs."""
     linker = _Linker(obj, prog.name, map_fds, externs, core)
     linker.place(prog.function)
+    callback = obj.exception_callbacks.get(prog.name)
+    if callback:  # the verifier finds it by name, so it must be there even if uncalled
+        fn = obj.functions.get(model.function_key(".text", callback))
+        if fn is None:
+            raise RelocationError(f"program '{prog.name}': no function '{callback}' in .text "
+                                  f"for its exception_callback tag")
+        linker._ensure(fn)
     return linker.finish()
 
 
@@ -113,7 +121,7 @@ class _Linker:
             self.insns[at + 1].imm = 0
         elif r.kind == model.RELOC_DATA:
             spec = self._data_map(r.target)
-            if not 0 <= r.offset < spec.value_size:
+            if spec.is_data and not 0 <= r.offset < spec.value_size:
                 raise RelocationError(f"function '{fn.name}' refers to offset {r.offset} of "
                                       f"{r.target}, which has {spec.value_size} bytes")
             insn.src = PSEUDO_MAP_VALUE
@@ -157,11 +165,19 @@ class _Linker:
 
     def _extern(self, at: int, insn: asm.Insn, name: str, fn: model.Function) -> None:
         ext = self.obj.externs[name]
+        if ext.kind == "kconfig" and name in self.externs.unresolved:
+            self._unresolved(name, fn)
+        if ext.kind == "kconfig":  # a value in the .kconfig map
+            if not insn.is_ld_imm64:
+                raise RelocationError(f"function '{fn.name}' uses __kconfig extern '{name}' "
+                                      f"in an instruction that is not a 64-bit load")
+            insn.src = PSEUDO_MAP_VALUE
+            insn.imm = self._map_fd(self._data_map(KCONFIG_SEC).name, fn)
+            self.insns[at + 1].imm = ext.offset
+            return
         target = self.externs.targets.get(name)
         if target is None and not ext.weak:
-            why = self.externs.unresolved.get(name) or f"extern '{name}' is not resolved"
-            inside = f" (in its function '{fn.name}')" if fn.name != self.prog_name else ""
-            raise RelocationError(f"program '{self.prog_name}'{inside}: {why}")
+            self._unresolved(name, fn)
         if insn.is_call:
             if target is None:  # libbpf: a call the verifier must prove unreachable
                 insn.src = 0
@@ -184,10 +200,21 @@ class _Linker:
             insn.src = 0
             asm.set_ld_imm64(insn, hi, addr)
 
+    def _unresolved(self, name: str, fn: model.Function) -> None:
+        """Fail the program being linked for an extern the kernel cannot give it."""
+        why = self.externs.unresolved.get(name) or f"extern '{name}' is not resolved"
+        inside = f" (in its function '{fn.name}')" if fn.name != self.prog_name else ""
+        raise RelocationError(f"program '{self.prog_name}'{inside}: {why}")
+
     def _libbpf_extern_index(self, name: str) -> int:
         """The extern's index in libbpf's sorted extern table (kconfig first, then by
         name), which libbpf folds into the poisoned call's helper id."""
-        order = sorted(self.obj.externs.values(), key=lambda e: (e.kind != "kconfig", e.name))
+        def libbpf_order(e: model.Extern) -> tuple:  # cmp_externs()
+            if e.kind == "kconfig":
+                return (0, -e.align, e.size, e.name)
+            return (1, 0, 0, e.name)
+
+        order = sorted(self.obj.externs.values(), key=libbpf_order)
         return [e.name for e in order].index(name)
 
     def _btf_fd_index(self, btf_fd: int) -> int:

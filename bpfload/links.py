@@ -167,20 +167,27 @@ def attach_kprobe(prog: Program, function: str, ret: bool = False) -> Link:
     except ValueError:
         raise AttachError(f"attaching '{prog.name}': '{off}' in '{function}' is not an "
                           f"offset (kprobe/FUNCTION+OFFSET)") from None
-    name = ctypes.create_string_buffer(func.encode())
-    pattr = attrs.PerfEventAttr(type=_pmu_type("kprobe"), sample_period=1, wakeup_events=1,
-                                config1=address(name), config2=offset)
-    if ret:
-        pattr.config = 1 << _retprobe_bit("kprobe")
     kind = "kretprobe" if ret else "kprobe"
     try:
-        pfd = perf_event_open(pattr, pid=-1, cpu=0, what=f"opening {kind} on {function}")
+        pfd = open_kprobe(func, offset, ret)
     except SyscallError as e:
         if e.errno == errno.ENOENT:
             raise AttachError(f"attaching '{prog.name}': no kernel function '{func}' to "
                               f"probe") from None
         raise
     return _attach_perf_event(prog, pfd, kind, function)
+
+
+def open_kprobe(func: str, offset: int = 0, ret: bool = False, pid: int = -1,
+                cpu: int = 0) -> FD:
+    """A perf event of the kprobe PMU on `func` (+offset), not yet given a program."""
+    name = ctypes.create_string_buffer(func.encode())
+    pattr = attrs.PerfEventAttr(type=_pmu_type("kprobe"), sample_period=1, wakeup_events=1,
+                                config1=address(name), config2=offset)
+    if ret:
+        pattr.config = 1 << _retprobe_bit("kprobe")
+    kind = "kretprobe" if ret else "kprobe"
+    return perf_event_open(pattr, pid=pid, cpu=cpu, what=f"opening {kind} on {func}")
 
 
 def _attach_perf_event(prog: Program, pfd: FD, kind: str, target: str) -> Link:

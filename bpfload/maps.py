@@ -17,7 +17,7 @@ from .errors import SyscallError
 from .procfs import possible_cpus
 from .sys import attrs
 from .sys.constants import BPF_ANY, PERCPU_MAP_TYPES, Cmd, MapFlags, MapType, kernel_name
-from .sys.syscall import FD, address, bpf, bpf_fd, obj_info
+from .sys.syscall import FD, address, bpf, bpf_fd, map_shared, obj_info, unmap
 
 TYPE_CHECKING = False  # (importing typing costs more than a warm load's own work)
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ class Map:
     """A map in the kernel, owned through its file descriptor."""
 
     def __init__(self, fd: FD, name: str, type: MapType, key_size: int, value_size: int,
-                 max_entries: int, flags: int = 0, *, key: Any = None, value: Any = None):
+                 max_entries: int, flags: int = 0, *, map_extra: int = 0, key: Any = None,
+                 value: Any = None):
         self.fd = fd
         self.name = name
         self.type = MapType(type)
@@ -83,6 +84,7 @@ class Map:
         self.value_size = value_size
         self.max_entries = max_entries
         self.flags = flags
+        self.map_extra = map_extra
         self.percpu = self.type in PERCPU_MAP_TYPES
         self.ncpus = possible_cpus() if self.percpu else 1
         # per-CPU values are 8-byte aligned slots, one per possible CPU
@@ -90,20 +92,25 @@ class Map:
         self.key_codec = Codec(key_size, key)
         self.value_codec = Codec(value_size, value)
         self._mmap: mmap.mmap | None = None
+        self._arena: tuple[int, int] | None = None  # (address, size) of a mapped arena
         self._batch_ok = True
 
     @classmethod
     def create(cls, name: str, type: MapType, key_size: int, value_size: int,
                max_entries: int, flags: int = 0, *, btf_fd: int = 0, btf_key_type: int = 0,
                btf_value_type: int = 0, numa_node: int = 0, map_extra: int = 0,
-               inner_map_fd: int = 0, **codecs) -> Map:
+               inner_map_fd: int = 0, btf_vmlinux_value_type: int = 0,
+               value_type_btf_obj_fd: int = 0, **codecs) -> Map:
         attr = attrs.MapCreateAttr(
             map_type=type, key_size=key_size, value_size=value_size, max_entries=max_entries,
             map_flags=flags, inner_map_fd=inner_map_fd, numa_node=numa_node,
             map_name=kernel_name(name).encode(), btf_fd=btf_fd, btf_key_type_id=btf_key_type,
-            btf_value_type_id=btf_value_type, map_extra=map_extra)
+            btf_value_type_id=btf_value_type, map_extra=map_extra,
+            btf_vmlinux_value_type_id=btf_vmlinux_value_type,
+            value_type_btf_obj_fd=value_type_btf_obj_fd)
         fd = bpf_fd(Cmd.MAP_CREATE, attr, f"creating map '{name}'")
-        return cls(fd, name, type, key_size, value_size, max_entries, flags, **codecs)
+        return cls(fd, name, type, key_size, value_size, max_entries, flags,
+                   map_extra=map_extra, **codecs)
 
     # --- identity --------------------------------------------------------------------
 
@@ -124,6 +131,9 @@ class Map:
             except BufferError:  # a caller still holds a view; the mapping dies with it
                 pass
             self._mmap = None
+        if self._arena is not None:
+            unmap(*self._arena)
+            self._arena = None
         self.fd.close()
 
     def __enter__(self) -> Map:
@@ -369,4 +379,17 @@ class Map:
             except OSError as e:
                 raise SyscallError(f"mapping map '{self.name}'", e.errno or errno.EINVAL) from None
         return self._mmap
+
+    def map_arena(self, data: bytes = b"") -> int:
+        """Map an arena into this process, at the address its map_extra asks for (if
+        any), and copy `data` (the object's __arena globals) to its start. Programs
+        reach an arena's memory only once user space has mapped it. Returns the address."""
+        if self._arena is None:
+            size = mmap.PAGESIZE * self.max_entries
+            addr = map_shared(self.fileno(), size, self.map_extra,
+                              f"mapping arena '{self.name}'")
+            self._arena = (addr, size)
+            if data:
+                ctypes.memmove(addr, data, len(data))
+        return self._arena[0]
 

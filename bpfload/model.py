@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from .record import REQUIRED as R
 from .record import Record
+from .sys.constants import MapFlags, MapType
+
+ARENA_SEC = ".addr_space.1"  # globals placed in the arena (__arena)
 
 # Relocation kinds on an instruction.
 RELOC_MAP = "map"  # ld_imm64 of a map: becomes BPF_PSEUDO_MAP_FD
@@ -43,6 +46,7 @@ class Function(Record):
         ("insns", R),  # list[Insn]
         ("relocs", list),  # list[Reloc]
         ("is_global", True),  # bool
+        ("hidden", False),  # bool: visibility hidden (__hidden), verified as if static
         ("func_info", list),  # list[FuncInfo] insn relative to start
         ("line_info", list),  # list[LineInfo]
         ("core_relos", list),  # list[CoreRelo]
@@ -113,10 +117,19 @@ class MapSpec(Record):
         ("pinning", 0),  # int
         ("btf_key_type", 0),  # int
         ("btf_value_type", 0),  # int
-        ("origin", "btf"),  # str "btf" (.maps), "legacy" (maps), "data" (global data)
+        # str "btf" (.maps), "legacy" (maps), "data" (global data and .kconfig),
+        # "struct_ops" (.struct_ops and .struct_ops.link)
+        ("origin", "btf"),
         ("section", ""),  # str ELF section the definition (or the data) lives in
-        ("data", None),  # bytes | None initial contents of a global-data map
+        # bytes | None initial contents: of a global-data map's value, of an arena
+        # (.addr_space.1), of a struct_ops map's struct in the object's layout
+        ("data", None),
         ("inner", None),  # MapSpec | None template of a map-in-map"s inner map
+        # dict[int, str] initial values from relocations: slot -> map (map-in-map) or
+        # program (prog array); for struct_ops, member index -> program
+        ("init_slots", dict),
+        ("autocreate", True),  # bool (False for SEC("?.struct_ops"))
+        ("struct_ops_type", 0),  # int BTF id of a struct_ops map's struct type
     )
 
     @property
@@ -125,7 +138,9 @@ class MapSpec(Record):
 
     @property
     def readonly(self) -> bool:
-        return self.is_data and self.section.startswith(".rodata")
+        """Frozen after its initial value is written: .rodata* and .kconfig, the data
+        maps created BPF_F_RDONLY_PROG."""
+        return self.is_data and bool(self.flags & MapFlags.RDONLY_PROG)
 
 
 class Extern(Record):
@@ -136,6 +151,12 @@ class Extern(Record):
         ("kind", R),  # str "kfunc", "ksym" or "kconfig"
         ("weak", R),  # bool
         ("btf_type", 0),  # int the object"s BTF FUNC or VAR for it
+        # __kconfig externs: where the value lives in the .kconfig map and what it is
+        ("offset", 0),  # int
+        ("size", 0),  # int
+        ("align", 1),  # int
+        ("kcfg_type", ""),  # str one of the KCFG_* kinds of .kconfig
+        ("signed", False),  # bool
     )
 
 
@@ -155,11 +176,17 @@ class ObjectSpec(Record):
         ("section_sizes", dict),  # dict[str, int]
         # ELF symbols of those sections: name -> (offset, hidden visibility)
         ("data_symbols", dict),  # dict[str, tuple[int, bool]]
+        # program -> the .text function its BTF names with
+        # __attribute__((btf_decl_tag("exception_callback:NAME"))) ('' if it names two)
+        ("exception_callbacks", dict),  # dict[str, str]
     )
 
     def data_map(self, section: str) -> MapSpec | None:
-        """The global-data map holding a data section (.bss, .rodata.foo, ...)."""
+        """The map holding a data section (.bss, .rodata.foo, .kconfig, ...; the arena
+        map for the arena's globals in .addr_space.1)."""
         for m in self.maps.values():
             if m.is_data and m.section == section:
                 return m
+        if section == ARENA_SEC:
+            return next((m for m in self.maps.values() if m.type == MapType.ARENA), None)
         return None

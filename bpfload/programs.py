@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import os
 
 from . import asm
 from .errors import SyscallError, VerifierError
 from .record import REQUIRED, Record
 from .sys import attrs
-from .sys.constants import Cmd, ProgFlags, ProgType, kernel_name
+from .sys.constants import Cmd, ProgType, kernel_name
 from .sys.syscall import FD, address, bpf, bpf_fd, obj_info
 
 LOG_START = 256 * 1024
@@ -189,25 +188,14 @@ def _load_log(name: str, code: bytes, o: LoadOptions) -> str:
             return log.value.decode("utf-8", "replace")
 
 
-_KVER = None
+_KVER: int | None = None
 
 
 def _kernel_version() -> int:
     """LINUX_VERSION_CODE of the running kernel (old kernels check it for kprobes)."""
     global _KVER
     if _KVER is None:
-        parts = []
-        for field in os.uname().release.split(".")[:3]:
-            digits = ""
-            for c in field:
-                if not c.isdigit():
-                    break
-                digits += c
-            parts.append(int(digits or 0))
-        major, minor, patch = (parts + [0, 0, 0])[:3]
-        _KVER = (major << 16) | (minor << 8) | min(patch, 255)
+        from .kconfig import kernel_version
+
+        _KVER = kernel_version()
     return _KVER
-
-
-def sleepable_flag(sleepable: bool) -> int:
-    return int(ProgFlags.SLEEPABLE) if sleepable else 0

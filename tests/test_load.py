@@ -147,3 +147,23 @@ def test_optional_programs_load_when_asked(bpf_object):
         assert set(obj.programs) == {"always"}
     with bpfload.load(bpf_object("optional"), programs=["always", "on_request"]) as obj:
         assert obj.program("on_request").test_run(b"\0" * 8).retval == 2
+
+
+def test_kernel_objects_never_get_fds_0_to_2(bpf_object):
+    """With stdin closed the kernel hands out fd 0 next: the object's BTF would land
+    there, and btf_fd 0 means "no BTF" to BPF_MAP_CREATE (the maps were silently made
+    without it). Every fd bpfload gets is moved above 2, as libbpf does."""
+    script = (
+        "import os, sys\n"
+        "os.close(0)\n"
+        "import bpfload\n"
+        "with bpfload.load(sys.argv[1], programs=['run_globals']) as obj:\n"
+        "    fds = [obj.btf_fd.fileno()] + [m.fileno() for m in obj.maps.values()]\n"
+        "    fds += [p.fileno() for p in obj.programs.values()]\n"
+        "    assert min(fds) > 2, fds\n"
+        "    typed = [n for n, m in obj.spec.maps.items() if m.btf_value_type]\n"
+        "    assert typed and all(obj.map(n).info().btf_id for n in typed), 'no BTF'\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", script, str(bpf_object("globals"))],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr

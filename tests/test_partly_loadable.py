@@ -21,7 +21,7 @@ def _cli(*args):
 
 def test_reader_keeps_programs_of_unknown_sections(bpf_object):
     obj = elf_reader.read(bpf_object("partly_loadable"))
-    assert set(obj.programs) == {"fine", "odd_section", "needs_missing"}
+    assert set(obj.programs) == {"fine", "odd_section", "needs_missing", "needs_config"}
     assert obj.programs["odd_section"].sdef is None
     assert obj.programs["fine"].sdef.pattern == "syscall"
 
@@ -30,7 +30,7 @@ def test_show_lists_everything_and_marks_what_cannot_load(bpf_object):
     r = _cli("show", bpf_object("partly_loadable"))
     assert r.returncode == 0, r.stderr
     progs = {ln.split()[1]: ln for ln in r.stdout.splitlines() if ln.startswith("prog ")}
-    assert set(progs) == {"fine", "odd_section", "needs_missing"}
+    assert set(progs) == {"fine", "odd_section", "needs_missing", "needs_config"}
     assert "unknown" in progs["odd_section"].split()[3]
     assert "unknown section: cannot be loaded" in progs["odd_section"]
     assert "cannot be loaded" not in progs["fine"]
@@ -61,3 +61,9 @@ def test_missing_strong_kfunc_fails_only_the_program_using_it(root, no_leaks, bp
     r = _cli("load", bpf_object("partly_loadable"), "--program", "needs_missing")
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "program 'needs_missing'" in r.stderr and "bpf_bpfload_missing_strong" in r.stderr
+
+
+def test_missing_strong_kconfig_fails_only_the_program_using_it(root, no_leaks, bpf_object):
+    with pytest.raises(RelocationError, match="program 'needs_config': __kconfig extern "
+                                              "'CONFIG_BPFLOAD_STRONG_MISSING' is not set"):
+        load(str(bpf_object("partly_loadable")), programs=["needs_config"])

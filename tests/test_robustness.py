@@ -85,7 +85,8 @@ def test_datasec_naming_a_missing_type_is_a_btf_error():
     i32 = Int("int", 4, btf_format.INT_SIGNED)
     spec = Spec(encode([i32, Var("x", 1, btf_format.LINKAGE_GLOBAL),
                         Datasec(".data", 4, [VarSecinfo(99, 0, 4)])]))
-    obj = SimpleNamespace(btf=spec, section_sizes={".data": 4}, data_symbols={"x": (0, False)})
+    obj = SimpleNamespace(btf=spec, section_sizes={".data": 4}, data_symbols={"x": (0, False)},
+                          functions={})
     with pytest.raises(BTFError, match="type id 99 out of range"):
         fixup.program_types(obj)
     # .ksyms naming a FUNC without a prototype, .kconfig naming a non-variable
@@ -93,7 +94,8 @@ def test_datasec_naming_a_missing_type_is_a_btf_error():
                      (".kconfig", Int("i", 4))):
         spec = Spec(encode([i32, bad,
                             Datasec(sec, 4, [VarSecinfo(2, 0, 4)])]))
-        obj = SimpleNamespace(btf=spec, section_sizes={}, data_symbols={})
+        obj = SimpleNamespace(btf=spec, section_sizes={}, data_symbols={}, externs={},
+                              functions={})
         with pytest.raises(BTFError):
             fixup.program_types(obj)
 

@@ -58,12 +58,28 @@ def program_types(obj, features: Features | None = None,
         if t.name == KSYMS_SEC:
             _fix_ksyms(t, types, get, first)
         elif t.name == KCONFIG_SEC:
-            _fix_kconfig(t, get, kconfig_offsets or {})
+            if kconfig_offsets is None:  # where the reader laid the values out
+                kconfig_offsets = {e.name: e.offset for e in obj.externs.values()
+                                   if e.kind == "kconfig"}
+            _fix_kconfig(t, get, kconfig_offsets)
         else:
             _fix_datasec(obj, t, get)
+    _hidden_functions_static(obj, types)
     if features is not None:
         notes += _sanitize(types, features)
     return types, notes
+
+
+def _hidden_functions_static(obj, types: list[T.Type]) -> None:
+    """A global subprogram of .text with hidden visibility (__hidden) is verified like a
+    static one, in its callers' context: libbpf marks its FUNC static."""
+    hidden = {fn.name for fn in obj.functions.values()
+              if fn.section == ".text" and fn.is_global and fn.hidden}
+    for t in types:
+        if hidden and isinstance(t, T.Func) and t.linkage == F.LINKAGE_GLOBAL \
+                and t.name in hidden:
+            t.linkage = F.LINKAGE_STATIC
+            hidden.discard(t.name)  # the first FUNC of that name, as libbpf
 
 
 def _int32(types: list[T.Type], first: int) -> int:

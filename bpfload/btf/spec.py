@@ -408,6 +408,28 @@ class Spec:
                 raise BTFError(f"type {type_id} ({t.kind_name} {t.name!r}) has no size")
         raise BTFError(f"BTF type chain too long or looping at type {type_id}")
 
+    def align_of(self, type_id: int, _depth: int = 0) -> int:
+        """The alignment of a type, by libbpf's btf__align_of() rules (a packed struct,
+        one whose members are not all naturally aligned, aligns to 1)."""
+        if _depth > _MAX_DEPTH:
+            raise BTFError(f"BTF type chain too long or looping at type {type_id}")
+        t = self[type_id]
+        if isinstance(t, (T.Int, T.Float, T.Enum)):
+            return min(t.size, 8)
+        if isinstance(t, T.Ptr):
+            return 8
+        if isinstance(t, (T.Array, *T.MODIFIERS, T.Var)):
+            return self.align_of(t.type, _depth + 1)
+        if isinstance(t, T.Struct):
+            align = 1
+            for m in t.members:
+                a = self.align_of(m.type, _depth + 1)
+                if m.bitfield_size == 0 and m.bit_offset % (8 * a):
+                    return 1  # packed
+                align = max(align, a)
+            return 1 if t.size % align else align
+        raise BTFError(f"type {type_id} ({t.kind_name} {t.name!r}) has no alignment")
+
     def describe(self, type_id: int, _depth: int = 0) -> str:
         """A short C-like name for messages: 'struct task_struct', 'int', 'u32 *'."""
         if _depth > _MAX_DEPTH:  # malformed BTF: a pointer or qualifier loop

@@ -39,6 +39,8 @@ class MapCreateAttr(_Layout):
         ("btf_value_type_id", c_uint32),
         ("btf_vmlinux_value_type_id", c_uint32),
         ("map_extra", c_uint64),
+        ("value_type_btf_obj_fd", c_int32),  # with BPF_F_VTYPE_BTF_OBJ_FD (struct_ops)
+        ("map_token_fd", c_int32),
     ]
 
 
@@ -114,6 +116,16 @@ class BtfLoadAttr(_Layout):
     ]
 
 
+class ObjPinAttr(_Layout):
+    """BPF_OBJ_PIN and BPF_OBJ_GET"""
+
+    _fields_ = [
+        ("pathname", c_uint64),
+        ("bpf_fd", c_uint32),
+        ("file_flags", c_uint32),
+    ]
+
+
 class TestRunAttr(_Layout):
     _fields_ = [
         ("prog_fd", c_uint32),
@@ -165,11 +177,24 @@ class _LinkTracing(ctypes.Structure):
     _fields_ = [("target_btf_id", c_uint32), ("_pad", c_uint32), ("cookie", c_uint64)]
 
 
+class _LinkUprobeMulti(ctypes.Structure):
+    _fields_ = [
+        ("path", c_uint64),
+        ("offsets", c_uint64),
+        ("ref_ctr_offsets", c_uint64),
+        ("cookies", c_uint64),
+        ("cnt", c_uint32),
+        ("flags", c_uint32),
+        ("pid", c_uint32),
+    ]
+
+
 class _LinkTarget(ctypes.Union):
     _fields_ = [
         ("target_btf_id", c_uint32),
         ("perf_event_cookie", c_uint64),
         ("tracing", _LinkTracing),
+        ("uprobe_multi", _LinkUprobeMulti),
     ]
 
 

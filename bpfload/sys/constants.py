@@ -230,6 +230,10 @@ class MapFlags(IntFlag):
     MMAPABLE = 1 << 10
     PRESERVE_ELEMS = 1 << 11
     INNER_MAP = 1 << 12
+    LINK = 1 << 13
+    PATH_FD = 1 << 14
+    VTYPE_BTF_OBJ_FD = 1 << 15
+    TOKEN_FD = 1 << 16
 
 
 class ProgFlags(IntFlag):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import signal
 
@@ -148,9 +149,22 @@ def _owned(make_fd, *args) -> FD:
     if _sigmask(signal.SIG_BLOCK, _HELD_SET, old):
         raise OSError("pthread_sigmask failed")  # pragma: no cover - EINVAL only
     try:
-        return FD(make_fd(*args))
+        return FD(_above_stdio(make_fd(*args)))
     finally:
         _sigmask(signal.SIG_SETMASK, old, None)
+
+
+def _above_stdio(fd: int) -> int:
+    """`fd`, moved to 3 or above if it is 0-2. A process started with stdin (or stdout,
+    stderr) closed gets those numbers for its kernel objects, and 0 means "none" in
+    bpf(2) attributes (btf_fd, inner_map_fd, ...): the object's BTF at fd 0 would
+    silently not be used. libbpf and cilium/ebpf move them the same way."""
+    if fd > 2:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(fd)
 
 
 def obj_info(fd: int, info: ctypes.Structure) -> ctypes.Structure:
@@ -158,6 +172,18 @@ def obj_info(fd: int, info: ctypes.Structure) -> ctypes.Structure:
     attr = attrs.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=address(info))
     bpf(Cmd.OBJ_GET_INFO_BY_FD, attr, "bpf(OBJ_GET_INFO_BY_FD)")
     return info
+
+
+def obj_pin(fd: int, path: str, what: str) -> None:
+    """BPF_OBJ_PIN: make `path` (in a bpffs) refer to the object."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    bpf(Cmd.OBJ_PIN, attrs.ObjPinAttr(pathname=address(name), bpf_fd=fd), what)
+
+
+def obj_get(path: str, what: str) -> FD:
+    """BPF_OBJ_GET: a file descriptor of the object pinned at `path`."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    return bpf_fd(Cmd.OBJ_GET, attrs.ObjPinAttr(pathname=address(name)), what)
 
 
 def next_id(cmd: Cmd, start: int) -> int | None:
@@ -200,6 +226,33 @@ def _perf_event_open(attr, pid: int, cpu: int, group_fd: int, what: str) -> int:
     if ret < 0:
         raise SyscallError(what, ctypes.get_errno())
     return ret
+
+
+_mmap = _libc.mmap
+_mmap.restype = ctypes.c_void_p
+_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                  ctypes.c_long]
+_munmap = _libc.munmap
+_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_MAP_FAILED = ctypes.c_void_p(-1).value
+PROT_READ_WRITE = 0x3
+MAP_SHARED = 0x1
+MAP_FIXED = 0x10
+
+
+def map_shared(fd: int, size: int, addr: int = 0, what: str = "mmap") -> int:
+    """mmap(addr, size, PROT_READ|PROT_WRITE, MAP_SHARED[|MAP_FIXED], fd, 0): the
+    address. (The mmap module cannot place a mapping at a given address, which an
+    arena with map_extra needs.)"""
+    flags = MAP_SHARED | (MAP_FIXED if addr else 0)
+    ret = _mmap(addr or None, size, PROT_READ_WRITE, flags, fd, 0)
+    if ret is None or ret == _MAP_FAILED:
+        raise SyscallError(what, ctypes.get_errno())
+    return ret
+
+
+def unmap(addr: int, size: int) -> None:
+    _munmap(addr, size)
 
 
 _ioctl = _libc.ioctl

@@ -43,6 +43,12 @@ _HINTS_PRIVILEGED = {
     _errno.EACCES: "the verifier or a security module refused it",
 }
 
+#: The errnos that mean "this kernel cannot do that": EOPNOTSUPP (ENOTSUP) and the
+#: kernel-internal ENOTSUPP (524), which bpf(2) lets reach user space.
+ENOTSUPP = 524
+NOT_SUPPORTED = frozenset({_errno.EOPNOTSUPP, ENOTSUPP})
+
+
 def _hint(err: int) -> str | None:
     if err in _HINTS_PRIVILEGED and has_all_bpf_privileges():
         return _HINTS_PRIVILEGED[err]
@@ -90,7 +96,13 @@ class VerifierError(SyscallError):
 
 
 class AttachError(BPFLoadError):
-    """A program could not be attached to its hook."""
+    """A program could not be attached to its hook; `errno` is the system call's when
+    one failed (None when the hook was not found before any call)."""
+
+    def __init__(self, msg: str, err: int | None = None):
+        super().__init__(msg)
+        self.errno = err
+        self.errname = errno_name(err) if err is not None else None
 
 
 def _meaningful_tail(log: str, n: int) -> list[str]:

@@ -13,7 +13,7 @@ import errno
 import os
 
 from . import sections
-from .errors import AttachError, SyscallError
+from .errors import NOT_SUPPORTED, AttachError, SyscallError
 from .programs import Program
 from .sys import attrs
 from .sys.constants import (
@@ -86,13 +86,13 @@ def attach_tracing(prog: Program, target: str = "") -> Link:
         fd = bpf_fd(Cmd.LINK_CREATE, attr, f"attaching '{prog.name}' to {target}")
     except SyscallError as e:
         if e.errno != errno.EINVAL:
-            raise _attach_error(prog, target, e) from None
+            raise _attach_error(prog, target, e) from e
         # kernels before 5.13 attach tracing programs through RAW_TRACEPOINT_OPEN
         try:
             fd = bpf_fd(Cmd.RAW_TRACEPOINT_OPEN, attrs.RawTracepointAttr(prog_fd=prog.fileno()),
                         f"attaching '{prog.name}' to {target}")
         except SyscallError as e2:
-            raise _attach_error(prog, target, e2) from None
+            raise _attach_error(prog, target, e2) from e2
     return Link(prog.attach_kind, prog, target, fd)
 
 
@@ -108,8 +108,8 @@ def attach_raw_tracepoint(prog: Program, name: str) -> Link:
     except SyscallError as e:
         if e.errno == errno.ENOENT:
             raise AttachError(f"attaching '{prog.name}': the kernel has no raw tracepoint "
-                              f"'{name}'") from None
-        raise _attach_error(prog, name, e) from None
+                              f"'{name}'", e.errno) from e
+        raise _attach_error(prog, name, e) from e
     return Link(sections.ATTACH_RAW_TP, prog, name, fd)
 
 
@@ -173,7 +173,7 @@ def attach_kprobe(prog: Program, function: str, ret: bool = False) -> Link:
     except SyscallError as e:
         if e.errno == errno.ENOENT:
             raise AttachError(f"attaching '{prog.name}': no kernel function '{func}' to "
-                              f"probe") from None
+                              f"probe", e.errno) from e
         raise
     return _attach_perf_event(prog, pfd, kind, function)
 
@@ -197,15 +197,15 @@ def _attach_perf_event(prog: Program, pfd: FD, kind: str, target: str) -> Link:
         fd = bpf_fd(Cmd.LINK_CREATE, attr, f"attaching '{prog.name}' to {kind} {target}")
         return Link(kind, prog, target, fd, perf_fd=pfd)
     except SyscallError as e:
-        if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+        if e.errno not in NOT_SUPPORTED and e.errno != errno.EINVAL:
             pfd.close()
-            raise _attach_error(prog, target, e) from None
+            raise _attach_error(prog, target, e) from e
     try:  # kernels before 5.15: the perf event owns the attachment
         ioctl(pfd.fileno(), PERF_EVENT_IOC_SET_BPF, prog.fileno(), "PERF_EVENT_IOC_SET_BPF")
         ioctl(pfd.fileno(), PERF_EVENT_IOC_ENABLE, 0, "PERF_EVENT_IOC_ENABLE")
     except SyscallError as e:
         pfd.close()
-        raise _attach_error(prog, target, e) from None
+        raise _attach_error(prog, target, e) from e
     return Link(kind, prog, target, pfd)
 
 
@@ -213,6 +213,6 @@ def _attach_error(prog: Program, target: str, e: SyscallError) -> AttachError:
     msg = f"attaching program '{prog.name}' to {target or prog.section}: {e.errname}"
     if e.hint:
         msg += f": {e.hint}"
-    elif e.errno == errno.ENOTSUP or e.errno == 524:
+    elif e.errno in NOT_SUPPORTED:
         msg += ": the kernel cannot attach this program type here"
-    return AttachError(msg)
+    return AttachError(msg, e.errno)

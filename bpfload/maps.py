@@ -13,7 +13,7 @@ import errno
 import mmap
 import struct
 
-from .errors import SyscallError
+from .errors import NOT_SUPPORTED, SyscallError
 from .procfs import possible_cpus
 from .sys import attrs
 from .sys.constants import BPF_ANY, PERCPU_MAP_TYPES, Cmd, MapFlags, MapType, kernel_name
@@ -246,9 +246,10 @@ class Map:
             try:
                 return self._batch(batch, delete)
             except SyscallError as e:
-                if e.errno not in (errno.EINVAL, errno.ENOTSUP, 524, errno.ENOSYS):
+                if e.errno not in NOT_SUPPORTED and e.errno not in (errno.EINVAL,
+                                                                    errno.ENOSYS):
                     raise
-                self._batch_ok = False  # 524 is the kernel's ENOTSUPP
+                self._batch_ok = False
         return self._per_key(delete)
 
     def _batch(self, batch: int, delete: bool) -> tuple[bytes, bytes, int]:
@@ -337,7 +338,7 @@ class Map:
                 bpf(Cmd.MAP_UPDATE_BATCH, attr, f"updating map '{self.name}' in a batch")
                 return
             except SyscallError as e:
-                if e.errno not in (errno.EINVAL, errno.ENOTSUP, 524):
+                if e.errno not in NOT_SUPPORTED and e.errno != errno.EINVAL:
                     raise
                 self._batch_ok = False
         ksz, vsz = self.key_size, self._value_bytes

@@ -8,6 +8,7 @@ clear error.
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -49,10 +50,22 @@ def test_links_close_with_the_object(bpf_object):
 def test_missing_tracepoint_is_a_clear_error(bpf_object):
     with bpfload.load(bpf_object("attach"), programs=["count_raw_tp"]) as obj:
         prog = obj.program("count_raw_tp")
-        with pytest.raises(bpfload.AttachError, match="no raw tracepoint 'no_such_tp'"):
+        with pytest.raises(bpfload.AttachError, match="no raw tracepoint 'no_such_tp'") as e:
             links.attach_raw_tracepoint(prog, "no_such_tp")
+        assert (e.value.errno, e.value.errname) == (errno.ENOENT, "ENOENT")
         with pytest.raises(bpfload.AttachError, match="no tracepoint nope/nothing"):
             links.tracepoint_id("nope", "nothing")
+
+
+def test_attach_errors_keep_the_errno(bpf_object):
+    """A refused attach says which errno, on the exception and in its cause."""
+    with bpfload.load(bpf_object("attach"), programs=["count_raw_tp"]) as obj:
+        prog = obj.program("count_raw_tp")
+        with pytest.raises(bpfload.AttachError) as e:
+            links.attach_tracing(prog, "x")  # a raw_tp program has no BTF target
+        assert e.value.errno is not None and e.value.errname in str(e.value)
+        assert isinstance(e.value.__cause__, bpfload.SyscallError)
+        assert e.value.__cause__.errno == e.value.errno
 
 
 def test_host_refusal_of_fentry_is_not_blamed_on_root(bpf_object):

@@ -68,9 +68,11 @@ ATTR_LAYOUTS = [
     (attrs.GetIdAttr, ["start_id", "next_id", "open_flags"], {}),
     (attrs.InfoAttr, ["bpf_fd", "info_len", "info"], {}),
     (attrs.RawTracepointAttr, ["name", "prog_fd"], {}),
+    (attrs.ObjPinAttr, ["pathname", "bpf_fd", "file_flags"], {}),
     (attrs.LinkCreateAttr, ["prog_fd", "target_fd", "attach_type", "flags",
                             "target_btf_id"],
-     {"perf_event_cookie": "perf_event.bpf_cookie", "tracing": "tracing"}),
+     {"perf_event_cookie": "perf_event.bpf_cookie", "tracing": "tracing",
+      "uprobe_multi": "uprobe_multi"}),
 ]
 
 

@@ -336,4 +336,3 @@ class DeclTag(Type):
 #: kinds whose only job is to qualify or rename another type
 MODIFIERS = (Typedef, Volatile, Const, Restrict, TypeTag)
 QUALIFIERS = (Volatile, Const, Restrict, TypeTag)
-COMPOSITES = (Struct, Union)

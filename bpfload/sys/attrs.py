@@ -209,12 +209,6 @@ class LinkCreateAttr(_Layout):
     ]
 
 
-class LinkFdAttr(_Layout):
-    """BPF_LINK_DETACH"""
-
-    _fields_ = [("link_fd", c_uint32)]
-
-
 # --- BPF_OBJ_GET_INFO_BY_FD payloads ---------------------------------------------
 
 
@@ -293,16 +287,6 @@ class BtfInfo(_Layout):
     ]
 
 
-class LinkInfo(_Layout):
-    _fields_ = [
-        ("type", c_uint32),
-        ("id", c_uint32),
-        ("prog_id", c_uint32),
-        ("_pad", c_uint32),
-        ("u", c_uint8 * 48),
-    ]
-
-
 # --- records passed with BPF_PROG_LOAD ----------------------------------------------
 
 
@@ -347,6 +331,3 @@ class PerfEventAttr(ctypes.Structure):
         ("_reserved_2", ctypes.c_uint16),
     ]
 
-
-# The kernel's `struct bpf_insn`: 8 bytes, little-endian on the hosts we support.
-INSN_SIZE = 8

@@ -482,7 +482,10 @@ class _Reader:
         one-value enum (__ulong, for 64-bit values)."""
         t = self.btf[self.btf.skip_modifiers(mem.type)]
         if mem.name == "map_extra" and isinstance(t, T.Enum) and len(t.values) == 1:
-            return t.values[0].value & (1 << 64) - 1
+            value = t.values[0].value
+            if not isinstance(t, T.Enum64):  # libbpf reads a 32-bit enum value as signed
+                value = (value & 0xFFFFFFFF) - ((value & 0x80000000) << 1)
+            return value & (1 << 64) - 1
         arr = self.btf[self.btf.skip_modifiers(t.type)] if isinstance(t, T.Ptr) else None
         if not isinstance(arr, T.Array):
             raise ObjectError(f"{self.path}: map '{map_name}' field '{mem.name}' is not "

@@ -153,6 +153,7 @@ class _GuestSession:
         _, problem = build_bpf_objects()
         if problem:
             _say(f"some guest BPF test objects could not be built on the host:\n{problem}")
+        env = self._selftests_env()
         scratch = Path(tempfile.mkdtemp(prefix="heatmap-guest-tests-"))
         xml_guest = f"{guest.GUEST_SCRATCH}/guest.xml"
         argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
@@ -163,7 +164,7 @@ class _GuestSession:
         start = time.monotonic()
         try:
             res = guest.run(argv, timeout=timeout, mem=mem, cwd=str(self.config.rootpath),
-                            scratch=scratch, kernel=image,
+                            scratch=scratch, kernel=image, env=env,
                             console_path=scratch / "console.log")
         except guest.GuestUnavailable as e:
             self.unavailable = str(e)
@@ -187,6 +188,22 @@ class _GuestSession:
             _say(f"guest scratch kept for inspection: {scratch}")
         else:  # nothing to look at: do not leave a directory per run in /tmp
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _selftests_env(self) -> dict[str, str]:
+        """The BPF selftest corpus, compiled here for test_selftests_guest.py (the guest
+        cannot tell which one is for it: the key holds the host's kernel BTF)."""
+        if not any("test_selftests_guest.py" in n for n in self.nodeids):
+            return {}
+        # a guest test that finds no corpus fails instead of skipping, as on the host
+        env = {k: os.environ[k] for k in ("HEATMAP_REQUIRE_REFERENCE",) if k in os.environ}
+        sys.path.insert(0, str(HERE.parent / "compat"))
+        import corpus
+
+        try:
+            env[corpus.ENV] = str(corpus.build(progress=_say).root)
+        except Exception as e:  # the guest test says what is missing
+            _say(f"cannot build the selftest corpus for the guest: {e}")
+        return env
 
     def _parse(self, xml_path: Path) -> None:
         root = ET.parse(xml_path).getroot()

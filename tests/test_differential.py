@@ -25,6 +25,7 @@ import subprocess
 
 import pytest
 import reference_libbpf
+from libbpf_ctypes import LibBPF
 from required import cannot_run
 
 from bpfload import asm
@@ -148,47 +149,25 @@ def bpftool_loadall(bpftool: str, obj_path: str, pin_dir: str) -> tuple[dict, di
 
 def libbpf_load(libbpf: str, obj_path: str, skip: set[str]) -> tuple[dict, dict]:
     """The same through libbpf directly, with the `skip` programs not loaded."""
-    lib = ctypes.CDLL(libbpf, use_errno=True)
-    lib.bpf_object__open_file.restype = ctypes.c_void_p
-    lib.bpf_object__open_file.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
-    lib.bpf_object__next_program.restype = ctypes.c_void_p
-    lib.bpf_object__next_program.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-    lib.bpf_object__next_map.restype = ctypes.c_void_p
-    lib.bpf_object__next_map.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-    lib.bpf_program__name.restype = ctypes.c_char_p
-    lib.bpf_program__name.argtypes = [ctypes.c_void_p]
-    lib.bpf_program__set_autoload.argtypes = [ctypes.c_void_p, ctypes.c_bool]
-    lib.bpf_program__fd.argtypes = [ctypes.c_void_p]
-    lib.bpf_map__fd.argtypes = [ctypes.c_void_p]
-    lib.bpf_map__autocreate.argtypes = [ctypes.c_void_p]
-    lib.bpf_map__autocreate.restype = ctypes.c_bool
-    lib.bpf_object__load.argtypes = [ctypes.c_void_p]
-    lib.bpf_object__close.argtypes = [ctypes.c_void_p]
-    obj = lib.bpf_object__open_file(obj_path.encode(), None)
-    assert obj, f"libbpf cannot open {obj_path}: {os.strerror(ctypes.get_errno())}"
+    lib = LibBPF(libbpf)
+    obj = lib.open(obj_path)
     try:
         progs_c = []
-        p = lib.bpf_object__next_program(obj, None)
-        while p:
-            name = lib.bpf_program__name(p).decode()
+        for name, p in lib.programs(obj):
             if name in skip:
-                lib.bpf_program__set_autoload(p, False)
+                lib.lib.bpf_program__set_autoload(p, False)
             else:
                 progs_c.append((name, p))
-            p = lib.bpf_object__next_program(obj, p)
-        err = lib.bpf_object__load(obj)
-        assert err == 0, f"libbpf cannot load {obj_path}: {os.strerror(-err)}"
-        progs = {name: normalised(lib.bpf_program__fd(p)) for name, p in progs_c}
+        lib.load(obj)
+        progs = {name: normalised(lib.lib.bpf_program__fd(p)) for name, p in progs_c}
         maps = {}
-        m = lib.bpf_object__next_map(obj, None)
-        while m:
-            if lib.bpf_map__autocreate(m):  # (one it did not create has a placeholder fd)
-                info = obj_info(lib.bpf_map__fd(m), attrs.MapInfo())
+        for m in lib.maps(obj):
+            if lib.lib.bpf_map__autocreate(m):  # (one it did not create has a placeholder fd)
+                info = obj_info(lib.lib.bpf_map__fd(m), attrs.MapInfo())
                 maps[info.name.decode()] = map_def(info)
-            m = lib.bpf_object__next_map(obj, m)
         return progs, maps
     finally:
-        lib.bpf_object__close(obj)
+        lib.close(obj)
 
 
 def bpfload_load(obj_path: str, skip: set[str]) -> tuple[dict, dict]:

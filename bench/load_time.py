@@ -1,5 +1,8 @@
 """Load time: `python -m bpfload load OBJ` against `bpftool prog loadall OBJ` (libbpf),
-whole processes, both cold-started, repeated; prints medians and the ratio.
+whole processes, both cold-started, repeated; prints medians and the ratio. `attach` is
+the tp_btf object (a raw_tp, a tp_btf and a tracepoint program, .bss and .rodata); the
+last line is the floor: what `python -m` and the stdlib modules any ctypes loader
+needs cost before any work, in the same ratio.
 
     python3 bench/load_time.py [RUNS]
 
@@ -31,9 +34,9 @@ PIN = "/sys/fs/bpf/bench_load_time"
 OBJECTS = ["attach", "globals"]
 
 
-def _time(cmd: list[str], after=None, env=None) -> float:
+def _time(cmd: list[str], after=None, env=None, cwd=REPO) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    r = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        env=env)
     dt = time.perf_counter() - t0
     if r.returncode:
@@ -93,17 +96,33 @@ def main() -> None:
             print(f"{name:<10} {c * 1e3:>7.1f}ms {n * 1e3:>7.1f}ms {w * 1e3:>7.1f}ms   "
                   f"(bpftool refuses write_rodata)")
     shutil.rmtree(fresh_dir, ignore_errors=True)
-    base = statistics.median(_time([PYTHON, "-c", "pass"]) for _ in range(runs))
-    # what any ctypes-based loader imports before doing anything: the floor
-    floor = statistics.median(_time([PYTHON, "-c", "import ctypes, mmap, pickle, signal, struct"])
-                              for _ in range(runs))
-    mods = statistics.median(_time([PYTHON, "-c", "import bpfload.collection, pickle"])
-                             for _ in range(runs))
-    imp = statistics.median(_time([PYTHON, "-c", "import elftools.elf.elffile"])
-                            for _ in range(runs))
-    print(f"reference: bare interpreter {base * 1e3:.1f}ms; with the stdlib modules a ctypes "
-          f"loader needs (ctypes, mmap, pickle, signal, struct) {floor * 1e3:.1f}ms; with "
-          f"bpfload's load path {mods * 1e3:.1f}ms; with pyelftools {imp * 1e3:.1f}ms")
+    _floor(runs)
+
+
+#: What any ctypes-based loader imports before it does anything: with `python -m` (how
+#: bpfload is run) this, plus runpy's own imports, is the floor under a load.
+FLOOR_MODULES = "ctypes, mmap, struct, zlib, array, fcntl, _pickle"
+
+
+def _floor(runs: int) -> None:
+    """The same interpreter running an empty module and one that only imports
+    FLOOR_MODULES, with -m, against bpftool on the tp_btf object in the same runs."""
+    where = tempfile.mkdtemp(prefix="bench-load-floor-")
+    try:
+        Path(where, "bench_empty.py").write_text("")
+        Path(where, "bench_floor.py").write_text(f"import {FLOOR_MODULES}\n")
+        obj = REPO / "build" / "bench" / "attach.bpf.o"
+        empty, floor, theirs = [], [], []
+        for _ in range(runs):
+            empty.append(_time([PYTHON, "-m", "bench_empty"], cwd=where))
+            floor.append(_time([PYTHON, "-m", "bench_floor"], cwd=where))
+            theirs.append(_time(["bpftool", "prog", "loadall", str(obj), PIN], _unpin))
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    e, f, t = (statistics.median(x) for x in (empty, floor, theirs))
+    print(f"floor: `python -m` of an empty module {e * 1e3:.1f}ms ({e / t:.2f}x bpftool); "
+          f"of one importing {FLOOR_MODULES} {f * 1e3:.1f}ms ({f / t:.2f}x); bpftool "
+          f"{t * 1e3:.1f}ms")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ if __name__ == "__main__" and _signal.getsignal(_signal.SIGINT) is _signal.defau
     # is nothing to release yet) rather than printing a traceback from an import.
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
 
-import signal
 import sys
 
 USAGE_ERROR = 2
@@ -27,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     from .stdout import silence_stdout
 
     try:
-        if signal.getsignal(signal.SIGINT) is signal.SIG_DFL:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if _signal.getsignal(_signal.SIGINT) == _signal.SIG_DFL:
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         status = args.func(args)
         sys.stdout.flush()  # a full disk or closed pipe is reported here, not at exit
         return status
@@ -185,7 +184,9 @@ def _load(args) -> int:
         obj.load()
         for w in obj.warnings:
             print(f"bpfload: warning: {w}", file=sys.stderr)
-        rows = [["map", name, m.type.name.lower(), f"id {m.id}",
+        from .sys.constants import MapType
+
+        rows = [["map", name, MapType.name_of(m.type).lower(), f"id {m.id}",
                  f"key {m.key_size} value {m.value_size} max_entries {m.max_entries}"]
                 for name, m in obj.maps.items()]
         rows += [["prog", name, p.section, f"id {p.id}", _n(p.insn_count, "insn")]
@@ -194,7 +195,7 @@ def _load(args) -> int:
         sys.stdout.flush()
         if args.attach:
             # block the signals first so one arriving early is not lost
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            held = _signal.pthread_sigmask(_signal.SIG_BLOCK, _STOP_SIGNALS)
             links = obj.attach()
             if not links:
                 kinds = sorted({p.section.split("/")[0] for p in obj.programs.values()})
@@ -205,16 +206,16 @@ def _load(args) -> int:
             for link in links:
                 print(f"link  {link.program.name:<16} {link.kind:<14} {link.target}")
             print(f"attached {len(links)} program(s); Ctrl-C detaches and exits", flush=True)
-            signal.sigwait(_STOP_SIGNALS)
+            _signal.sigwait(_STOP_SIGNALS)
             print("detached", flush=True)
     finally:
         obj.close()
         if held is not None:  # a signal still pending is delivered now, after close()
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, held)
     return 0
 
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_STOP_SIGNALS = {_signal.SIGINT, _signal.SIGTERM}
 
 
 def _check_btf_file(path: str) -> None:
@@ -233,6 +234,7 @@ def _check_btf_file(path: str) -> None:
 
 def _show(args) -> int:
     from .elf_reader import read
+    from .sys.constants import MapType, ProgType
 
     obj = read(args.object)
     btf = obj.btf
@@ -248,7 +250,7 @@ def _show(args) -> int:
         elif not p.autoload:
             target += " (not loaded unless named with --program)"
         calls = sum(1 for r in p.function.relocs if r.kind == "call")
-        kind = p.prog_type.name.lower() if p.sdef is not None else "unknown"
+        kind = ProgType.name_of(p.prog_type).lower() if p.sdef is not None else "unknown"
         rows.append(["prog", p.name, p.section, kind,
                      f"{_n(p.insn_count, 'insn')}, {_n(len(p.function.relocs), 'relocation')} "
                      f"({_n(calls, 'call')}){target}"])
@@ -264,7 +266,7 @@ def _show(args) -> int:
             extra += " pinned by name"
         if not m.autocreate:
             extra += " (not created: SEC(\"?...\"))"
-        rows.append(["map", m.name, m.type.name.lower(), m.origin,
+        rows.append(["map", m.name, MapType.name_of(m.type).lower(), m.origin,
                      f"key {m.key_size} value {m.value_size} max_entries {m.max_entries} "
                      f"flags {m.flags:#x}{extra}"])
     for v in sorted(obj.variables.values(), key=lambda v: (v.section, v.offset)):

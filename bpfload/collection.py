@@ -14,9 +14,8 @@ import builtins
 import errno
 import os
 
-from . import elf_reader, linker, map_setup, model, sections, struct_ops
-from .btf import fixup, targets
-from .btf import values as btf_values
+from . import linker, map_setup, model, sections
+from .btf import fixup
 from .btf.encode import StringTable, encode
 from .btf.kernel import KernelBTF
 from .errors import BPFLoadError, BTFError, ObjectError, SyscallError
@@ -29,7 +28,9 @@ TYPE_CHECKING = False  # (importing typing costs more than a warm load's own wor
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from .btf.targets import Externs
     from .links import Link
+    from .struct_ops import Layout
 
 
 class Variable:
@@ -58,11 +59,15 @@ class Variable:
         raw = self.raw()
         if not self._typed():
             return raw
-        return btf_values.decode(self._obj.spec.btf, self.spec.btf_type, raw)
+        from .btf import values
+
+        return values.decode(self._obj.spec.btf, self.spec.btf_type, raw)
 
     def set(self, value) -> None:
         if self._typed():
-            raw = btf_values.encode(self._obj.spec.btf, self.spec.btf_type, value, self.size)
+            from .btf import values
+
+            raw = values.encode(self._obj.spec.btf, self.spec.btf_type, value, self.size)
         elif isinstance(value, int):
             raw = value.to_bytes(self.size, "little", signed=value < 0)
         else:
@@ -85,6 +90,8 @@ class BPFObject:
 
             self.spec = objcache.read(source)
         else:
+            from . import elf_reader
+
             self.spec = elf_reader.read(source, name)
         self.path = self.spec.path
         self.kernel_btf = kernel_btf or (KernelBTF(btf_path) if btf_path else KernelBTF())
@@ -106,7 +113,7 @@ class BPFObject:
         self._pinned: list[str] = []  # paths this object pinned (unpinned if load fails)
         self._reused: set[str] = set()  # maps that were pinned already: left as found
         # struct_ops maps in the kernel's terms, and their values once programs load
-        self.struct_ops: dict[str, struct_ops.Layout] = {}
+        self.struct_ops: dict[str, Layout] = {}
         self.struct_ops_values: dict[str, bytes] = {}
 
     # --- configuration before load ----------------------------------------------------
@@ -193,6 +200,8 @@ class BPFObject:
                 raise ObjectError(f"program '{name}': "
                                   f"{sections.unknown_section_message(prog.section)}")
         try:
+            from .btf import targets
+
             externs = targets.resolve_externs(self.spec, self.kernel_btf)
             self._fill_kconfig(externs)
             self._lay_out_struct_ops()
@@ -202,10 +211,7 @@ class BPFObject:
                 if self._autoload.get(name, True):
                     self.programs[name] = self._load_program(prog, externs)
             self._fill_prog_arrays()
-            self.struct_ops_values = {
-                name: struct_ops.value_with_programs(lay, {
-                    p: self.programs[p].fileno() for p in lay.func_offsets
-                    if p in self.programs}) for name, lay in self.struct_ops.items()}
+            self._fill_struct_ops_values()
         except BaseException:
             for path in self._pinned:  # what this load pinned goes with it
                 _unpin(path)
@@ -214,7 +220,7 @@ class BPFObject:
         self.loaded = True
         return self
 
-    def _fill_kconfig(self, externs: targets.Externs) -> None:
+    def _fill_kconfig(self, externs: Externs) -> None:
         """The .kconfig map's contents; strong externs left unset fail their users."""
         m = self.spec.data_map(model.KCONFIG_SEC)
         if m is None:
@@ -225,6 +231,16 @@ class BPFObject:
         self._pending[m.section][:] = data
         externs.unresolved.update(unresolved)
 
+    def _fill_struct_ops_values(self) -> None:
+        """Each struct_ops map's value with its programs' fds, for attaching."""
+        if self.struct_ops:
+            from .struct_ops import value_with_programs
+
+            for name, lay in self.struct_ops.items():
+                fds = {p: self.programs[p].fileno() for p in lay.func_offsets
+                       if p in self.programs}
+                self.struct_ops_values[name] = value_with_programs(lay, fds)
+
     def _lay_out_struct_ops(self) -> None:
         """Kernel layouts of the struct_ops maps, and which of their programs load:
         libbpf loads a program some created struct_ops map uses, and not one only
@@ -233,6 +249,8 @@ class BPFObject:
         for m in self.spec.maps.values():
             if m.origin != "struct_ops":
                 continue
+            from . import struct_ops
+
             if m.autocreate:
                 lay = struct_ops.layout(self.spec.btf, m, self.kernel_btf)
                 self.struct_ops[m.name] = lay
@@ -298,7 +316,7 @@ class BPFObject:
     def _create_map(self, m: model.MapSpec, btf_fd: int) -> Map:
         entries = map_setup.max_entries(m, self._map_sizes.get(m.name))
         path = None
-        if m.pinning == elf_reader.PIN_BY_NAME:
+        if m.pinning == model.PIN_BY_NAME:
             path = map_setup.pin_path(m, self.pin_root)
             found = map_setup.reuse_pinned(m, path, entries)
             if found is not None:
@@ -368,7 +386,7 @@ class BPFObject:
         return apply_core(self.spec.btf, target, fn.core_relos, code, fn.name,
                           modules=modules, cache=self._core_cache)
 
-    def _load_program(self, prog: model.ProgramSpec, externs: targets.Externs) -> Program:
+    def _load_program(self, prog: model.ProgramSpec, externs: Externs) -> Program:
         map_fds = {name: m.fileno() for name, m in self.maps.items()}
         core = self._core if any(f.core_relos for f in self.spec.functions.values()) else None
         linked = linker.link(self.spec, prog, map_fds=map_fds, externs=externs, core=core)
@@ -385,8 +403,9 @@ class BPFObject:
             opts.func_info, opts.func_info_count = _func_info(linked)
             opts.line_info, opts.line_info_count = _line_info(linked, self._btf_strings)
         if prog.sdef.btf_target:
-            opts.attach_btf_id, opts.attach_btf_obj_fd = targets.attach_target(
-                self.kernel_btf, prog)
+            from .btf.targets import attach_target
+
+            opts.attach_btf_id, opts.attach_btf_obj_fd = attach_target(self.kernel_btf, prog)
         elif prog.prog_type == ProgType.STRUCT_OPS:
             lay = next((lay for lay in self.struct_ops.values() if prog.name in lay.members),
                        None)

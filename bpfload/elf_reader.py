@@ -30,13 +30,6 @@ MAPS_SEC = ".maps"
 LEGACY_MAPS_SEC = "maps"
 STRUCT_OPS_LINK_SEC = ".struct_ops.link"
 STRUCT_OPS_SECS = (".struct_ops", STRUCT_OPS_LINK_SEC, "?.struct_ops", "?" + STRUCT_OPS_LINK_SEC)
-
-# The kinds of value a __kconfig extern can take (libbpf's enum kcfg_type).
-KCFG_CHAR = "char"
-KCFG_BOOL = "bool"
-KCFG_INT = "int"
-KCFG_TRISTATE = "tristate"
-KCFG_CHAR_ARR = "char_array"
 TEXT_SEC = ".text"
 
 # struct bpf_map_def of the legacy "maps" section: type, key_size, value_size,
@@ -48,9 +41,6 @@ _UINT_FIELDS = {"type", "max_entries", "map_flags", "numa_node", "key_size", "va
                 "pinning", "map_extra"}
 # ... and as `T *name` (__type)
 _TYPE_FIELDS = {"key", "value"}
-# values of the pinning field (libbpf's enum libbpf_pin_type)
-PIN_NONE = 0
-PIN_BY_NAME = 1
 
 
 def read(source, name: str | None = None) -> model.ObjectSpec:
@@ -92,12 +82,6 @@ def elf_file_class():
         raise BPFLoadError(f"reading ELF files needs pyelftools, which {py} cannot import: "
                            f"install it ({how})") from None
     return ELFFile
-
-
-def object_name(path: str) -> str:
-    """libbpf's name for an object: its file name up to the first '.'."""
-    base = os.path.basename(path)
-    return (base.split(".", 1)[0] or base)[:BPF_OBJ_NAME_LEN - 1]
 
 
 def internal_map_name(obj_name: str, section: str) -> str:
@@ -166,7 +150,7 @@ class _Section:
 class _Reader:
     def __init__(self, data: bytes, path: str, name: str | None, elffile):
         self.path = path
-        self.name = object_name(name or path)
+        self.name = model.object_name(name or path)
         if data[:4] != b"\x7fELF":
             raise ObjectError(f"{path}: not an ELF file")
         self.elf = elffile(io.BytesIO(data))
@@ -468,8 +452,8 @@ class _Reader:
         m.max_entries = vals.get("max_entries", 0)
         m.flags = vals.get("map_flags", 0)
         m.numa_node = vals.get("numa_node", 0)
-        m.pinning = vals.get("pinning", PIN_NONE)
-        if m.pinning not in (PIN_NONE, PIN_BY_NAME):
+        m.pinning = vals.get("pinning", model.PIN_NONE)
+        if m.pinning not in (model.PIN_NONE, model.PIN_BY_NAME):
             raise ObjectError(f"{self.path}: map '{name}': invalid pinning value "
                               f"{m.pinning} (LIBBPF_PIN_NONE or LIBBPF_PIN_BY_NAME)")
         if inner and "pinning" in vals:
@@ -587,15 +571,16 @@ class _Reader:
         t = self.btf[self.btf.skip_modifiers(type_id)]
         if isinstance(t, T.Int):
             if t.encoding & F.INT_BOOL:
-                return (KCFG_BOOL if t.size == 1 else ""), False
+                return (model.KCFG_BOOL if t.size == 1 else ""), False
             if t.size == 1:
-                return KCFG_CHAR, t.signed
-            return (KCFG_INT if t.size in (2, 4, 8) else ""), t.signed
+                return model.KCFG_CHAR, t.signed
+            return (model.KCFG_INT if t.size in (2, 4, 8) else ""), t.signed
         if isinstance(t, T.Enum):
             ok = t.name == "libbpf_tristate" and (t.size == 4 or isinstance(t, T.Enum64))
-            return (KCFG_TRISTATE if ok else ""), False
+            return (model.KCFG_TRISTATE if ok else ""), False
         if isinstance(t, T.Array) and t.nelems:
-            return (KCFG_CHAR_ARR if self._kcfg_type(t.type)[0] == KCFG_CHAR else ""), False
+            chars = self._kcfg_type(t.type)[0] == model.KCFG_CHAR
+            return (model.KCFG_CHAR_ARR if chars else ""), False
         return "", False
 
     # --- struct_ops -------------------------------------------------------------------
@@ -752,8 +737,8 @@ class _Reader:
                 raise ObjectError(f"{self.path}: map '{name}': '{sym.name}' in its initial "
                                   f"values is not an entry-point program")
         else:
-            raise ObjectError(f"{self.path}: map '{name}' ({m.type.name.lower()}) cannot "
-                              f"have initial values")
+            kind = MapType.name_of(m.type).lower()
+            raise ObjectError(f"{self.path}: map '{name}' ({kind}) cannot have initial values")
         m.init_slots[rel // 8] = sym.name
 
     def _struct_ops_slot(self, section: str, offset: int, sym_index: int, functions,
@@ -825,8 +810,7 @@ class _Reader:
                                           f"{sec_name} insn {rec.insn} is in no function")
 
 
-def _map_type(value: int, name: str, path: str) -> MapType:
-    try:
-        return MapType(value)
-    except ValueError:
-        raise ObjectError(f"{path}: map '{name}' has unknown map type {value}") from None
+def _map_type(value: int, name: str, path: str) -> int:
+    if value not in MapType.items().values():
+        raise ObjectError(f"{path}: map '{name}' has unknown map type {value}")
+    return value

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .elf_reader import KCFG_BOOL, KCFG_CHAR, KCFG_CHAR_ARR, KCFG_INT, KCFG_TRISTATE
+from .model import KCFG_BOOL, KCFG_CHAR, KCFG_CHAR_ARR, KCFG_INT, KCFG_TRISTATE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover

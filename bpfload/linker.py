@@ -9,7 +9,6 @@ are applied, and func_info/line_info follow their functions to the new positions
 from __future__ import annotations
 
 from . import asm, model
-from .btf.targets import Externs
 from .errors import RelocationError
 from .model import KCONFIG_SEC
 from .record import REQUIRED, Record
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     from typing import Callable
 
     from .btf.ext import FuncInfo, LineInfo
+    from .btf.targets import Externs
 
     # (function, copy of its instructions) -> messages for poisoned instructions
     CoreApplier = Callable[[model.Function, list], dict]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import mmap
+import os
 import struct
 
 from .errors import NOT_SUPPORTED, SyscallError
@@ -21,6 +21,7 @@ from .sys.syscall import FD, address, bpf, bpf_fd, map_shared, obj_info, unmap
 
 TYPE_CHECKING = False  # (importing typing costs more than a warm load's own work)
 if TYPE_CHECKING:
+    import mmap
     from collections.abc import Iterator
     from typing import Any
 
@@ -79,7 +80,7 @@ class Map:
                  value: Any = None):
         self.fd = fd
         self.name = name
-        self.type = MapType(type)
+        self.type = type
         self.key_size = key_size
         self.value_size = value_size
         self.max_entries = max_entries
@@ -143,7 +144,7 @@ class Map:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Map({self.name!r}, {self.type.name}, key={self.key_size}, "
+        return (f"Map({self.name!r}, {MapType.name_of(self.type)}, key={self.key_size}, "
                 f"value={self.value_size}, max_entries={self.max_entries})")
 
     # --- single elements ---------------------------------------------------------------
@@ -369,6 +370,8 @@ class Map:
 
     def mmap(self, writable: bool = True) -> mmap.mmap:
         """Map an mmapable array's values into this process (kept until close())."""
+        import mmap  # (here: most loads never map anything)
+
         if self._mmap is None:
             if not self.flags & MapFlags.MMAPABLE:
                 raise ValueError(f"map '{self.name}' was not created BPF_F_MMAPABLE")
@@ -386,7 +389,7 @@ class Map:
         any), and copy `data` (the object's __arena globals) to its start. Programs
         reach an arena's memory only once user space has mapped it. Returns the address."""
         if self._arena is None:
-            size = mmap.PAGESIZE * self.max_entries
+            size = os.sysconf("SC_PAGE_SIZE") * self.max_entries
             addr = map_shared(self.fileno(), size, self.map_extra,
                               f"mapping arena '{self.name}'")
             self._arena = (addr, size)

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from .record import REQUIRED as R
 from .record import Record
-from .sys.constants import MapFlags, MapType
+from .sys.constants import BPF_OBJ_NAME_LEN, MapFlags, MapType
 
 ARENA_SEC = ".addr_space.1"  # globals placed in the arena (__arena)
+
+# The kinds of value a __kconfig extern can take (libbpf's enum kcfg_type).
+KCFG_CHAR = "char"
+KCFG_BOOL = "bool"
+KCFG_INT = "int"
+KCFG_TRISTATE = "tristate"
+KCFG_CHAR_ARR = "char_array"
+
+# values of a BTF map's pinning field (libbpf's enum libbpf_pin_type)
+PIN_NONE = 0
+PIN_BY_NAME = 1
 
 # Relocation kinds on an instruction.
 RELOC_MAP = "map"  # ld_imm64 of a map: becomes BPF_PSEUDO_MAP_FD
@@ -25,6 +36,12 @@ RELOC_EXTERN = "extern"  # kfunc call or __ksym/__kconfig variable
 # functions, and __kconfig values. Nothing of them is loaded; their BTF needs fixing up.
 KSYMS_SEC = ".ksyms"
 KCONFIG_SEC = ".kconfig"
+
+
+def object_name(path: str) -> str:
+    """libbpf's name for an object: its file name up to the first '.'."""
+    base = path.rsplit("/", 1)[-1]
+    return (base.split(".", 1)[0] or base)[:BPF_OBJ_NAME_LEN - 1]
 
 
 class Reloc(Record):

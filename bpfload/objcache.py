@@ -42,13 +42,13 @@ def _key(data: bytes) -> str | None:
 
 def read(path: str) -> model.ObjectSpec:
     """The model of the object at `path`, from the cache when it holds this content."""
-    from . import elf_reader
-
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
+        from . import elf_reader
+
         return elf_reader.read(path)  # reports the error the usual way
     where = cache_dir()
     key = _key(data) if where is not None else None
@@ -58,8 +58,10 @@ def read(path: str) -> model.ObjectSpec:
         if obj is not None:
             _touch(entry)
             obj.path = path
-            obj.name = elf_reader.object_name(path)
+            obj.name = model.object_name(path)
             return obj
+    from . import elf_reader  # (slow to import, with pyelftools: not on a hit)
+
     obj = elf_reader.read(data, name=path)
     obj.path = path
     if entry is not None:
@@ -78,7 +80,9 @@ def _trusted(path: str) -> bool:
 
 
 def _load(entry: str) -> model.ObjectSpec | None:
-    import pickle
+    # pickle's C half: the pickle module imports re and with it enum, which cost more
+    # start-up time than a warm load's own work
+    import _pickle as pickle
 
     try:
         with open(entry, "rb") as f:
@@ -96,10 +100,10 @@ MAX_ENTRIES = 64
 
 
 def _store(entry: str, obj: model.ObjectSpec) -> None:
-    import pickle
+    import _pickle as pickle
 
     try:
-        write_cache_file(entry, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
+        write_cache_file(entry, lambda f: pickle.dump(obj, f, protocol=5))
     except (pickle.PicklingError, TypeError, AttributeError):
         return  # an object the cache cannot hold is parsed again next time
     _prune(os.path.dirname(entry), MAX_ENTRIES)

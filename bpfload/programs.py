@@ -50,7 +50,7 @@ class Program:
                  attach_kind: str = "", attach_btf_id: int = 0, attach_btf_obj_fd: int = 0):
         self.fd = fd
         self.name = name
-        self.type = ProgType(prog_type)
+        self.type = prog_type
         self.insn_count = insn_count
         self.attach_type = attach_type
         self.section = section
@@ -134,7 +134,7 @@ class Program:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Program({self.name!r}, {self.type.name}, {self.insn_count} insns)"
+        return f"Program({self.name!r}, {ProgType.name_of(self.type)}, {self.insn_count} insns)"
 
 
 class TestRunResult(Record):

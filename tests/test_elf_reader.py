@@ -110,7 +110,7 @@ def test_internal_map_names_follow_libbpf():
     assert elf_reader.internal_map_name("my_object_name", ".bss") == "my_objec.bss"
     assert elf_reader.internal_map_name("my_object_name", ".kconfig") == "my_obje.kconfig"
     assert elf_reader.internal_map_name("x", ".rodata.abracadabra") == ".rodata.abracad"
-    assert elf_reader.object_name("/a/b/heatmap.bpf.o") == "heatmap"
+    assert model.object_name("/a/b/heatmap.bpf.o") == "heatmap"
 
 
 def _relocs(fn):

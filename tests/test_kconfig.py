@@ -33,8 +33,8 @@ def test_layout_is_libbpfs(bpf_object):
         "LINUX_BPFLOAD_UNKNOWN", "LINUX_HAS_BPF_COOKIE", "LINUX_HAS_SYSCALL_WRAPPER",
         "CONFIG_DEFAULT_HOSTNAME"]
     assert all(e.offset % e.align == 0 for e in kcfg)
-    assert externs["CONFIG_BPF_JIT"].kcfg_type == elf_reader.KCFG_TRISTATE
-    assert externs["CONFIG_DEFAULT_HOSTNAME"].kcfg_type == elf_reader.KCFG_CHAR_ARR
+    assert externs["CONFIG_BPF_JIT"].kcfg_type == model.KCFG_TRISTATE
+    assert externs["CONFIG_DEFAULT_HOSTNAME"].kcfg_type == model.KCFG_CHAR_ARR
 
 
 def test_values_come_from_the_kernel(root, no_leaks, bpf_object):
@@ -71,25 +71,25 @@ def _ext(kcfg_type: str, size: int, signed: bool = False) -> model.Extern:
 
 
 @pytest.mark.parametrize("kind,size,signed,text,raw", [
-    (elf_reader.KCFG_BOOL, 1, False, "y", b"\1"),
-    (elf_reader.KCFG_BOOL, 1, False, "n", b"\0"),
-    (elf_reader.KCFG_TRISTATE, 4, False, "m", b"\2\0\0\0"),
-    (elf_reader.KCFG_CHAR, 1, False, "m", b"m"),
-    (elf_reader.KCFG_INT, 4, True, "-5", (-5).to_bytes(4, "little", signed=True)),
-    (elf_reader.KCFG_INT, 2, False, "0x10", b"\x10\0"),
-    (elf_reader.KCFG_CHAR_ARR, 4, False, '"abcdef"', b"abc\0"),
+    (model.KCFG_BOOL, 1, False, "y", b"\1"),
+    (model.KCFG_BOOL, 1, False, "n", b"\0"),
+    (model.KCFG_TRISTATE, 4, False, "m", b"\2\0\0\0"),
+    (model.KCFG_CHAR, 1, False, "m", b"m"),
+    (model.KCFG_INT, 4, True, "-5", (-5).to_bytes(4, "little", signed=True)),
+    (model.KCFG_INT, 2, False, "0x10", b"\x10\0"),
+    (model.KCFG_CHAR_ARR, 4, False, '"abcdef"', b"abc\0"),
 ])
 def test_config_values_as_libbpf_sets_them(kind, size, signed, text, raw):
     assert kconfig._from_config(_ext(kind, size, signed), text) == raw
 
 
 @pytest.mark.parametrize("kind,size,signed,text,why", [
-    (elf_reader.KCFG_BOOL, 1, False, "m", "declare it enum libbpf_tristate"),
-    (elf_reader.KCFG_INT, 1, False, "256", "does not fit in 1 bytes"),
-    (elf_reader.KCFG_INT, 1, True, "128", "does not fit"),
-    (elf_reader.KCFG_INT, 4, False, "y", "needs a bool, tristate or char"),
-    (elf_reader.KCFG_BOOL, 1, False, '"s"', "needs a char array"),
-    (elf_reader.KCFG_INT, 4, False, "12x", "not a valid integer"),
+    (model.KCFG_BOOL, 1, False, "m", "declare it enum libbpf_tristate"),
+    (model.KCFG_INT, 1, False, "256", "does not fit in 1 bytes"),
+    (model.KCFG_INT, 1, True, "128", "does not fit"),
+    (model.KCFG_INT, 4, False, "y", "needs a bool, tristate or char"),
+    (model.KCFG_BOOL, 1, False, '"s"', "needs a char array"),
+    (model.KCFG_INT, 4, False, "12x", "not a valid integer"),
 ])
 def test_config_values_libbpf_refuses(kind, size, signed, text, why):
     with pytest.raises(kconfig._Unset, match=why):

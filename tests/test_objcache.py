@@ -3,7 +3,7 @@ partial or temporary file left behind, whatever interrupts the write."""
 
 from __future__ import annotations
 
-import pickle
+import _pickle
 
 import pytest
 
@@ -82,7 +82,7 @@ def test_interrupted_store_leaves_nothing(cache, bpf_object, monkeypatch):
     def interrupted(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pickle, "dump", interrupted)
+    monkeypatch.setattr(_pickle, "dump", interrupted)
     with pytest.raises(KeyboardInterrupt):
         objcache.read(bpf_object("relocs"))
     assert not list((cache / "objects").iterdir())

@@ -45,11 +45,11 @@ def parse_section_defs(source: str) -> list[tuple]:
     rows = []
     for m in _ROW.finditer(table):
         pattern, ptype, atype, flags, fn = m.groups()
-        attach = 0 if atype == "0" else AttachType[atype.removeprefix("BPF_")]
+        attach = 0 if atype == "0" else AttachType.items()[atype.removeprefix("BPF_")]
         bits = 0
         for name in flags.split("|"):
             bits |= flag_values[name.strip()]
-        rows.append((pattern, ProgType[ptype], attach, bits, fn))
+        rows.append((pattern, ProgType.items()[ptype], attach, bits, fn))
     assert len(rows) == table.count("SEC_DEF("), "a row of section_defs[] was not parsed"
     return rows
 

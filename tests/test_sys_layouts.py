@@ -128,8 +128,9 @@ def test_perf_event_attr_prefix_matches_kernel(kbtf):
     (constants.LinkType, "bpf_link_type", "BPF_LINK_TYPE_")])
 def test_enum_values_match_kernel(kbtf, enum, kname, prefix):
     values = {v.name: v.value for v in kbtf[kbtf.find_one(kname, 6)].values}
-    for member in enum:
-        assert values[prefix + member.name] == member.value, member.name
+    assert enum.items()
+    for name, value in enum.items().items():
+        assert values[prefix + name] == value, name
 
 
 def _enum_with(spec, enumerator: str) -> dict[str, int]:
@@ -144,8 +145,8 @@ def _enum_with(spec, enumerator: str) -> dict[str, int]:
 
 def test_map_flags_match_kernel(kbtf):
     flags = _enum_with(kbtf, "BPF_F_NO_PREALLOC")
-    for member in constants.MapFlags:
-        assert flags["BPF_F_" + member.name] == member.value, member.name
+    for name, value in constants.MapFlags.items().items():
+        assert flags["BPF_F_" + name] == value, name
 
 
 UAPI_HEADER = "/usr/include/linux/bpf.h"
@@ -166,8 +167,8 @@ def _defines(path: str) -> dict[str, int]:
 def test_defines_match_the_uapi_header():
     # #defines leave no trace in BTF: check them against the installed UAPI header
     d = _defines(UAPI_HEADER)
-    for member in constants.ProgFlags:
-        assert d["BPF_F_" + member.name] == member.value, member.name
+    for name, value in constants.ProgFlags.items().items():
+        assert d["BPF_F_" + name] == value, name
     for name in ("PSEUDO_MAP_FD", "PSEUDO_MAP_VALUE", "PSEUDO_BTF_ID", "PSEUDO_FUNC",
                  "PSEUDO_CALL", "PSEUDO_KFUNC_CALL", "PSEUDO_MAP_IDX"):
         assert d["BPF_" + name] == getattr(constants, name), name

@@ -135,6 +135,8 @@ class KernelBTF:
         self._vmlinux: Spec | None = None
         self._modules: dict[str, Spec] = {}
         self._module_fds: dict[str, FD] = {}
+        self._memo: dict | None = None  # find_id()'s remembered answers
+        self._memo_path: str | None = None
 
     @property
     def vmlinux(self) -> Spec:
@@ -171,6 +173,52 @@ class KernelBTF:
             if own:
                 return spec, own[0], mod
         return None
+
+    def find_id(self, name: str, kind: int) -> tuple[int, str] | None:
+        """(type id, module name or '') of find(), for callers that need no types.
+
+        vmlinux answers are remembered on disk per BTF identity (path, size, mtime,
+        inode, boot id), so a warm load that only resolves attach targets never reads
+        the 5 MB vmlinux BTF. Misses are not remembered: a module may add the name."""
+        memo = self._id_memo()
+        key = f"{kind}:{name}"
+        if key in memo:
+            return memo[key], ""
+        found = self.find(name, kind)
+        if found is None:
+            return None
+        _, tid, module = found
+        if not module and self._memo_path:
+            memo[key] = tid
+            import marshal
+
+            write_cache_file(self._memo_path, lambda f: f.write(marshal.dumps(memo)))
+        return tid, module
+
+    def _id_memo(self) -> dict[str, int]:
+        if self._memo is None:
+            self._memo, self._memo_path = {}, None
+            where = cache_dir()
+            try:
+                st = os.stat(self.path)
+            except OSError:
+                return self._memo
+            if where is None:
+                return self._memo
+            key = _identity_key(self.path, st).encode()
+            self._memo_path = os.path.join(
+                where, f"btf-{zlib.crc32(key):08x}{zlib.adler32(key):08x}.ids")
+            try:
+                import marshal
+
+                with open(self._memo_path, "rb") as f:
+                    memo = marshal.loads(f.read())
+                if isinstance(memo, dict) and memo.get("") == key.decode():
+                    self._memo = memo
+            except (OSError, EOFError, ValueError, TypeError):
+                pass
+            self._memo[""] = key.decode()  # whose answers these are (checked on load)
+        return self._memo
 
     def func(self, name: str) -> tuple[Spec, int, str] | None:
         return self.find(name, F.KIND_FUNC)

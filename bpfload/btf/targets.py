@@ -68,31 +68,32 @@ def attach_target(kernel_btf: KernelBTF, prog: model.ProgramSpec) -> tuple[int, 
     if ":" in target:  # SEC("fentry/module:function"), as libbpf allows
         module_name, target = target.split(":", 1)
     prefix, kind, what = _TARGET_NAMING.get(prog.attach_type, ("", F.KIND_FUNC, "function"))
-    found = _find(kernel_btf, module_name, prefix + target, kind)
+    if module_name is None:
+        found = kernel_btf.find_id(prefix + target, kind)
+    else:
+        found = _find_in_module(kernel_btf, module_name, prefix + target, kind)
     if found is None:
         where = f"module {module_name}'s" if module_name not in (None, "vmlinux") \
             else "the kernel's"
         raise BPFLoadError(f"program '{prog.name}': {what} '{target}' is not in {where} "
                            f"BTF, so it cannot be attached to")
-    _, tid, module = found
+    tid, module = found
     return tid, kernel_btf.module_fd(module).fileno() if module else 0
 
 
-def _find(kb: KernelBTF, module: str | None, name: str, kind: int):
-    """libbpf's find_kernel_btf_id(): vmlinux unless another module is named, then the
-    modules whose name starts with the one given."""
-    if module is None:
-        return kb.find(name, kind)
+def _find_in_module(kb: KernelBTF, module: str, name: str, kind: int):
+    """libbpf's find_kernel_btf_id() for MODULE:NAME: vmlinux if it is named, then the
+    modules whose name starts with the one given. (type id, module) or None."""
     if "vmlinux".startswith(module):
         tid = kb.vmlinux.find_one(name, kind)
         if tid is not None:
-            return kb.vmlinux, tid, ""
+            return tid, ""
     for mod in kb.module_names():
         if mod.startswith(module):
             spec = kb.module(mod)
             own = [i for i in spec.find(name, kind) if i >= spec.first_id]
             if own:
-                return spec, own[0], mod
+                return own[0], mod
     return None
 
 

@@ -1,15 +1,37 @@
 """Numbers from the kernel's UAPI (include/uapi/linux/bpf.h, perf_event.h), as data.
 
 Values are the kernel's ABI and never change once released; tests check them against
-the running kernel's own BTF (enum bpf_cmd, bpf_map_type, ...).
+the running kernel's own BTF (enum bpf_cmd, bpf_map_type, ...). They are plain ints on
+classes, not enum.IntEnum: creating the enum classes alone cost more start-up time than
+a warm `bpfload load` spends on its own work.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum, IntFlag
+
+class _Numbers:
+    """The named values of one kernel enum or flag set, as int class attributes."""
+
+    _by_name: dict[str, int] | None = None
+
+    @classmethod
+    def items(cls) -> dict[str, int]:
+        """NAME -> value, in declaration order."""
+        if cls.__dict__.get("_by_name") is None:
+            cls._by_name = {k: v for k, v in vars(cls).items()
+                            if k.isupper() and isinstance(v, int)}
+        return cls._by_name
+
+    @classmethod
+    def name_of(cls, value: int) -> str:
+        """The value's name ('HASH'), or its number when the kernel is newer than us."""
+        for k, v in cls.items().items():
+            if v == value:
+                return k
+        return str(value)
 
 
-class Cmd(IntEnum):
+class Cmd(_Numbers):
     """enum bpf_cmd"""
 
     MAP_CREATE = 0
@@ -50,7 +72,7 @@ class Cmd(IntEnum):
     PROG_BIND_MAP = 35
 
 
-class MapType(IntEnum):
+class MapType(_Numbers):
     """enum bpf_map_type"""
 
     UNSPEC = 0
@@ -95,7 +117,7 @@ PERCPU_MAP_TYPES = frozenset(
 )
 
 
-class ProgType(IntEnum):
+class ProgType(_Numbers):
     """enum bpf_prog_type"""
 
     UNSPEC = 0
@@ -133,7 +155,7 @@ class ProgType(IntEnum):
     NETFILTER = 32
 
 
-class AttachType(IntEnum):
+class AttachType(_Numbers):
     """enum bpf_attach_type"""
 
     CGROUP_INET_INGRESS = 0
@@ -195,7 +217,7 @@ class AttachType(IntEnum):
     TRACE_KPROBE_SESSION = 56
 
 
-class LinkType(IntEnum):
+class LinkType(_Numbers):
     """enum bpf_link_type"""
 
     UNSPEC = 0
@@ -214,7 +236,7 @@ class LinkType(IntEnum):
     NETKIT = 13
 
 
-class MapFlags(IntFlag):
+class MapFlags(_Numbers):
     """BPF_MAP_CREATE map_flags"""
 
     NO_PREALLOC = 1 << 0
@@ -236,7 +258,7 @@ class MapFlags(IntFlag):
     TOKEN_FD = 1 << 16
 
 
-class ProgFlags(IntFlag):
+class ProgFlags(_Numbers):
     """BPF_PROG_LOAD prog_flags"""
 
     STRICT_ALIGNMENT = 1 << 0

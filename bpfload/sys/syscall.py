@@ -6,11 +6,11 @@ Every kernel object comes back as an :class:`FD` that owns the descriptor: it cl
 
 from __future__ import annotations
 
+import _signal  # the signal module's C half: the module itself imports enum
 import ctypes
 import errno
 import fcntl
 import os
-import signal
 
 from ..errors import SyscallError
 from . import attrs
@@ -103,7 +103,7 @@ def bpf(cmd: Cmd, attr: ctypes.Structure, what: str | None = None) -> int:
         # The verifier can be interrupted; PROG_LOAD says EAGAIN for it.
         if err == errno.EINTR or (err == errno.EAGAIN and cmd == Cmd.PROG_LOAD):
             continue
-        raise SyscallError(what or f"bpf({cmd.name})", err)
+        raise SyscallError(what or f"bpf({Cmd.name_of(cmd)})", err)
 
 
 def bpf_fd(cmd: Cmd, attr: ctypes.Structure, what: str | None = None) -> FD:
@@ -115,9 +115,9 @@ def bpf_fd(cmd: Cmd, attr: ctypes.Structure, what: str | None = None) -> FD:
 #: it: a Python handler raising in between (KeyboardInterrupt, SIGTERM turned into an
 #: exception) would lose the number, and the program, map or link would stay in the
 #: kernel until the process exits.  Faults cannot be held, and need not be.
-_HELD = frozenset(signal.valid_signals()) - {
-    signal.SIGKILL, signal.SIGSTOP, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE,
-    signal.SIGILL, signal.SIGTRAP, signal.SIGSYS, signal.SIGABRT}
+_HELD = frozenset(_signal.valid_signals()) - {
+    _signal.SIGKILL, _signal.SIGSTOP, _signal.SIGSEGV, _signal.SIGBUS, _signal.SIGFPE,
+    _signal.SIGILL, _signal.SIGTRAP, _signal.SIGSYS, _signal.SIGABRT}
 
 
 class _SigSet(ctypes.Structure):
@@ -146,12 +146,12 @@ def _owned(make_fd, *args) -> FD:
     that arrives meanwhile is delivered afterwards; the FD then closes as it unwinds).
     The verifier is not interrupted by Ctrl-C while signals are held: it finishes."""
     old = _SigSet()
-    if _sigmask(signal.SIG_BLOCK, _HELD_SET, old):
+    if _sigmask(_signal.SIG_BLOCK, _HELD_SET, old):
         raise OSError("pthread_sigmask failed")  # pragma: no cover - EINVAL only
     try:
         return FD(_above_stdio(make_fd(*args)))
     finally:
-        _sigmask(signal.SIG_SETMASK, old, None)
+        _sigmask(_signal.SIG_SETMASK, old, None)
 
 
 def _above_stdio(fd: int) -> int:

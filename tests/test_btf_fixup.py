@@ -45,7 +45,8 @@ def sanitised(**lacks) -> tuple[list[btf_types.Type], list[str]]:
     for feature in list(lacks):
         lacks.update(dict.fromkeys(ALSO_LACKED.get(feature, ()), True))
     obj = SimpleNamespace(btf=Spec(encode(every_kind())), section_sizes={},
-                          data_symbols={"x": (0, False), "y": (0, False)})
+                          data_symbols={"x": (0, False), "y": (0, False)}, functions={},
+                          externs={})
     features = fixup.Features(**{k: False for k in lacks})
     assert sorted(features.missing()) == sorted(k.rstrip("_") for k in lacks)
     return fixup.program_types(obj, features)

@@ -4,6 +4,8 @@ maps, .rodata, verifier errors, and that nothing is left behind."""
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""An object only part of which can load (issue 16.10): `show` still lists everything and
+"""An object only part of which can load: `show` still lists everything and
 marks what cannot load; `load --program` loads what was asked for, and a program that
 cannot load is named in the error, whatever the reason (unknown section, missing kfunc)."""
 

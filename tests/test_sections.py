@@ -4,11 +4,11 @@ matches a name wins, so order is part of the convention)."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import kernel_source
 import pytest
+from required import cannot_run
 
 from bpfload import sections
 from bpfload.sys.constants import AttachType, ProgType
@@ -59,9 +59,7 @@ def libbpf_rows() -> list[tuple]:
     try:
         root = kernel_source.unpacked([LIBBPF_C])
     except kernel_source.Unavailable as e:
-        if os.environ.get("HEATMAP_REQUIRE_REFERENCE") == "1":
-            pytest.fail(f"{e} (HEATMAP_REQUIRE_REFERENCE=1)", pytrace=False)
-        pytest.skip(str(e))
+        cannot_run(str(e), "HEATMAP_REQUIRE_REFERENCE")
     return parse_section_defs((root / LIBBPF_C).read_text())
 
 

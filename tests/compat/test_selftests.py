@@ -10,20 +10,12 @@ the comparison takes about three minutes.
 
 from __future__ import annotations
 
-import os
-
 import corpus
 import kernel_source
 import pytest
 import reference_libbpf
 import verdict
-
-
-def _unavailable(why: str) -> None:
-    msg = f"no selftest corpus: {why}"
-    if os.environ.get("HEATMAP_REQUIRE_REFERENCE") == "1":
-        pytest.fail(msg + " (HEATMAP_REQUIRE_REFERENCE=1)", pytrace=False)
-    pytest.skip(msg)
+from required import cannot_run
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +24,7 @@ def built():
         _, libbpf = reference_libbpf.build()
         return corpus.build(progress=print), str(libbpf)
     except (corpus.Unavailable, kernel_source.Unavailable, reference_libbpf.Unavailable) as e:
-        _unavailable(str(e))
+        cannot_run(f"no selftest corpus: {e}", "HEATMAP_REQUIRE_REFERENCE")
 
 
 def test_known_differences_are_well_formed():

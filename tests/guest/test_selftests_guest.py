@@ -5,26 +5,22 @@ corpus is the one the host compiled (it says where in HEATMAP_SELFTESTS)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "compat"))
 
 import corpus  # noqa: E402
 import reference_libbpf  # noqa: E402
 import verdict  # noqa: E402
+from required import cannot_run  # noqa: E402
 
 
 def test_selftests_load_as_with_libbpf_in_the_guest(tmp_path, capsys):
     objs = corpus.find()
     if objs is None:
-        msg = "the host built no selftest corpus for the guest"
-        if os.environ.get("HEATMAP_REQUIRE_REFERENCE") == "1":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+        cannot_run("the host built no selftest corpus for the guest",
+                   "HEATMAP_REQUIRE_REFERENCE")
     _, libbpf = reference_libbpf.build()
     names = verdict.guest_objects(objs)
     assert len(names) > 100, f"only {len(names)} selftest objects for the guest"

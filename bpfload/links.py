@@ -76,7 +76,10 @@ def attach(prog: Program, target: str | None = None) -> Link:
     if kind == sections.ATTACH_RUN:
         raise AttachError(f"{where}: {prog.section} programs are not attached; run them "
                           f"with test_run()")
-    raise AttachError(f"{where}: section '{prog.section}' does not say where to attach")
+    if kind in (sections.ATTACH_NONE, "", None):
+        raise AttachError(f"{where}: section '{prog.section}' does not say where to attach")
+    raise AttachError(f"{where}: bpfload cannot attach {kind} programs yet (section "
+                      f"'{prog.section}'); it loads them")
 
 
 def attach_tracing(prog: Program, target: str = "") -> Link:

@@ -94,3 +94,16 @@ def test_bad_kprobe_offset_is_an_attach_error():
     with pytest.raises(bpfload.AttachError, match="'abc' in 'do_sys_open\\+abc' is not an "
                                                   "offset"):
         links.attach_kprobe(prog, "do_sys_open+abc")
+
+
+@pytest.mark.parametrize("kind,says", [
+    ("uprobe", "bpfload cannot attach uprobe programs yet"),
+    ("none", "does not say where to attach"),
+    ("run", "programs are not attached; run them"),
+])
+def test_attach_kinds_bpfload_does_not_attach_say_so(kind, says):
+    from types import SimpleNamespace
+
+    prog = SimpleNamespace(name="p", attach_kind=kind, attach_target="x", section="s/x")
+    with pytest.raises(bpfload.AttachError, match=says):
+        links.attach(prog)

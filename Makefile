@@ -30,14 +30,19 @@ check:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q tests
 
-# The BPF object heatmap.py loads. Committed, so users need no compiler; rebuild it
-# with Debian 12's clang 14 and libbpf-dev 1.1 (tests/test_bpf_object.py checks that
-# the committed file is what this rule produces).
+# The BPF objects heatmap.py loads (the MGLRU hooks' counts, DAMON's aggregations).
+# Committed, so users need no compiler; rebuild them with Debian 12's clang 14 and
+# libbpf-dev 1.1 (tests/test_bpf_object.py checks that the committed files are what
+# these rules produce).
 HEATMAP_BPF_O ?= kernel/heatmap.bpf.o
-bpf: $(HEATMAP_BPF_O)
+DAMON_BPF_O ?= kernel/damon.bpf.o
+bpf: $(HEATMAP_BPF_O) $(DAMON_BPF_O)
 
 $(HEATMAP_BPF_O): kernel/heatmap.bpf.c kernel/bpf.cflags
 	$(CLANG) $(BPF_CFLAGS) -c kernel/heatmap.bpf.c -o $@
+
+$(DAMON_BPF_O): kernel/damon.bpf.c
+	$(CLANG) $(BPF_CFLAGS) -c kernel/damon.bpf.c -o $@
 
 kernel:
 	kernel/build-kernel

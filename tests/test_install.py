@@ -175,8 +175,10 @@ def test_pip_install_gives_both_commands_and_the_bpf_object(tmp_path):
                        text=True, cwd=tmp_path, env=_env())
     assert r.returncode == 0, r.stderr
     installed = venv / "share" / "heatmap" / "heatmap.bpf.o"
-    assert r.stdout.strip() == f"heatmap 0.1.0 (BPF object: {installed})"
+    damon = installed.with_name("damon.bpf.o")
+    assert r.stdout.strip() == f"heatmap 0.1.0 (BPF objects: {installed}, {damon})"
     assert installed.read_bytes() == HEATMAP_OBJ.read_bytes()
+    assert damon.read_bytes() == (REPO / "kernel" / "damon.bpf.o").read_bytes()
     r = subprocess.run([str(venv / "bin" / "bpfload"), "show", str(installed)],
                        capture_output=True, text=True, cwd=tmp_path, env=_env())
     assert r.returncode == 0, r.stderr

@@ -3,6 +3,7 @@
 """heatmap: a live map of where in a process's address space memory is hot or cold.
 
     python heatmap.py PID [--interval SECONDS] [--count N] [--region-size SIZE]
+                          [--source auto|mglru|idle|damon|refs]
                           [--view heat|node|anon] [--color auto|always|never]
                           [--json] [--record FILE] [--svg FILE]
     python heatmap.py --replay FILE [--speed FACTOR] [--count N] [--view ...]
@@ -12,7 +13,25 @@ Every interval heatmap.py makes the kernel's multi-gen LRU (MGLRU) age the targe
 aging walks the target's page tables and clears the PTE "accessed" bits.  BPF programs
 attached to the MGLRU hooks (kernel/patches) count, per address region (2 MiB unless
 --region-size says otherwise), the pages the walk found *young*, i.e. touched since the
-previous aging, split by NUMA node and anon/file.  The picture:
+previous aging, split by NUMA node and anon/file.
+
+That is the mglru source, the best one, on a kernel with our patches.  On other kernels
+(--source, default auto: the first of these that the kernel offers):
+
+  * idle: idle page tracking (CONFIG_IDLE_PAGE_TRACKING): the target's pages are marked
+    idle in /sys/kernel/mm/page_idle/bitmap and read back an interval later; a cell
+    means what it means for mglru (share of the row's pages accessed), node and kind
+    included.  The bitmap's reads and writes walk every page's mappings (the "rmap"
+    time in the header).
+  * damon: DAMON (CONFIG_DAMON_VADDR, CONFIG_DAMON_SYSFS) with a kdamond of its own: a
+    cell is an access frequency, the share of DAMON's samples (one random page of each
+    adaptive region per sampling interval) that found the row accessed.  DAMON cannot
+    tell the node or anon from file: those views show "?" for accessed cells.
+  * refs: clear_refs and smaps (almost every kernel): per mapping only, one row per
+    mapping, a cell being the share of the mapping's resident pages referenced.  No
+    node, no anon/file.
+
+The header names the source ("via idle (auto)").  The picture:
 
   * rows: the target's address space as /proc/PID/maps describes it.  Unmapped gaps are
     skipped, every row is one contiguous address range inside one mapping (or a merged
@@ -44,9 +63,12 @@ JSON (--json): one object per interval and line on stdout:
 
     {"seq": 1,                 interval number, from 1
      "t": 2.002,               seconds since the start of the run (end of the interval)
+     "source": "mglru",        where the counts come from: mglru, idle, damon or refs
      "pid": 4242, "comm": "hotspot",
      "interval": 2.0,          requested interval, seconds
-     "aging_s": 0.0123,        seconds the kernel spent aging in this interval
+     "aging_s": 0.0123,        seconds the kernel spent in this interval: aging (mglru),
+                               bitmap rmap walks (idle), the kdamond (damon), smaps and
+                               clear_refs (refs)
      "dropped": 0,             updates the BPF side could not store so far (map full)
      "rss_kb": 262144,         target's VmRSS at the end of the interval
      "region_size": 2097152, "page_size": 4096,
@@ -54,25 +76,30 @@ JSON (--json): one object per interval and line on stdout:
         {"start": 140737..., "end": 140737...,   region bounds (bytes, end exclusive)
          "mapping": "[heap]",  mapping at the region's first mapped byte ("" if none)
          "pages": 512,         pages of the shown mappings inside the region
-         "accessed": 300,      pages found young in this interval (anon + file)
-         "anon": 300, "file": 0,
+         "accessed": 300,      pages found young in this interval (anon + file); for
+                               damon and refs page equivalents: the measured share
+                               (frequency, referenced share) times the region's pages
+         "anon": 300, "file": 0,       null for damon and refs
          "node": 0,            node holding >= 3/4 of the young pages, or "mixed"
-         "nodes": {"0": 300}}  young pages per node
+         "nodes": {"0": 300}}  young pages per node; node and nodes null for damon, refs
      ]}
 
 Recording (--record FILE; gzip-compressed when FILE ends in .gz): JSON lines, one
 object each, the kind in "type":
 
     {"type": "heatmap-record", "version": 1, "pid", "comm", "region_shift",
-     "page_size", "interval", "started" (Unix time)}                  first line
+     "page_size", "interval", "started" (Unix time), "source" (mglru if absent),
+     "auto" (true if --source auto chose it)}                         first line
     {"type": "maps", "maps": [[start, end, perms, offset, dev, inode, path], ...]}
         the target's /proc/PID/maps, written before the first interval and again
         before each interval whose maps differ from the previous ones
     {"type": "interval", "seq", "t", "aging", "dropped", "rss_kb",
      "counts": [[region_index, node, anon_pages, file_pages], ...]}
-        exactly what the kernel reported (region_index = address >> region_shift)
+        exactly what the source reported (region_index = address >> region_shift;
+        node 0 and every page anon for sources that cannot tell)
 
---replay FILE renders a recording (no root, no patched kernel): at the recorded pace
+--replay FILE renders a recording (no root, no patched kernel), with its source's legend:
+at the recorded pace
 on a terminal (--speed FACTOR, 0 = at once), at once otherwise.  Replaying with
 --record writes an identical file.  --svg FILE writes the whole run as one SVG image.
 
@@ -81,10 +108,15 @@ alone looks ahead, to size the kernel's map with the layout's spanned_regions())
 
   1. errors        HeatmapError (one line, non-zero exit), TargetExited, _Stop
   2. counts sources
-     2.1 the kernel's counts: KernelCounts (load, attach, age, drain the BPF side)
-     2.2 what a source delivers: Sample, Mapping (/proc/PID/maps)
-     2.3 a live run: LiveSource (counts + /proc, one Sample per interval)
-     2.4 a recording: ReplaySource (Samples read back from --record's file)
+     2.1 what a source delivers: Sample, Mapping (/proc/PID/maps)
+     2.2 counts sources: their interface (CountsSource) and traits
+     2.3 mglru: KernelCounts (load, attach, age, drain the BPF side of our hooks)
+     2.4 idle: IdleCounts (pagemap, the idle bitmap)
+     2.5 damon: DamonCounts (a kdamond through sysfs, its tracepoint through BPF)
+     2.6 refs: RefsCounts (clear_refs, smaps)
+     2.7 choosing one: SourceChoice (--source)
+     2.8 a live run: LiveSource (counts + /proc, one Sample per interval)
+     2.9 a recording: ReplaySource (Samples read back from --record's file)
   3. layout        BinLayout (fine bins the history is kept in), RowLayout (screen rows)
   4. model         Model: a bounded ring of binned columns
   5. rendering     render_frame(): one text frame, legend, the three views
@@ -108,12 +140,15 @@ import array
 import bisect
 import collections
 import contextlib
+import ctypes
 import errno
+import glob
 import heapq
 import itertools
 import json
 import math
 import os
+import re
 import signal
 import stat
 import struct
@@ -148,11 +183,151 @@ class _Stop(Exception):
 # =====================================================================================
 #
 # A source delivers Samples: one interval's young-page counts per (region, node), with
-# the target's maps when they changed.  LiveSource makes them from a counts source (the
-# kernel's, KernelCounts) and /proc; ReplaySource reads them back from a recording.
+# the target's maps when they changed.  LiveSource makes them from a counts source (one
+# of the kernel's ways in: MGLRU through our hooks, idle page tracking, DAMON,
+# clear_refs) and /proc; ReplaySource reads them back from a recording.
 
 
-# ---- 2.1 the kernel's counts (the BPF side) ------------------------------------------
+# ---- 2.1 what a source delivers: samples and the target's mappings -------------------
+
+class Sample:
+    """One interval as a source (live or replayed) delivers it."""
+
+    __slots__ = ("seq", "t", "aging", "dropped", "rss_kb", "maps", "counts")
+
+    def __init__(self, seq, t, aging, dropped, rss_kb, maps, counts):
+        self.seq = seq  # interval number, from 1
+        self.t = t  # seconds since the start, end of the interval
+        self.aging = aging  # seconds spent aging
+        self.dropped = dropped  # cumulative updates the BPF side could not store
+        self.rss_kb = rss_kb
+        self.maps = maps  # list[Mapping] when they changed since the previous sample
+        self.counts = counts  # [(region_index, node, anon, file)]
+
+
+class Mapping(collections.namedtuple("Mapping", "start end perms offset dev inode path")):
+    """One line of /proc/PID/maps."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return mapping_name(self.path)
+
+
+def mapping_name(path: str) -> str:
+    """What a row label calls a mapping: [heap], [stack], file basename, or anon."""
+    if not path:
+        return "anon"
+    if path.startswith("["):
+        return path
+    deleted = path.endswith(" (deleted)")
+    base = path[: -len(" (deleted)")] if deleted else path
+    base = base.rstrip("/").rsplit("/", 1)[-1] or base
+    return base + " (deleted)" if deleted else base
+
+
+def parse_maps(text: str) -> list[Mapping]:
+    """Parse /proc/PID/maps.  The path is everything after the inode (it may contain
+    spaces, end in " (deleted)" or be a [pseudo] name); lines that do not parse are
+    skipped.  The kernel escapes newlines in paths, so lines split on "\\n" only."""
+    out = []
+    for line in text.split("\n"):
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        rng, perms, offset, dev, inode = parts[:5]
+        start_s, dash, end_s = rng.partition("-")
+        try:
+            start = int(start_s, 16)
+            end = int(end_s, 16)
+            off = int(offset, 16)
+            ino = int(inode)
+        except ValueError:
+            continue
+        if not dash or end <= start or len(perms) < 4:
+            continue
+        path = parts[5].rstrip("\r") if len(parts) == 6 else ""
+        out.append(Mapping(start, end, perms, off, dev, ino, path))
+    out.sort()
+    return out
+
+
+def _printable(text: str) -> str:
+    """Labels come from file names: keep them to printable ASCII (no escapes)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+# ---- 2.2 counts sources: one small interface for each kernel's way in -----------------
+#
+# A counts source tells which pages of one process were accessed, interval by interval:
+#
+#   cls(pid, region_shift, max_regions, interval)   start watching (interval: seconds)
+#   age() -> seconds     end an interval on the kernel's side (an MGLRU aging pass, a
+#                        read-back and re-marking of the idle bitmap, a smaps read and
+#                        clear_refs, ...): what the kernel spent on it
+#   drain() -> counts    what the interval found: [(region_index, node, anon, file)],
+#                        region_index = address >> region_shift, anon and file in pages
+#   dropped() -> int     updates the kernel side could not store, since the start
+#   resize(max_regions)  the target's mappings changed size
+#   close()              release everything made in the kernel (every exit path)
+#
+# Sources that measure something else than pages touched (DAMON's access frequency,
+# clear_refs' per-mapping share) report "page equivalents": the measured share times the
+# pages it stands for, so that a cell (young pages / pages of the row) is that share.
+# A source whose kernel cannot tell the node or anon from file reports node 0 and every
+# page as anon; its traits (the class attributes of CountsSource) say so, and rendering,
+# JSON and replays go by the traits of the source a recording names.  A source the
+# running kernel does not offer raises SourceUnavailable naming what is missing; `auto`
+# takes the first of SOURCES that opens.  Several agings per column, several targets or
+# a finer region_shift (zoom) are more calls or more instances of the same interface.
+
+
+#: what loading and attaching the BPF side takes (names as bpfload.procfs knows them)
+CAPS = ("CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN")
+CAPABILITIES = ", ".join(CAPS[:-1]) + " and " + CAPS[-1]
+CAPS_TEXT = f"heatmap needs {CAPABILITIES} (run it as root)"
+
+
+class SourceUnavailable(HeatmapError):
+    """The running kernel does not offer this source (the message says what is missing)."""
+
+
+class CountsSource:
+    """What every counts source has: its traits, and the methods above."""
+
+    name = ""  # --source NAME
+    cell = "% of the row's pages found young"  # a heat cell, as the legend says it
+    kernel_work = "aging"  # what Sample.aging times, as the header calls it
+    tells_node = True  # the NUMA node of a page
+    tells_kind = True  # anon or file
+    per_mapping = False  # no detail inside a mapping: one row per mapping
+    capabilities: tuple[str, ...] = ()  # names from CAPS the source needs
+    notes: tuple[str, ...] = ()  # what opening it did that the user should know
+
+    @classmethod
+    def unavailable(cls, pid: int) -> str | None:
+        """Why the running kernel cannot offer this source, or None; looks, touches
+        nothing."""
+        return None
+
+    def age(self) -> float:
+        raise NotImplementedError
+
+    def drain(self) -> list[tuple[int, int, int, int]]:
+        raise NotImplementedError
+
+    def dropped(self) -> int:
+        return 0
+
+    def resize(self, max_regions: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# ---- 2.3 MGLRU through our hooks (--source mglru): the kernel's counts, the BPF side --
 #
 # kernel/heatmap.bpf.o, attached to the hooks of kernel/patches: it counts young pages
 # of the target per (region, node) in a hash map; one aging pass (the kfunc through a
@@ -162,8 +337,7 @@ class _Stop(Exception):
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel")
 # the prebuilt object: beside heatmap.py in a checkout, under the prefix once installed
 # (pyproject.toml's data-files put it in share/heatmap)
-BPF_OBJECT_PLACES = (os.path.join(KERNEL_DIR, "heatmap.bpf.o"),
-                     os.path.join(sys.prefix, "share", "heatmap", "heatmap.bpf.o"))
+BPF_OBJECT_DIRS = (KERNEL_DIR, os.path.join(sys.prefix, "share", "heatmap"))
 HOOKS = ("lru_gen_bpf_young_pte", "lru_gen_bpf_young_pmd", "lru_gen_bpf_young_look_around",
          "lru_gen_bpf_skip_mm")
 ATTACH = ("young_pte", "young_pmd", "young_look_around", "skip_mm")
@@ -173,31 +347,32 @@ AGE_KFUNC = "bpf_lru_gen_age_cgroup"
 LRU_GEN_ENABLED = "/sys/kernel/mm/lru_gen/enabled"
 LRU_GEN_DEBUGFS = "/sys/kernel/debug/lru_gen"
 LRU_GEN_WALK = 0x0002  # bit of lru_gen/enabled: age by walking page tables
-#: what loading and attaching the BPF side takes (names as bpfload.procfs knows them)
-CAPS = ("CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN")
-CAPABILITIES = ", ".join(CAPS[:-1]) + " and " + CAPS[-1]
 _KEY = struct.Struct("<QII")  # struct region_key
 _VAL = struct.Struct("<QQ")  # struct region_val
 _AGE = struct.Struct("<QiI")  # struct age_args
 
 
-def bpf_object() -> str:
-    """The prebuilt kernel/heatmap.bpf.o, wherever this copy of heatmap.py keeps it."""
-    for path in BPF_OBJECT_PLACES:
+def bpf_object(name: str = "heatmap.bpf.o") -> str:
+    """A prebuilt object of kernel/ (heatmap.bpf.o, damon.bpf.o), wherever this copy of
+    heatmap.py keeps it."""
+    for d in BPF_OBJECT_DIRS:
+        path = os.path.join(d, name)
         if os.path.exists(path):
             return path
-    raise HeatmapError(f"the prebuilt BPF object heatmap.bpf.o is missing (looked in "
-                       f"{' and '.join(os.path.dirname(p) for p in BPF_OBJECT_PLACES)}): "
-                       f"reinstall heatmap, or run it from a checkout")
+    raise HeatmapError(f"the prebuilt BPF object {name} is missing (looked in "
+                       f"{' and '.join(BPF_OBJECT_DIRS)}): reinstall heatmap, or run it "
+                       f"from a checkout")
 
 
 def version_text() -> str:
-    """--version: the version, and which BPF object this copy would load."""
-    try:
-        where = bpf_object()
-    except HeatmapError:
-        where = "missing"
-    return f"heatmap {__version__} (BPF object: {where})"
+    """--version: the version, and which BPF objects this copy would load."""
+    where = []
+    for name in ("heatmap.bpf.o", "damon.bpf.o"):
+        try:
+            where.append(bpf_object(name))
+        except HeatmapError:
+            where.append(f"{name} missing")
+    return f"heatmap {__version__} (BPF objects: {', '.join(where)})"
 
 
 def _read(path: str) -> str:
@@ -210,16 +385,17 @@ def check_mglru() -> None:
     try:
         caps = int(_read(LRU_GEN_ENABLED).strip(), 0)
     except FileNotFoundError:
-        raise HeatmapError("the kernel has no multi-gen LRU (CONFIG_LRU_GEN): the heatmap "
-                           "needs it and the hooks in kernel/patches") from None
+        raise SourceUnavailable("the kernel has no multi-gen LRU (CONFIG_LRU_GEN): the mglru "
+                                "source needs it and the hooks in kernel/patches") from None
     except (OSError, ValueError) as e:
         raise HeatmapError(f"cannot read {LRU_GEN_ENABLED}: {e}") from None
     if not caps & 1:
-        raise HeatmapError(f"the multi-gen LRU is disabled: enable it with "
-                           f"'echo y > {LRU_GEN_ENABLED}'")
+        raise SourceUnavailable(f"the multi-gen LRU is disabled: enable it with "
+                                f"'echo y > {LRU_GEN_ENABLED}'")
     if not caps & LRU_GEN_WALK:
-        raise HeatmapError(f"the multi-gen LRU's page-table walk is off ({LRU_GEN_ENABLED} "
-                           f"is {caps:#06x}): enable it with 'echo y > {LRU_GEN_ENABLED}'")
+        raise SourceUnavailable(f"the multi-gen LRU's page-table walk is off "
+                                f"({LRU_GEN_ENABLED} is {caps:#06x}): enable it with "
+                                f"'echo y > {LRU_GEN_ENABLED}'")
 
 
 def memory_cgroup(pid: int) -> tuple[str, int]:
@@ -249,10 +425,36 @@ def memory_cgroup(pid: int) -> tuple[str, int]:
     return path, 0
 
 
-class KernelCounts:
+class KernelCounts(CountsSource):
     """Young-page counts from the MGLRU hooks for one process (the BPF side)."""
 
-    def __init__(self, pid: int, region_shift: int, max_regions: int):
+    name = "mglru"
+    capabilities = CAPS
+
+    @classmethod
+    def unavailable(cls, pid: int) -> str | None:
+        from bpfload import BPFLoadError
+        from bpfload.btf.kernel import KernelBTF
+
+        try:
+            with contextlib.closing(KernelBTF()) as kbtf:
+                missing = [h for h in HOOKS if kbtf.func(h) is None]
+        except BPFLoadError as e:
+            return str(_bpf_error(e))
+        if missing:
+            return cls._no_hook(missing[0])
+        try:
+            check_mglru()
+        except HeatmapError as e:
+            return str(e)
+        return None
+
+    @staticmethod
+    def _no_hook(hook: str) -> str:
+        return (f"the kernel lacks the heatmap hook {hook}(): build and boot a kernel with "
+                f"the series in kernel/patches (kernel/build-kernel, kernel/run-guest)")
+
+    def __init__(self, pid: int, region_shift: int, max_regions: int, interval=None):
         self.pid = pid
         self.region_shift = region_shift
         self._obj = None
@@ -264,24 +466,22 @@ class KernelCounts:
         try:
             self._kbtf = KernelBTF()
         except bpfload.BPFLoadError as e:
-            raise _bpf_error(e) from None
+            raise SourceUnavailable(str(_bpf_error(e))) from None
         try:
             for hook in HOOKS:
                 if self._kbtf.func(hook) is None:
-                    raise HeatmapError(f"the kernel lacks the heatmap hook {hook}(): build "
-                                       f"and boot a kernel with the series in kernel/patches "
-                                       f"(kernel/build-kernel, kernel/run-guest)")
+                    raise SourceUnavailable(self._no_hook(hook))
             self.use_kfunc = self._kbtf.func(AGE_KFUNC) is not None
             self.flush_tlb = self._kbtf.func(FLUSH_HOOK) is not None
+            # after the hooks: without them (an unpatched kernel) the MGLRU settings
+            # are not the problem to report
+            check_mglru()
         except bpfload.BTFError as e:
             self._kbtf.close()
             raise HeatmapError(str(e)) from None
         except BaseException:
             self._kbtf.close()
             raise
-        # after the hooks: without them (an unpatched kernel) the MGLRU settings
-        # are not the problem to report
-        check_mglru()
         self.cgroup_path, self.cgroup_id = memory_cgroup(pid)
         if not self.use_kfunc and not os.path.exists(LRU_GEN_DEBUGFS):
             raise HeatmapError(f"the kernel has no {AGE_KFUNC} kfunc and {LRU_GEN_DEBUGFS} "
@@ -438,80 +638,895 @@ def _bpf_error(e: Exception) -> HeatmapError:
     return HeatmapError(f"{line} (verifier: {tail[-1]})" if tail else line)
 
 
-# ---- 2.2 what a source delivers: samples and the target's mappings -------------------
+# ---- 2.4 idle page tracking (--source idle) -------------------------------------------
+#
+# /sys/kernel/mm/page_idle/bitmap has one bit per page frame: writing 1 marks the page
+# idle (clearing the accessed bits of its PTEs through the rmap), reading returns 1
+# while it stays idle.  Every interval: the target's page frame numbers (PFNs) from
+# /proc/PID/pagemap, the bitmap read back for them (a page no longer idle was accessed
+# since the last interval; a page not marked yet, just faulted in, counts as accessed
+# too), then marked again.  The work is done per run of pages with consecutive PFNs:
+# one big-integer comparison tells whether a PMD's worth of pagemap entries is one run,
+# the bitmap moves in page-sized aligned chunks (the most sysfs takes per call), and
+# bits are counted per run.  A transparent huge page is one folio whose tail pages the
+# bitmap ignores: its head page's bit stands for all its pages (/proc/kpageflags tells
+# a THP's head from a block of small pages).  The node of a page frame comes from
+# move_pages(2), once per memory section.
 
-class Sample:
-    """One interval as a source (live or replayed) delivers it."""
+PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
+KPAGEFLAGS = "/proc/kpageflags"
+PM_PFN = (1 << 55) - 1
+PM_FILE = 1 << 61  # a page-cache or shared anonymous page (what MGLRU calls file)
+PM_PRESENT = 1 << 63
+PM_KEEP = PM_PFN | PM_FILE | PM_PRESENT  # what pages of one run share (not soft-dirty..)
+KPF_COMPOUND_HEAD = 1 << 15
+KPF_THP = 1 << 22
+SYSFS_IO = 4096  # kernfs moves at most a page per read(2) or write(2)
+PAGEMAP_CHUNK = 1 << 16  # pagemap entries read at once (512 KiB)
+SECTION_SHIFT = 27  # memory sections (never spanning two nodes): 128 MiB on x86-64, arm64
+SYS_MOVE_PAGES = {"x86_64": 279, "aarch64": 239, "riscv64": 239, "ppc64le": 301,
+                  "s390x": 310, "loongarch64": 239}
 
-    __slots__ = ("seq", "t", "aging", "dropped", "rss_kb", "maps", "counts")
-
-    def __init__(self, seq, t, aging, dropped, rss_kb, maps, counts):
-        self.seq = seq  # interval number, from 1
-        self.t = t  # seconds since the start, end of the interval
-        self.aging = aging  # seconds spent aging
-        self.dropped = dropped  # cumulative updates the BPF side could not store
-        self.rss_kb = rss_kb
-        self.maps = maps  # list[Mapping] when they changed since the previous sample
-        self.counts = counts  # [(region_index, node, anon, file)]
-
-
-class Mapping(collections.namedtuple("Mapping", "start end perms offset dev inode path")):
-    """One line of /proc/PID/maps."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> str:
-        return mapping_name(self.path)
-
-
-def mapping_name(path: str) -> str:
-    """What a row label calls a mapping: [heap], [stack], file basename, or anon."""
-    if not path:
-        return "anon"
-    if path.startswith("["):
-        return path
-    deleted = path.endswith(" (deleted)")
-    base = path[: -len(" (deleted)")] if deleted else path
-    base = base.rstrip("/").rsplit("/", 1)[-1] or base
-    return base + " (deleted)" if deleted else base
+_LANES: dict[int, tuple[int, int, int]] = {}
 
 
-def parse_maps(text: str) -> list[Mapping]:
-    """Parse /proc/PID/maps.  The path is everything after the inode (it may contain
-    spaces, end in " (deleted)" or be a [pseudo] name); lines that do not parse are
-    skipped.  The kernel escapes newlines in paths, so lines split on "\\n" only."""
+def _lanes(n: int) -> tuple[int, int, int]:
+    """n little-endian u64 lanes as one integer: (1 in each, 0..n-1, PM_KEEP in each)."""
+    got = _LANES.get(n)
+    if got is None:
+        ones = int.from_bytes(b"\1\0\0\0\0\0\0\0" * n, "little")
+        steps = int.from_bytes(array.array("Q", range(n)).tobytes(), "little")
+        got = _LANES[n] = (ones, steps, ones * PM_KEEP)
+    return got
+
+
+def pagemap_runs(raw: bytes, page0: int, pmd_pages: int) -> list[tuple]:
+    """Runs of present pages with consecutive PFNs and the same kind in the pagemap
+    entries `raw` of the pages from page index page0:
+    [(page, pfn, npages, is_file, whole_pmd)].  No run crosses a multiple of pmd_pages
+    pages; whole_pmd marks a run that is a whole aligned PMD at an aligned PFN (the
+    shape of a THP).  A PMD's worth of entries that is one run is found by one
+    comparison of big integers; only the others are walked entry by entry."""
     out = []
-    for line in text.split("\n"):
-        parts = line.split(None, 5)
-        if len(parts) < 5:
+    n = len(raw) // 8
+    i = 0
+    while i < n:
+        page = page0 + i
+        m = min(n - i, pmd_pages - page % pmd_pages)
+        x = int.from_bytes(raw[8 * i: 8 * (i + m)], "little")
+        i += m
+        if not x:
+            continue  # nothing mapped
+        ones, steps, keep = _lanes(m)
+        x &= keep
+        e0 = x & 0xFFFFFFFFFFFFFFFF
+        if e0 & PM_PRESENT and x == e0 * ones + steps:
+            pfn = e0 & PM_PFN
+            whole = m == pmd_pages and not pfn % pmd_pages
+            out.append((page, pfn, m, bool(e0 & PM_FILE), whole))
             continue
-        rng, perms, offset, dev, inode = parts[:5]
-        start_s, dash, end_s = rng.partition("-")
-        try:
-            start = int(start_s, 16)
-            end = int(end_s, 16)
-            off = int(offset, 16)
-            ino = int(inode)
-        except ValueError:
-            continue
-        if not dash or end <= start or len(perms) < 4:
-            continue
-        path = parts[5].rstrip("\r") if len(parts) == 6 else ""
-        out.append(Mapping(start, end, perms, off, dev, ino, path))
-    out.sort()
+        entries = array.array("Q", x.to_bytes(8 * m, "little"))
+        j = 0
+        while j < m:
+            e = entries[j]
+            if not e & PM_PRESENT:
+                j += 1
+                continue
+            k = j + 1
+            want = e + 1
+            while k < m and entries[k] == want:
+                k += 1
+                want += 1
+            out.append((page + j, e & PM_PFN, k - j, bool(e & PM_FILE), False))
+            j = k
     return out
 
 
-def _printable(text: str) -> str:
-    """Labels come from file names: keep them to printable ASCII (no escapes)."""
-    return "".join(c if " " <= c <= "~" else "?" for c in text)
+def bitmap_windows(spans: list[tuple[int, int]], gap: int = SYSFS_IO) -> list[list[int]]:
+    """Byte ranges [lo, hi) of the idle bitmap covering the PFN ranges `spans` (sorted
+    by start), 8-byte aligned (the bitmap's unit), merged when under `gap` apart."""
+    out: list[list[int]] = []
+    for a, b in spans:
+        lo = (a >> 6) << 3
+        hi = ((b + 63) >> 6) << 3
+        if out and lo <= out[-1][1] + gap:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return out
 
 
-# ---- 2.3 a live run: the counts, aged and drained every interval, and /proc ----------
+def set_bits(buf: bytearray, lo: int, hi: int) -> None:
+    """Set bits lo..hi-1 of buf (bit i is bit i % 8 of byte i // 8, as in the bitmap)."""
+    b0, b1 = lo >> 3, (hi - 1) >> 3
+    if b0 == b1:
+        buf[b0] |= ((1 << (hi - lo)) - 1) << (lo & 7)
+        return
+    buf[b0] |= (0xFF << (lo & 7)) & 0xFF
+    if b1 > b0 + 1:
+        buf[b0 + 1: b1] = b"\xff" * (b1 - b0 - 1)
+    buf[b1] |= 0xFF >> (7 - ((hi - 1) & 7))
 
-CAPS_TEXT = f"heatmap needs {CAPABILITIES} (run it as root)"
 
+def count_bits(buf, lo: int, hi: int) -> int:
+    """How many of bits lo..hi-1 of buf are set."""
+    v = int.from_bytes(buf[lo >> 3: (hi + 7) >> 3], "little") >> (lo & 7)
+    v &= (1 << (hi - lo)) - 1
+    return v.bit_count() if hasattr(v, "bit_count") else bin(v).count("1")  # 3.9
+
+
+def soft_dirty_tracking() -> bool:
+    """Whether the kernel tracks soft-dirty pages (CONFIG_MEM_SOFT_DIRTY): then it
+    flags new mappings "sd" in smaps."""
+    try:
+        with open("/proc/self/smaps", "rb") as f:
+            return any(line.startswith(b"VmFlags:") and b"sd" in line.split()
+                       for line in f)
+    except OSError:
+        return True
+
+
+# Clearing accessed bits (idle marking, clear_refs) does not flush the TLB: a page that
+# stays in a TLB afterwards is accessed without its bit being set again, and looks idle
+# for as long as it stays there (a hot page most of all).  A soft-dirty reset through
+# clear_refs ends with a flush of the target's TLB; on a kernel without soft-dirty
+# tracking that flush is all it does.  With tracking it would also write-protect every
+# page and wipe soft-dirty state others may use (CRIU): there we do without the flush.
+NO_TLB_FLUSH = ("this kernel tracks soft-dirty pages, so heatmap does not flush the "
+                "target's TLB after clearing accessed bits: pages that stay in the TLB "
+                "(the hottest) may be under-counted")
+
+
+def open_tlb_flush(pid: int) -> int | None:
+    """An fd of the target's clear_refs whose write(b"4") flushes its TLB and does
+    nothing else, or None where that would do more (see above)."""
+    if soft_dirty_tracking():
+        return None
+    return os.open(f"/proc/{pid}/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+
+
+class IdleCounts(CountsSource):
+    """Accessed pages from idle page tracking (CONFIG_IDLE_PAGE_TRACKING)."""
+
+    name = "idle"
+    cell = "% of the row's pages found accessed"
+    kernel_work = "rmap"  # the bitmap's reads and writes walk each page's mappings
+    capabilities = ("CAP_SYS_ADMIN",)  # PFNs in pagemap; the bitmap is root's
+
+    @classmethod
+    def unavailable(cls, pid: int) -> str | None:
+        if not os.path.exists(PAGE_IDLE_BITMAP):
+            return (f"the kernel has no idle page tracking ({PAGE_IDLE_BITMAP} is missing: "
+                    f"CONFIG_IDLE_PAGE_TRACKING)")
+        if not os.path.exists(KPAGEFLAGS):
+            return f"the kernel has no {KPAGEFLAGS} (CONFIG_PROC_PAGE_MONITOR)"
+        return None
+
+    def __init__(self, pid: int, region_shift: int, max_regions: int, interval=None):
+        why = self.unavailable(pid)
+        if why:
+            raise SourceUnavailable(why)
+        self.pid = pid
+        self.region_shift = region_shift
+        self.page_shift = os.sysconf("SC_PAGE_SIZE").bit_length() - 1
+        self.pmd_pages = 1 << (self.page_shift - 3)  # a page table holds a page of u64
+        self._pending: list[tuple[int, int, int, int]] = []
+        self._section_node: dict[int, int] = {}
+        nodes = _node_list("has_memory")
+        self._only_node = nodes[0] if len(nodes) == 1 else None
+        self._fds: list[int] = []
+        try:
+            self._bitmap = self._open(PAGE_IDLE_BITMAP, os.O_RDWR)
+            self._pagemap = self._open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+            self._kpageflags = self._open(KPAGEFLAGS, os.O_RDONLY)
+            self._flush = open_tlb_flush(pid)
+            if self._flush is None:
+                self.notes = (NO_TLB_FLUSH,)
+            else:
+                self._fds.append(self._flush)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, path: str, flags: int) -> int:
+        fd = os.open(path, flags | os.O_CLOEXEC)
+        self._fds.append(fd)
+        return fd
+
+    def _runs(self) -> list[tuple]:
+        """The runs of the target's shown mappings, from a fresh pagemap."""
+        ps = self.page_shift
+        runs: list[tuple] = []
+        for m in shown_mappings(read_maps("/proc", self.pid)):
+            page, end = m.start >> ps, m.end >> ps
+            while page < end:
+                n = min(end - page, PAGEMAP_CHUNK)
+                raw = os.pread(self._pagemap, 8 * n, 8 * page)
+                runs.extend(pagemap_runs(raw, page, self.pmd_pages))
+                page += n
+        if runs and not any(r[1] for r in runs):
+            raise HeatmapError("pagemap shows no page frame numbers: the idle source needs "
+                               "CAP_SYS_ADMIN (run it as root)")
+        return runs
+
+    def _thp_heads(self, runs) -> set[int]:
+        """PFNs of the runs that are a THP's head page."""
+        heads = set()
+        for _page, pfn, _n, _file, whole in runs:
+            if whole:
+                flags = int.from_bytes(os.pread(self._kpageflags, 8, 8 * pfn), "little")
+                if flags & KPF_COMPOUND_HEAD and flags & KPF_THP:
+                    heads.add(pfn)
+        return heads
+
+    def _bitmap_io(self, windows, marks, write: bool) -> list:
+        """Read the bitmap in the windows (or write marks to it), a page-aligned chunk
+        at a time, skipping chunks without a bit of ours."""
+        out = []
+        for (lo, hi), mark in zip(windows, marks):
+            got = None if write else bytearray(hi - lo)
+            off = lo
+            while off < hi:
+                end = min(hi, (off // SYSFS_IO + 1) * SYSFS_IO)
+                chunk = mark[off - lo: end - lo]
+                if chunk.count(0) != len(chunk):
+                    if write:
+                        os.pwrite(self._bitmap, chunk, off)
+                    else:
+                        got[off - lo: end - lo] = os.pread(self._bitmap, end - off, off)
+                off = end
+            out.append(got)
+        return out
+
+    def _nodes(self, runs) -> list[int]:
+        """The node of each run (move_pages(2) for sections not seen before)."""
+        if self._only_node is not None:
+            return [self._only_node] * len(runs)
+        shift = SECTION_SHIFT - self.page_shift
+        known = self._section_node
+        ask: dict[int, int] = {}
+        for page, pfn, *_ in runs:
+            s = pfn >> shift
+            if s not in known and s not in ask:
+                ask[s] = page << self.page_shift
+        if ask:
+            nr = SYS_MOVE_PAGES.get(os.uname().machine)
+            n = len(ask)
+            status = (ctypes.c_int * n)()
+            libc = ctypes.CDLL(None, use_errno=True)
+            if nr is not None and libc.syscall(
+                    ctypes.c_long(nr), ctypes.c_int(self.pid), ctypes.c_ulong(n),
+                    (ctypes.c_void_p * n)(*ask.values()), None, status, ctypes.c_int(0)) == 0:
+                for s, node in zip(ask, status):
+                    if node >= 0:  # else gone meanwhile: asked again next time
+                        known[s] = node
+        return [known.get(r[1] >> shift, 0) for r in runs]
+
+    def age(self) -> float:
+        runs = self._runs()
+        heads = self._thp_heads(runs)
+        # the bits that matter: a THP's head page stands for all of it
+        spans = sorted((pfn, pfn + 1 if pfn in heads else pfn + n)
+                       for _page, pfn, n, _f, _w in runs)
+        windows = bitmap_windows(spans)
+        starts = [lo << 3 for lo, _hi in windows]  # first PFN of each window
+        marks = [bytearray(hi - lo) for lo, hi in windows]
+        for a, b in spans:
+            w = bisect.bisect_right(starts, a) - 1
+            set_bits(marks[w], a - starts[w], b - starts[w])
+        t0 = time.perf_counter()
+        seen = self._bitmap_io(windows, marks, write=False)
+        took = time.perf_counter() - t0
+        rshift = self.region_shift - self.page_shift
+        per_region = (1 << rshift) - 1
+        counts: dict[tuple[int, int], list[int]] = {}
+        for (page, pfn, n, is_file, _w), node in zip(runs, self._nodes(runs)):
+            w = bisect.bisect_right(starts, pfn) - 1
+            bit = pfn - starts[w]
+            bits = seen[w]
+            thp = pfn in heads
+            if thp and bits[bit >> 3] >> (bit & 7) & 1:
+                continue  # an idle THP
+            p, end = page, page + n
+            while p < end:  # one count per region the run covers
+                q = min(end, (p | per_region) + 1)
+                young = q - p
+                if not thp:
+                    young -= count_bits(bits, bit + p - page, bit + q - page)
+                if young:
+                    c = counts.setdefault((p >> rshift, node), [0, 0])
+                    c[is_file] += young
+                p = q
+        t0 = time.perf_counter()
+        self._bitmap_io(windows, marks, write=True)
+        if self._flush is not None:
+            os.write(self._flush, b"4")
+        took += time.perf_counter() - t0
+        self._pending = [(r, nd, a, f) for (r, nd), (a, f) in counts.items()]
+        return took
+
+    def drain(self) -> list[tuple[int, int, int, int]]:
+        out, self._pending = self._pending, []
+        return out
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+
+
+# ---- 2.5 DAMON (--source damon) -------------------------------------------------------
+#
+# A kdamond of our own watches the target through DAMON's sysfs interface (operations
+# vaddr): every sampling interval it checks one random page of each of its adaptive
+# regions, and at the end of each aggregation interval reports per region how many
+# samples found it accessed (nr_accesses), through the damon:damon_aggregated
+# tracepoint, which kernel/damon.bpf.o stores in a map we drain every interval.  (The
+# other way to read the results, a tried-regions snapshot through sysfs, costs a sysfs
+# directory per region and waits for the kdamond; bench/sources.py measures both.)  A
+# cell is an access frequency, the share of the samples that found the row accessed,
+# averaged over the aggregations that ended in the interval.  DAMON's sysfs interface
+# cannot add a kdamond while another runs, and its kdamonds outlive the process that
+# started them: /run/heatmap-damon holds our record of the one we run, locked while we
+# run, so that a later run can tell a kdamond a killed run left behind (and stop it)
+# from someone else's (never touched).
+
+DAMON_KDAMONDS = "/sys/kernel/mm/damon/admin/kdamonds"
+DAMON_RUN_DIR = "/run/heatmap-damon"
+DAMON_AGGREGATIONS = 10  # aggregation intervals per heatmap interval
+DAMON_SAMPLES = 20  # sampling intervals per aggregation interval
+DAMON_MIN_SAMPLE_US = 1000
+DAMON_NR_REGIONS = (100, 1000)  # DAMON's default maximum; 10 times its minimum
+DAMON_MAP_ENTRIES = 2 * DAMON_AGGREGATIONS * DAMON_NR_REGIONS[1]
+# byte offsets of the tracepoint's fields that kernel/damon.bpf.c reads
+DAMON_EVENT_FIELDS = {"target_id": 8, "nr_regions": 16, "start": 24, "end": 32,
+                      "nr_accesses": 40}
+_DAMON_KEY = struct.Struct("<QQ")  # struct region_key: aggregation, start
+_DAMON_VAL = struct.Struct("<QII")  # struct region_val: end, nr_accesses, nr_regions
+
+
+def _write(path: str, value) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def event_offsets(format_text: str) -> dict[str, int]:
+    """Field name -> byte offset from a tracefs events/*/*/format text."""
+    return {m.group(1): int(m.group(2)) for m in
+            re.finditer(r"field:[^;]*?(\w+)(?:\[\d*\])?;\s*offset:(\d+);", format_text)}
+
+
+def damon_intervals(interval: float) -> tuple[int, int, int]:
+    """(sample_us, aggr_us, update_us) for a heatmap interval in seconds."""
+    aggr = max(DAMON_MIN_SAMPLE_US, round(interval * 1e6 / DAMON_AGGREGATIONS))
+    sample = max(DAMON_MIN_SAMPLE_US, aggr // DAMON_SAMPLES)
+    return sample, aggr, max(aggr, min(1_000_000, round(interval * 1e6)))
+
+
+def damon_frequencies(records, carry=()) -> tuple[dict, int, list]:
+    """From drained records (aggregation, start, end, nr_accesses, nr_regions): the
+    nr_accesses summed per (start, end) over the complete aggregations, how many
+    aggregations that is, and the records of the newest one if it is still incomplete
+    (the kdamond was reporting it while we drained), to be kept for the next drain."""
+    by_agg: dict[int, list] = {}
+    for rec in itertools.chain(carry, records):
+        by_agg.setdefault(rec[0], []).append(rec)
+    if not by_agg:
+        return {}, 0, []
+    newest = max(by_agg)
+    pending = by_agg[newest]
+    kept = []
+    if len(pending) < pending[0][4]:
+        kept = by_agg.pop(newest)
+    sums: dict[tuple[int, int], int] = {}
+    for recs in by_agg.values():
+        for _agg, start, end, acc, _n in recs:
+            sums[(start, end)] = sums.get((start, end), 0) + acc
+    return sums, len(by_agg), kept
+
+
+def spread_over_regions(ranges, maps: list[Mapping], shift: int, page_shift: int
+                        ) -> dict[int, float]:
+    """For (start, end, weight) address ranges and sorted shown mappings: the weighted
+    mapped pages per region (address >> shift)."""
+    out: dict[int, float] = {}
+    starts = [m.start for m in maps]
+    for start, end, weight in ranges:
+        if weight <= 0:
+            continue
+        j = max(0, bisect.bisect_right(starts, start) - 1)
+        while j < len(maps) and maps[j].start < end:
+            a, b = max(start, maps[j].start), min(end, maps[j].end)
+            j += 1
+            r = a >> shift
+            while a < b:
+                nxt = min(b, (r + 1) << shift)
+                out[r] = out.get(r, 0.0) + weight * ((nxt - a) >> page_shift)
+                a, r = nxt, r + 1
+    return out
+
+
+def _kallsyms_has(prefix: bytes) -> bool | None:
+    """Whether a kernel symbol starts with prefix (None if kallsyms cannot be read)."""
+    try:
+        with open("/proc/kallsyms", "rb") as f:
+            tail = b""
+            for block in iter(lambda: f.read(1 << 20), b""):
+                if prefix in tail + block:
+                    return True
+                tail = block[-len(prefix):]
+    except OSError:
+        return None
+    return False
+
+
+class DamonCounts(CountsSource):
+    """Access frequencies from a kdamond of our own (CONFIG_DAMON_VADDR, DAMON_SYSFS)."""
+
+    name = "damon"
+    cell = "% of DAMON's samples that found the row accessed"
+    kernel_work = "kdamond"  # the kdamond's CPU time
+    tells_node = tells_kind = False
+    capabilities = CAPS  # sysfs as root; the BPF side
+
+    NO_SYSFS = (f"the kernel has no DAMON sysfs interface ({DAMON_KDAMONDS} is missing: "
+                f"CONFIG_DAMON, CONFIG_DAMON_SYSFS)")
+
+    @classmethod
+    def unavailable(cls, pid: int) -> str | None:
+        if not os.path.isdir(DAMON_KDAMONDS):
+            return cls.NO_SYSFS
+        ops = cls._operations()
+        if ops is None:
+            ops = ["vaddr"] if _kallsyms_has(b" damon_va_") is not False else []
+        if "vaddr" not in ops:
+            return cls._no_vaddr(ops)
+        return cls._in_use()
+
+    @staticmethod
+    def _operations() -> list[str] | None:
+        """DAMON's operation sets, if a context (anyone's) is there to say (read only)."""
+        for path in sorted(glob.glob(f"{DAMON_KDAMONDS}/*/contexts/*/avail_operations")):
+            with contextlib.suppress(OSError):
+                return _read(path).split()
+        return None
+
+    _intervals = staticmethod(damon_intervals)
+
+    @staticmethod
+    def _no_vaddr(ops) -> str:
+        return (f"the kernel's DAMON cannot watch a process (operations: "
+                f"{', '.join(ops) or 'none'}; CONFIG_DAMON_VADDR)")
+
+    @staticmethod
+    def _kdamonds() -> list[str]:
+        n = int(_read(f"{DAMON_KDAMONDS}/nr_kdamonds"))
+        return [f"{DAMON_KDAMONDS}/{i}" for i in range(n)]
+
+    @classmethod
+    def _in_use(cls, leftover=None) -> str | None:
+        """Why the kdamonds there are not ours to use (None: there are none, or they
+        are exactly the leftover record of a dead run)."""
+        kdamonds = cls._kdamonds()
+        if not kdamonds or (leftover is not None and cls._is_leftover(leftover, kdamonds)):
+            return None
+        what = []
+        for k in kdamonds:
+            state = _read(f"{k}/state").strip()
+            pid = _read(f"{k}/pid").strip() if state == "on" else ""
+            ops = ""
+            with contextlib.suppress(OSError):
+                ops = " " + _read(f"{k}/contexts/0/operations").strip()
+            what.append(f"kdamond {k.rsplit('/', 1)[1]} {state}{ops}" +
+                        (f" (pid {pid})" if pid and pid != "-1" else ""))
+        return (f"DAMON is in use by another program ({', '.join(what)}); heatmap leaves "
+                f"it alone, and DAMON's sysfs interface cannot add a kdamond meanwhile")
+
+    @staticmethod
+    def _is_leftover(record: dict, kdamonds: list[str]) -> bool:
+        """Whether the kdamonds are the one a dead heatmap run recorded."""
+        if len(kdamonds) != 1:
+            return False
+        k = kdamonds[0]
+        try:
+            target = int(_read(f"{k}/contexts/0/targets/0/pid_target"))
+            ops = _read(f"{k}/contexts/0/operations").strip()
+            running = _read(f"{k}/state").strip() == "on"
+            pid = int(_read(f"{k}/pid")) if running else 0
+        except (OSError, ValueError):
+            return False
+        return (ops == "vaddr" and target == record.get("target")
+                and (not running or not record.get("kdamond") or pid == record["kdamond"]))
+
+    def __init__(self, pid: int, region_shift: int, max_regions: int, interval=2.0):
+        if not os.path.isdir(DAMON_KDAMONDS):
+            raise SourceUnavailable(self.NO_SYSFS)
+        ops = self._operations()
+        if ops is not None and "vaddr" not in ops:  # before whether DAMON is in use
+            raise SourceUnavailable(self._no_vaddr(ops))
+        self.pid = pid
+        self.region_shift = region_shift
+        self.page_shift = os.sysconf("SC_PAGE_SIZE").bit_length() - 1
+        self.sample_us, self.aggr_us, self.update_us = self._intervals(interval or 2.0)
+        self.notes = ()
+        self._lock = None
+        self._made = False  # nr_kdamonds is ours to set back to 0
+        self._obj = None
+        self._carry: list = []
+        self._pending: list[tuple[int, int, int, int]] = []
+        self._kdamond = 0
+        self._cpu = 0.0
+        try:
+            self._claim()
+            self._start()
+        except PermissionError:
+            self.close()
+            raise HeatmapError("not permitted to set up DAMON: the damon source needs "
+                               "root") from None
+        except BaseException:
+            self.close()
+            raise
+
+    # -- our record, and claiming DAMON's sysfs interface -------------------------------
+    @property
+    def _record_path(self) -> str:
+        return os.path.join(DAMON_RUN_DIR, "damon.json")
+
+    def _claim(self) -> None:
+        """Lock our record; stop a kdamond a dead run left; refuse anyone else's."""
+        import fcntl
+
+        os.makedirs(DAMON_RUN_DIR, mode=0o700, exist_ok=True)
+        self._lock = os.open(os.path.join(DAMON_RUN_DIR, "damon.lock"),
+                             os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SourceUnavailable("another heatmap run is using DAMON") from None
+        try:
+            record = json.loads(_read(self._record_path))
+        except (OSError, ValueError):
+            record = None
+        busy = self._in_use(record if isinstance(record, dict) else None)
+        if busy:
+            raise SourceUnavailable(busy)
+        if self._kdamonds():  # a dead run's, as its record says
+            self._made = True
+            pid = record.get("kdamond")
+            self._teardown()
+            self.notes = (f"stopped the kdamond{f' (pid {pid})' if pid else ''} that an "
+                          f"earlier heatmap run (pid {record.get('heatmap')}, watching pid "
+                          f"{record.get('target')}) left behind",)
+        self._save_record(0)
+
+    def _save_record(self, kdamond: int) -> None:
+        tmp = self._record_path + ".tmp"
+        _write(tmp, json.dumps({"heatmap": os.getpid(), "target": self.pid,
+                                "kdamond": kdamond}))
+        os.replace(tmp, self._record_path)
+
+    # -- the kdamond and the tracepoint -------------------------------------------------
+    def _start(self) -> None:
+        k = f"{DAMON_KDAMONDS}/0"
+        ctx = f"{k}/contexts/0"
+        self._made = True
+        _write(f"{DAMON_KDAMONDS}/nr_kdamonds", 1)
+        _write(f"{k}/contexts/nr_contexts", 1)
+        ops = _read(f"{ctx}/avail_operations").split()
+        if "vaddr" not in ops:
+            raise SourceUnavailable(self._no_vaddr(ops))
+        _write(f"{ctx}/operations", "vaddr")
+        attrs = f"{ctx}/monitoring_attrs"
+        _write(f"{attrs}/intervals/sample_us", self.sample_us)
+        _write(f"{attrs}/intervals/aggr_us", self.aggr_us)
+        _write(f"{attrs}/intervals/update_us", self.update_us)
+        _write(f"{attrs}/nr_regions/min", DAMON_NR_REGIONS[0])
+        _write(f"{attrs}/nr_regions/max", DAMON_NR_REGIONS[1])
+        _write(f"{ctx}/targets/nr_targets", 1)
+        _write(f"{ctx}/targets/0/pid_target", self.pid)
+        self._load()
+        try:
+            _write(f"{k}/state", "on")
+        except OSError as e:
+            raise HeatmapError(f"DAMON would not start watching pid {self.pid}: "
+                               f"{e.strerror}") from None
+        self._kdamond = int(_read(f"{k}/pid"))
+        self._follow(self._kdamond)
+        self._save_record(self._kdamond)
+        self._cpu = self._kdamond_cpu()
+
+    def _follow(self, kdamond: int) -> None:
+        """Keep the tracepoint's reports of this kdamond thread (and only of it)."""
+        self._obj.set("kdamond_pid", kdamond)
+
+    def _load(self) -> None:
+        """Load and attach kernel/damon.bpf.o (before the kdamond starts)."""
+        import bpfload
+        from bpfload.links import tracefs
+
+        try:
+            fmt = _read(os.path.join(tracefs(), "events", "damon", "damon_aggregated",
+                                     "format"))
+        except FileNotFoundError:
+            raise SourceUnavailable("the kernel has no damon:damon_aggregated tracepoint "
+                                    "(CONFIG_TRACEPOINTS)") from None
+        except bpfload.BPFLoadError as e:  # tracefs not mounted
+            raise HeatmapError(str(e)) from None
+        offsets = event_offsets(fmt)
+        if any(offsets.get(f) != o for f, o in DAMON_EVENT_FIELDS.items()):
+            raise HeatmapError("the damon:damon_aggregated tracepoint's layout is not the "
+                               "one kernel/damon.bpf.c reads")
+        try:
+            obj = bpfload.BPFObject(bpf_object("damon.bpf.o"))
+        except bpfload.BPFLoadError as e:
+            raise _bpf_error(e) from None
+        try:
+            obj.set_max_entries("regions", DAMON_MAP_ENTRIES)
+            obj.load()
+            obj.attach()
+        except bpfload.BPFLoadError as e:
+            obj.close()
+            raise _bpf_error(e) from None
+        except BaseException:
+            obj.close()
+            raise
+        self._obj = obj
+        self._bpfload = bpfload
+
+    def _kdamond_cpu(self) -> float:
+        """Seconds the kdamond has run on a CPU (ticks where there is no schedstat)."""
+        try:
+            return int(_read(f"/proc/{self._kdamond}/schedstat").split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            fields = _read(f"/proc/{self._kdamond}/stat").rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return self._cpu  # stopped: its target exited
+
+    def age(self) -> float:
+        cpu = self._kdamond_cpu()
+        took, self._cpu = cpu - self._cpu, cpu
+        sums, aggs, self._carry = damon_frequencies(self._records(), self._carry)
+        samples = max(1, self.aggr_us // self.sample_us)
+        ranges = [(s, e, acc / (aggs * samples)) for (s, e), acc in sums.items()]
+        ranges.sort()
+        young = spread_over_regions(ranges, shown_mappings(read_maps("/proc", self.pid)),
+                                    self.region_shift, self.page_shift)
+        self._pending = [(r, 0, round(y), 0) for r, y in young.items() if round(y)]
+        return took
+
+    def _records(self) -> list[tuple[int, int, int, int, int]]:
+        """What the tracepoint stored since the last call: (aggregation, start, end,
+        nr_accesses, nr_regions) per region."""
+        try:
+            keys, values, _n = self._obj.map("regions").lookup_batch(delete=True)
+        except self._bpfload.BPFLoadError as e:
+            raise _bpf_error(e) from None
+        return [(agg, start, end, acc, nr) for (agg, start), (end, acc, nr) in
+                zip(_DAMON_KEY.iter_unpack(keys), _DAMON_VAL.iter_unpack(values))]
+
+    def drain(self) -> list[tuple[int, int, int, int]]:
+        out, self._pending = self._pending, []
+        return out
+
+    def dropped(self) -> int:
+        return self._obj.get("dropped_regions") if self._obj is not None else 0
+
+    # -- teardown, on every exit path ---------------------------------------------------
+    def _teardown(self) -> None:
+        """Stop the kdamond and remove its sysfs directories (nr_kdamonds 0)."""
+        k = f"{DAMON_KDAMONDS}/0"
+        with contextlib.suppress(FileNotFoundError):
+            if _read(f"{k}/state").strip() == "on":
+                _write(f"{k}/state", "off")
+        _write(f"{DAMON_KDAMONDS}/nr_kdamonds", 0)
+
+    def close(self) -> None:
+        problem = None
+        obj, self._obj = self._obj, None
+        if obj is not None:
+            obj.close()
+        if self._made:
+            try:
+                self._teardown()
+                self._made = False
+            except OSError as e:
+                problem = f"could not stop heatmap's kdamond: {e.strerror or e}"
+        if self._lock is not None:
+            if not self._made:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._record_path)
+            os.close(self._lock)
+            self._lock = None
+        if problem:
+            raise HeatmapError(problem)
+
+
+# ---- 2.6 clear_refs and smaps (--source refs) -----------------------------------------
+#
+# Writing 1 to /proc/PID/clear_refs clears the accessed bits of all the target's pages;
+# /proc/PID/smaps then says per mapping how much of its resident memory was referenced
+# since.  Almost every kernel has both (CONFIG_PROC_PAGE_MONITOR), and the target's
+# owner may use them.  Per mapping only: each region of a mapping gets the mapping's
+# share of referenced resident pages, and the rows are one per mapping.
+
+_SMAPS_SHARE = re.compile(
+    rb"^([0-9a-f]+)-([0-9a-f]+) [^\n]*\n(?:[^\n]*\n)*?Rss:\s+(\d+) kB\n"
+    rb"(?:[^\n]*\n)*?Referenced:\s+(\d+) kB", re.M)
+
+
+def smaps_referenced(text: bytes) -> list[tuple[int, int, int, int]]:
+    """(start, end, rss_kb, referenced_kb) of every mapping in a /proc/PID/smaps text."""
+    return [(int(a, 16), int(b, 16), int(rss), int(ref))
+            for a, b, rss, ref in _SMAPS_SHARE.findall(text)]
+
+
+def spread(total: float, sizes: list[int]) -> list[int]:
+    """round(total) shared out over items in proportion to their sizes, as integers
+    (running rounding: each item's share is within one of exact)."""
+    whole = sum(sizes)
+    out = []
+    acc = done = 0
+    for size in sizes:
+        acc += size
+        upto = round(total * acc / whole) if whole else 0
+        out.append(upto - done)
+        done = upto
+    return out
+
+
+class RefsCounts(CountsSource):
+    """Referenced pages per mapping from clear_refs and smaps."""
+
+    name = "refs"
+    cell = "% of the mapping's resident pages referenced"
+    kernel_work = "scan"  # smaps and clear_refs walk the target's page tables
+    tells_node = tells_kind = False
+    per_mapping = True
+
+    @classmethod
+    def unavailable(cls, pid: int) -> str | None:
+        if os.path.exists(f"/proc/{pid}") and not os.path.exists(f"/proc/{pid}/clear_refs"):
+            return (f"the kernel has no /proc/{pid}/clear_refs (CONFIG_PROC_PAGE_MONITOR)")
+        return None
+
+    def __init__(self, pid: int, region_shift: int, max_regions: int, interval=None):
+        why = self.unavailable(pid)
+        if why:
+            raise SourceUnavailable(why)
+        self.pid = pid
+        self.region_shift = region_shift
+        self.page_size = os.sysconf("SC_PAGE_SIZE")
+        self._pending: list[tuple[int, int, int, int]] = []
+        self._clear = self._smaps = self._flush = None
+        try:
+            self._clear = os.open(f"/proc/{pid}/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+            self._smaps = os.open(f"/proc/{pid}/smaps", os.O_RDONLY | os.O_CLOEXEC)
+            self._flush = open_tlb_flush(pid)
+            if self._flush is None:
+                self.notes = (NO_TLB_FLUSH,)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_smaps(self) -> bytes:
+        parts = []
+        while True:
+            b = os.read(self._smaps, 1 << 20)
+            if not b:
+                os.lseek(self._smaps, 0, os.SEEK_SET)
+                return b"".join(parts)
+            parts.append(b)
+
+    def age(self) -> float:
+        t0 = time.perf_counter()
+        text = self._read_smaps()
+        os.write(self._clear, b"1")
+        if self._flush is not None:
+            os.write(self._flush, b"4")
+        took = time.perf_counter() - t0
+        shift, page = self.region_shift, self.page_size
+        counts = []
+        for start, end, rss, ref in smaps_referenced(text):
+            if not (rss and ref):
+                continue
+            regions = range(start >> shift, ((end - 1) >> shift) + 1)
+            pages = [(min(end, (r + 1) << shift) - max(start, r << shift)) // page
+                     for r in regions]
+            share = min(1.0, ref / rss)
+            counts.extend((r, 0, y, 0) for r, y in zip(regions, spread(share * sum(pages),
+                                                                       pages)) if y)
+        self._pending = counts
+        return took
+
+    def drain(self) -> list[tuple[int, int, int, int]]:
+        out, self._pending = self._pending, []
+        return out
+
+    def close(self) -> None:
+        for fd in (self._clear, self._smaps, self._flush):
+            if fd is not None:
+                os.close(fd)
+        self._clear = self._smaps = self._flush = None
+
+
+# ---- 2.7 choosing a source (--source) -------------------------------------------------
+
+SOURCES = (KernelCounts, IdleCounts, DamonCounts, RefsCounts)  # auto's order: best first
+SOURCE_NAMES = ("auto",) + tuple(cls.name for cls in SOURCES)
+
+
+def source_class(name: str) -> type[CountsSource]:
+    """The source class of a --source name (its traits, for rendering a recording)."""
+    for cls in SOURCES:
+        if cls.name == name:
+            return cls
+    raise KeyError(name)
+
+
+def source_traits(header: dict) -> type[CountsSource]:
+    """The traits of the source a run's header names (recordings before sources: mglru)."""
+    return source_class(header.get("source") or "mglru")
+
+
+class SourceChoice:
+    """--source as a counts factory: the named source, or for auto the first of SOURCES
+    that the running kernel offers and heatmap has the capabilities for."""
+
+    checks_capabilities = True  # LiveSource leaves that to us
+
+    def __init__(self, name: str, proc_root: str = "/proc"):
+        self.name = name
+        self.proc = proc_root
+
+    def _missing(self, cls) -> list[str]:
+        from bpfload.procfs import missing_capabilities
+
+        try:
+            with open(f"{self.proc}/self/status", encoding="utf-8") as f:
+                return missing_capabilities(f.read(), cls.capabilities)
+        except OSError:
+            return []
+
+    def __call__(self, pid: int, region_shift: int, max_regions: int, interval=2.0):
+        if self.name == "auto":
+            return self._auto(pid, region_shift, max_regions, interval)
+        cls = source_class(self.name)
+        missing = self._missing(cls)
+        if missing:
+            raise HeatmapError(f"not permitted: the {cls.name} source needs "
+                               f"{', '.join(cls.capabilities)} (run it as root); missing "
+                               f"{', '.join(missing)}")
+        try:
+            counts = cls(pid, region_shift, max_regions, interval)
+        except SourceUnavailable as e:
+            others = [c.name for c in SOURCES
+                      if c is not cls and not self._missing(c) and c.unavailable(pid) is None]
+            raise SourceUnavailable(f"{e}; sources available here: "
+                                    f"{', '.join(others) or 'none'}") from None
+        counts.auto = False
+        return counts
+
+    def _auto(self, pid, region_shift, max_regions, interval):
+        reasons = []
+        for cls in SOURCES:
+            missing = self._missing(cls)
+            if missing:
+                reasons.append(f"{cls.name}: needs {', '.join(missing)}")
+                continue
+            try:
+                counts = cls(pid, region_shift, max_regions, interval)
+            except SourceUnavailable as e:
+                reasons.append(f"{cls.name}: {e}")
+                continue
+            counts.auto = True
+            return counts
+        raise HeatmapError("no source works here (" + "; ".join(reasons) + ")")
+
+
+# ---- 2.8 a live run: the counts, aged and drained every interval, and /proc ----------
 
 def map_capacity(regions: int) -> int:
     """Regions the BPF map is sized for (per node): the spanned regions plus slack."""
@@ -546,7 +1561,7 @@ def read_maps(proc_root: str, pid: int) -> list[Mapping]:
 
 class LiveSource:
     """Samples from the kernel: every interval age the target, drain the counts, read
-    its maps.  The counts come from counts_factory (KernelCounts, or a fake in tests)."""
+    its maps.  The counts come from counts_factory (a SourceChoice, or a fake in tests)."""
 
     truncated = False  # (a live run never ends mid-record; see ReplaySource)
 
@@ -566,6 +1581,7 @@ class LiveSource:
         self.t0 = 0.0
         self.next_due = 0.0
         self.prev_maps = None
+        self.notes: tuple[str, ...] = ()  # what opening the counts did, for the user
 
     def _exited(self) -> bool:
         try:
@@ -608,12 +1624,14 @@ class LiveSource:
         if not maps or state in ("Z", "X"):
             raise HeatmapError(f"process {pid} ({_printable(comm)}) has no user memory to "
                                "watch (a kernel thread or exiting)")
-        missing = self._missing_capabilities()
+        missing = [] if getattr(self.factory, "checks_capabilities", False) else \
+            self._missing_capabilities()
         if missing:
             raise HeatmapError(f"not permitted: {CAPS_TEXT}; missing {', '.join(missing)}")
         self.capacity = map_capacity(spanned_regions(maps, self.shift))
         try:
-            self.counts = self.factory(pid, self.shift, self.capacity)
+            self.counts = self.factory(pid, self.shift, self.capacity, interval=self.interval)
+            self.notes = tuple(getattr(self.counts, "notes", ()))
             # the first aging reports everything touched since forever: drop it
             self.counts.age()
             self.counts.drain()
@@ -624,7 +1642,9 @@ class LiveSource:
         self.header = {"type": RECORD_TYPE, "version": RECORD_VERSION, "pid": pid,
                        "comm": comm, "region_shift": self.shift,
                        "page_size": self.page_size, "interval": self.interval,
-                       "started": round(time.time(), 3)}
+                       "started": round(time.time(), 3),
+                       "source": getattr(self.counts, "name", "") or "mglru",
+                       "auto": bool(getattr(self.counts, "auto", False))}
         self.t0 = self.clock()
         self.next_due = self.t0 + self.interval
 
@@ -639,6 +1659,8 @@ class LiveSource:
         except PermissionError:
             raise HeatmapError("not permitted: " + CAPS_TEXT) from None
         except OSError as e:
+            if self._exited():  # its /proc files went with it
+                raise TargetExited() from None
             raise HeatmapError(f"kernel counts: {e}") from None
         now = self.clock()
         try:
@@ -674,7 +1696,7 @@ class LiveSource:
             counts.close()
 
 
-# ---- 2.4 a recording (its format: the module docstring; its writer: section 7) -------
+# ---- 2.9 a recording (its format: the module docstring; its writer: section 7) -------
 
 RECORD_TYPE = "heatmap-record"
 RECORD_VERSION = 1
@@ -772,6 +1794,11 @@ class ReplaySource:
                 raise ValueError("page_size")
         except (KeyError, ValueError, TypeError):
             raise HeatmapError(f"{self.path}: bad recording header") from None
+        try:
+            source_traits(header)
+        except (KeyError, TypeError):
+            raise HeatmapError(f"{self.path}: recorded from a source this heatmap does not "
+                               f"know ({header.get('source')!r})") from None
         self.header = header
 
     def _bad(self, why: str):
@@ -1092,19 +2119,22 @@ class RowLayout:
     """Screen rows: each a contiguous run of bins within one group of a BinLayout.
     Groups are merged (smallest neighbours first) when there are more than nrows, then
     rows are shared out among groups by the square root of their pages (at least one
-    each, at most one per bin) and each group's bins split evenly among its rows."""
+    each, at most one per bin) and each group's bins split evenly among its rows.  With
+    one_per_group (a source that tells nothing inside a mapping) each group is one row."""
 
-    def __init__(self, bins: BinLayout, nrows: int):
+    def __init__(self, bins: BinLayout, nrows: int, one_per_group: bool = False):
         self.bins = bins
         self.requested = nrows
         self.key = 0
         self._proj: dict[int, list] = {}
         nrows = max(1, nrows)
-        runs = merge_runs(bins.group_pages, group_budget(nrows), bins.group_gaps)
+        runs = merge_runs(bins.group_pages, nrows if one_per_group else group_budget(nrows),
+                          bins.group_gaps)
         dgroups = [(bins.group_bins[g0][0], bins.group_bins[g1 - 1][1],
                     sum(bins.group_pages[g0:g1])) for g0, g1 in runs]
-        alloc = share(nrows, [concave_weight(p) for _, _, p in dgroups],
-                      [b1 - b0 for b0, b1, _ in dgroups]) if dgroups else []
+        caps = [1 if one_per_group else b1 - b0 for b0, b1, _ in dgroups]
+        alloc = share(min(nrows, sum(caps)), [concave_weight(p) for _, _, p in dgroups],
+                      caps) if dgroups else []
         starts: list[int] = []
         for (b0, b1, _), k in zip(dgroups, alloc):
             starts.extend(_split(b0, b1, k))
@@ -1280,6 +2310,7 @@ class Model:
 
     def __init__(self, info: dict, history: int = HISTORY_MIN, bin_budget: int = BIN_BUDGET):
         self.info = info  # the recording header: pid, comm, region_shift, page_size, ...
+        self.source = source_traits(info)
         self.shift = int(info["region_shift"])
         self.page_size = int(info.get("page_size", 4096))
         self.bin_budget = bin_budget
@@ -1373,7 +2404,8 @@ class Model:
         rows = self._rows
         if rows is not None and rows.requested == nrows:
             return rows
-        new = RowLayout(self.bins or BinLayout([], self.shift, self.page_size, 1), nrows)
+        new = RowLayout(self.bins or BinLayout([], self.shift, self.page_size, 1), nrows,
+                        self.source.per_mapping)
         if rows is not None and rows.bins.ident == new.bins.ident and rows.starts == new.starts:
             new.key = rows.key
             new._proj = rows._proj
@@ -1449,6 +2481,10 @@ LEGEND_HEAD = {
 #: share of the full colour for the faintest level up to the full colour at >=80%.
 SHADE_FLOOR = 0.35
 SHADE_NOTE = "brighter: hotter"
+#: A view whose category the source cannot tell shows this for an accessed cell.
+UNKNOWN_CHAR = "?"
+UNTOLD = {"node": "the NUMA node", "anon": "anon from file"}
+UNTOLD_SHORT = {"node": "node", "anon": "anon/file"}
 KEYS_HINT = "keys: h heat  n node  a anon/file  p pause  q quit"
 
 
@@ -1499,10 +2535,14 @@ def shade(rgb, level: int):
     return tuple(round(c * f) for c in rgb)
 
 
-def cell_class(view: str, young: float, anon: float, node: int, pages: int) -> tuple:
+def cell_class(view: str, young: float, anon: float, node: int, pages: int,
+               told: bool = True) -> tuple:
     """(character, rgb or None) of one cell in a view. The node and anon views show
-    the category by character and hue, and the heat by the hue's brightness."""
+    the category by character and hue, and the heat by the hue's brightness; when the
+    source cannot tell the category (told false) an accessed cell is "?" in grey."""
     level = heat_level(young, pages)
+    if not told and view != "heat":
+        return (UNKNOWN_CHAR, shade(MIXED_RGB, level)) if level else (" ", None)
     if view == "heat":
         return HEAT_CHARS[level], HEAT_RGB[level]
     if view == "node":
@@ -1585,19 +2625,23 @@ def fmt_span(s: float) -> str:
 
 
 def header_items(model: Model, view: str, status: str = "") -> list[str]:
+    """What the header says, most important first (a narrow terminal loses the last)."""
     info = model.info
     last = model.last
+    src = model.source
     comm = _printable(str(info.get("comm", "")))
     items = [f"heatmap pid {info.get('pid')} ({comm})"]
     if last is not None:
         items.append("rss " + fmt_size(last.rss_kb * 1024))
     items.append(f"every {float(info.get('interval', 0)):g} s")
-    items.append("aging " + (fmt_secs(last.aging) if last is not None else "-"))
-    items.append(f"dropped {last.dropped if last is not None else 0}")
+    via = [w for w, on in (("auto", info.get("auto")), ("per mapping", src.per_mapping)) if on]
+    items.append(f"via {src.name}" + (f" ({', '.join(via)})" if via else ""))
+    items.append(f"{src.kernel_work} " + (fmt_secs(last.aging) if last is not None else "-"))
     items.append("region " + fmt_size(1 << model.shift))
     items.append("view " + view)
     if last is not None:
         items.append(f"#{last.seq} {last.t:.1f} s")
+    items.append(f"dropped {last.dropped if last is not None else 0}")
     if status:
         items.append(status)
     return items
@@ -1634,8 +2678,16 @@ def nodes_seen(columns) -> list[int]:
     return sorted(seen)
 
 
-def legend_entries(view: str, nodes: list[int]) -> list[tuple[str, object, str]]:
+def tells(src, view: str) -> bool:
+    """Whether a source (its traits) can tell what a view shows."""
+    return view == "heat" or (src.tells_node if view == "node" else src.tells_kind)
+
+
+def legend_entries(view: str, nodes: list[int], src=CountsSource
+                   ) -> list[tuple[str, object, str]]:
     """(char, rgb, text) for each colour a view uses."""
+    if not tells(src, view):
+        return [(UNKNOWN_CHAR, MIXED_RGB, f"accessed, {UNTOLD_SHORT[view]} unknown")]
     if view == "heat":
         return [(HEAT_CHARS[i], HEAT_RGB[i], HEAT_TEXT[i]) for i in range(1, len(HEAT_CHARS))]
     if view == "node":
@@ -1645,20 +2697,25 @@ def legend_entries(view: str, nodes: list[int]) -> list[tuple[str, object, str]]
             for k, t in ((KIND_ANON, "anon"), (KIND_FILE, "file"), (MIXED, "mixed"))]
 
 
-def legend_head(view: str, none: str, shaded: bool = False) -> str:
-    """The legend's heading; `none` names how a cell with no young page looks, and
-    `shaded` says the colours are shaded by heat (node and anon views in colour)."""
+def legend_head(view: str, none: str, shaded: bool = False, src=CountsSource) -> str:
+    """The legend's heading (what a cell means for the source); `none` names how a cell
+    with no young page looks, and `shaded` says the colours are shaded by heat (node and
+    anon views in colour)."""
     shading = f"; {SHADE_NOTE}" if shaded and view != "heat" else ""
-    return f"{LEGEND_HEAD[view]} ({none}: none{shading}):"
+    if not tells(src, view):
+        what = f"the {src.name} source cannot tell {UNTOLD[view]}"
+    else:
+        what = src.cell if view == "heat" else LEGEND_HEAD[view]
+    return f"{what} ({none}: none{shading}):"
 
 
 def legend_lines(view: str, nodes: list[int], width: int, style: Style, keys: bool,
-                 max_lines: int = 3) -> list[str]:
+                 max_lines: int = 3, src=CountsSource) -> list[str]:
     """The legend wrapped to width: heading, then one swatch (or character) per colour
     with the numbers it stands for; in the live view a line of keys."""
-    head = legend_head(view, "blank")
+    head = legend_head(view, "blank", src=src)
     items: list[tuple[int, str]] = [(len(head), head)]
-    for ch, rgb, text in legend_entries(view, nodes):
+    for ch, rgb, text in legend_entries(view, nodes, src):
         if style.mode is None:
             s = f"{ch} {text}"
             items.append((len(s), s))
@@ -1682,7 +2739,8 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
     style = Style(color)
     columns = model.columns
     recent = list(itertools.islice(columns, max(0, len(columns) - width), None))
-    legend = legend_lines(view, nodes_seen(recent), width, style, keys)
+    legend = legend_lines(view, nodes_seen(recent), width, style, keys, src=model.source)
+    told = tells(model.source, view)
     head = wrap_items([(len(s), s) for s in header_items(model, view, status)], width, 2)
     # what gives way on a short terminal: the axis, then the legend, then header line 2
     axis_on = True
@@ -1718,12 +2776,13 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
         out = [labels[r][:label_w].ljust(label_w), sep]
         if style.mode is None:
             out.append(" " * pad)
-            out.extend(cell_class(view, y[r], a[r], n[r], pages)[0] for y, a, n in cells)
+            out.extend(cell_class(view, y[r], a[r], n[r], pages, told)[0]
+                       for y, a, n in cells)
         else:
             out.append(" " * pad)
             cur = None
             for y, a, n in cells:
-                rgb = cell_class(view, y[r], a[r], n[r], pages)[1]
+                rgb = cell_class(view, y[r], a[r], n[r], pages, told)[1]
                 if rgb != cur:
                     out.append(style.bg(rgb))
                     cur = rgb
@@ -2036,6 +3095,7 @@ def interval_json(sample: Sample, model: Model) -> str:
     """One interval as a line of JSON (no newline), after model.add(sample).  Written
     piecewise: a dense interval of a big target has tens of thousands of regions."""
     info = model.info
+    tell_node, tell_kind = model.source.tells_node, model.source.tells_kind
     shift = model.shift
     size = 1 << shift
     page_size = model.page_size
@@ -2065,14 +3125,18 @@ def interval_json(sample: Sample, model: Model) -> str:
         qname = names.get(name)
         if qname is None:
             qname = names[name] = json.dumps(name)
-        node = dominant(nodes, a + f)
-        node_text = '"mixed"' if node == MIXED else str(node)
-        per_node = ",".join(f'"{nd}":{y}' for nd, y in sorted(nodes.items()))
+        if tell_node:
+            node = dominant(nodes, a + f)
+            node_text = '"mixed"' if node == MIXED else str(node)
+            per_node = "{" + ",".join(f'"{nd}":{y}' for nd, y in sorted(nodes.items())) + "}"
+        else:
+            node_text = per_node = "null"
+        kinds = f'"anon":{a},"file":{f}' if tell_kind else '"anon":null,"file":null'
         parts.append(f'{{"start":{lo},"end":{hi},"mapping":{qname},"pages":{pages},'
-                     f'"accessed":{a + f},"anon":{a},"file":{f},"node":{node_text},'
-                     f'"nodes":{{{per_node}}}}}')
+                     f'"accessed":{a + f},{kinds},"node":{node_text},"nodes":{per_node}}}')
     head = _dump({
-        "seq": sample.seq, "t": sample.t, "pid": info.get("pid"), "comm": info.get("comm"),
+        "seq": sample.seq, "t": sample.t, "source": model.source.name,
+        "pid": info.get("pid"), "comm": info.get("comm"),
         "interval": info.get("interval"), "aging_s": sample.aging, "dropped": sample.dropped,
         "rss_kb": sample.rss_kb, "region_size": size, "page_size": page_size,
     })
@@ -2202,9 +3266,10 @@ def _svg_grid(intervals: int, nrows: int) -> _SvgGrid:
 
 
 def _svg_head(w, g: _SvgGrid, header: dict, model: Model, view: str) -> None:
+    per = ", per mapping" if model.source.per_mapping else ""
     title = (f"heatmap: pid {header.get('pid')} ({header.get('comm')}), {g.n} intervals of "
              f"{float(header.get('interval', 0)):g} s, {fmt_size(1 << model.shift)} regions, "
-             f"view {view}")
+             f"view {view}, source {model.source.name}{per}")
     w('<?xml version="1.0" encoding="UTF-8"?>\n')
     w(f'<svg xmlns="http://www.w3.org/2000/svg" width="{g.width}" height="{g.height}" '
       f'viewBox="0 0 {g.width} {g.height}">\n')
@@ -2229,6 +3294,7 @@ def _svg_labels(w, g: _SvgGrid, layout: RowLayout) -> None:
 def _svg_cells(w, g: _SvgGrid, recording: str, limit, model: Model, layout: RowLayout,
                view: str) -> None:
     """The second pass: every interval of the recording as one column of cells."""
+    told = tells(model.source, view)
     w('<g class="cells">\n')
     src = ReplaySource(recording, limit=limit)
     src.open()
@@ -2243,7 +3309,7 @@ def _svg_cells(w, g: _SvgGrid, recording: str, limit, model: Model, layout: RowL
             y, a, nd = model.cells(col, layout)
             x = g.label_w + j * g.cell_w
             for r in range(layout.n):
-                rgb = cell_class(view, y[r], a[r], nd[r], layout.pages[r])[1]
+                rgb = cell_class(view, y[r], a[r], nd[r], layout.pages[r], told)[1]
                 w(f'<rect class="cell" x="{x}" y="{g.top + r * g.row_h}" width="{g.cell_w}" '
                   f'height="{g.row_h}" fill="{_hex(rgb)}"/>\n')
             j += 1
@@ -2271,13 +3337,14 @@ def _svg_axes(w, g: _SvgGrid, scan: _RunScan) -> None:
     w("</g>\n")
 
 
-def _svg_legend(w, g: _SvgGrid, view: str, nodes) -> None:
+def _svg_legend(w, g: _SvgGrid, view: str, nodes, src) -> None:
     w('<g class="legend">\n')
     ly = g.top + g.plot_h + 48
-    w(f'<text x="8" y="{ly + 10}">{_xml(legend_head(view, "grey", shaded=True))}</text>\n')
+    head = legend_head(view, "grey", shaded=True, src=src)
+    w(f'<text x="8" y="{ly + 10}">{_xml(head)}</text>\n')
     x = 8
     ly += 16
-    for _ch, rgb, text in legend_entries(view, sorted(nodes)):
+    for _ch, rgb, text in legend_entries(view, sorted(nodes), src):
         w(f'<rect class="swatch" x="{x}" y="{ly}" width="14" height="14" '
           f'fill="{_hex(rgb)}"/>\n')
         w(f'<text x="{x + 18}" y="{ly + 11}">{_xml(text)}</text>\n')
@@ -2302,7 +3369,7 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
         _svg_labels(w, grid, layout)
         _svg_cells(w, grid, recording, limit, model, layout, view)
         _svg_axes(w, grid, scan)
-        _svg_legend(w, grid, view, scan.nodes)
+        _svg_legend(w, grid, view, scan.nodes, model.source)
         w("</svg>\n")
     return grid.n
 
@@ -2413,9 +3480,15 @@ node holding >=75% of the young pages (* mixed).  anon view = anon (a), file (f)
 mixed (*); in colour these two shade the hue by heat (brighter: hotter).  Keys
 (live view): h heat, n node, a anon/file, v next view, p/space pause, q quit.
 
-needs: root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with the MGLRU BPF
-hooks (kernel/patches), MGLRU enabled with its page-table walk
-(/sys/kernel/mm/lru_gen/enabled = 0x0007).  --replay needs neither.
+sources (--source; auto takes the first the kernel offers):
+  mglru  root and a kernel with the MGLRU BPF hooks (kernel/patches), MGLRU enabled
+         with its page-table walk (/sys/kernel/mm/lru_gen/enabled = 0x0007)
+  idle   root, CONFIG_IDLE_PAGE_TRACKING: same cells as mglru
+  damon  root, CONFIG_DAMON_VADDR + CONFIG_DAMON_SYSFS: cells are DAMON's access
+         frequency; no node, no anon/file
+  refs   the target's owner (clear_refs, smaps): one row per mapping, cells are the
+         share of its resident pages referenced; no node, no anon/file
+--replay needs none of them.
 
 examples:
   heatmap.py 4242 --interval 2                   live view
@@ -2428,7 +3501,8 @@ examples:
 def build_parser(out=None) -> _Parser:
     p = _Parser(prog="heatmap.py", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Live heatmap of where in a process's address space memory is "
-                            "hot, warm or cold (MGLRU page-table walks + BPF).",
+                            "hot, warm or cold (MGLRU page-table walks + BPF, idle page "
+                            "tracking, DAMON or clear_refs).",
                 epilog=EPILOG)
     p.out = out
     p.add_argument("pid", nargs="?", metavar="PID", help="process to watch")
@@ -2439,6 +3513,9 @@ def build_parser(out=None) -> _Parser:
                         "target exits)")
     p.add_argument("-r", "--region-size", type=parse_size, metavar="SIZE",
                    help="bytes per counted region: a power of two, 4K..1G (default 2M)")
+    p.add_argument("-s", "--source", choices=SOURCE_NAMES, metavar="SOURCE",
+                   help="where the counts come from: auto (default: the best the kernel "
+                        "offers), mglru, idle, damon or refs")
     p.add_argument("--view", choices=VIEWS, default="heat",
                    help="heat (default), node (NUMA) or anon (anon/file)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
@@ -2470,6 +3547,7 @@ def parse_args(argv, out=None) -> argparse.Namespace:
         if args.speed is not None:
             raise HeatmapError("--speed only applies to --replay")
         args.interval = 2.0 if args.interval is None else args.interval
+        args.source = args.source or "auto"
         args.region_size = args.region_size or (2 << 20)
     else:
         if args.pid is not None:
@@ -2478,6 +3556,8 @@ def parse_args(argv, out=None) -> argparse.Namespace:
             raise HeatmapError("--interval applies to live runs; a recording keeps its own")
         if args.region_size is not None:
             raise HeatmapError("--region-size applies to live runs; a recording keeps its own")
+        if args.source is not None:
+            raise HeatmapError("--source applies to live runs; a recording names its own")
     for out, inp in (("record", "replay"), ("svg", "replay"), ("svg", "record")):
         a, b = getattr(args, out), getattr(args, inp)
         if a and b and _same_file(a, b):
@@ -2565,7 +3645,8 @@ def _source_for(args, counts_factory, proc_root: str, clock, stdout):
         speed = args.speed if args.speed is not None else (1.0 if tty and not args.json else 0.0)
         return ReplaySource(args.replay, speed, clock, args.count)
     return LiveSource(args.pid, args.region_size.bit_length() - 1, args.interval,
-                      counts_factory or KernelCounts, proc_root, clock)
+                      counts_factory or SourceChoice(args.source, proc_root), proc_root,
+                      clock)
 
 
 def _catch_signals() -> dict:
@@ -2642,6 +3723,8 @@ class _Run:
     def _open(self) -> None:
         args, source = self.args, self.source
         source.open()
+        for note in getattr(source, "notes", ()):
+            _say(self.stderr, f"heatmap: {note}")
         self.model = Model(source.header)
         if args.record:
             self.recorder = Recorder(args.record)

@@ -48,7 +48,7 @@ class FakeCounts:
     fail_at: str | None = None  # raise HeatmapError from this method
     on_age = None  # callable(n) run at the n-th aging (e.g. to make the target exit)
 
-    def __init__(self, pid, region_shift, max_regions):
+    def __init__(self, pid, region_shift, max_regions, interval=None):
         if self.fail_at == "init":
             raise heatmap.HeatmapError("kernel lacks lru_gen_bpf_young_pte: see kernel/")
         self.pid = pid

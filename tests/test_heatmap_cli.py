@@ -314,8 +314,9 @@ def test_cli_error_in_subprocess_is_one_line():
 
 
 def test_unpatched_running_kernel_names_the_missing_hook():
-    """On this machine's own kernel (no hooks; here no MGLRU either) the message names
-    the hook and where the patched kernel comes from, whatever else is missing."""
+    """On this machine's own kernel (no hooks; here no MGLRU either) --source mglru names
+    the hook and where the patched kernel comes from, whatever else is missing, and the
+    sources that work instead."""
     if os.geteuid() != 0:
         pytest.skip("needs root to get as far as the kernel checks")
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
@@ -326,13 +327,15 @@ def test_unpatched_running_kernel_names_the_missing_hook():
         pytest.skip("the running kernel has the hooks")
     with subprocess.Popen(["sleep", "30"]) as target:
         try:
-            res = subprocess.run([sys.executable, str(HEATMAP), str(target.pid), "--count", "1"],
+            res = subprocess.run([sys.executable, str(HEATMAP), str(target.pid), "--count", "1",
+                                  "--source", "mglru"],
                                  capture_output=True, text=True, timeout=60)
         finally:
             target.kill()
     assert res.returncode == 1
     assert res.stderr.startswith(f"heatmap: the kernel lacks the heatmap hook {heatmap.HOOKS[0]}")
     assert "kernel/patches" in res.stderr and res.stderr.count("\n") == 1
+    assert res.stderr.rstrip().endswith("sources available here: refs")
 
 
 def read_until(fd, needle: bytes, timeout=20.0) -> bytes:

@@ -52,8 +52,9 @@ def test_json_schema_and_values(tmp_path):
     assert len(lines) == 3
     objs = [json.loads(ln) for ln in lines]
     first = objs[0]
-    assert list(first) == ["seq", "t", "pid", "comm", "interval", "aging_s", "dropped",
-                           "rss_kb", "region_size", "page_size", "regions"]
+    assert list(first) == ["seq", "t", "source", "pid", "comm", "interval", "aging_s",
+                           "dropped", "rss_kb", "region_size", "page_size", "regions"]
+    assert first["source"] == "mglru"  # a counts factory without a name: the hooks' own
     assert (first["seq"], first["t"], first["pid"], first["comm"]) == (1, 2.01, 4242,
                                                                         "hotspot")
     assert (first["interval"], first["aging_s"], first["dropped"]) == (2.0, 0.01, 3)

@@ -43,8 +43,9 @@ def frames(text: str) -> list[str]:
     return text[:-2].split("\n\n")
 
 
+# 60 columns: the last item of the header ("dropped 9") gives way
 HEADER3 = ["heatmap pid 4242 (hotspot)  rss 256 MiB  every 2 s",
-           "aging 10.0 ms  dropped 9  region 2 MiB  view {view}  #3 6.0 s"]
+           "via mglru  aging 10.0 ms  region 2 MiB  view {view}  #3 6.0 s"]
 LABELS = ["000000400000 hotspot", "000010000000 [heap] ", "000010200000 [heap] ",
           "000010400000 [heap] ", "000010600000 [heap] ", "000010800000 [heap] ",
           "000010a00000 [heap] ", "000010c00000 [heap] ", "7f0000000000 anon   ",

@@ -1,0 +1,347 @@
+"""heatmap.py's counts sources (--source) on this machine's kernel: auto takes refs and
+gets each mapping's share right, each source the kernel lacks is one line naming what
+is missing and what works instead; the sources' own logic on known inputs; replays
+drawn with their source's legend."""
+
+from __future__ import annotations
+
+import array
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+from bandsload import Bands
+from heatmap_fakes import (
+    HEATMAP,
+    SMALL_MAPS,
+    FakeClock,
+    exit_target,
+    heatmap,
+    make_factory,
+    make_proc,
+    maps_line,
+    small_script,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+EARLIER = ("mglru", "idle", "damon")  # what auto would take before refs
+
+
+def run_heatmap(*args, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(HEATMAP), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def offered_here(name: str, pid: int) -> bool:
+    return heatmap.source_class(name).unavailable(pid) is None
+
+
+# --- on this machine's kernel ------------------------------------------------------------
+
+
+def test_auto_takes_refs_and_gets_each_mappings_share(tmp_path):
+    with Bands(regions=16) as w:
+        better = [n for n in EARLIER if offered_here(n, w.pid)]
+        if better:
+            pytest.skip(f"this kernel offers {better[0]}, which auto takes before refs")
+        rec = tmp_path / "run.jsonl"
+        r = run_heatmap(w.pid, "--json", "--count", 3, "--interval", 0.5, "--record", rec)
+        assert r.returncode == 0, r.stderr
+        header = json.loads(rec.read_text().splitlines()[0])
+        assert (header["source"], header["auto"]) == ("refs", True)
+        intervals = [json.loads(line) for line in r.stdout.splitlines()]
+        assert len(intervals) == 3
+        for iv in intervals:
+            assert iv["source"] == "refs"
+            accessed = {reg["start"]: reg for reg in iv["regions"]}
+            for band in w.bands.values():
+                got = [accessed.get(a, {"accessed": 0, "pages": 512}) for a, _ in band["regions"]]
+                share = sum(g["accessed"] for g in got) / (512 * len(got))
+                assert abs(share - band["share"]) <= 0.05, (band["name"], share)
+                # per mapping: every region of a mapping has the mapping's share
+                assert len({g["accessed"] for g in got}) <= 2, band["name"]
+            for reg in iv["regions"]:  # refs cannot tell these
+                assert reg["node"] is reg["nodes"] is reg["anon"] is reg["file"] is None
+        assert w.bands["4k-hot"]["share"] == 1 and w.bands["4k-cold"]["share"] == 0
+
+
+@pytest.mark.parametrize("name,names", [
+    ("mglru", ("kernel/patches", "CONFIG_DEBUG_INFO_BTF", "CONFIG_LRU_GEN", "lru_gen")),
+    ("idle", ("CONFIG_IDLE_PAGE_TRACKING", "CONFIG_PROC_PAGE_MONITOR")),
+    ("damon", ("CONFIG_DAMON_VADDR", "CONFIG_DAMON_SYSFS", "in use by another program")),
+])
+def test_a_source_the_kernel_lacks_is_one_line(name, names):
+    with Bands(regions=1) as w:
+        if offered_here(name, w.pid):
+            pytest.skip(f"this kernel offers the {name} source")
+        r = run_heatmap(w.pid, "--source", name, "--count", 1)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    line = r.stderr.strip()
+    assert line.startswith("heatmap: ") and any(n in line for n in names), line
+    assert line.endswith("sources available here: refs"), line
+
+
+def test_nothing_available_says_why_for_each(monkeypatch):
+    monkeypatch.setattr(heatmap, "HOOKS", ("no_such_hook",))
+    monkeypatch.setattr(heatmap, "PAGE_IDLE_BITMAP", "/nonexistent/page_idle/bitmap")
+    monkeypatch.setattr(heatmap, "DAMON_KDAMONDS", "/nonexistent/damon/kdamonds")
+    monkeypatch.setattr(heatmap, "SOURCES", heatmap.SOURCES[:3])  # every kernel has refs
+    err = io.StringIO()
+    rc = heatmap.main([str(os.getpid()), "--count", "1"], stdout=io.StringIO(), stderr=err)
+    line = err.getvalue().strip()
+    assert rc == 1 and len(line.splitlines()) == 1
+    assert line.startswith("heatmap: no source works here (mglru: ")
+    for what in ("no_such_hook", "CONFIG_IDLE_PAGE_TRACKING", "CONFIG_DAMON_SYSFS"):
+        assert what in line
+
+
+def test_a_source_failing_because_its_target_went_ends_the_run_normally(tmp_path):
+    """A source reading the target's /proc files (pagemap, smaps, maps) sees them go
+    when the target exits: that is the end of the run, not an error."""
+    make_proc(tmp_path, 4242, SMALL_MAPS)
+
+    def gone(n):
+        if n == 3:
+            exit_target(tmp_path, 4242)
+            raise FileNotFoundError(2, "No such file or directory", "/proc/4242/pagemap")
+
+    clock = FakeClock()
+    factory = make_factory(small_script(), clock=clock, on_age=gone)
+    err = io.StringIO()
+    rc = heatmap.main(["4242", "--json"], counts_factory=factory, proc_root=str(tmp_path),
+                      clock=clock, sleep=clock.sleep, stdout=io.StringIO(), stderr=err)
+    assert rc == 0 and "(target exited)" in err.getvalue(), err.getvalue()
+    assert factory.instances[0].closed == 1
+
+
+# --- idle: pagemap runs and the bitmap ---------------------------------------------------
+
+P, FILE = heatmap.PM_PRESENT, heatmap.PM_FILE
+
+
+def naive_runs(entries, page0, pmd):
+    """The runs pagemap_runs must find, built page by page."""
+    out = []
+    for i, e in enumerate(entries):
+        if not e & P:
+            continue
+        page, pfn, kind = page0 + i, e & heatmap.PM_PFN, bool(e & FILE)
+        last = out[-1] if out else None
+        if (last and last[0] + last[2] == page and last[1] + last[2] == pfn
+                and last[3] == kind and page % pmd):
+            last[2] += 1
+        else:
+            out.append([page, pfn, 1, kind])
+    return [tuple(r) + (r[2] == pmd and not r[0] % pmd and not r[1] % pmd,) for r in out]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(1, 700), st.booleans(),
+                          st.booleans()), max_size=12),
+       st.integers(0, 1 << 20), st.integers(0, 1 << 30))
+def test_pagemap_runs_match_page_by_page(pieces, page0, pfn0):
+    entries = []
+    pfn = pfn0
+    for kind, length, is_file, soft_dirty in pieces:
+        if kind == 0:  # not present
+            entries += [0] * length
+            continue
+        if kind == 1:  # a jump to elsewhere
+            pfn = random.Random(length).randrange(1 << 40)
+        flags = P | (FILE if is_file else 0) | ((1 << 55) if soft_dirty else 0)
+        entries += [flags | (pfn + k) for k in range(length)]
+        pfn += length
+    raw = array.array("Q", entries).tobytes()
+    assert heatmap.pagemap_runs(raw, page0, 512) == naive_runs(entries, page0, 512)
+
+
+def test_a_whole_aligned_pmd_is_one_run_marked_whole():
+    entries = [P | (1024 + k) for k in range(512)] + [P | (7 + k) for k in range(512)]
+    runs = heatmap.pagemap_runs(array.array("Q", entries).tobytes(), 512 * 3, 512)
+    assert runs == [(1536, 1024, 512, False, True), (2048, 7, 512, False, False)]
+
+
+def test_bitmap_bits_set_and_counted():
+    rnd = random.Random(9)
+    for _ in range(300):
+        buf = bytearray(64)
+        lo = rnd.randrange(0, 500)
+        hi = rnd.randrange(lo + 1, 513)
+        heatmap.set_bits(buf, lo, hi)
+        ones = {i for i in range(512) if buf[i >> 3] >> (i & 7) & 1}
+        assert ones == set(range(lo, hi))
+        a = rnd.randrange(0, 512)
+        b = rnd.randrange(a + 1, 513)
+        assert heatmap.count_bits(buf, a, b) == len(ones & set(range(a, b)))
+
+
+def test_bitmap_windows_are_aligned_and_merge_close_spans():
+    assert heatmap.bitmap_windows([(0, 1), (70, 200)]) == [[0, 32]]
+    far = 64 * (heatmap.SYSFS_IO + 64)
+    assert heatmap.bitmap_windows([(1, 2), (far, far + 64)]) == [[0, 8], [far // 8,
+                                                                          far // 8 + 8]]
+
+
+# --- refs ----------------------------------------------------------------------------------
+
+SMAPS = b"""\
+00400000-00600000 r-xp 00000000 08:01 1234    /usr/bin/x
+Size:               2048 kB
+Rss:                1024 kB
+Pss:                1024 kB
+Referenced:          256 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me
+7f0000000000-7f0000400000 rw-p 00000000 00:00 0
+Size:               4096 kB
+Rss:                4096 kB
+Referenced:         4096 kB
+VmFlags: rd wr mr mw me ac
+"""
+
+
+def test_smaps_referenced_per_mapping():
+    assert heatmap.smaps_referenced(SMAPS) == [(0x400000, 0x600000, 1024, 256),
+                                               (0x7f0000000000, 0x7f0000400000, 4096, 4096)]
+    with open("/proc/self/smaps", "rb") as f:  # the running kernel's format
+        real = heatmap.smaps_referenced(f.read())
+    with open("/proc/self/maps") as f:
+        assert len(real) == len(f.read().splitlines())
+
+
+def test_spread_adds_up_and_stays_within_one():
+    rnd = random.Random(3)
+    for _ in range(200):
+        sizes = [rnd.randrange(1, 600) for _ in range(rnd.randrange(1, 20))]
+        total = rnd.random() * sum(sizes)
+        got = heatmap.spread(total, sizes)
+        assert sum(got) == round(total)
+        for g, s in zip(got, sizes):
+            assert abs(g - total * s / sum(sizes)) <= 1
+
+
+# --- damon ---------------------------------------------------------------------------------
+
+FORMAT = """\
+name: damon_aggregated
+ID: 325
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:unsigned long target_id;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:unsigned int nr_regions;\toffset:16;\tsize:4;\tsigned:0;
+\tfield:unsigned long start;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:unsigned long end;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:unsigned int nr_accesses;\toffset:40;\tsize:4;\tsigned:0;
+\tfield:unsigned int age;\toffset:44;\tsize:4;\tsigned:0;
+"""
+
+
+def test_damon_event_offsets_are_what_the_bpf_program_reads():
+    offsets = heatmap.event_offsets(FORMAT)  # 6.12's, as the test guest shows it
+    assert all(offsets[f] == o for f, o in heatmap.DAMON_EVENT_FIELDS.items())
+    assert offsets["common_pid"] == 4 and offsets["age"] == 44
+
+
+def test_damon_intervals_from_the_heatmap_interval():
+    assert heatmap.damon_intervals(2.0) == (10_000, 200_000, 1_000_000)
+    sample, aggr, update = heatmap.damon_intervals(0.1)
+    assert sample >= heatmap.DAMON_MIN_SAMPLE_US and aggr == 10_000 and update == 100_000
+
+
+def test_damon_frequencies_keep_an_incomplete_aggregation_for_later():
+    # aggregation 1 complete (2 regions), 2 complete, 3 half reported so far
+    recs = [(1, 0, 10, 4, 2), (1, 10, 20, 0, 2), (2, 0, 10, 6, 2), (2, 10, 20, 2, 2),
+            (3, 0, 10, 9, 2)]
+    sums, n, kept = heatmap.damon_frequencies(recs)
+    assert (sums, n, kept) == ({(0, 10): 10, (10, 20): 2}, 2, [(3, 0, 10, 9, 2)])
+    sums, n, kept = heatmap.damon_frequencies([(3, 10, 20, 1, 2)], kept)
+    assert (sums, n, kept) == ({(0, 10): 9, (10, 20): 1}, 1, [])
+    assert heatmap.damon_frequencies([]) == ({}, 0, [])
+
+
+def test_damon_ranges_spread_over_mapped_pages_of_regions():
+    maps = heatmap.parse_maps("\n".join([maps_line(0x200000, 0x400000),
+                                         maps_line(0x600000, 0x700000)]))
+    # one DAMON region over both mappings and the gap between them, accessed half
+    # the time, and one over nothing mapped
+    got = heatmap.spread_over_regions([(0x200000, 0x700000, 0.5), (0x800000, 0x900000, 1.0)],
+                                      maps, 21, 12)
+    assert got == {1: 256.0, 3: 128.0}
+
+
+# --- replays: each source's legend ---------------------------------------------------------
+
+def recording(path, source: str) -> None:
+    maps = [[0x400000, 0x600000, "r-xp", 0, "08:01", 12, "/usr/bin/x"],
+            [0x10000000, 0x10800000, "rw-p", 0, "00:00", 0, "[heap]"],
+            [0x7f0000000000, 0x7f0000400000, "rw-p", 0, "00:00", 0, ""]]
+    counts = [[0x10000000 >> 21, 0, 512, 0], [(0x10000000 >> 21) + 1, 0, 512, 0],
+              [0x7f0000000000 >> 21, 0, 100, 0]]
+    lines = [{"type": "heatmap-record", "version": 1, "pid": 7, "comm": "x",
+              "region_shift": 21, "page_size": 4096, "interval": 1.0, "started": 0,
+              "source": source, "auto": source != "mglru"},
+             {"type": "maps", "maps": maps}]
+    lines += [{"type": "interval", "seq": i, "t": float(i), "aging": 0.001, "dropped": 0,
+               "rss_kb": 1000, "counts": counts} for i in (1, 2)]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def replay(path, *args) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    rc = heatmap.main(["--replay", str(path), *map(str, args)], stdout=out, stderr=err,
+                      environ={"COLUMNS": "100", "LINES": "20"})
+    assert rc == 0, err.getvalue()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("source,heading", [
+    ("mglru", "% of the row's pages found young"),
+    ("idle", "% of the row's pages found accessed"),
+    ("damon", "% of DAMON's samples that found the row accessed"),
+    ("refs", "% of the mapping's resident pages referenced"),
+])
+def test_replay_draws_each_sources_legend(tmp_path, source, heading):
+    rec = tmp_path / "run.jsonl"
+    recording(rec, source)
+    frame = replay(rec).split("\n\n")[-2]
+    assert heading + " (blank: none):" in frame
+    auto = " (auto" if source != "mglru" else ""
+    assert f"via {source}{auto}" in frame.splitlines()[0]
+    node = replay(rec, "--view", "node").split("\n\n")[-2]
+    if source in ("damon", "refs"):  # no node: "?" instead of made-up data
+        assert f"the {source} source cannot tell the NUMA node" in node
+        rows = [ln.split("|", 1)[1] for ln in node.splitlines() if "|" in ln]
+        assert {c for r in rows for c in r} <= {" ", "?"} and any("?" in r for r in rows)
+    else:
+        assert "node0" in node and "?" not in node
+    svg = tmp_path / "run.svg"
+    replay(rec, "--svg", svg)
+    assert heading in svg.read_text()
+
+
+def test_refs_replay_has_one_row_per_mapping(tmp_path):
+    rec = tmp_path / "run.jsonl"
+    recording(rec, "refs")
+    rows = [ln for ln in replay(rec).split("\n\n")[-2].splitlines() if "|" in ln]
+    assert [r.split("|")[0].split()[1] for r in rows] == ["x", "[heap]", "anon"]
+    assert "per mapping" in replay(rec).splitlines()[0]
+    recording(rec, "mglru")
+    assert len([ln for ln in replay(rec).split("\n\n")[-2].splitlines() if "|" in ln]) > 3
+
+
+def test_a_recording_from_an_unknown_source_is_refused(tmp_path):
+    rec = tmp_path / "run.jsonl"
+    recording(rec, "crystal-ball")
+    err = io.StringIO()
+    assert heatmap.main(["--replay", str(rec)], stdout=io.StringIO(), stderr=err) == 1
+    assert "does not know ('crystal-ball')" in err.getvalue()

@@ -174,7 +174,8 @@ def test_no_such_process():
 def test_not_permitted_names_the_capabilities(worker):
     # root without capabilities, as an unprivileged user would be
     r = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable,
-                        str(REPO / "heatmap.py"), str(worker.pid), "--count", "1"],
+                        str(REPO / "heatmap.py"), str(worker.pid), "--count", "1",
+                        "--source", "mglru"],
                        capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 1
     line = r.stderr.strip()
@@ -210,7 +211,7 @@ def lru_gen_caps():
 ])
 def test_mglru_off_says_how_to_enable_it(worker, lru_gen_caps, value, expect):
     Path(LRU_GEN_ENABLED).write_text(value)
-    r = run_heatmap(worker.pid, "--count", 1)
+    r = run_heatmap(worker.pid, "--count", 1, "--source", "mglru")
     assert r.returncode == 1
     assert expect in r.stderr and "echo y > /sys/kernel/mm/lru_gen/enabled" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -227,7 +228,7 @@ def test_kernel_without_the_hooks(worker, monkeypatch, bpf_object):
 
     # a BTF that lacks the hooks: any object's own BTF will do
     monkeypatch.setattr(kbtf, "VMLINUX", str(bpf_object("attach")))
-    rc, err = _main(monkeypatch, worker.pid, "--count", 1)
+    rc, err = _main(monkeypatch, worker.pid, "--count", 1, "--source", "mglru")
     assert rc == 1
     assert "lru_gen_bpf_young_pte" in err and "kernel/patches" in err
 
@@ -236,14 +237,14 @@ def test_kernel_without_btf(worker, monkeypatch):
     import bpfload.btf.kernel as kbtf
 
     monkeypatch.setattr(kbtf, "VMLINUX", "/sys/kernel/btf/no-such-vmlinux")
-    rc, err = _main(monkeypatch, worker.pid, "--count", 1)
+    rc, err = _main(monkeypatch, worker.pid, "--count", 1, "--source", "mglru")
     assert rc == 1 and "the kernel has no BTF" in err and "CONFIG_DEBUG_INFO_BTF" in err
 
 
 def test_debugfs_needed_for_the_fallback(worker, monkeypatch):
     monkeypatch.setattr(heatmap, "AGE_KFUNC", "no_such_kfunc")
     monkeypatch.setattr(heatmap, "LRU_GEN_DEBUGFS", "/sys/kernel/debug/no-lru_gen")
-    rc, err = _main(monkeypatch, worker.pid, "--count", 1)
+    rc, err = _main(monkeypatch, worker.pid, "--count", 1, "--source", "mglru")
     assert rc == 1 and "mount debugfs" in err and "no_such_kfunc" in err
 
 

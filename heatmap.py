@@ -314,8 +314,12 @@ class CountsSource:
     def age(self) -> float:
         raise NotImplementedError
 
+    _pending: list[tuple[int, int, int, int]] = []  # what the last age() counted
+
     def drain(self) -> list[tuple[int, int, int, int]]:
-        raise NotImplementedError
+        """(For sources that count in age(): what it counted.)"""
+        out, self._pending = self._pending, []
+        return out
 
     def dropped(self) -> int:
         return 0
@@ -770,22 +774,50 @@ def soft_dirty_tracking() -> bool:
 # stays in a TLB afterwards is accessed without its bit being set again, and looks idle
 # for as long as it stays there (a hot page most of all).  A soft-dirty reset through
 # clear_refs ends with a flush of the target's TLB; on a kernel without soft-dirty
-# tracking that flush is all it does.  With tracking it would also write-protect every
-# page and wipe soft-dirty state others may use (CRIU): there we do without the flush.
+# tracking that flush is all it does (FileSource._open_tlb_flush: a write of "4").  With
+# tracking it would also write-protect every page and wipe soft-dirty state others may
+# use (CRIU): there we do without the flush.
 NO_TLB_FLUSH = ("this kernel tracks soft-dirty pages, so heatmap does not flush the "
                 "target's TLB after clearing accessed bits: pages that stay in the TLB "
                 "(the hottest) may be under-counted")
 
 
-def open_tlb_flush(pid: int) -> int | None:
-    """An fd of the target's clear_refs whose write(b"4") flushes its TLB and does
-    nothing else, or None where that would do more (see above)."""
-    if soft_dirty_tracking():
-        return None
-    return os.open(f"/proc/{pid}/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
 
 
-class IdleCounts(CountsSource):
+class FileSource(CountsSource):
+    """A source working through files it keeps open (the target's /proc files, sysfs):
+    opened with _open(), all closed by close()."""
+
+    def __init__(self, pid: int, region_shift: int):
+        why = self.unavailable(pid)
+        if why:
+            raise SourceUnavailable(why)
+        self.pid = pid
+        self.region_shift = region_shift
+        self.page_size = os.sysconf("SC_PAGE_SIZE")
+        self.page_shift = self.page_size.bit_length() - 1
+        self._pending = []
+        self._fds: list[int] = []
+
+    def _open(self, path: str, flags: int) -> int:
+        fd = os.open(path, flags | os.O_CLOEXEC)
+        self._fds.append(fd)
+        return fd
+
+    def _open_tlb_flush(self) -> int | None:
+        """open_tlb_flush() for the target, kept open; None (and a note) where not."""
+        if soft_dirty_tracking():
+            self.notes = (NO_TLB_FLUSH,)
+            return None
+        return self._open(f"/proc/{self.pid}/clear_refs", os.O_WRONLY)
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+
+
+class IdleCounts(FileSource):
     """Accessed pages from idle page tracking (CONFIG_IDLE_PAGE_TRACKING)."""
 
     name = "idle"
@@ -803,35 +835,19 @@ class IdleCounts(CountsSource):
         return None
 
     def __init__(self, pid: int, region_shift: int, max_regions: int, interval=None):
-        why = self.unavailable(pid)
-        if why:
-            raise SourceUnavailable(why)
-        self.pid = pid
-        self.region_shift = region_shift
-        self.page_shift = os.sysconf("SC_PAGE_SIZE").bit_length() - 1
+        super().__init__(pid, region_shift)
         self.pmd_pages = 1 << (self.page_shift - 3)  # a page table holds a page of u64
-        self._pending: list[tuple[int, int, int, int]] = []
         self._section_node: dict[int, int] = {}
         nodes = _node_list("has_memory")
         self._only_node = nodes[0] if len(nodes) == 1 else None
-        self._fds: list[int] = []
         try:
             self._bitmap = self._open(PAGE_IDLE_BITMAP, os.O_RDWR)
             self._pagemap = self._open(f"/proc/{pid}/pagemap", os.O_RDONLY)
             self._kpageflags = self._open(KPAGEFLAGS, os.O_RDONLY)
-            self._flush = open_tlb_flush(pid)
-            if self._flush is None:
-                self.notes = (NO_TLB_FLUSH,)
-            else:
-                self._fds.append(self._flush)
+            self._flush = self._open_tlb_flush()
         except BaseException:
             self.close()
             raise
-
-    def _open(self, path: str, flags: int) -> int:
-        fd = os.open(path, flags | os.O_CLOEXEC)
-        self._fds.append(fd)
-        return fd
 
     def _runs(self) -> list[tuple]:
         """The runs of the target's shown mappings, from a fresh pagemap."""
@@ -944,15 +960,6 @@ class IdleCounts(CountsSource):
         took += time.perf_counter() - t0
         self._pending = [(r, nd, a, f) for (r, nd), (a, f) in counts.items()]
         return took
-
-    def drain(self) -> list[tuple[int, int, int, int]]:
-        out, self._pending = self._pending, []
-        return out
-
-    def close(self) -> None:
-        fds, self._fds = self._fds, []
-        for fd in fds:
-            os.close(fd)
 
 
 # ---- 2.5 DAMON (--source damon) -------------------------------------------------------
@@ -1153,7 +1160,7 @@ class DamonCounts(CountsSource):
         self._made = False  # nr_kdamonds is ours to set back to 0
         self._obj = None
         self._carry: list = []
-        self._pending: list[tuple[int, int, int, int]] = []
+        self._pending = []
         self._kdamond = 0
         self._cpu = 0.0
         try:
@@ -1307,10 +1314,6 @@ class DamonCounts(CountsSource):
         return [(agg, start, end, acc, nr) for (agg, start), (end, acc, nr) in
                 zip(_DAMON_KEY.iter_unpack(keys), _DAMON_VAL.iter_unpack(values))]
 
-    def drain(self) -> list[tuple[int, int, int, int]]:
-        out, self._pending = self._pending, []
-        return out
-
     def dropped(self) -> int:
         return self._obj.get("dropped_regions") if self._obj is not None else 0
 
@@ -1377,7 +1380,7 @@ def spread(total: float, sizes: list[int]) -> list[int]:
     return out
 
 
-class RefsCounts(CountsSource):
+class RefsCounts(FileSource):
     """Referenced pages per mapping from clear_refs and smaps."""
 
     name = "refs"
@@ -1393,20 +1396,11 @@ class RefsCounts(CountsSource):
         return None
 
     def __init__(self, pid: int, region_shift: int, max_regions: int, interval=None):
-        why = self.unavailable(pid)
-        if why:
-            raise SourceUnavailable(why)
-        self.pid = pid
-        self.region_shift = region_shift
-        self.page_size = os.sysconf("SC_PAGE_SIZE")
-        self._pending: list[tuple[int, int, int, int]] = []
-        self._clear = self._smaps = self._flush = None
+        super().__init__(pid, region_shift)
         try:
-            self._clear = os.open(f"/proc/{pid}/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
-            self._smaps = os.open(f"/proc/{pid}/smaps", os.O_RDONLY | os.O_CLOEXEC)
-            self._flush = open_tlb_flush(pid)
-            if self._flush is None:
-                self.notes = (NO_TLB_FLUSH,)
+            self._clear = self._open(f"/proc/{pid}/clear_refs", os.O_WRONLY)
+            self._smaps = self._open(f"/proc/{pid}/smaps", os.O_RDONLY)
+            self._flush = self._open_tlb_flush()
         except BaseException:
             self.close()
             raise
@@ -1440,16 +1434,6 @@ class RefsCounts(CountsSource):
                                                                        pages)) if y)
         self._pending = counts
         return took
-
-    def drain(self) -> list[tuple[int, int, int, int]]:
-        out, self._pending = self._pending, []
-        return out
-
-    def close(self) -> None:
-        for fd in (self._clear, self._smaps, self._flush):
-            if fd is not None:
-                os.close(fd)
-        self._clear = self._smaps = self._flush = None
 
 
 # ---- 2.7 choosing a source (--source) -------------------------------------------------
@@ -3481,8 +3465,9 @@ mixed (*); in colour these two shade the hue by heat (brighter: hotter).  Keys
 (live view): h heat, n node, a anon/file, v next view, p/space pause, q quit.
 
 sources (--source; auto takes the first the kernel offers):
-  mglru  root and a kernel with the MGLRU BPF hooks (kernel/patches), MGLRU enabled
-         with its page-table walk (/sys/kernel/mm/lru_gen/enabled = 0x0007)
+  mglru  root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with the MGLRU BPF
+         hooks (kernel/patches), MGLRU enabled with its page-table walk
+         (/sys/kernel/mm/lru_gen/enabled = 0x0007)
   idle   root, CONFIG_IDLE_PAGE_TRACKING: same cells as mglru
   damon  root, CONFIG_DAMON_VADDR + CONFIG_DAMON_SYSFS: cells are DAMON's access
          frequency; no node, no anon/file

@@ -94,7 +94,8 @@ def test_help_and_version():
     assert heatmap.main(["--help"], stdout=out) == 0
     text = out.getvalue()
     for word in ("--interval", "--region-size", "--replay", "--svg", "CAP_BPF", "young",
-                 "q quit", "examples"):
+                 "q quit", "examples", "--source", "CONFIG_IDLE_PAGE_TRACKING",
+                 "CONFIG_DAMON_VADDR", "clear_refs"):
         assert word in text
     out = io.StringIO()
     assert heatmap.main(["--version"], stdout=out) == 0

@@ -689,8 +689,9 @@ def pagemap_runs(raw: bytes, page0: int, pmd_pages: int) -> list[tuple]:
     entries `raw` of the pages from page index page0:
     [(page, pfn, npages, is_file, whole_pmd)].  No run crosses a multiple of pmd_pages
     pages; whole_pmd marks a run that is a whole aligned PMD at an aligned PFN (the
-    shape of a THP).  A PMD's worth of entries that is one run is found by one
-    comparison of big integers; only the others are walked entry by entry."""
+    shape of a THP).  A PMD's worth of entries is handled as one big integer of u64
+    lanes: one comparison tells whether it is one run, else a few operations mark the
+    lanes where a run ends, and only those are visited."""
     out = []
     n = len(raw) // 8
     i = 0
@@ -709,21 +710,24 @@ def pagemap_runs(raw: bytes, page0: int, pmd_pages: int) -> list[tuple]:
             whole = m == pmd_pages and not pfn % pmd_pages
             out.append((page, pfn, m, bool(e0 & PM_FILE), whole))
             continue
+        # lane j is nonzero where entry j+1 does not continue entry j's run (a present
+        # entry continues with the next PFN, an absent one with another absent one)
+        ends = (x >> 64) ^ (x + ((x >> 63) & ones))
+        ends |= ends >> 32
+        ends |= ends >> 16
+        ends |= ends >> 8  # byte 0 of each lane: is any byte of the lane nonzero
         entries = array.array("Q", x.to_bytes(8 * m, "little"))
-        j = 0
-        while j < m:
-            e = entries[j]
-            if not e & PM_PRESENT:
-                j += 1
-                continue
-            k = j + 1
-            want = e + 1
-            while k < m and entries[k] == want:
-                k += 1
-                want += 1
-            out.append((page + j, e & PM_PFN, k - j, bool(e & PM_FILE), False))
-            j = k
+        start = 0
+        for end in _NONZERO.finditer(ends.to_bytes(8 * m, "little")[::8]):
+            j = end.start()
+            e = entries[start]
+            if e & PM_PRESENT:
+                out.append((page + start, e & PM_PFN, j + 1 - start, bool(e & PM_FILE), False))
+            start = j + 1
     return out
+
+
+_NONZERO = re.compile(rb"[^\x00]")
 
 
 def bitmap_windows(spans: list[tuple[int, int]], gap: int = SYSFS_IO) -> list[list[int]]:
@@ -838,6 +842,8 @@ class IdleCounts(FileSource):
         super().__init__(pid, region_shift)
         self.pmd_pages = 1 << (self.page_shift - 3)  # a page table holds a page of u64
         self._section_node: dict[int, int] = {}
+        self._chunks: dict[tuple[int, int, int], list] = {}  # see _runs()
+        self._last_plan = None  # see _plan()
         nodes = _node_list("has_memory")
         self._only_node = nodes[0] if len(nodes) == 1 else None
         try:
@@ -850,15 +856,23 @@ class IdleCounts(FileSource):
             raise
 
     def _runs(self) -> list[tuple]:
-        """The runs of the target's shown mappings, from a fresh pagemap."""
+        """The runs of the target's shown mappings, from a fresh pagemap.  Memory that
+        is not faulted, freed or moved keeps its pagemap entries from one interval to
+        the next: a chunk of entries whose hash did not change keeps its runs."""
         ps = self.page_shift
         runs: list[tuple] = []
+        before, self._chunks = self._chunks, {}
         for m in shown_mappings(read_maps("/proc", self.pid)):
             page, end = m.start >> ps, m.end >> ps
             while page < end:
                 n = min(end - page, PAGEMAP_CHUNK)
                 raw = os.pread(self._pagemap, 8 * n, 8 * page)
-                runs.extend(pagemap_runs(raw, page, self.pmd_pages))
+                key = (page, len(raw), hash(raw))
+                got = before.get(key)
+                if got is None:
+                    got = pagemap_runs(raw, page, self.pmd_pages)
+                self._chunks[key] = got
+                runs.extend(got)
                 page += n
         if runs and not any(r[1] for r in runs):
             raise HeatmapError("pagemap shows no page frame numbers: the idle source needs "
@@ -918,9 +932,11 @@ class IdleCounts(FileSource):
                         known[s] = node
         return [known.get(r[1] >> shift, 0) for r in runs]
 
-    def age(self) -> float:
-        runs = self._runs()
-        heads = self._thp_heads(runs)
+    def _plan(self, runs: list, heads: set) -> tuple:
+        """(windows, marks, [(window, bit) per run], nodes per run): the bitmap's part
+        for these runs, kept while the runs and THPs stay the same."""
+        if self._last_plan is not None and self._last_plan[0] == (runs, heads):
+            return self._last_plan[1]
         # the bits that matter: a THP's head page stands for all of it
         spans = sorted((pfn, pfn + 1 if pfn in heads else pfn + n)
                        for _page, pfn, n, _f, _w in runs)
@@ -930,19 +946,35 @@ class IdleCounts(FileSource):
         for a, b in spans:
             w = bisect.bisect_right(starts, a) - 1
             set_bits(marks[w], a - starts[w], b - starts[w])
+        where = []
+        for run in runs:
+            w = bisect.bisect_right(starts, run[1]) - 1
+            where.append((w, run[1] - starts[w]))
+        plan = (windows, marks, where, self._nodes(runs))
+        self._last_plan = ((runs, heads), plan)
+        return plan
+
+    def age(self) -> float:
+        runs = self._runs()
+        heads = self._thp_heads(runs)
+        windows, marks, where, nodes = self._plan(runs, heads)
         t0 = time.perf_counter()
         seen = self._bitmap_io(windows, marks, write=False)
         took = time.perf_counter() - t0
         rshift = self.region_shift - self.page_shift
         per_region = (1 << rshift) - 1
         counts: dict[tuple[int, int], list[int]] = {}
-        for (page, pfn, n, is_file, _w), node in zip(runs, self._nodes(runs)):
-            w = bisect.bisect_right(starts, pfn) - 1
-            bit = pfn - starts[w]
+        for (page, pfn, n, is_file, _w), node, (w, bit) in zip(runs, nodes, where):
             bits = seen[w]
             thp = pfn in heads
             if thp and bits[bit >> 3] >> (bit & 7) & 1:
                 continue  # an idle THP
+            if (page & per_region) + n <= per_region + 1:  # in one region (the usual)
+                young = n if thp else n - count_bits(bits, bit, bit + n)
+                if young:
+                    c = counts.setdefault((page >> rshift, node), [0, 0])
+                    c[is_file] += young
+                continue
             p, end = page, page + n
             while p < end:  # one count per region the run covers
                 q = min(end, (p | per_region) + 1)

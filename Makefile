@@ -41,7 +41,7 @@ bpf: $(HEATMAP_BPF_O) $(DAMON_BPF_O)
 $(HEATMAP_BPF_O): kernel/heatmap.bpf.c kernel/bpf.cflags
 	$(CLANG) $(BPF_CFLAGS) -c kernel/heatmap.bpf.c -o $@
 
-$(DAMON_BPF_O): kernel/damon.bpf.c
+$(DAMON_BPF_O): kernel/damon.bpf.c kernel/bpf.cflags
 	$(CLANG) $(BPF_CFLAGS) -c kernel/damon.bpf.c -o $@
 
 kernel:

@@ -515,17 +515,17 @@ def _line_info(linked: linker.Linked, strings: StringTable) -> tuple[bytes, int]
 
 def _needs_value_btf(btf, type_id: int) -> bool:
     """Whether a map value holds something only BTF can describe (locks, timers, kptrs)."""
-    from .btf import types as T
+    from .btf import types as btf_types
 
     special = ("bpf_spin_lock", "bpf_timer", "bpf_wq", "bpf_list_head", "bpf_rb_root",
                "bpf_refcount")
     t = btf[btf.skip_modifiers(type_id)]
-    if isinstance(t, T.Struct):
+    if isinstance(t, btf_types.Struct):
         for m in t.members:
             mt = btf[btf.skip_modifiers(m.type)]
-            if isinstance(mt, T.Struct) and mt.name in special:
+            if isinstance(mt, btf_types.Struct) and mt.name in special:
                 return True
-            if isinstance(btf[m.type], T.TypeTag):
+            if isinstance(btf[m.type], btf_types.TypeTag):
                 return True
     return False
 

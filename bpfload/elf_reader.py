@@ -13,8 +13,8 @@ import sys
 
 from . import asm, model, sections
 from .btf import ext as btf_ext
-from .btf import format as F
-from .btf import types as T
+from .btf import format as btf_format
+from .btf import types as btf_types
 from .btf.spec import Spec
 from .errors import BPFLoadError, BTFError, ObjectError
 from .model import KCONFIG_SEC, KSYMS_SEC
@@ -202,13 +202,13 @@ class _Reader:
             return out
         prefix = "exception_callback:"
         for tid in self.btf.ids():
-            if self.btf.kind_of(tid) != F.KIND_DECL_TAG:
+            if self.btf.kind_of(tid) != btf_format.KIND_DECL_TAG:
                 continue
             tag = self.btf[tid]
             if tag.component_idx != -1 or not tag.name.startswith(prefix):
                 continue
             func = self.btf[tag.type]
-            if not isinstance(func, T.Func) or func.linkage != F.LINKAGE_GLOBAL:
+            if not isinstance(func, btf_types.Func) or func.linkage != btf_format.LINKAGE_GLOBAL:
                 raise ObjectError(f"{self.path}: the {tag.name} tag is not on a program")
             if not tag.name[len(prefix):]:
                 raise ObjectError(f"{self.path}: program '{func.name}': empty "
@@ -349,11 +349,12 @@ class _Reader:
     def _data_map(self, section: str, data: bytes, readonly: bool) -> model.MapSpec:
         """libbpf's internal map for a data section: created mmapable when its BTF
         shows a variable user space can reach, read-only for programs if `readonly`."""
-        datasec = self.btf.find_one(section, F.KIND_DATASEC) if self.btf is not None else None
+        datasec = (self.btf.find_one(section, btf_format.KIND_DATASEC)
+                   if self.btf is not None else None)
         flags = MapFlags.RDONLY_PROG if readonly else 0
         if datasec is not None and any(
-                isinstance(self.btf[v.type], T.Var) and self.btf[v.type].linkage !=
-                F.LINKAGE_STATIC for v in self.btf[datasec].vars):
+                isinstance(self.btf[v.type], btf_types.Var) and self.btf[v.type].linkage !=
+                btf_format.LINKAGE_STATIC for v in self.btf[datasec].vars):
             flags |= MapFlags.MMAPABLE
         return model.MapSpec(internal_map_name(self.name, section), MapType.ARRAY, 4,
                              len(data), 1, int(flags), origin="data", section=section,
@@ -394,13 +395,13 @@ class _Reader:
         if self.btf is None:
             raise ObjectError(f"{self.path}: section .maps needs BTF, but the object has "
                               f"no .BTF (compile with -g)")
-        datasec_id = self.btf.find_one(MAPS_SEC, F.KIND_DATASEC)
+        datasec_id = self.btf.find_one(MAPS_SEC, btf_format.KIND_DATASEC)
         if datasec_id is None:
             raise ObjectError(f"{self.path}: no DATASEC '.maps' in the object's BTF")
         offsets = {s.name: s.value for s in self._section_symbols(sec)}
         for vsi in self.btf[datasec_id].vars:
             var = self.btf[vsi.type]
-            if not isinstance(var, T.Var):
+            if not isinstance(var, btf_types.Var):
                 raise ObjectError(f"{self.path}: .maps entry {vsi.type} is not a variable")
             if var.name not in offsets:
                 raise ObjectError(f"{self.path}: map '{var.name}' has no ELF symbol")
@@ -411,7 +412,7 @@ class _Reader:
     def _btf_map_def(self, name: str, type_id: int, inner: bool = False) -> model.MapSpec:
         btf = self.btf
         struct_t = btf[btf.skip_modifiers(type_id)]
-        if not isinstance(struct_t, T.Struct):
+        if not isinstance(struct_t, btf_types.Struct):
             raise ObjectError(f"{self.path}: map '{name}' is not defined by a struct")
         vals: dict[str, int] = {}
         m = model.MapSpec(name, MapType.UNSPEC, 0, 0, 0, origin="btf", section=MAPS_SEC)
@@ -420,7 +421,7 @@ class _Reader:
                 vals[mem.name] = self._btf_uint(name, mem)
             elif mem.name in _TYPE_FIELDS:
                 ptr = btf[btf.skip_modifiers(mem.type)]
-                if not isinstance(ptr, T.Ptr):
+                if not isinstance(ptr, btf_types.Ptr):
                     raise ObjectError(f"{self.path}: map '{name}' field '{mem.name}' is not "
                                       f"declared with __type()")
                 if mem.name == "key":
@@ -461,29 +462,30 @@ class _Reader:
         m.map_extra = vals.get("map_extra", 0)
         return m
 
-    def _btf_uint(self, map_name: str, mem: T.Member) -> int:
+    def _btf_uint(self, map_name: str, mem: btf_types.Member) -> int:
         """A field's value: `int (*name)[value]` (__uint), or for map_extra also a
         one-value enum (__ulong, for 64-bit values)."""
         t = self.btf[self.btf.skip_modifiers(mem.type)]
-        if mem.name == "map_extra" and isinstance(t, T.Enum) and len(t.values) == 1:
+        if mem.name == "map_extra" and isinstance(t, btf_types.Enum) and len(t.values) == 1:
             value = t.values[0].value
-            if not isinstance(t, T.Enum64):  # libbpf reads a 32-bit enum value as signed
+            if not isinstance(t, btf_types.Enum64):  # libbpf reads a 32-bit enum value as signed
                 value = (value & 0xFFFFFFFF) - ((value & 0x80000000) << 1)
             return value & (1 << 64) - 1
-        arr = self.btf[self.btf.skip_modifiers(t.type)] if isinstance(t, T.Ptr) else None
-        if not isinstance(arr, T.Array):
+        arr = self.btf[self.btf.skip_modifiers(t.type)] if isinstance(t, btf_types.Ptr) else None
+        if not isinstance(arr, btf_types.Array):
             raise ObjectError(f"{self.path}: map '{map_name}' field '{mem.name}' is not "
                               f"declared with __uint()")
         return arr.nelems
 
-    def _btf_inner_map(self, map_name: str, mem: T.Member) -> model.MapSpec | None:
+    def _btf_inner_map(self, map_name: str, mem: btf_types.Member) -> model.MapSpec | None:
         arr = self.btf[self.btf.skip_modifiers(mem.type)]
-        ptr = self.btf[self.btf.skip_modifiers(arr.type)] if isinstance(arr, T.Array) else None
-        if not isinstance(ptr, T.Ptr):
+        ptr = (self.btf[self.btf.skip_modifiers(arr.type)]
+               if isinstance(arr, btf_types.Array) else None)
+        if not isinstance(ptr, btf_types.Ptr):
             raise ObjectError(f"{self.path}: map '{map_name}' field 'values' is not declared "
                               f"with __array()")
         target = self.btf[self.btf.skip_modifiers(ptr.type)]
-        if isinstance(target, T.FuncProto):  # prog array: __array(values, int (void *))
+        if isinstance(target, btf_types.FuncProto):  # prog array: __array(values, int (void *))
             return None
         return self._btf_map_def(map_name + ".inner", ptr.type, inner=True)
 
@@ -493,7 +495,7 @@ class _Reader:
         types: dict[str, int] = {}
         if self.btf is not None:
             for tid in self.btf.ids():
-                if self.btf.kind_of(tid) == F.KIND_VAR:
+                if self.btf.kind_of(tid) == btf_format.KIND_VAR:
                     v = self.btf[tid]
                     types.setdefault(v.name, v.type)
         out: dict[str, model.Variable] = {}
@@ -522,15 +524,15 @@ class _Reader:
         kinds: dict[str, tuple[str, int]] = {}
         if self.btf is not None:
             for sec_name, kind in ((KSYMS_SEC, "ksym"), (KCONFIG_SEC, "kconfig")):
-                ds = self.btf.find_one(sec_name, F.KIND_DATASEC)
+                ds = self.btf.find_one(sec_name, btf_format.KIND_DATASEC)
                 if ds is None:
                     continue
                 for vsi in self.btf[ds].vars:
                     t = self.btf[vsi.type]
-                    if isinstance(t, T.Func) and kind == "kconfig":
+                    if isinstance(t, btf_types.Func) and kind == "kconfig":
                         raise ObjectError(f"{self.path}: function '{t.name}' declared "
                                           f"__kconfig; only variables can be")
-                    k = "kfunc" if isinstance(t, T.Func) else kind
+                    k = "kfunc" if isinstance(t, btf_types.Func) else kind
                     kinds[t.name] = (k, vsi.type)
         out = {}
         for sym in self.symbols:
@@ -569,16 +571,16 @@ class _Reader:
     def _kcfg_type(self, type_id: int) -> tuple[str, bool]:
         """libbpf's find_kcfg_type(): (kind, signed); kind '' when unsupported."""
         t = self.btf[self.btf.skip_modifiers(type_id)]
-        if isinstance(t, T.Int):
-            if t.encoding & F.INT_BOOL:
+        if isinstance(t, btf_types.Int):
+            if t.encoding & btf_format.INT_BOOL:
                 return (model.KCFG_BOOL if t.size == 1 else ""), False
             if t.size == 1:
                 return model.KCFG_CHAR, t.signed
             return (model.KCFG_INT if t.size in (2, 4, 8) else ""), t.signed
-        if isinstance(t, T.Enum):
-            ok = t.name == "libbpf_tristate" and (t.size == 4 or isinstance(t, T.Enum64))
+        if isinstance(t, btf_types.Enum):
+            ok = t.name == "libbpf_tristate" and (t.size == 4 or isinstance(t, btf_types.Enum64))
             return (model.KCFG_TRISTATE if ok else ""), False
-        if isinstance(t, T.Array) and t.nelems:
+        if isinstance(t, btf_types.Array) and t.nelems:
             chars = self._kcfg_type(t.type)[0] == model.KCFG_CHAR
             return (model.KCFG_CHAR_ARR if chars else ""), False
         return "", False
@@ -595,7 +597,7 @@ class _Reader:
                 continue
             if self.btf is None:
                 raise ObjectError(f"{self.path}: section {sec.name} needs BTF")
-            datasec = self.btf.find_one(sec.name, F.KIND_DATASEC)
+            datasec = self.btf.find_one(sec.name, btf_format.KIND_DATASEC)
             if datasec is None:
                 raise ObjectError(f"{self.path}: no DATASEC '{sec.name}' in the object's BTF")
             link = sec.name.lstrip("?") == STRUCT_OPS_LINK_SEC
@@ -608,7 +610,8 @@ class _Reader:
                 offset = offsets[var.name]  # (clang leaves the DATASEC's offsets 0)
                 tid = self.btf.skip_modifiers(var.type)
                 st = self.btf[tid]
-                if not isinstance(st, T.Struct) or isinstance(st, T.Union) or not st.name:
+                if (not isinstance(st, btf_types.Struct) or isinstance(st, btf_types.Union)
+                        or not st.name):
                     raise ObjectError(f"{self.path}: struct_ops variable '{var.name}' is not "
                                       f"of a named struct type")
                 if offset + st.size > sec.size:
@@ -759,8 +762,8 @@ class _Reader:
                               f"{offset - start}")
         mem = st.members[idx]
         ptr = self.btf[self.btf.skip_modifiers(mem.type)]
-        if not (isinstance(ptr, T.Ptr) and isinstance(
-                self.btf[self.btf.skip_modifiers(ptr.type)], T.FuncProto)):
+        if not (isinstance(ptr, btf_types.Ptr) and isinstance(
+                self.btf[self.btf.skip_modifiers(ptr.type)], btf_types.FuncProto)):
             raise ObjectError(f"{self.path}: struct_ops '{name}': member '{mem.name}' is "
                               f"not a function pointer")
         fn = self._entry_point(sym, functions)

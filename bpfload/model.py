@@ -8,8 +8,7 @@ records come from :mod:`.btf.ext`, `btf` is a :class:`.btf.spec.Spec`, map types
 
 from __future__ import annotations
 
-from .record import REQUIRED as R
-from .record import Record
+from .record import REQUIRED, Record
 from .sys.constants import BPF_OBJ_NAME_LEN, MapFlags, MapType
 
 ARENA_SEC = ".addr_space.1"  # globals placed in the arena (__arena)
@@ -46,9 +45,9 @@ def object_name(path: str) -> str:
 
 class Reloc(Record):
     _fields = (
-        ("insn", R),  # int instruction index inside its function
-        ("kind", R),  # str
-        ("target", R),  # str map name, data section, function key, or extern name
+        ("insn", REQUIRED),  # int instruction index inside its function
+        ("kind", REQUIRED),  # str
+        ("target", REQUIRED),  # str map name, data section, function key, or extern name
         ("offset", 0),  # int byte offset into a data section
     )
 
@@ -57,10 +56,10 @@ class Function(Record):
     """One function of an executable section (a program"s entry or a subprogram)."""
 
     _fields = (
-        ("name", R),  # str
-        ("section", R),  # str
-        ("start", R),  # int instruction index inside the section
-        ("insns", R),  # list[Insn]
+        ("name", REQUIRED),  # str
+        ("section", REQUIRED),  # str
+        ("start", REQUIRED),  # int instruction index inside the section
+        ("insns", REQUIRED),  # list[Insn]
         ("relocs", list),  # list[Reloc]
         ("is_global", True),  # bool
         ("hidden", False),  # bool: visibility hidden (__hidden), verified as if static
@@ -80,10 +79,10 @@ def function_key(section: str, name: str) -> str:
 
 class ProgramSpec(Record):
     _fields = (
-        ("name", R),  # str
-        ("section", R),  # str
-        ("sdef", R),  # SectionDef | None: None for a section no convention matches
-        ("function", R),  # Function
+        ("name", REQUIRED),  # str
+        ("section", REQUIRED),  # str
+        ("sdef", REQUIRED),  # SectionDef | None: None for a section no convention matches
+        ("function", REQUIRED),  # Function
         ("autoload", True),  # bool
     )
 
@@ -112,10 +111,10 @@ class Variable(Record):
     """A global variable in a data section (.bss/.data/.rodata and friends)."""
 
     _fields = (
-        ("name", R),  # str
-        ("section", R),  # str
-        ("offset", R),  # int
-        ("size", R),  # int
+        ("name", REQUIRED),  # str
+        ("section", REQUIRED),  # str
+        ("offset", REQUIRED),  # int
+        ("size", REQUIRED),  # int
         ("btf_type", 0),  # int BTF type id of the variable"s type in the object"s BTF
         ("is_global", True),  # bool
     )
@@ -123,11 +122,11 @@ class Variable(Record):
 
 class MapSpec(Record):
     _fields = (
-        ("name", R),  # str
-        ("type", R),  # MapType
-        ("key_size", R),  # int
-        ("value_size", R),  # int
-        ("max_entries", R),  # int
+        ("name", REQUIRED),  # str
+        ("type", REQUIRED),  # MapType
+        ("key_size", REQUIRED),  # int
+        ("value_size", REQUIRED),  # int
+        ("max_entries", REQUIRED),  # int
         ("flags", 0),  # int
         ("numa_node", 0),  # int
         ("map_extra", 0),  # int
@@ -164,9 +163,9 @@ class Extern(Record):
     """A symbol the object uses but does not define (kfuncs, __ksym, __kconfig)."""
 
     _fields = (
-        ("name", R),  # str
-        ("kind", R),  # str "kfunc", "ksym" or "kconfig"
-        ("weak", R),  # bool
+        ("name", REQUIRED),  # str
+        ("kind", REQUIRED),  # str "kfunc", "ksym" or "kconfig"
+        ("weak", REQUIRED),  # bool
         ("btf_type", 0),  # int the object"s BTF FUNC or VAR for it
         # __kconfig externs: where the value lives in the .kconfig map and what it is
         ("offset", 0),  # int
@@ -179,16 +178,16 @@ class Extern(Record):
 
 class ObjectSpec(Record):
     _fields = (
-        ("name", R),  # str libbpf"s object name: file name up to the first "."
-        ("path", R),  # str
-        ("license", R),  # str
-        ("kern_version", R),  # int
-        ("programs", R),  # dict[str, ProgramSpec]
-        ("functions", R),  # dict[str, Function] by function key, entry points included
-        ("maps", R),  # dict[str, MapSpec]
-        ("variables", R),  # dict[str, Variable]
-        ("externs", R),  # dict[str, Extern]
-        ("btf", R),  # Spec | None
+        ("name", REQUIRED),  # str libbpf"s object name: file name up to the first "."
+        ("path", REQUIRED),  # str
+        ("license", REQUIRED),  # str
+        ("kern_version", REQUIRED),  # int
+        ("programs", REQUIRED),  # dict[str, ProgramSpec]
+        ("functions", REQUIRED),  # dict[str, Function] by function key, entry points included
+        ("maps", REQUIRED),  # dict[str, MapSpec]
+        ("variables", REQUIRED),  # dict[str, Variable]
+        ("externs", REQUIRED),  # dict[str, Extern]
+        ("btf", REQUIRED),  # Spec | None
         # sizes of the ELF sections BTF DATASECs describe (global data, .maps, license)
         ("section_sizes", dict),  # dict[str, int]
         # ELF symbols of those sections: name -> (offset, hidden visibility)

@@ -12,8 +12,8 @@ loaded. The map's value, with the programs' fds in it, is what attaching writes.
 from __future__ import annotations
 
 from . import model
-from .btf import format as F
-from .btf import types as T
+from .btf import format as btf_format
+from .btf import types as btf_types
 from .btf.spec import essential_name
 from .errors import BPFLoadError
 from .record import REQUIRED, Record
@@ -43,12 +43,12 @@ class Layout(Record):
 def layout(btf: Spec, m: model.MapSpec, kb: KernelBTF) -> Layout:
     st = btf[m.struct_ops_type]
     tname = essential_name(st.name)
-    found = kb.find(VALUE_PREFIX + tname, F.KIND_STRUCT)
+    found = kb.find(VALUE_PREFIX + tname, btf_format.KIND_STRUCT)
     if found is None:
         raise BPFLoadError(f"struct_ops map '{m.name}': the kernel has no struct "
                            f"{VALUE_PREFIX}{tname}, so it cannot take struct {tname} ops")
     kspec, vtype_id, module = found
-    type_id = next(iter(kspec.find(tname, F.KIND_STRUCT)), None)
+    type_id = next(iter(kspec.find(tname, btf_format.KIND_STRUCT)), None)
     vtype = kspec[vtype_id]
     data_member = next((mem for mem in vtype.members if mem.type == type_id), None)
     if type_id is None or data_member is None:
@@ -87,10 +87,10 @@ def _member(btf, kspec, m, st, ktype, i, mem, value, base, out) -> None:
         raise BPFLoadError(f"struct_ops map '{m.name}': member '{mem.name}' is a "
                            f"{lt.kind_name} here but a {kt.kind_name} in the kernel")
     koff = base + kmem.bit_offset // 8
-    if isinstance(lt, T.Ptr):
+    if isinstance(lt, btf_types.Ptr):
         if prog is None:
             return
-        if not isinstance(kspec[kspec.skip_modifiers(kt.type)], T.FuncProto):
+        if not isinstance(kspec[kspec.skip_modifiers(kt.type)], btf_types.FuncProto):
             raise BPFLoadError(f"struct_ops map '{m.name}': the kernel's member "
                                f"'{mem.name}' is not a function pointer")
         if out.members.get(prog, kidx) != kidx:

@@ -24,24 +24,25 @@ from collections.abc import Sequence
 from typing import Callable
 
 from ..errors import BTFError, RelocationError
-from . import ext as X
-from . import format as F
-from . import types as T
+from . import ext as btf_ext
+from . import format as btf_format
+from . import types as btf_types
 from .spec import Spec, essential_len, essential_name
 
 #: Longest access path libbpf accepts (BPF_CORE_SPEC_MAX_LEN).
 MAX_SPEC_LEN = 64
 _M64 = (1 << 64) - 1
 
-FIELD_KINDS = frozenset((X.CORE_FIELD_BYTE_OFFSET, X.CORE_FIELD_BYTE_SIZE,
-                         X.CORE_FIELD_EXISTS, X.CORE_FIELD_SIGNED, X.CORE_FIELD_LSHIFT_U64,
-                         X.CORE_FIELD_RSHIFT_U64))
-TYPE_KINDS = frozenset((X.CORE_TYPE_ID_LOCAL, X.CORE_TYPE_ID_TARGET, X.CORE_TYPE_EXISTS,
-                        X.CORE_TYPE_SIZE, X.CORE_TYPE_MATCHES))
-ENUMVAL_KINDS = frozenset((X.CORE_ENUMVAL_EXISTS, X.CORE_ENUMVAL_VALUE))
+FIELD_KINDS = frozenset((btf_ext.CORE_FIELD_BYTE_OFFSET, btf_ext.CORE_FIELD_BYTE_SIZE,
+                         btf_ext.CORE_FIELD_EXISTS, btf_ext.CORE_FIELD_SIGNED,
+                         btf_ext.CORE_FIELD_LSHIFT_U64, btf_ext.CORE_FIELD_RSHIFT_U64))
+TYPE_KINDS = frozenset((btf_ext.CORE_TYPE_ID_LOCAL, btf_ext.CORE_TYPE_ID_TARGET,
+                        btf_ext.CORE_TYPE_EXISTS, btf_ext.CORE_TYPE_SIZE,
+                        btf_ext.CORE_TYPE_MATCHES))
+ENUMVAL_KINDS = frozenset((btf_ext.CORE_ENUMVAL_EXISTS, btf_ext.CORE_ENUMVAL_VALUE))
 
-_ENUMS = (F.KIND_ENUM, F.KIND_ENUM64)
-_COMPOSITES = (F.KIND_STRUCT, F.KIND_UNION)
+_ENUMS = (btf_format.KIND_ENUM, btf_format.KIND_ENUM64)
+_COMPOSITES = (btf_format.KIND_STRUCT, btf_format.KIND_UNION)
 
 
 class _Invalid(RelocationError):
@@ -78,7 +79,7 @@ def _kind(btf: Spec, type_id: int) -> int:
     return btf.kind_of(type_id)
 
 
-def _skip(btf: Spec, type_id: int) -> tuple[int, T.Type]:
+def _skip(btf: Spec, type_id: int) -> tuple[int, btf_types.Type]:
     tid = btf.skip_modifiers(type_id)
     return tid, btf[tid]
 
@@ -87,12 +88,12 @@ def _kind_compat(k1: int, k2: int) -> bool:
     return k1 == k2 or (k1 in _ENUMS and k2 in _ENUMS)
 
 
-def _is_flex(btf: Spec, prev: _Acc | None, arr: T.Array) -> bool:
+def _is_flex(btf: Spec, prev: _Acc | None, arr: btf_types.Array) -> bool:
     """A zero-length array that is the last member of the struct that holds it."""
     if prev is None or prev.name is None or arr.nelems > 0:
         return False
     holder = btf[prev.type_id]
-    return isinstance(holder, T.Struct) and prev.idx == len(holder.members) - 1
+    return isinstance(holder, btf_types.Struct) and prev.idx == len(holder.members) - 1
 
 
 def _parse_access(access: str) -> list[int]:
@@ -108,7 +109,7 @@ def _parse_access(access: str) -> list[int]:
     return raw
 
 
-def _parse_spec(btf: Spec, relo: X.CoreRelo) -> _CoreSpec:
+def _parse_spec(btf: Spec, relo: btf_ext.CoreRelo) -> _CoreSpec:
     """The local spec of a relocation (bpf_core_parse_spec)."""
     spec = _CoreSpec(btf, relo.type_id)
     if relo.kind in TYPE_KINDS:
@@ -121,7 +122,7 @@ def _parse_spec(btf: Spec, relo: X.CoreRelo) -> _CoreSpec:
     acc = _Acc(tid, raw[0], None)
     spec.accs.append(acc)
     if relo.kind in ENUMVAL_KINDS:
-        if not isinstance(t, T.Enum) or len(raw) > 1 or raw[0] >= len(t.values):
+        if not isinstance(t, btf_types.Enum) or len(raw) > 1 or raw[0] >= len(t.values):
             raise _Invalid("enumerator relocation does not name an enumerator of an enum")
         acc.name = t.values[raw[0]].name
         return spec
@@ -131,7 +132,7 @@ def _parse_spec(btf: Spec, relo: X.CoreRelo) -> _CoreSpec:
     for i in range(1, len(raw)):
         tid, t = _skip(btf, tid)
         idx = raw[i]
-        if isinstance(t, T.Struct):  # and Union
+        if isinstance(t, btf_types.Struct):  # and Union
             if idx >= len(t.members):
                 raise _Invalid(f"member index {idx} out of range of {btf.describe(tid)}")
             m = t.members[idx]
@@ -139,7 +140,7 @@ def _parse_spec(btf: Spec, relo: X.CoreRelo) -> _CoreSpec:
             if m.name:
                 spec.accs.append(_Acc(tid, idx, m.name))
             tid = m.type
-        elif isinstance(t, T.Array):
+        elif isinstance(t, btf_types.Array):
             elem, _ = _skip(btf, t.type)
             if not _is_flex(btf, spec.accs[-1], t) and idx >= t.nelems:
                 raise _Invalid(f"index {idx} out of range of {btf.describe(tid)}")
@@ -164,14 +165,14 @@ def _fields_compat(lb: Spec, lid: int, tb: Spec, tid: int) -> bool:
             return True
         if not _kind_compat(lt.kind, tt.kind):
             return False
-        if lt.kind in (F.KIND_PTR, F.KIND_FLOAT):
+        if lt.kind in (btf_format.KIND_PTR, btf_format.KIND_FLOAT):
             return True
-        if lt.kind in (F.KIND_FWD, F.KIND_ENUM, F.KIND_ENUM64):
+        if lt.kind in (btf_format.KIND_FWD, btf_format.KIND_ENUM, btf_format.KIND_ENUM64):
             ln, tn = essential_name(lt.name), essential_name(tt.name)
             return not ln or not tn or ln == tn
-        if lt.kind == F.KIND_INT:  # only the deprecated bitfield-like ints are refused
+        if lt.kind == btf_format.KIND_INT:  # only the deprecated bitfield-like ints are refused
             return lt.offset == 0 and tt.offset == 0
-        if lt.kind == F.KIND_ARRAY:
+        if lt.kind == btf_format.KIND_ARRAY:
             lid, tid = lt.type, tt.type
             continue
         return False
@@ -189,14 +190,15 @@ def types_are_compat(lb: Spec, lid: int, tb: Spec, tid: int, level: int = 32) ->
         if not _kind_compat(lt.kind, tt.kind):
             return False
         k = lt.kind
-        if k in (0, F.KIND_STRUCT, F.KIND_UNION, F.KIND_ENUM, F.KIND_FWD, F.KIND_ENUM64):
+        if k in (0, btf_format.KIND_STRUCT, btf_format.KIND_UNION, btf_format.KIND_ENUM,
+                 btf_format.KIND_FWD, btf_format.KIND_ENUM64):
             return True
-        if k == F.KIND_INT:
+        if k == btf_format.KIND_INT:
             return lt.offset == 0 and tt.offset == 0
-        if k in (F.KIND_PTR, F.KIND_ARRAY):
+        if k in (btf_format.KIND_PTR, btf_format.KIND_ARRAY):
             lid, tid = lt.type, tt.type
             continue
-        if k == F.KIND_FUNC_PROTO:
+        if k == btf_format.KIND_FUNC_PROTO:
             if len(lt.params) != len(tt.params):
                 return False
             for lp, tp in zip(lt.params, tt.params):
@@ -217,7 +219,7 @@ def _names_match(ln: str, tn: str) -> bool:
     return essential_name(ln) == essential_name(tn)
 
 
-def _enums_match(lt: T.Enum, tt: T.Enum) -> bool:
+def _enums_match(lt: btf_types.Enum, tt: btf_types.Enum) -> bool:
     if lt.size != tt.size or len(lt.values) > len(tt.values):
         return False
     return all(any(_names_match(lv.name, tv.name) for tv in tt.values) for lv in lt.values)
@@ -236,10 +238,10 @@ def types_match(lb: Spec, lid: int, tb: Spec, tid: int, behind_ptr: bool = False
         lk, tk = lt.kind, tt.kind
         if lk == 0:
             return tk == 0
-        if lk == F.KIND_FWD:
+        if lk == btf_format.KIND_FWD:
             if behind_ptr and tk != lk:
-                return (tk == F.KIND_STRUCT and not lt.union) or (tk == F.KIND_UNION
-                                                                  and lt.union)
+                return ((tk == btf_format.KIND_STRUCT and not lt.union)
+                        or (tk == btf_format.KIND_UNION and lt.union))
             return tk == lk and lt.union == tt.union
         if lk in _ENUMS:
             return tk in _ENUMS and _enums_match(lt, tt)
@@ -247,7 +249,7 @@ def types_match(lb: Spec, lid: int, tb: Spec, tid: int, behind_ptr: bool = False
             if behind_ptr:
                 if lk == tk:
                     return True
-                return tk == F.KIND_FWD and (lk == F.KIND_UNION) == tt.union
+                return tk == btf_format.KIND_FWD and (lk == btf_format.KIND_UNION) == tt.union
             if lk != tk or len(lt.members) > len(tt.members):
                 return False
             for lm in lt.members:
@@ -256,21 +258,22 @@ def types_match(lb: Spec, lid: int, tb: Spec, tid: int, behind_ptr: bool = False
                            for tm in tt.members):
                     return False
             return True
-        if lk == F.KIND_INT:
+        if lk == btf_format.KIND_INT:
             return (lk == tk and lt.size == tt.size
-                    and (lt.encoding & F.INT_SIGNED) == (tt.encoding & F.INT_SIGNED))
-        if lk == F.KIND_PTR:
+                    and (lt.encoding & btf_format.INT_SIGNED)
+                    == (tt.encoding & btf_format.INT_SIGNED))
+        if lk == btf_format.KIND_PTR:
             if lk != tk:
                 return False
             behind_ptr = True
             lid, tid = lt.type, tt.type
             continue
-        if lk == F.KIND_ARRAY:
+        if lk == btf_format.KIND_ARRAY:
             if lk != tk or lt.nelems != tt.nelems:
                 return False
             lid, tid = lt.type, tt.type
             continue
-        if lk == F.KIND_FUNC_PROTO:
+        if lk == btf_format.KIND_FUNC_PROTO:
             if lk != tk or len(lt.params) != len(tt.params):
                 return False
             for lp, tp in zip(lt.params, tt.params):
@@ -290,7 +293,7 @@ def _match_member(lb: Spec, lacc: _Acc, tb: Spec, targ_id: int, ts: _CoreSpec,
     """Find the local named member in target struct `targ_id` (looking into anonymous
     members too); extend the target spec and return the member's type id."""
     targ_id, tt = _skip(tb, targ_id)
-    if not isinstance(tt, T.Struct):
+    if not isinstance(tt, btf_types.Struct):
         return None
     lm = lb[lacc.type_id].members[lacc.idx]
     for i, m in enumerate(tt.members):
@@ -322,7 +325,7 @@ def _spec_match(local: _CoreSpec, kind: int, tb: Spec, tid: int,
     ts = _CoreSpec(tb, tid)
     lb = local.btf
     if kind in TYPE_KINDS:
-        if kind == X.CORE_TYPE_MATCHES:
+        if kind == btf_ext.CORE_TYPE_MATCHES:
             ok = types_match(lb, local.root_id, tb, tid)
         else:
             ok = types_are_compat(lb, local.root_id, tb, tid)
@@ -332,7 +335,7 @@ def _spec_match(local: _CoreSpec, kind: int, tb: Spec, tid: int,
     lacc = local.accs[0]
     if kind in ENUMVAL_KINDS:
         tid, tt = _skip(tb, tid)
-        if not isinstance(tt, T.Enum):
+        if not isinstance(tt, btf_types.Enum):
             return None
         want = essential_name(lacc.name)
         for i, v in enumerate(tt.values):
@@ -355,7 +358,7 @@ def _spec_match(local: _CoreSpec, kind: int, tb: Spec, tid: int,
             targ_id = nxt
             continue
         if i > 0:
-            if not isinstance(tt, T.Array):
+            if not isinstance(tt, btf_types.Array):
                 why.append(f"{tb.describe(targ_id)} is not an array")
                 return None
             if not _is_flex(tb, ts.accs[-1], tt) and lacc.idx >= tt.nelems:
@@ -395,18 +398,18 @@ class _Poison(Exception):
 
 def _field_value(kind: int, spec: _CoreSpec | None):
     """(value, memory size, field type, validate) of a field relocation on one spec."""
-    if kind == X.CORE_FIELD_EXISTS:
+    if kind == btf_ext.CORE_FIELD_EXISTS:
         return (1 if spec is not None else 0), 0, None, True
     if spec is None:
         raise _Poison()
     btf = spec.btf
     acc = spec.accs[-1]
     if acc.name is None:  # the last step is an array index
-        if kind == X.CORE_FIELD_BYTE_OFFSET:
+        if kind == btf_ext.CORE_FIELD_BYTE_OFFSET:
             return spec.bit_offset // 8, btf.size_of(acc.type_id), (btf, acc.type_id), True
-        if kind == X.CORE_FIELD_BYTE_SIZE:
+        if kind == btf_ext.CORE_FIELD_BYTE_SIZE:
             return btf.size_of(acc.type_id), 0, None, True
-        raise _Invalid(f"{X.CORE_KIND_NAMES[kind]} cannot be applied to an array element")
+        raise _Invalid(f"{btf_ext.CORE_KIND_NAMES[kind]} cannot be applied to an array element")
     holder = btf[acc.type_id]
     m = holder.members[acc.idx]
     ftid, mt = _skip(btf, m.type)
@@ -432,17 +435,17 @@ def _field_value(kind: int, spec: _CoreSpec | None):
     # except signedness and the right shift, so only those are checked
     validate = not bitfield
     mem_sz, mem_type = 0, None
-    if kind == X.CORE_FIELD_BYTE_OFFSET:
+    if kind == btf_ext.CORE_FIELD_BYTE_OFFSET:
         val = byte_off
         if not bitfield:
             mem_sz, mem_type = byte_sz, (btf, ftid)
-    elif kind == X.CORE_FIELD_BYTE_SIZE:
+    elif kind == btf_ext.CORE_FIELD_BYTE_SIZE:
         val = byte_sz
-    elif kind == X.CORE_FIELD_SIGNED:
-        val = int((isinstance(mt, T.Enum) and mt.signed)
-                  or (isinstance(mt, T.Int) and mt.signed))
+    elif kind == btf_ext.CORE_FIELD_SIGNED:
+        val = int((isinstance(mt, btf_types.Enum) and mt.signed)
+                  or (isinstance(mt, btf_types.Int) and mt.signed))
         validate = True
-    elif kind == X.CORE_FIELD_LSHIFT_U64:
+    elif kind == btf_ext.CORE_FIELD_LSHIFT_U64:
         val = 64 - (bit_off + bit_sz - byte_off * 8)  # little endian
     else:  # CORE_FIELD_RSHIFT_U64
         val = 64 - bit_sz
@@ -453,30 +456,30 @@ def _field_value(kind: int, spec: _CoreSpec | None):
 def _type_value(kind: int, spec: _CoreSpec | None):
     if spec is None:  # type-based relocations are 0 when the target has no such type
         return 0
-    if kind == X.CORE_TYPE_ID_TARGET:
+    if kind == btf_ext.CORE_TYPE_ID_TARGET:
         return spec.root_id
-    if kind in (X.CORE_TYPE_EXISTS, X.CORE_TYPE_MATCHES):
+    if kind in (btf_ext.CORE_TYPE_EXISTS, btf_ext.CORE_TYPE_MATCHES):
         return 1
     return spec.btf.size_of(spec.root_id)  # CORE_TYPE_SIZE
 
 
 def _enum_value(kind: int, spec: _CoreSpec | None):
-    if kind == X.CORE_ENUMVAL_EXISTS:
+    if kind == btf_ext.CORE_ENUMVAL_EXISTS:
         return 1 if spec is not None else 0
     if spec is None:
         raise _Poison()
     acc = spec.accs[0]
     t = spec.btf[acc.type_id]
     v = t.values[acc.idx].value
-    if not isinstance(t, T.Enum64):  # libbpf reads the 32-bit value as s32
+    if not isinstance(t, btf_types.Enum64):  # libbpf reads the 32-bit value as s32
         v &= 0xFFFFFFFF
         if v >= 1 << 31:
             v -= 1 << 32
     return v & _M64
 
 
-def _is_unsigned_int(t: T.Type) -> bool:
-    return isinstance(t, T.Int) and t.encoding != F.INT_SIGNED
+def _is_unsigned_int(t: btf_types.Type) -> bool:
+    return isinstance(t, btf_types.Int) and t.encoding != btf_format.INT_SIGNED
 
 
 def _calc(kind: int, local: _CoreSpec, targ: _CoreSpec | None) -> _Res:
@@ -490,12 +493,12 @@ def _calc(kind: int, local: _CoreSpec, targ: _CoreSpec | None) -> _Res:
                 # only pointers and unsigned integers load correctly with another size
                 ot = orig_t[0][orig_t[1]] if orig_t else None
                 nt = new_t[0][new_t[1]] if new_t else None
-                if not ((isinstance(ot, T.Ptr) and isinstance(nt, T.Ptr))
+                if not ((isinstance(ot, btf_types.Ptr) and isinstance(nt, btf_types.Ptr))
                         or (_is_unsigned_int(ot) and _is_unsigned_int(nt))):
                     res.fail_memsz = True
         elif kind in TYPE_KINDS:
             res.orig_val = _type_value(kind, local)
-            res.validate = kind != X.CORE_TYPE_ID_TARGET  # ids change when linking
+            res.validate = kind != btf_ext.CORE_TYPE_ID_TARGET  # ids change when linking
             res.new_val = _type_value(kind, targ)
         else:
             res.orig_val = _enum_value(kind, local)
@@ -537,7 +540,7 @@ def _find_cands(local: Spec, local_id: int, target: Spec,
     return cands
 
 
-def describe(btf: Spec, relo: X.CoreRelo) -> str:
+def describe(btf: Spec, relo: btf_ext.CoreRelo) -> str:
     """'byte_off struct task_struct.pid', 'enumval_value enum e::B', 'type_size u64'."""
     kind = relo.kind_name
     try:
@@ -563,13 +566,13 @@ def describe(btf: Spec, relo: X.CoreRelo) -> str:
     return f"{kind} {root}{path}"
 
 
-def _resolve(local: Spec, target: Spec, relo: X.CoreRelo, modules: ModuleSource | None,
+def _resolve(local: Spec, target: Spec, relo: btf_ext.CoreRelo, modules: ModuleSource | None,
              cache: CoreCache) -> _Res:
     try:
         spec = _parse_spec(local, relo)
     except _Invalid as e:
         raise _Invalid(f"cannot parse it: {e}") from None
-    if relo.kind == X.CORE_TYPE_ID_LOCAL:  # needs no candidates
+    if relo.kind == btf_ext.CORE_TYPE_ID_LOCAL:  # needs no candidates
         res = _Res()
         res.validate = False
         res.orig_val = res.new_val = relo.type_id
@@ -603,7 +606,7 @@ def _resolve(local: Spec, target: Spec, relo: X.CoreRelo, modules: ModuleSource 
         return res
     res = _calc(relo.kind, spec, None)
     if res.poison:
-        what = F.KIND_NAMES.get(local_t.kind, "type").lower()
+        what = btf_format.KIND_NAMES.get(local_t.kind, "type").lower()
         if not cands:
             res.why = (f"the target BTF has no {what} named '{essential_name(local_t.name)}'")
         else:
@@ -611,7 +614,7 @@ def _resolve(local: Spec, target: Spec, relo: X.CoreRelo, modules: ModuleSource 
     return res
 
 
-def resolve(local: Spec, target: Spec, relo: X.CoreRelo, fn_name: str = "", *,
+def resolve(local: Spec, target: Spec, relo: btf_ext.CoreRelo, fn_name: str = "", *,
             modules: ModuleSource | None = None, cache: CoreCache | None = None) -> _Res:
     """Resolve one relocation (memoised in `cache`); RelocationError if it is invalid."""
     cache = cache if cache is not None else CoreCache()
@@ -628,7 +631,7 @@ def resolve(local: Spec, target: Spec, relo: X.CoreRelo, fn_name: str = "", *,
     return res
 
 
-def _error_text(local: Spec, relo: X.CoreRelo, fn_name: str, why: str) -> str:
+def _error_text(local: Spec, relo: btf_ext.CoreRelo, fn_name: str, why: str) -> str:
     where = f"function '{fn_name}', " if fn_name else ""
     return f"CO-RE relocation {describe(local, relo)} ({where}instruction {relo.insn}): {why}"
 
@@ -716,7 +719,7 @@ def _patch(code: list, idx: int, res: _Res) -> str | None:
     raise _Invalid(f"instruction {idx} (op {insn.op:#04x}) cannot be relocated")
 
 
-def apply_core(local_btf: Spec, target_btf: Spec, relos: list[X.CoreRelo], code: list,
+def apply_core(local_btf: Spec, target_btf: Spec, relos: list[btf_ext.CoreRelo], code: list,
                fn_name: str, *, modules: ModuleSource | None = None,
                cache: CoreCache | None = None) -> dict[int, str]:
     """Apply `relos` to `code` (one function's instructions, patched in place).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import BTFError
-from . import format as F
+from . import format as btf_format
 from .spec import Spec
 
 # enum bpf_core_relo_kind
@@ -109,33 +109,33 @@ def parse(data: bytes, btf: Spec) -> ExtInfo:
 
 
 def _parse(data: bytes, btf: Spec) -> ExtInfo:
-    if len(data) < F.EXT_HEADER.size:
+    if len(data) < btf_format.EXT_HEADER.size:
         raise BTFError(".BTF.ext too short for its header")
     magic, version, _flags, hdr_len, fi_off, fi_len, li_off, li_len = \
-        F.EXT_HEADER.unpack_from(data)
-    if magic != F.MAGIC or version != F.VERSION:
+        btf_format.EXT_HEADER.unpack_from(data)
+    if magic != btf_format.MAGIC or version != btf_format.VERSION:
         raise BTFError(f"bad .BTF.ext header (magic {magic:#x}, version {version})")
     cr_off = cr_len = 0
-    if hdr_len >= F.EXT_HEADER.size + F.EXT_HEADER_CORE.size:
-        cr_off, cr_len = F.EXT_HEADER_CORE.unpack_from(data, F.EXT_HEADER.size)
+    if hdr_len >= btf_format.EXT_HEADER.size + btf_format.EXT_HEADER_CORE.size:
+        cr_off, cr_len = btf_format.EXT_HEADER_CORE.unpack_from(data, btf_format.EXT_HEADER.size)
     ext = ExtInfo()
-    for sec, recs in _blocks(data, hdr_len + fi_off, fi_len, btf, F.FUNC_INFO.size):
+    for sec, recs in _blocks(data, hdr_len + fi_off, fi_len, btf, btf_format.FUNC_INFO.size):
         ext.func_info[sec] = [
             FuncInfo(off // 8, tid) for off, tid in
-            (F.FUNC_INFO.unpack_from(data, p) for p in recs)]
-    for sec, recs in _blocks(data, hdr_len + li_off, li_len, btf, F.LINE_INFO.size):
+            (btf_format.FUNC_INFO.unpack_from(data, p) for p in recs)]
+    for sec, recs in _blocks(data, hdr_len + li_off, li_len, btf, btf_format.LINE_INFO.size):
         out = []
         for p in recs:
-            off, file_off, line_off, line_col = F.LINE_INFO.unpack_from(data, p)
+            off, file_off, line_off, line_col = btf_format.LINE_INFO.unpack_from(data, p)
             out.append(LineInfo(off // 8, btf.string(file_off), btf.string(line_off),
                                 line_col >> 10, line_col & 0x3FF))
         ext.line_info[sec] = out
     if cr_len:
         for sec, recs in _blocks(data, hdr_len + cr_off, cr_len, btf,
-                                           F.CORE_RELO.size):
+                                           btf_format.CORE_RELO.size):
             out = []
             for p in recs:
-                off, type_id, access_off, kind = F.CORE_RELO.unpack_from(data, p)
+                off, type_id, access_off, kind = btf_format.CORE_RELO.unpack_from(data, p)
                 out.append(CoreRelo(off // 8, type_id, btf.string(access_off), kind))
             ext.core_relos[sec] = out
     return ext
@@ -148,13 +148,13 @@ def _blocks(data: bytes, start: int, length: int, btf: Spec, min_rec: int):
     end = start + length
     if end > len(data):
         raise BTFError(".BTF.ext info block points past the end of the section")
-    (rec_size,) = F.U32.unpack_from(data, start)
+    (rec_size,) = btf_format.U32.unpack_from(data, start)
     if rec_size < min_rec:
         raise BTFError(f".BTF.ext record size {rec_size} smaller than {min_rec}")
     pos = start + 4
     while pos < end:
-        name_off, count = F.EXT_SEC.unpack_from(data, pos)
-        pos += F.EXT_SEC.size
+        name_off, count = btf_format.EXT_SEC.unpack_from(data, pos)
+        pos += btf_format.EXT_SEC.size
         if pos + count * rec_size > end:
             raise BTFError(".BTF.ext section block overruns its info block")
         yield btf.string(name_off), [pos + i * rec_size for i in range(count)]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from ..errors import BTFError
 from ..model import KCONFIG_SEC, KSYMS_SEC
-from . import format as F
-from . import types as T
+from . import format as btf_format
+from . import types as btf_types
 
 DUMMY_KSYM = "dummy_ksym"
 
@@ -35,7 +35,7 @@ class Features:
 
 
 def program_types(obj, features: Features | None = None,
-                  kconfig_offsets: dict[str, int] | None = None) -> tuple[list[T.Type],
+                  kconfig_offsets: dict[str, int] | None = None) -> tuple[list[btf_types.Type],
                                                                           list[str]]:
     """The object's types fixed up for the kernel, and notes on what was changed.
 
@@ -47,13 +47,13 @@ def program_types(obj, features: Features | None = None,
     first = btf.first_id
     notes: list[str] = []
 
-    def get(type_id: int) -> T.Type:
+    def get(type_id: int) -> btf_types.Type:
         if not first <= type_id < first + len(types):
             raise BTFError(f"BTF type id {type_id} out of range")
         return types[type_id - first]
 
     for t in list(types):
-        if not isinstance(t, T.Datasec):
+        if not isinstance(t, btf_types.Datasec):
             continue
         if t.name == KSYMS_SEC:
             _fix_ksyms(t, types, get, first)
@@ -70,58 +70,58 @@ def program_types(obj, features: Features | None = None,
     return types, notes
 
 
-def _hidden_functions_static(obj, types: list[T.Type]) -> None:
+def _hidden_functions_static(obj, types: list[btf_types.Type]) -> None:
     """A global subprogram of .text with hidden visibility (__hidden) is verified like a
     static one, in its callers' context: libbpf marks its FUNC static."""
     hidden = {fn.name for fn in obj.functions.values()
               if fn.section == ".text" and fn.is_global and fn.hidden}
     for t in types:
-        if hidden and isinstance(t, T.Func) and t.linkage == F.LINKAGE_GLOBAL \
+        if hidden and isinstance(t, btf_types.Func) and t.linkage == btf_format.LINKAGE_GLOBAL \
                 and t.name in hidden:
-            t.linkage = F.LINKAGE_STATIC
+            t.linkage = btf_format.LINKAGE_STATIC
             hidden.discard(t.name)  # the first FUNC of that name, as libbpf
 
 
-def _int32(types: list[T.Type], first: int) -> int:
+def _int32(types: list[btf_types.Type], first: int) -> int:
     for i, t in enumerate(types):
-        if isinstance(t, T.Int) and t.bits == 32:
+        if isinstance(t, btf_types.Int) and t.bits == 32:
             return first + i
-    types.append(T.Int("int", 4, F.INT_SIGNED))
+    types.append(btf_types.Int("int", 4, btf_format.INT_SIGNED))
     return first + len(types) - 1
 
 
-def _fix_ksyms(sec: T.Datasec, types, get, first) -> None:
+def _fix_ksyms(sec: btf_types.Datasec, types, get, first) -> None:
     int_id = _int32(types, first)
     dummy_id = 0
     for i, vsi in enumerate(sec.vars):
         t = get(vsi.type)
-        if isinstance(t, T.Func):
+        if isinstance(t, btf_types.Func):
             if not dummy_id:
-                types.append(T.Var(DUMMY_KSYM, int_id, F.LINKAGE_GLOBAL))
+                types.append(btf_types.Var(DUMMY_KSYM, int_id, btf_format.LINKAGE_GLOBAL))
                 dummy_id = first + len(types) - 1
             proto = get(t.type)
-            if not isinstance(proto, T.FuncProto):
+            if not isinstance(proto, btf_types.FuncProto):
                 raise BTFError(f"kfunc '{t.name}' has no function prototype in the BTF")
             for p in proto.params:
                 if p.type and not p.name:
                     p.name = DUMMY_KSYM
-            t.linkage = F.LINKAGE_GLOBAL
+            t.linkage = btf_format.LINKAGE_GLOBAL
             vsi.type = dummy_id
-        elif isinstance(t, T.Var):
-            t.linkage = F.LINKAGE_GLOBAL
+        elif isinstance(t, btf_types.Var):
+            t.linkage = btf_format.LINKAGE_GLOBAL
             t.type = int_id
         vsi.offset = 4 * i
         vsi.size = 4
     sec.size = 4 * len(sec.vars)
 
 
-def _fix_kconfig(sec: T.Datasec, get, offsets: dict[str, int]) -> None:
+def _fix_kconfig(sec: btf_types.Datasec, get, offsets: dict[str, int]) -> None:
     end = 0
     for vsi in sec.vars:
         var = get(vsi.type)
-        if not isinstance(var, T.Var):
+        if not isinstance(var, btf_types.Var):
             raise BTFError(f"DATASEC '{sec.name}' holds a non-variable type {vsi.type}")
-        var.linkage = F.LINKAGE_GLOBAL
+        var.linkage = btf_format.LINKAGE_GLOBAL
         if var.name in offsets:
             vsi.offset = offsets[var.name]
         end = max(end, vsi.offset + vsi.size)
@@ -129,7 +129,7 @@ def _fix_kconfig(sec: T.Datasec, get, offsets: dict[str, int]) -> None:
     sec.vars.sort(key=lambda v: v.offset)
 
 
-def _fix_datasec(obj, sec: T.Datasec, get) -> None:
+def _fix_datasec(obj, sec: btf_types.Datasec, get) -> None:
     fix_offsets = False
     if sec.size == 0:
         size = obj.section_sizes.get(sec.name, 0)
@@ -139,9 +139,9 @@ def _fix_datasec(obj, sec: T.Datasec, get) -> None:
         fix_offsets = True
     for vsi in sec.vars:
         var = get(vsi.type)
-        if not isinstance(var, T.Var):
+        if not isinstance(var, btf_types.Var):
             raise BTFError(f"DATASEC '{sec.name}' holds a non-variable type {vsi.type}")
-        if var.linkage in (F.LINKAGE_STATIC, F.LINKAGE_EXTERN):
+        if var.linkage in (btf_format.LINKAGE_STATIC, btf_format.LINKAGE_EXTERN):
             continue
         sym = obj.data_symbols.get(var.name)
         if sym is None:
@@ -150,40 +150,42 @@ def _fix_datasec(obj, sec: T.Datasec, get) -> None:
         if fix_offsets:
             vsi.offset = offset
         if hidden:
-            var.linkage = F.LINKAGE_STATIC
+            var.linkage = btf_format.LINKAGE_STATIC
     sec.vars.sort(key=lambda v: v.offset)
 
 
-def _sanitize(types: list[T.Type], f: Features) -> list[str]:
+def _sanitize(types: list[btf_types.Type], f: Features) -> list[str]:
     """Replace kinds the kernel lacks with ones it accepts (libbpf's substitutions)."""
     notes: set[str] = set()
     placeholder = None
     for i, t in enumerate(types):
         new = None
-        if (not f.datasec and isinstance(t, T.Var)) or (not f.decl_tag and
-                                                         isinstance(t, T.DeclTag)):
-            new = T.Int(t.name, 1, 0, 0, 8)
-        elif not f.datasec and isinstance(t, T.Datasec):
+        if (not f.datasec and isinstance(t, btf_types.Var)) or (not f.decl_tag and
+                                                         isinstance(t, btf_types.DeclTag)):
+            new = btf_types.Int(t.name, 1, 0, 0, 8)
+        elif not f.datasec and isinstance(t, btf_types.Datasec):
             name = t.name.replace(".", "_").replace("?", "_")
-            new = T.Struct(name, t.size, [T.Member("", v.type, v.offset * 8) for v in t.vars])
-        elif not f.qmark_datasec and isinstance(t, T.Datasec) and t.name.startswith("?"):
+            new = btf_types.Struct(name, t.size,
+                                   [btf_types.Member("", v.type, v.offset * 8) for v in t.vars])
+        elif not f.qmark_datasec and isinstance(t, btf_types.Datasec) and t.name.startswith("?"):
             t.name = "_" + t.name[1:]
-        elif not f.func and isinstance(t, T.FuncProto):
-            new = T.Enum(t.name, 4, [T.EnumValue(p.name, 0) for p in t.params])
-        elif not f.func and isinstance(t, T.Func):
-            new = T.Typedef(t.name, t.type)
-        elif not f.global_func and isinstance(t, T.Func):
-            t.linkage = F.LINKAGE_STATIC
-        elif not f.float and isinstance(t, T.Float):
-            new = T.Struct("", t.size, [])
-        elif not f.type_tag and isinstance(t, T.TypeTag):
-            new = T.Const("", t.type)
-        elif not f.enum64 and isinstance(t, T.Enum64):
+        elif not f.func and isinstance(t, btf_types.FuncProto):
+            new = btf_types.Enum(t.name, 4, [btf_types.EnumValue(p.name, 0) for p in t.params])
+        elif not f.func and isinstance(t, btf_types.Func):
+            new = btf_types.Typedef(t.name, t.type)
+        elif not f.global_func and isinstance(t, btf_types.Func):
+            t.linkage = btf_format.LINKAGE_STATIC
+        elif not f.float and isinstance(t, btf_types.Float):
+            new = btf_types.Struct("", t.size, [])
+        elif not f.type_tag and isinstance(t, btf_types.TypeTag):
+            new = btf_types.Const("", t.type)
+        elif not f.enum64 and isinstance(t, btf_types.Enum64):
             if placeholder is None:
-                types.append(T.Int("enum64_placeholder", 1, 0))
+                types.append(btf_types.Int("enum64_placeholder", 1, 0))
                 placeholder = len(types)  # id = index + 1 for a base blob
-            new = T.Union(t.name, t.size, [T.Member(v.name, placeholder, 0) for v in t.values])
-        elif not f.enum64 and isinstance(t, T.Enum) and t.signed:
+            new = btf_types.Union(t.name, t.size,
+                                  [btf_types.Member(v.name, placeholder, 0) for v in t.values])
+        elif not f.enum64 and isinstance(t, btf_types.Enum) and t.signed:
             t.signed = False
         if new is not None:
             notes.add(f"BTF {t.kind_name} replaced by {new.kind_name} (the kernel lacks it)")

@@ -17,7 +17,7 @@ from array import array
 
 from ..cachedir import cache_dir, write_cache_file
 from ..errors import BTFError
-from . import format as F
+from . import format as btf_format
 from .spec import Spec
 
 TYPE_CHECKING = False  # (importing typing costs more than a warm lookup)
@@ -221,7 +221,7 @@ class KernelBTF:
         return self._memo
 
     def func(self, name: str) -> tuple[Spec, int, str] | None:
-        return self.find(name, F.KIND_FUNC)
+        return self.find(name, btf_format.KIND_FUNC)
 
     def module_fd(self, module: str) -> FD:
         """A file descriptor of a module's BTF object (for attach_btf_obj_fd, fd_array)."""

@@ -10,8 +10,8 @@ from ..errors import BTFError, SyscallError
 from ..sys import attrs
 from ..sys.constants import Cmd
 from ..sys.syscall import FD, address, bpf_fd
-from . import format as F
-from . import types as T
+from . import format as btf_format
+from . import types as btf_types
 from .encode import encode
 from .fixup import Features
 
@@ -50,7 +50,7 @@ def _log_of_failed_load(buf, size: int) -> str:
     return ""
 
 
-def _accepts(types: list[T.Type]) -> bool:
+def _accepts(types: list[btf_types.Type]) -> bool:
     try:
         load_btf(encode(types), "a BTF feature probe").close()
         return True
@@ -61,16 +61,19 @@ def _accepts(types: list[T.Type]) -> bool:
 @functools.cache
 def probe_features() -> Features:
     """Which BTF kinds the running kernel accepts (a few tiny BTF_LOADs, once)."""
-    i32 = T.Int("int", 4, F.INT_SIGNED)
+    i32 = btf_types.Int("int", 4, btf_format.INT_SIGNED)
     return Features(
-        func=_accepts([i32, T.FuncProto("", 1, []), T.Func("f", 2, F.LINKAGE_STATIC)]),
-        global_func=_accepts([i32, T.FuncProto("", 1, []), T.Func("f", 2, F.LINKAGE_GLOBAL)]),
-        datasec=_accepts([i32, T.Var("x", 1, F.LINKAGE_GLOBAL),
-                          T.Datasec(".data", 4, [T.VarSecinfo(2, 0, 4)])]),
-        qmark_datasec=_accepts([i32, T.Var("x", 1, F.LINKAGE_GLOBAL),
-                                T.Datasec("?.data", 4, [T.VarSecinfo(2, 0, 4)])]),
-        float_=_accepts([T.Float("float", 4)]),
-        decl_tag=_accepts([i32, T.Var("x", 1, F.LINKAGE_GLOBAL), T.DeclTag("tag", 2, -1)]),
-        type_tag=_accepts([i32, T.TypeTag("tag", 1), T.Ptr("", 2)]),
-        enum64=_accepts([T.Enum64("e", 8, [T.EnumValue("v", 1)])]),
+        func=_accepts([i32, btf_types.FuncProto("", 1, []),
+                       btf_types.Func("f", 2, btf_format.LINKAGE_STATIC)]),
+        global_func=_accepts([i32, btf_types.FuncProto("", 1, []),
+                              btf_types.Func("f", 2, btf_format.LINKAGE_GLOBAL)]),
+        datasec=_accepts([i32, btf_types.Var("x", 1, btf_format.LINKAGE_GLOBAL),
+                          btf_types.Datasec(".data", 4, [btf_types.VarSecinfo(2, 0, 4)])]),
+        qmark_datasec=_accepts([i32, btf_types.Var("x", 1, btf_format.LINKAGE_GLOBAL),
+                                btf_types.Datasec("?.data", 4, [btf_types.VarSecinfo(2, 0, 4)])]),
+        float_=_accepts([btf_types.Float("float", 4)]),
+        decl_tag=_accepts([i32, btf_types.Var("x", 1, btf_format.LINKAGE_GLOBAL),
+                           btf_types.DeclTag("tag", 2, -1)]),
+        type_tag=_accepts([i32, btf_types.TypeTag("tag", 1), btf_types.Ptr("", 2)]),
+        enum64=_accepts([btf_types.Enum64("e", 8, [btf_types.EnumValue("v", 1)])]),
     )

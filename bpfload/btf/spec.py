@@ -15,13 +15,13 @@ import sys
 from array import array
 
 from ..errors import BTFError
-from . import format as F
-from . import types as T
+from . import format as btf_format
+from . import types as btf_types
 
 _MAX_DEPTH = 64  # longest chain of modifiers/typedefs we follow before calling it a loop
 
 _TRAILERS = [None] * 32
-for _kind, _trailer in F.TRAILER.items():
+for _kind, _trailer in btf_format.TRAILER.items():
     _TRAILERS[_kind] = _trailer
 
 
@@ -45,7 +45,7 @@ def scan(types: bytes) -> tuple[array, array]:
     names = array("I")
     add_off = offsets.append
     add_name = names.append
-    unpack = F.TYPE.unpack_from
+    unpack = btf_format.TYPE.unpack_from
     trailers = _TRAILERS
     pos = 0
     end = len(types)
@@ -74,17 +74,17 @@ class Spec:
         self.name = name
         self.base = base
         self.raw = bytes(data)
-        if len(self.raw) < F.HEADER_SIZE:
+        if len(self.raw) < btf_format.HEADER_SIZE:
             raise BTFError(f"BTF {name or 'blob'} too short for a header ({len(self.raw)} bytes)")
         magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = \
-            F.HEADER.unpack_from(self.raw)
-        if magic != F.MAGIC:
+            btf_format.HEADER.unpack_from(self.raw)
+        if magic != btf_format.MAGIC:
             if magic == 0x9FEB:
                 raise BTFError("big-endian BTF is not supported")
             raise BTFError(f"not BTF data (magic {magic:#06x})")
-        if version != F.VERSION:
+        if version != btf_format.VERSION:
             raise BTFError(f"unsupported BTF version {version}")
-        if hdr_len < F.HEADER_SIZE or hdr_len > len(self.raw):
+        if hdr_len < btf_format.HEADER_SIZE or hdr_len > len(self.raw):
             raise BTFError(f"bad BTF header length {hdr_len}")
         self.flags = flags
         body = hdr_len
@@ -104,7 +104,7 @@ class Spec:
         self.first_id = base.next_id if base is not None else 1
         self.str_base = base.str_end if base is not None else 0
         self._offsets, self._name_offs = index if index is not None else scan(self._types)
-        self._cache: dict[int, T.Type] = {}
+        self._cache: dict[int, btf_types.Type] = {}
         self._name_bytes: bytes | None = None
 
     def __getstate__(self) -> dict:
@@ -171,9 +171,9 @@ class Spec:
 
     # --- types -----------------------------------------------------------------------
 
-    def __getitem__(self, type_id: int) -> T.Type:
+    def __getitem__(self, type_id: int) -> btf_types.Type:
         if type_id == 0:
-            return T.Void()
+            return btf_types.Void()
         if type_id < self.first_id:
             if self.base is None or type_id < 0:
                 raise BTFError(f"BTF type id {type_id} out of range")
@@ -187,7 +187,7 @@ class Spec:
             self._cache[type_id] = t
         return t
 
-    def fresh(self, type_id: int) -> T.Type:
+    def fresh(self, type_id: int) -> btf_types.Type:
         """A newly decoded copy of one of this blob's own types, safe to modify (what
         indexing returns is shared through the cache)."""
         idx = type_id - self.first_id
@@ -201,8 +201,9 @@ class Spec:
             return 0
         if type_id < self.first_id:
             return self.base.kind_of(type_id)
-        info = F.U32.unpack_from(self._types, self._offsets[type_id - self.first_id] + 4)[0]
-        return F.info_kind(info)
+        offset = self._offsets[type_id - self.first_id]
+        info = btf_format.U32.unpack_from(self._types, offset + 4)[0]
+        return btf_format.info_kind(info)
 
     def ids(self):
         """Every type id of this blob (not its base)."""
@@ -292,95 +293,96 @@ class Spec:
 
     # --- decoding one record ---------------------------------------------------------
 
-    def _decode(self, pos: int) -> T.Type:
+    def _decode(self, pos: int) -> btf_types.Type:
         try:
             return self._decode_record(pos)
         except (struct.error, IndexError, ValueError) as e:
             raise BTFError(f"malformed BTF type at offset {pos}: {e}") from None
 
-    def _decode_record(self, pos: int) -> T.Type:
+    def _decode_record(self, pos: int) -> btf_types.Type:
         data = self._types
-        name_off, info, size_or_type = F.TYPE.unpack_from(data, pos)
-        kind = F.info_kind(info)
-        vlen = F.info_vlen(info)
-        kflag = F.info_kflag(info)
+        name_off, info, size_or_type = btf_format.TYPE.unpack_from(data, pos)
+        kind = btf_format.info_kind(info)
+        vlen = btf_format.info_vlen(info)
+        kflag = btf_format.info_kflag(info)
         name = self.string(name_off)
-        p = pos + F.TYPE_SIZE
-        if kind == F.KIND_INT:
-            (enc,) = F.U32.unpack_from(data, p)
-            return T.Int(name, size_or_type, (enc >> 24) & 0x0F, (enc >> 16) & 0xFF, enc & 0xFF)
-        if kind == F.KIND_PTR:
-            return T.Ptr(name, size_or_type)
-        if kind == F.KIND_ARRAY:
-            elem, index, nelems = F.ARRAY.unpack_from(data, p)
-            return T.Array(name, elem, index, nelems)
-        if kind in (F.KIND_STRUCT, F.KIND_UNION):
+        p = pos + btf_format.TYPE_SIZE
+        if kind == btf_format.KIND_INT:
+            (enc,) = btf_format.U32.unpack_from(data, p)
+            return btf_types.Int(name, size_or_type, (enc >> 24) & 0x0F, (enc >> 16) & 0xFF,
+                                 enc & 0xFF)
+        if kind == btf_format.KIND_PTR:
+            return btf_types.Ptr(name, size_or_type)
+        if kind == btf_format.KIND_ARRAY:
+            elem, index, nelems = btf_format.ARRAY.unpack_from(data, p)
+            return btf_types.Array(name, elem, index, nelems)
+        if kind in (btf_format.KIND_STRUCT, btf_format.KIND_UNION):
             members = []
             for i in range(vlen):
-                m_name, m_type, m_off = F.MEMBER.unpack_from(data, p + 12 * i)
+                m_name, m_type, m_off = btf_format.MEMBER.unpack_from(data, p + 12 * i)
                 if kflag:
-                    members.append(T.Member(self.string(m_name), m_type, m_off & 0xFFFFFF,
+                    members.append(btf_types.Member(self.string(m_name), m_type, m_off & 0xFFFFFF,
                                             m_off >> 24))
                 else:
-                    members.append(T.Member(self.string(m_name), m_type, m_off))
-            cls = T.Struct if kind == F.KIND_STRUCT else T.Union
+                    members.append(btf_types.Member(self.string(m_name), m_type, m_off))
+            cls = btf_types.Struct if kind == btf_format.KIND_STRUCT else btf_types.Union
             return cls(name, size_or_type, members)
-        if kind == F.KIND_ENUM:
+        if kind == btf_format.KIND_ENUM:
             values = []
             for i in range(vlen):
-                v_name, v_val = F.ENUM_VAL.unpack_from(data, p + 8 * i)
+                v_name, v_val = btf_format.ENUM_VAL.unpack_from(data, p + 8 * i)
                 if not kflag:
                     v_val &= 0xFFFFFFFF
-                values.append(T.EnumValue(self.string(v_name), v_val))
-            return T.Enum(name, size_or_type, values, kflag)
-        if kind == F.KIND_ENUM64:
+                values.append(btf_types.EnumValue(self.string(v_name), v_val))
+            return btf_types.Enum(name, size_or_type, values, kflag)
+        if kind == btf_format.KIND_ENUM64:
             values = []
             for i in range(vlen):
-                v_name, lo, hi = F.ENUM64_VAL.unpack_from(data, p + 12 * i)
+                v_name, lo, hi = btf_format.ENUM64_VAL.unpack_from(data, p + 12 * i)
                 v = (hi << 32) | lo
                 if kflag and v >= 1 << 63:
                     v -= 1 << 64
-                values.append(T.EnumValue(self.string(v_name), v))
-            return T.Enum64(name, size_or_type, values, kflag)
-        if kind == F.KIND_FWD:
-            return T.Fwd(name, kflag)
-        if kind == F.KIND_TYPEDEF:
-            return T.Typedef(name, size_or_type)
-        if kind == F.KIND_VOLATILE:
-            return T.Volatile(name, size_or_type)
-        if kind == F.KIND_CONST:
-            return T.Const(name, size_or_type)
-        if kind == F.KIND_RESTRICT:
-            return T.Restrict(name, size_or_type)
-        if kind == F.KIND_TYPE_TAG:
-            return T.TypeTag(name, size_or_type)
-        if kind == F.KIND_FUNC:
-            return T.Func(name, size_or_type, vlen)
-        if kind == F.KIND_FUNC_PROTO:
+                values.append(btf_types.EnumValue(self.string(v_name), v))
+            return btf_types.Enum64(name, size_or_type, values, kflag)
+        if kind == btf_format.KIND_FWD:
+            return btf_types.Fwd(name, kflag)
+        if kind == btf_format.KIND_TYPEDEF:
+            return btf_types.Typedef(name, size_or_type)
+        if kind == btf_format.KIND_VOLATILE:
+            return btf_types.Volatile(name, size_or_type)
+        if kind == btf_format.KIND_CONST:
+            return btf_types.Const(name, size_or_type)
+        if kind == btf_format.KIND_RESTRICT:
+            return btf_types.Restrict(name, size_or_type)
+        if kind == btf_format.KIND_TYPE_TAG:
+            return btf_types.TypeTag(name, size_or_type)
+        if kind == btf_format.KIND_FUNC:
+            return btf_types.Func(name, size_or_type, vlen)
+        if kind == btf_format.KIND_FUNC_PROTO:
             params = []
             for i in range(vlen):
-                p_name, p_type = F.PARAM.unpack_from(data, p + 8 * i)
-                params.append(T.Param(self.string(p_name), p_type))
-            return T.FuncProto(name, size_or_type, params)
-        if kind == F.KIND_VAR:
-            (linkage,) = F.U32.unpack_from(data, p)
-            return T.Var(name, size_or_type, linkage)
-        if kind == F.KIND_DATASEC:
-            secinfos = [T.VarSecinfo(*F.VAR_SECINFO.unpack_from(data, p + 12 * i))
+                p_name, p_type = btf_format.PARAM.unpack_from(data, p + 8 * i)
+                params.append(btf_types.Param(self.string(p_name), p_type))
+            return btf_types.FuncProto(name, size_or_type, params)
+        if kind == btf_format.KIND_VAR:
+            (linkage,) = btf_format.U32.unpack_from(data, p)
+            return btf_types.Var(name, size_or_type, linkage)
+        if kind == btf_format.KIND_DATASEC:
+            secinfos = [btf_types.VarSecinfo(*btf_format.VAR_SECINFO.unpack_from(data, p + 12 * i))
                         for i in range(vlen)]
-            return T.Datasec(name, size_or_type, secinfos)
-        if kind == F.KIND_FLOAT:
-            return T.Float(name, size_or_type)
-        if kind == F.KIND_DECL_TAG:
-            (component,) = F.S32.unpack_from(data, p)
-            return T.DeclTag(name, size_or_type, component)
+            return btf_types.Datasec(name, size_or_type, secinfos)
+        if kind == btf_format.KIND_FLOAT:
+            return btf_types.Float(name, size_or_type)
+        if kind == btf_format.KIND_DECL_TAG:
+            (component,) = btf_format.S32.unpack_from(data, p)
+            return btf_types.DeclTag(name, size_or_type, component)
         raise BTFError(f"unknown BTF kind {kind}")
 
     # --- navigation ------------------------------------------------------------------
 
     def skip_modifiers(self, type_id: int) -> int:
         """Follow typedefs and qualifiers to the underlying type id."""
-        return self._skip(type_id, T.MODIFIERS)
+        return self._skip(type_id, btf_types.MODIFIERS)
 
     def _skip(self, type_id: int, kinds: tuple) -> int:
         for _ in range(_MAX_DEPTH):
@@ -395,14 +397,15 @@ class Spec:
         mult = 1
         for _ in range(_MAX_DEPTH):
             t = self[type_id]
-            if isinstance(t, (T.Int, T.Enum, T.Struct, T.Float, T.Datasec)):
+            if isinstance(t, (btf_types.Int, btf_types.Enum, btf_types.Struct, btf_types.Float,
+                              btf_types.Datasec)):
                 return mult * t.size
-            if isinstance(t, T.Ptr):
+            if isinstance(t, btf_types.Ptr):
                 return mult * 8
-            if isinstance(t, T.Array):
+            if isinstance(t, btf_types.Array):
                 mult *= t.nelems
                 type_id = t.type
-            elif isinstance(t, (*T.MODIFIERS, T.Var)):
+            elif isinstance(t, (*btf_types.MODIFIERS, btf_types.Var)):
                 type_id = t.type
             else:
                 raise BTFError(f"type {type_id} ({t.kind_name} {t.name!r}) has no size")
@@ -414,13 +417,13 @@ class Spec:
         if _depth > _MAX_DEPTH:
             raise BTFError(f"BTF type chain too long or looping at type {type_id}")
         t = self[type_id]
-        if isinstance(t, (T.Int, T.Float, T.Enum)):
+        if isinstance(t, (btf_types.Int, btf_types.Float, btf_types.Enum)):
             return min(t.size, 8)
-        if isinstance(t, T.Ptr):
+        if isinstance(t, btf_types.Ptr):
             return 8
-        if isinstance(t, (T.Array, *T.MODIFIERS, T.Var)):
+        if isinstance(t, (btf_types.Array, *btf_types.MODIFIERS, btf_types.Var)):
             return self.align_of(t.type, _depth + 1)
-        if isinstance(t, T.Struct):
+        if isinstance(t, btf_types.Struct):
             align = 1
             for m in t.members:
                 a = self.align_of(m.type, _depth + 1)
@@ -435,17 +438,18 @@ class Spec:
         if _depth > _MAX_DEPTH:  # malformed BTF: a pointer or qualifier loop
             raise BTFError(f"BTF type chain too long or looping at type {type_id}")
         t = self[type_id]
-        if isinstance(t, T.Void):
+        if isinstance(t, btf_types.Void):
             return "void"
-        if isinstance(t, T.Ptr):
+        if isinstance(t, btf_types.Ptr):
             return self.describe(t.type, _depth + 1) + " *"
-        if isinstance(t, T.Array):
+        if isinstance(t, btf_types.Array):
             return f"{self.describe(t.type, _depth + 1)}[{t.nelems}]"
-        if isinstance(t, T.QUALIFIERS):
+        if isinstance(t, btf_types.QUALIFIERS):
             return f"{t.kind_name.lower()} {self.describe(t.type, _depth + 1)}"
-        prefix = {T.Struct: "struct ", T.Union: "union ", T.Enum: "enum ", T.Enum64: "enum ",
-                  T.Fwd: "struct "}.get(type(t), "")
-        if isinstance(t, T.Fwd) and t.union:
+        prefix = {btf_types.Struct: "struct ", btf_types.Union: "union ",
+                  btf_types.Enum: "enum ", btf_types.Enum64: "enum ",
+                  btf_types.Fwd: "struct "}.get(type(t), "")
+        if isinstance(t, btf_types.Fwd) and t.union:
             prefix = "union "
         return prefix + (t.name or f"<anon {t.kind_name.lower()} #{type_id}>")
 

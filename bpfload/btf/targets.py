@@ -13,8 +13,8 @@ from __future__ import annotations
 from ..errors import BPFLoadError, RelocationError
 from ..record import REQUIRED, Record
 from ..sys.constants import AttachType, ProgType
-from . import format as F
-from . import types as T
+from . import format as btf_format
+from . import types as btf_types
 
 TYPE_CHECKING = False  # (importing typing costs more than a warm load's own work)
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,10 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # libbpf's btf_get_kernel_prefix_kind(): what a BTF attach target is called in the kernel
 _TARGET_NAMING = {
-    AttachType.TRACE_RAW_TP: ("btf_trace_", F.KIND_TYPEDEF, "tracepoint"),
-    AttachType.LSM_MAC: ("bpf_lsm_", F.KIND_FUNC, "LSM hook"),
-    AttachType.LSM_CGROUP: ("bpf_lsm_", F.KIND_FUNC, "LSM hook"),
-    AttachType.TRACE_ITER: ("bpf_iter_", F.KIND_FUNC, "iterator"),
+    AttachType.TRACE_RAW_TP: ("btf_trace_", btf_format.KIND_TYPEDEF, "tracepoint"),
+    AttachType.LSM_MAC: ("bpf_lsm_", btf_format.KIND_FUNC, "LSM hook"),
+    AttachType.LSM_CGROUP: ("bpf_lsm_", btf_format.KIND_FUNC, "LSM hook"),
+    AttachType.TRACE_ITER: ("bpf_iter_", btf_format.KIND_FUNC, "iterator"),
 }
 
 
@@ -67,7 +67,8 @@ def attach_target(kernel_btf: KernelBTF, prog: model.ProgramSpec) -> tuple[int, 
     module_name = None
     if ":" in target:  # SEC("fentry/module:function"), as libbpf allows
         module_name, target = target.split(":", 1)
-    prefix, kind, what = _TARGET_NAMING.get(prog.attach_type, ("", F.KIND_FUNC, "function"))
+    prefix, kind, what = _TARGET_NAMING.get(prog.attach_type,
+                                            ("", btf_format.KIND_FUNC, "function"))
     if module_name is None:
         found = kernel_btf.find_id(prefix + target, kind)
     else:
@@ -144,7 +145,7 @@ def _kfunc(btf: Spec | None, kb: KernelBTF, ext: model.Extern) -> ExternTarget |
     from .core import types_are_compat
     from .spec import essential_name
 
-    found = kb.find(essential_name(ext.name), F.KIND_FUNC)
+    found = kb.find(essential_name(ext.name), btf_format.KIND_FUNC)
     if found is None:
         return None
     kspec, kid, module = found
@@ -165,7 +166,7 @@ def _kfunc(btf: Spec | None, kb: KernelBTF, ext: model.Extern) -> ExternTarget |
 def _ksym_var(btf: Spec, kb: KernelBTF, ext: model.Extern) -> ExternTarget | None:
     from .core import types_are_compat
 
-    found = kb.find(ext.name, F.KIND_VAR)
+    found = kb.find(ext.name, btf_format.KIND_VAR)
     if found is None:
         return None
     kspec, kid, module = found
@@ -182,7 +183,7 @@ def _ksym_var(btf: Spec, kb: KernelBTF, ext: model.Extern) -> ExternTarget | Non
 def proto_text(btf: Spec, proto_id: int) -> str:
     """'int (struct task_struct *, u64)' for messages."""
     proto = btf[proto_id]
-    if not isinstance(proto, T.FuncProto):
+    if not isinstance(proto, btf_types.FuncProto):
         return btf.describe(proto_id)
     args = ", ".join(btf.describe(p.type) for p in proto.params)
     return f"{btf.describe(proto.type)} ({args})"

@@ -7,7 +7,7 @@ ever built) and makes encoding a straight walk.
 
 from __future__ import annotations
 
-from . import format as F
+from . import format as btf_format
 
 
 class Type:
@@ -22,7 +22,7 @@ class Type:
 
     @property
     def kind_name(self) -> str:
-        return F.KIND_NAMES.get(self.kind, str(self.kind))
+        return btf_format.KIND_NAMES.get(self.kind, str(self.kind))
 
     def refs(self) -> list[int]:
         """Ids of the types this one refers to."""
@@ -61,7 +61,7 @@ class Void(Type):
 
 
 class Int(Type):
-    kind = F.KIND_INT
+    kind = btf_format.KIND_INT
     __slots__ = ("size", "encoding", "offset", "bits")
     _fields = ("size", "encoding", "offset", "bits")
 
@@ -75,16 +75,16 @@ class Int(Type):
 
     @property
     def signed(self) -> bool:
-        return bool(self.encoding & F.INT_SIGNED)
+        return bool(self.encoding & btf_format.INT_SIGNED)
 
 
 class Ptr(_Ref):
-    kind = F.KIND_PTR
+    kind = btf_format.KIND_PTR
     __slots__ = ()
 
 
 class Array(Type):
-    kind = F.KIND_ARRAY
+    kind = btf_format.KIND_ARRAY
     __slots__ = ("type", "index_type", "nelems")
     _fields = ("type", "index_type", "nelems")
 
@@ -119,7 +119,7 @@ class Member:
 
 
 class Struct(Type):
-    kind = F.KIND_STRUCT
+    kind = btf_format.KIND_STRUCT
     __slots__ = ("size", "members")
     _fields = ("size", "members")
 
@@ -140,7 +140,7 @@ class Struct(Type):
 
 
 class Union(Struct):
-    kind = F.KIND_UNION
+    kind = btf_format.KIND_UNION
     __slots__ = ()
 
 
@@ -163,7 +163,7 @@ class EnumValue:
 
 
 class Enum(Type):
-    kind = F.KIND_ENUM
+    kind = btf_format.KIND_ENUM
     __slots__ = ("size", "values", "signed")
     _fields = ("size", "values", "signed")
 
@@ -179,12 +179,12 @@ class Enum(Type):
 
 
 class Enum64(Enum):
-    kind = F.KIND_ENUM64
+    kind = btf_format.KIND_ENUM64
     __slots__ = ()
 
 
 class Fwd(Type):
-    kind = F.KIND_FWD
+    kind = btf_format.KIND_FWD
     __slots__ = ("union",)
     _fields = ("union",)
 
@@ -194,36 +194,36 @@ class Fwd(Type):
 
 
 class Typedef(_Ref):
-    kind = F.KIND_TYPEDEF
+    kind = btf_format.KIND_TYPEDEF
     __slots__ = ()
 
 
 class Volatile(_Ref):
-    kind = F.KIND_VOLATILE
+    kind = btf_format.KIND_VOLATILE
     __slots__ = ()
 
 
 class Const(_Ref):
-    kind = F.KIND_CONST
+    kind = btf_format.KIND_CONST
     __slots__ = ()
 
 
 class Restrict(_Ref):
-    kind = F.KIND_RESTRICT
+    kind = btf_format.KIND_RESTRICT
     __slots__ = ()
 
 
 class TypeTag(_Ref):
-    kind = F.KIND_TYPE_TAG
+    kind = btf_format.KIND_TYPE_TAG
     __slots__ = ()
 
 
 class Func(Type):
-    kind = F.KIND_FUNC
+    kind = btf_format.KIND_FUNC
     __slots__ = ("type", "linkage")
     _fields = ("type", "linkage")
 
-    def __init__(self, name: str = "", type: int = 0, linkage: int = F.LINKAGE_STATIC):
+    def __init__(self, name: str = "", type: int = 0, linkage: int = btf_format.LINKAGE_STATIC):
         super().__init__(name)
         self.type = type
         self.linkage = linkage
@@ -247,7 +247,7 @@ class Param:
 
 
 class FuncProto(Type):
-    kind = F.KIND_FUNC_PROTO
+    kind = btf_format.KIND_FUNC_PROTO
     __slots__ = ("type", "params")
     _fields = ("type", "params")
 
@@ -264,11 +264,11 @@ class FuncProto(Type):
 
 
 class Var(Type):
-    kind = F.KIND_VAR
+    kind = btf_format.KIND_VAR
     __slots__ = ("type", "linkage")
     _fields = ("type", "linkage")
 
-    def __init__(self, name: str = "", type: int = 0, linkage: int = F.LINKAGE_GLOBAL):
+    def __init__(self, name: str = "", type: int = 0, linkage: int = btf_format.LINKAGE_GLOBAL):
         super().__init__(name)
         self.type = type
         self.linkage = linkage
@@ -296,7 +296,7 @@ class VarSecinfo:
 
 
 class Datasec(Type):
-    kind = F.KIND_DATASEC
+    kind = btf_format.KIND_DATASEC
     __slots__ = ("size", "vars")
     _fields = ("size", "vars")
 
@@ -313,7 +313,7 @@ class Datasec(Type):
 
 
 class Float(Type):
-    kind = F.KIND_FLOAT
+    kind = btf_format.KIND_FLOAT
     __slots__ = ("size",)
     _fields = ("size",)
 
@@ -323,7 +323,7 @@ class Float(Type):
 
 
 class DeclTag(Type):
-    kind = F.KIND_DECL_TAG
+    kind = btf_format.KIND_DECL_TAG
     __slots__ = ("type", "component_idx")
     _fields = ("type", "component_idx")
 

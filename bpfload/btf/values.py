@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import BTFError
-from . import types as T
+from . import types as btf_types
 from .spec import Spec
 
 _FLOAT = {4: struct.Struct("<f"), 8: struct.Struct("<d")}
@@ -27,23 +27,23 @@ def _nested(spec: Spec, type_id: int, depth: int):
 
 def decode(spec: Spec, type_id: int, data: bytes, _depth: int = 0):
     t = _nested(spec, type_id, _depth)
-    if isinstance(t, T.Int):
+    if isinstance(t, btf_types.Int):
         if t.encoding & 4:  # BTF_INT_BOOL
             return data[0] != 0
         return int.from_bytes(data[:t.size], "little", signed=t.signed)
-    if isinstance(t, T.Enum):
+    if isinstance(t, btf_types.Enum):
         return int.from_bytes(data[:t.size], "little", signed=t.signed)
-    if isinstance(t, T.Ptr):
+    if isinstance(t, btf_types.Ptr):
         return int.from_bytes(data[:8], "little")
-    if isinstance(t, T.Float):
+    if isinstance(t, btf_types.Float):
         return _FLOAT[t.size].unpack_from(data)[0] if t.size in _FLOAT else bytes(data[:t.size])
-    if isinstance(t, T.Array):
+    if isinstance(t, btf_types.Array):
         esize = spec.size_of(t.type)
         if _is_char(spec, t.type):
             return bytes(data[:esize * t.nelems])
         return [decode(spec, t.type, data[i * esize:(i + 1) * esize], _depth + 1)
                 for i in range(t.nelems)]
-    if isinstance(t, T.Struct):
+    if isinstance(t, btf_types.Struct):
         out = {}
         for m in t.members:
             if m.bitfield_size:
@@ -71,8 +71,8 @@ def encode(spec: Spec, type_id: int, value, size: int | None = None, _depth: int
             raise ValueError(f"{len(raw)} bytes do not fit in {size}")
         return raw + bytes(size - len(raw))
     t = _nested(spec, type_id, _depth)
-    if isinstance(t, (T.Int, T.Enum, T.Ptr)):
-        n = 8 if isinstance(t, T.Ptr) else t.size
+    if isinstance(t, (btf_types.Int, btf_types.Enum, btf_types.Ptr)):
+        n = 8 if isinstance(t, btf_types.Ptr) else t.size
         signed = getattr(t, "signed", False)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -83,9 +83,9 @@ def encode(spec: Spec, type_id: int, value, size: int | None = None, _depth: int
             return value.to_bytes(n, "little", signed=signed and value < 0)
         except OverflowError:
             raise ValueError(f"{value} does not fit in {spec.describe(type_id)}") from None
-    if isinstance(t, T.Float) and t.size in _FLOAT:
+    if isinstance(t, btf_types.Float) and t.size in _FLOAT:
         return _FLOAT[t.size].pack(float(value))
-    if isinstance(t, T.Array):
+    if isinstance(t, btf_types.Array):
         esize = spec.size_of(t.type)
         if isinstance(value, str) and _is_char(spec, t.type):
             return encode(spec, type_id, value.encode(), size)
@@ -97,7 +97,7 @@ def encode(spec: Spec, type_id: int, value, size: int | None = None, _depth: int
             raise ValueError(f"{len(items)} items do not fit in {spec.describe(type_id)}")
         out = b"".join(encode(spec, t.type, v, esize, _depth + 1) for v in items)
         return out + bytes(size - len(out))
-    if isinstance(t, T.Struct):
+    if isinstance(t, btf_types.Struct):
         if not isinstance(value, dict):
             raise ValueError(f"{spec.describe(type_id)} takes a dict or bytes")
         buf = bytearray(size)
@@ -123,6 +123,6 @@ def encode(spec: Spec, type_id: int, value, size: int | None = None, _depth: int
 
 def _is_char(spec: Spec, type_id: int) -> bool:
     t = spec[spec.skip_modifiers(type_id)]
-    return isinstance(t, T.Int) and t.size == 1 and (t.name in ("char", "unsigned char",
+    return isinstance(t, btf_types.Int) and t.size == 1 and (t.name in ("char", "unsigned char",
                                                                 "signed char")
                                                      or bool(t.encoding & 2))

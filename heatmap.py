@@ -99,9 +99,9 @@ object each, the kind in "type":
         node 0 and every page anon for sources that cannot tell)
 
 --replay FILE renders a recording (no root, no patched kernel), with its source's legend:
-at the recorded pace
-on a terminal (--speed FACTOR, 0 = at once), at once otherwise.  Replaying with
---record writes an identical file.  --svg FILE writes the whole run as one SVG image.
+at the recorded pace on a terminal (--speed FACTOR, 0 = at once), at once otherwise.  It
+ends with the recording; on a terminal its last frame stays on the screen.  Replaying
+with --record writes an identical file.  --svg FILE writes the whole run as one SVG image.
 
 Contents, in reading order (each section builds on the ones above it; the live source
 alone looks ahead, to size the kernel's map with the layout's spanned_regions()):
@@ -1575,6 +1575,15 @@ def read_maps(proc_root: str, pid: int) -> list[Mapping]:
         return parse_maps(f.read())
 
 
+def _unwatchable(state: str) -> str:
+    """Why a process with that /proc state letter and no mappings has nothing to watch."""
+    if state == "Z":
+        return "a zombie: it has exited and waits for its parent to reap it"
+    if state == "X":
+        return "exiting: it has no user memory left to watch"
+    return "a kernel thread: it has no user memory to watch"
+
+
 class LiveSource:
     """Samples from the kernel: every interval age the target, drain the counts, read
     its maps.  The counts come from counts_factory (a SourceChoice, or a fake in tests)."""
@@ -1638,8 +1647,7 @@ class LiveSource:
         except PermissionError:
             raise self._refused(f"/proc/{pid}/maps") from None
         if not maps or state in ("Z", "X"):
-            raise HeatmapError(f"process {pid} ({_printable(comm)}) has no user memory to "
-                               "watch (a kernel thread or exiting)")
+            raise HeatmapError(f"process {pid} ({_printable(comm)}) is {_unwatchable(state)}")
         missing = [] if getattr(self.factory, "checks_capabilities", False) else \
             self._missing_capabilities()
         if missing:
@@ -2501,7 +2509,7 @@ SHADE_NOTE = "brighter: hotter"
 UNKNOWN_CHAR = "?"
 UNTOLD = {"node": "the NUMA node", "anon": "anon from file"}
 UNTOLD_SHORT = {"node": "node", "anon": "anon/file"}
-KEYS_HINT = "keys: h heat  n node  a anon/file  p pause  q quit"
+KEYS_HINT = "keys: h heat  n node  a anon/file  v next view  p/space pause  q quit"
 
 
 def heat_level(young: float, pages: int) -> int:
@@ -2878,9 +2886,9 @@ class LiveScreen:
         self.color = color
         self.clock = clock
         self.paused = False
-        self.status = ""  # shown in the header, e.g. at the end of a replay
         self.pending = ""  # keys read but not handled yet
         self.model = None
+        self.kept = None  # the model whose last frame stays on the screen
         self.fd_in = None
         self.saved = None
         self.wake = None
@@ -2942,6 +2950,14 @@ class LiveScreen:
             except (OSError, ValueError, TypeError):
                 pass
         self._leave()
+        if self.kept is not None:
+            width, height = self.size()
+            try:
+                self.out.write(render_frame(self.kept, self.view, width, height,
+                                            self.color) + "\n")
+                self.out.flush()
+            except (OSError, ValueError):
+                pass
         if self.wake:
             for fd in self.wake:
                 os.close(fd)
@@ -2993,20 +3009,15 @@ class LiveScreen:
         width, height = self.size()
         model.ensure_history(max(HISTORY_MIN, 2 * width))
         frame = render_frame(model, self.view, width, height, self.color,
-                             status="paused" if self.paused else self.status, keys=True)
+                             status="paused" if self.paused else "", keys=True)
         lines = frame.split("\n")[:height]
         self.out.write("\x1b[H" + "\x1b[K\r\n".join(lines) + "\x1b[K\x1b[J")
         self.out.flush()
 
-    def hold(self, model, why: str) -> None:
-        """Keep the last frame up after the data ends (a replay on a terminal would
-        otherwise vanish the moment it is drawn); keys still switch views. q quits."""
-        if self.fd_in is None:
-            return  # no keyboard to quit with
-        self.status = f"{why}, q quits"
-        self.show(model)
-        while self.wait(math.inf) != "quit":
-            pass
+    def keep(self, model) -> None:
+        """Leave the last frame on the terminal's own screen when the view closes (the
+        end of a replay: the alternate screen would take it away)."""
+        self.kept = model
 
     def _key(self, ch: str):
         if ch in "qQ":
@@ -3783,7 +3794,7 @@ class _Run:
                 if source.truncated:
                     self.reason = "the recording ends mid-record: an interrupted run?"
                 if isinstance(ui, LiveScreen):
-                    ui.hold(model, self.reason)
+                    ui.keep(model)
                 return
             model.add(sample)
             for sink in self.sinks:

@@ -143,9 +143,25 @@ def test_maps_not_readable(tmp_path, monkeypatch):
     assert "run it as root" not in err
 
 
-def test_kernel_thread_or_zombie(tmp_path):
-    rc, _, err, _ = run(tmp_path, "4242", maps="")
-    assert rc == 1 and "has no user memory to watch" in err
+@pytest.mark.parametrize("state,what", [
+    ("S", "a kernel thread: it has no user memory to watch"),
+    ("Z", "a zombie: it has exited and waits for its parent to reap it"),
+    ("X", "exiting: it has no user memory left to watch"),
+])
+def test_kernel_thread_zombie_or_exiting(tmp_path, state, what):
+    make_proc(tmp_path, 4242, "", state=state)
+    rc, _, err, _ = run(tmp_path, "4242", make=False)
+    assert (rc, err) == (1, f"heatmap: process 4242 (hotspot) is {what}\n")
+
+
+def test_the_key_legend_names_every_key():
+    import string
+
+    screen = heatmap.LiveScreen(io.StringIO(), None, "heat", None, time.monotonic)
+    named = heatmap.KEYS_HINT.replace("/", " ").split()
+    for ch in string.printable:
+        if screen._key(ch) is not None:
+            assert ("space" if ch == " " else ch.lower()) in named, repr(ch)
 
 
 def test_kernel_side_errors_pass_through_and_close(tmp_path):
@@ -476,7 +492,7 @@ def test_names_from_the_target_cannot_drive_the_terminal(tmp_path):
     assert rc == 0 and "hottest region" in err and "\x1b" not in err and "\x07" not in err
     make_proc(tmp_path, 4243, "", comm="\x1b[31mred", state="Z")
     rc, _, err, _ = run(tmp_path, "4243", make=False)
-    assert rc == 1 and "has no user memory" in err and "\x1b" not in err
+    assert rc == 1 and "is a zombie" in err and "\x1b" not in err
 
 
 def test_started_with_stdout_closed(tmp_path):
@@ -541,19 +557,27 @@ def replay_on_pty(rec, rows: int, cols: int):
         os.close(slave)
 
 
-def test_replay_on_a_terminal_keeps_the_last_frame_until_q(tmp_path):
+def screen_and_after(master, proc) -> tuple[bytes, str]:
+    """What a replay on the pty drew on the alternate screen, and what it left on the
+    terminal's own screen once it ended by itself."""
+    out = read_until(master, b"\x1b[?1049l")
+    assert proc.wait(timeout=20) == 0
+    while select.select([master], [], [], 0.5)[0]:
+        out += os.read(master, 65536)
+    screen, _, after = out.partition(b"\x1b[?1049l")
+    return screen, after.decode(errors="replace").lstrip("\r\n")
+
+
+def test_replay_on_a_terminal_ends_by_itself_and_leaves_its_last_frame(tmp_path):
+    """A script that replays on a terminal is not left waiting for q: the replay ends
+    with its data, and its last frame stays on the terminal's own screen."""
     rec = tmp_path / "short.jsonl"
     write_recording(rec, 3)
     with replay_on_pty(rec, 24, 80) as (proc, master):
-        out = read_until(master, b"end of recording, q quits")
-        assert b"#3 " in out
-        time.sleep(0.3)
-        assert proc.poll() is None  # still showing it
-        os.write(master, b"n")  # views still switch
-        read_until(master, b"view node")
-        os.write(master, b"q")
-        read_until(master, b"\x1b[?1049l")
-        assert proc.wait(timeout=20) == 0
+        screen, after = screen_and_after(master, proc)
+        assert screen.startswith(b"\x1b[?1049h") and b"#3 " in screen
+        assert after.startswith("heatmap pid 77 (synthetic)") and "#3 " in after
+        assert "keys:" not in after  # no keys to press any more
         err = proc.stderr.read().decode()
         assert "3 intervals" in err and "(end of recording)" in err and "Traceback" not in err
 
@@ -562,7 +586,6 @@ def test_unsized_terminal_gets_classic_size_frames(tmp_path):
     rec = tmp_path / "short.jsonl"
     write_recording(rec, 2)
     with replay_on_pty(rec, 0, 0) as (proc, master):
-        out = read_until(master, b"end of recording, q quits")
-        assert b"heatmap pid 77 (synthetic)" in out and b"[heap]" in out
-        os.write(master, b"q")
-        assert proc.wait(timeout=20) == 0
+        screen, after = screen_and_after(master, proc)
+        assert b"heatmap pid 77 (synthetic)" in screen and b"[heap]" in screen
+        assert "[heap]" in after

@@ -100,8 +100,10 @@ object each, the kind in "type":
 
 --replay FILE renders a recording (no root, no patched kernel), with its source's legend:
 at the recorded pace on a terminal (--speed FACTOR, 0 = at once), at once otherwise.  It
-ends with the recording; on a terminal its last frame stays on the screen.  Replaying
-with --record writes an identical file.  --svg FILE writes the whole run as one SVG image.
+ends with the recording; on a terminal its last frame stays on the screen.  A recording
+cut short (an interrupted run) is shown up to the cut; one with a damaged record is shown
+up to that record, says where it broke and exits 1.  Replaying with --record writes an
+identical file.  --svg FILE writes the whole run as one SVG image.
 
 Contents, in reading order (each section builds on the ones above it; the live source
 alone looks ahead, to size the kernel's map with the layout's spanned_regions()):
@@ -1589,6 +1591,7 @@ class LiveSource:
     its maps.  The counts come from counts_factory (a SourceChoice, or a fake in tests)."""
 
     truncated = False  # (a live run never ends mid-record; see ReplaySource)
+    damaged = None
 
     def __init__(self, pid, region_shift, interval, counts_factory, proc_root, clock,
                  page_size=None):
@@ -1784,6 +1787,7 @@ class ReplaySource:
         self._base = None
         self._taken = 0
         self.truncated = False  # the file ends mid-record (an interrupted run)
+        self.damaged: str | None = None  # where a damaged record stopped the replay, why
 
     def open(self) -> None:
         try:
@@ -1825,11 +1829,13 @@ class ReplaySource:
                                f"know ({header.get('source')!r})") from None
         self.header = header
 
-    def _bad(self, why: str):
-        raise HeatmapError(f"{self.path}:{self.lineno}: {why}")
+    def _bad(self, why: str) -> None:
+        """A damaged record ends the replay there: what came before it is shown (as
+        for a recording cut short), and the run says where it broke."""
+        self.damaged = f"{self.path}:{self.lineno}: {why}"
 
     def _read(self) -> Sample | None:
-        if self.limit is not None and self._taken >= self.limit:
+        if self.damaged or self.limit is not None and self._taken >= self.limit:
             return None
         while True:
             try:
@@ -1838,7 +1844,7 @@ class ReplaySource:
                 self.truncated = True
                 return None
             except (OSError, UnicodeDecodeError, zlib.error) as e:  # a bad CRC, corruption
-                self._bad(f"damaged recording ({e})")
+                return self._bad(f"damaged recording ({e})")
             self.lineno += 1
             if not line:
                 return None
@@ -1848,7 +1854,7 @@ class ReplaySource:
                 if not line.endswith("\n"):
                     self.truncated = True  # the last line of an interrupted recording
                     return None
-                self._bad("not JSON")
+                return self._bad("not JSON")
             kind = obj.get("type") if isinstance(obj, dict) else None
             try:
                 if kind == "maps":
@@ -1875,7 +1881,7 @@ class ReplaySource:
                     return s
                 # other types: from a newer writer; skipped
             except (KeyError, ValueError, TypeError) as e:
-                self._bad(f"bad {kind} record ({e})")
+                return self._bad(f"bad {kind} record ({e})")
 
     def due(self) -> float:
         if not self._peeked:
@@ -3793,6 +3799,8 @@ class _Run:
                 self.reason = "end of recording"
                 if source.truncated:
                     self.reason = "the recording ends mid-record: an interrupted run?"
+                if source.damaged:  # shown up to there; last_line() says where it broke
+                    self.status = 1
                 if isinstance(ui, LiveScreen):
                     ui.keep(model)
                 return
@@ -3832,6 +3840,16 @@ class _Run:
         except (KeyboardInterrupt, _Stop):
             _say(self.stderr, f"heatmap: {args.svg} not written: interrupted")
             self.status = self.status or 1
+
+    def last_line(self) -> str:
+        """The summary of a run that ended normally, or where a damaged recording
+        stopped the replay and what was shown of it."""
+        damaged = getattr(self.source, "damaged", None)
+        if not damaged:
+            return summary_line(self.model, self.reason)
+        n = self.model.intervals if self.model is not None else 0
+        shown = f"the {n} interval{'' if n == 1 else 's'} before it" if n else "nothing"
+        return f"heatmap: {damaged}; shown: {shown}"
 
     def remove_spool(self) -> None:
         if self.spool is not None:
@@ -3874,7 +3892,7 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
         run.remove_spool()
         _restore_signals(old_handlers)
     if run.ok:
-        _say(stderr, summary_line(run.model, run.reason))
+        _say(stderr, run.last_line())
     return run.status
 
 

@@ -177,6 +177,32 @@ def test_replay_bad_files(tmp_path):
     assert "(the recording ends mid-record: an interrupted run?)" in err
 
 
+def test_a_damaged_record_mid_file_is_salvaged_like_a_cut(tmp_path):
+    """A corrupt line in the middle of a recording: what comes before it is rendered
+    (frames, --json, --svg), one line says where it broke, and the exit is non-zero."""
+    rec = tmp_path / "run.jsonl"
+    live(tmp_path, "--count", "5", "--record", str(rec))
+    lines = rec.read_text().splitlines(keepends=True)
+    kinds = [json.loads(ln)["type"] for ln in lines]
+    third = [i for i, k in enumerate(kinds) if k == "interval"][2]
+    lines[third] = lines[third][:30] + "#" + lines[third][31:]
+    rec.write_text("".join(lines))
+    where = f"{rec}:{third + 1}: not JSON"
+    rc, out, err = replay(rec, "--json")
+    assert (rc, len(out.splitlines())) == (1, 2)
+    assert err == f"heatmap: {where}; shown: the 2 intervals before it\n"
+    svg = tmp_path / "run.svg"
+    rc, out, err = replay(rec, "--svg", str(svg))
+    assert rc == 1 and err == f"heatmap: {where}; shown: the 2 intervals before it\n"
+    assert out.count("heatmap pid") == 2
+    _, _, cells = svg_cells(svg)
+    rows = len({c.get("y") for c in cells})
+    assert len(cells) == 2 * rows
+    copy = tmp_path / "copy.jsonl"
+    rc, _, _ = replay(rec, "--record", str(copy))
+    assert rc == 1 and copy.read_text() == "".join(lines[:third])
+
+
 def _gz_recording(tmp_path, intervals=40):
     rec = tmp_path / "run.jsonl.gz"
     live(tmp_path, "--count", str(intervals), "--record", str(rec))

@@ -52,8 +52,18 @@ The header names the source ("via idle (auto)").  The picture:
     "mixed".   anon view (a): anon or file when that kind holds at least 3/4 of the
     cell's young pages, else "mixed".  In colour both views also shade each cell by
     its heat: the brighter the hue, the larger the share of the row found young.
+  * huge pages: one accessed bit stands for a whole PMD-mapped huge page (a THP or a
+    hugetlb page), so one byte touched makes all its 512 pages young.  A row huge
+    pages back (most of) shows "H" instead of "|" after its label (a bar in the SVG),
+    and the legend says so; JSON gives each region's "huge" pages.  Found from
+    /proc/PID/pagemap and /proc/kpageflags (root), for every source.
   * keys in the live view: h heat, n node, a anon/file, v next view, p or space pause,
     q quit.
+
+PID may be a thread's id: heatmap watches its process (the counts are per process)
+and says so.  The process name follows an exec.  A run that ends between intervals
+(q, Ctrl-C, SIGTERM, SIGHUP) keeps what the interval under way counted so far, as a
+last interval marked partial.
 
 On a terminal the view is live (alternate screen); otherwise one plain-text frame is
 printed per interval (colour only with --color always).  NO_COLOR is honoured; colours
@@ -72,10 +82,12 @@ JSON (--json): one object per interval and line on stdout:
      "dropped": 0,             updates the BPF side could not store so far (map full)
      "rss_kb": 262144,         target's VmRSS at the end of the interval
      "region_size": 2097152, "page_size": 4096,
+     "partial": false,         true for a last interval cut short by the end of the run
      "regions": [              regions with at least one young page, by address
         {"start": 140737..., "end": 140737...,   region bounds (bytes, end exclusive)
          "mapping": "[heap]",  mapping at the region's first mapped byte ("" if none)
          "pages": 512,         pages of the shown mappings inside the region
+         "huge": 0,            of those, pages huge pages back (null: unknown, not root)
          "accessed": 300,      pages found young in this interval (anon + file); for
                                damon and refs page equivalents: the measured share
                                (frequency, referenced share) times the region's pages
@@ -94,7 +106,9 @@ object each, the kind in "type":
         the target's /proc/PID/maps, written before the first interval and again
         before each interval whose maps differ from the previous ones
     {"type": "interval", "seq", "t", "aging", "dropped", "rss_kb",
-     "counts": [[region_index, node, anon_pages, file_pages], ...]}
+     "counts": [[region_index, node, anon_pages, file_pages], ...],
+     "comm" (when it changed: an exec), "partial" (true: cut short by the run's end),
+     "huge": [[region_index, pages], ...] (when it changed: pages huge pages back)}
         exactly what the source reported (region_index = address >> region_shift;
         node 0 and every page anon for sources that cannot tell)
 
@@ -195,9 +209,11 @@ class _Stop(Exception):
 class Sample:
     """One interval as a source (live or replayed) delivers it."""
 
-    __slots__ = ("seq", "t", "aging", "dropped", "rss_kb", "maps", "counts")
+    __slots__ = ("seq", "t", "aging", "dropped", "rss_kb", "maps", "counts", "comm",
+                 "partial", "huge")
 
-    def __init__(self, seq, t, aging, dropped, rss_kb, maps, counts):
+    def __init__(self, seq, t, aging, dropped, rss_kb, maps, counts, comm=None,
+                 partial=False, huge=None):
         self.seq = seq  # interval number, from 1
         self.t = t  # seconds since the start, end of the interval
         self.aging = aging  # seconds spent aging
@@ -205,6 +221,10 @@ class Sample:
         self.rss_kb = rss_kb
         self.maps = maps  # list[Mapping] when they changed since the previous sample
         self.counts = counts  # [(region_index, node, anon, file)]
+        self.comm = comm  # the target's name when it changed (an exec) since the last
+        self.partial = partial  # cut short by the end of the run: shorter than the rest
+        # [(region_index, pages huge pages back)] when that changed since the last
+        self.huge = huge
 
 
 class Mapping(collections.namedtuple("Mapping", "start end perms offset dev inode path")):
@@ -1561,6 +1581,18 @@ def read_stat(proc_root: str, pid: int) -> tuple[str, str]:
     return text[i + 1: j], text[j + 2: j + 3]
 
 
+def read_tgid(proc_root: str, pid: int) -> int | None:
+    """The process (thread group) that thread `pid` belongs to, None if unknown."""
+    try:
+        with open(f"{proc_root}/{pid}/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def read_rss_kb(proc_root: str, pid: int) -> int:
     try:
         with open(f"{proc_root}/{pid}/status", encoding="utf-8", errors="replace") as f:
@@ -1575,6 +1607,79 @@ def read_rss_kb(proc_root: str, pid: int) -> int:
 def read_maps(proc_root: str, pid: int) -> list[Mapping]:
     with open(f"{proc_root}/{pid}/maps", encoding="utf-8", errors="replace") as f:
         return parse_maps(f.read())
+
+
+# Where huge pages back the target, for every source: one accessed bit stands for a
+# whole PMD-mapped huge page, so touching one byte of it makes all of it young (the
+# kernel's truth, not the share of the memory used).  A page table maps a huge page
+# only at a PMD-aligned address, so one pagemap entry per aligned PMD slot (its PFN),
+# /proc/kpageflags for that frame (a THP's head, or a hugetlb page) and the slot's last
+# entry (the same folio, PFN + pages - 1) find them.
+KPF_HUGE = 1 << 17  # hugetlbfs
+HUGE_SLOTS = 1 << 14  # PMD slots looked at per interval (32 GiB of 2 MiB slots)
+
+
+class HugePages:
+    """Pages huge pages back per region of the target; unknown (None) without the
+    PFNs pagemap shows only to CAP_SYS_ADMIN, or without /proc/kpageflags."""
+
+    def __init__(self, proc_root: str, pid: int, shift: int, page_size: int):
+        self.shift = shift
+        self.page_size = page_size
+        self.pmd_pages = page_size // 8  # a page of u64 page-table entries
+        self._pagemap = self._kpageflags = None
+        try:
+            self._pagemap = os.open(f"{proc_root}/{pid}/pagemap", os.O_RDONLY)
+            self._kpageflags = os.open(KPAGEFLAGS, os.O_RDONLY)
+        except OSError:
+            self.close()
+
+    def _entry(self, page: int) -> int:
+        raw = os.pread(self._pagemap, 8, 8 * page)
+        return int.from_bytes(raw, "little") if len(raw) == 8 else 0
+
+    def _huge_at(self, page: int) -> bool:
+        """Whether one huge page maps the PMD slot that starts at virtual page `page`."""
+        entry = self._entry(page)
+        pfn = entry & PM_PFN
+        if not entry & PM_PRESENT or not pfn or pfn % self.pmd_pages:
+            return False
+        raw = os.pread(self._kpageflags, 8, 8 * pfn)
+        flags = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+        if not (flags & KPF_HUGE or flags & KPF_THP and flags & KPF_COMPOUND_HEAD):
+            return False
+        last = self._entry(page + self.pmd_pages - 1)
+        return bool(last & PM_PRESENT) and last & PM_PFN == pfn + self.pmd_pages - 1
+
+    def find(self, maps: list[Mapping]) -> list[tuple[int, int]] | None:
+        """[(region, pages huge pages back)], regions in order; None if unknown."""
+        if self._kpageflags is None:
+            return None
+        ps, slot_pages, shift = self.page_size, self.pmd_pages, self.shift
+        slot = slot_pages * ps
+        per_region = max(1, (1 << shift) // ps)
+        found: dict[int, int] = {}
+        budget = HUGE_SLOTS
+        try:
+            for m in maps:
+                lo = -(-m.start // slot) * slot
+                for addr in range(lo, m.end - slot + 1, slot):
+                    budget -= 1
+                    if budget < 0:
+                        return sorted(found.items())
+                    if not self._huge_at(addr // ps):
+                        continue
+                    for region in range(addr >> shift, (addr + slot - 1 >> shift) + 1):
+                        found[region] = found.get(region, 0) + min(slot_pages, per_region)
+        except OSError:  # the target went away meanwhile
+            return None
+        return sorted(found.items())
+
+    def close(self) -> None:
+        for fd in (self._pagemap, self._kpageflags):
+            if fd is not None:
+                os.close(fd)
+        self._pagemap = self._kpageflags = None
 
 
 def _unwatchable(state: str) -> str:
@@ -1609,6 +1714,9 @@ class LiveSource:
         self.t0 = 0.0
         self.next_due = 0.0
         self.prev_maps = None
+        self.comm = ""
+        self.huge_pages: HugePages | None = None
+        self.prev_huge = None
         self.notes: tuple[str, ...] = ()  # what opening the counts did, for the user
 
     def _exited(self) -> bool:
@@ -1635,7 +1743,21 @@ class LiveSource:
                             f"map private (a non-dumpable process, or one outside this user "
                             f"namespace)")
 
+    def _process_of(self, pid: int) -> tuple[int, tuple[str, ...]]:
+        """A thread id stands for its process: the counts (and the walk's filter) are
+        per process, so a thread's own id would match nothing."""
+        tgid = read_tgid(self.proc, pid)
+        if tgid is None or tgid == pid:
+            return pid, ()
+        try:
+            comm = read_stat(self.proc, tgid)[0]
+        except OSError:
+            return pid, ()  # gone meanwhile: the checks below say so for the thread
+        return tgid, (f"{pid} is a thread of process {tgid} ({_printable(comm)}): "
+                      f"watching the process",)
+
     def open(self) -> None:
+        self.pid, said = self._process_of(self.pid)
         pid = self.pid
         try:
             comm, state = read_stat(self.proc, pid)
@@ -1658,7 +1780,7 @@ class LiveSource:
         self.capacity = map_capacity(spanned_regions(maps, self.shift))
         try:
             self.counts = self.factory(pid, self.shift, self.capacity, interval=self.interval)
-            self.notes = tuple(getattr(self.counts, "notes", ()))
+            self.notes = said + tuple(getattr(self.counts, "notes", ()))
             # the first aging reports everything touched since forever: drop it
             self.counts.age()
             self.counts.drain()
@@ -1672,13 +1794,33 @@ class LiveSource:
                        "started": round(time.time(), 3),
                        "source": getattr(self.counts, "name", "") or "mglru",
                        "auto": bool(getattr(self.counts, "auto", False))}
+        self.comm = comm
+        self.huge_pages = HugePages(self.proc, pid, self.shift, self.page_size)
         self.t0 = self.clock()
         self.next_due = self.t0 + self.interval
 
     def due(self) -> float:
         return self.next_due
 
-    def take(self) -> Sample:
+    def _name(self) -> str | None:
+        """The target's name when it changed (an exec), else None; TargetExited if it
+        is gone."""
+        try:
+            comm, state = read_stat(self.proc, self.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise TargetExited() from None
+        except OSError:  # (an exec made it unreadable: keep the old name)
+            return None
+        if state in ("Z", "X"):
+            raise TargetExited()
+        if comm == self.comm:
+            return None
+        self.comm = comm
+        return comm
+
+    def take(self, partial: bool = False) -> Sample:
+        """The interval that is due, or with partial=True the one under way, cut short
+        because the run ends."""
         try:
             aging = float(self.counts.age())
             counts = list(self.counts.drain())
@@ -1694,8 +1836,14 @@ class LiveSource:
             maps = read_maps(self.proc, self.pid)
         except (FileNotFoundError, ProcessLookupError):
             raise TargetExited() from None
-        if not maps or self._exited():
+        if not maps:
             raise TargetExited()
+        comm = self._name()
+        huge = self.huge_pages.find(maps)
+        if huge == self.prev_huge:
+            huge = None  # (unchanged, or unknown)
+        else:
+            self.prev_huge = huge
         self.seq += 1
         changed = maps != self.prev_maps
         self.prev_maps = maps
@@ -1709,7 +1857,8 @@ class LiveSource:
                 self.counts.resize(self.capacity)
         counts.sort()
         return Sample(self.seq, round(now - self.t0, 6), round(aging, 6), dropped,
-                      read_rss_kb(self.proc, self.pid), maps if changed else None, counts)
+                      read_rss_kb(self.proc, self.pid), maps if changed else None, counts,
+                      comm, partial, huge)
 
     def resync(self) -> None:
         """After a pause: age and drop what accumulated, restart the interval clock."""
@@ -1718,6 +1867,8 @@ class LiveSource:
         self.next_due = self.clock() + self.interval
 
     def close(self) -> None:
+        if self.huge_pages is not None:
+            self.huge_pages.close()
         counts, self.counts = self.counts, None
         if counts is not None:
             counts.close()
@@ -1873,10 +2024,19 @@ class ReplaySource:
                         if not 0 <= n < MAX_NODES:
                             raise ValueError(f"no such NUMA node: {n}")
                         counts.append((r, n, a, f))
+                    comm = obj.get("comm")
+                    if comm is not None and not isinstance(comm, str):
+                        raise ValueError("comm")
+                    huge = obj.get("huge")
+                    if huge is not None:
+                        huge = [(_as_int(r), _as_int(n)) for r, n in huge]
+                        if any(not 0 <= r <= MAX_REGION_INDEX or n < 0 for r, n in huge):
+                            raise ValueError("huge pages out of any possible range")
                     s = Sample(_as_int(obj["seq"]), _as_finite(obj["t"]),
                                _as_finite(obj["aging"]),
                                _as_int(obj["dropped"]), _as_int(obj["rss_kb"]),
-                               self._pending_maps, counts)
+                               self._pending_maps, counts, comm,
+                               obj.get("partial") is True, huge)
                     self._pending_maps = None
                     return s
                 # other types: from a newer writer; skipped
@@ -2339,7 +2499,8 @@ class Model:
     """Intervals x regions, kept as a bounded ring of binned columns."""
 
     def __init__(self, info: dict, history: int = HISTORY_MIN, bin_budget: int = BIN_BUDGET):
-        self.info = info  # the recording header: pid, comm, region_shift, page_size, ...
+        # the recording header: pid, comm (kept current), region_shift, page_size, ...
+        self.info = dict(info)
         self.source = source_traits(info)
         self.shift = int(info["region_shift"])
         self.page_size = int(info.get("page_size", 4096))
@@ -2350,6 +2511,7 @@ class Model:
         self.intervals = 0
         self.last: Sample | None = None  # metadata of the newest sample (counts dropped)
         self.region_totals: dict[int, int] = {}
+        self.huge: dict[int, int] | None = None  # pages huge pages back, per region
         self._idents = itertools.count(1)
         self._rows: RowLayout | None = None
 
@@ -2417,9 +2579,23 @@ class Model:
         col = Column(sample.seq, sample.t, bins, anon, file, nodes)
         self.columns.append(col)
         self.intervals += 1
+        if sample.comm is not None:
+            self.info["comm"] = sample.comm
+        if sample.huge is not None:
+            self.huge = dict(sample.huge)
         self.last = Sample(sample.seq, sample.t, sample.aging, sample.dropped,
-                           sample.rss_kb, None, None)
+                           sample.rss_kb, None, None, partial=sample.partial)
         return col
+
+    def huge_rows(self, layout: RowLayout) -> list[bool]:
+        """Rows huge pages back most of (where a young cell may be one touched byte)."""
+        pages = [0] * layout.n
+        bins = layout.bins
+        for region, n in (self.huge or {}).items():
+            b = bins.bin_of(region)
+            if b >= 0:
+                pages[layout.row_of_bin[b]] += n
+        return [2 * h >= p > 0 for h, p in zip(pages, layout.pages)]
 
     def peak(self) -> tuple[int, int] | None:
         """(region_index, young pages over the run) of the hottest region."""
@@ -2511,6 +2687,8 @@ LEGEND_HEAD = {
 #: share of the full colour for the faintest level up to the full colour at >=80%.
 SHADE_FLOOR = 0.35
 SHADE_NOTE = "brighter: hotter"
+HUGE_CHAR = "H"  # in place of the "|" after the label of a row huge pages back
+HUGE_NOTE = "huge pages back the row: one byte touched makes a whole huge page young"
 #: A view whose category the source cannot tell shows this for an accessed cell.
 UNKNOWN_CHAR = "?"
 UNTOLD = {"node": "the NUMA node", "anon": "anon from file"}
@@ -2740,7 +2918,7 @@ def legend_head(view: str, none: str, shaded: bool = False, src=CountsSource) ->
 
 
 def legend_lines(view: str, nodes: list[int], width: int, style: Style, keys: bool,
-                 max_lines: int = 3, src=CountsSource) -> list[str]:
+                 max_lines: int = 3, src=CountsSource, huge: bool = False) -> list[str]:
     """The legend wrapped to width: heading, then one swatch (or character) per colour
     with the numbers it stands for; in the live view a line of keys."""
     head = legend_head(view, "blank", src=src)
@@ -2753,6 +2931,8 @@ def legend_lines(view: str, nodes: list[int], width: int, style: Style, keys: bo
             items.append((3 + len(text), style.bg(rgb) + "  " + RESET + " " + text))
     if style.mode is not None and view != "heat":
         items.append((len(SHADE_NOTE) + 2, f"({SHADE_NOTE})"))
+    if huge:
+        items.append((len(HUGE_NOTE) + 2, f"{HUGE_CHAR} {HUGE_NOTE}"))
     lines = wrap_items(items, width, max_lines)
     if keys:
         lines.append(KEYS_HINT[:width])
@@ -2769,7 +2949,8 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
     style = Style(color)
     columns = model.columns
     recent = list(itertools.islice(columns, max(0, len(columns) - width), None))
-    legend = legend_lines(view, nodes_seen(recent), width, style, keys, src=model.source)
+    legend = legend_lines(view, nodes_seen(recent), width, style, keys, src=model.source,
+                          huge=any((model.huge or {}).values()))
     told = tells(model.source, view)
     head = wrap_items([(len(s), s) for s in header_items(model, view, status)], width, 2)
     # what gives way on a short terminal: the axis, then the legend, then header line 2
@@ -2795,6 +2976,7 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
     label_w = min(natural, 36) if width >= 60 else min(natural, width // 3)
     label_w = max(0, min(label_w, width - 2))
     sep = "|" if width >= 3 else ""
+    huge_rows = model.huge_rows(rows)
     ncols = max(1, width - label_w - len(sep))
     shown = recent[-ncols:] if ncols < len(recent) else recent
     pad = ncols - len(shown)
@@ -2803,7 +2985,7 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
         lines.append(("(no mappings)")[:width])
     for r in range(rows.n):
         pages = rows.pages[r]
-        out = [labels[r][:label_w].ljust(label_w), sep]
+        out = [labels[r][:label_w].ljust(label_w), HUGE_CHAR if sep and huge_rows[r] else sep]
         if style.mode is None:
             out.append(" " * pad)
             out.extend(cell_class(view, y[r], a[r], n[r], pages, told)[0]
@@ -3165,13 +3347,16 @@ def interval_json(sample: Sample, model: Model) -> str:
         else:
             node_text = per_node = "null"
         kinds = f'"anon":{a},"file":{f}' if tell_kind else '"anon":null,"file":null'
+        huge = "null" if model.huge is None else model.huge.get(region, 0)
         parts.append(f'{{"start":{lo},"end":{hi},"mapping":{qname},"pages":{pages},'
-                     f'"accessed":{a + f},{kinds},"node":{node_text},"nodes":{per_node}}}')
+                     f'"huge":{huge},"accessed":{a + f},{kinds},"node":{node_text},'
+                     f'"nodes":{per_node}}}')
     head = _dump({
         "seq": sample.seq, "t": sample.t, "source": model.source.name,
         "pid": info.get("pid"), "comm": info.get("comm"),
         "interval": info.get("interval"), "aging_s": sample.aging, "dropped": sample.dropped,
         "rss_kb": sample.rss_kb, "region_size": size, "page_size": page_size,
+        "partial": sample.partial,
     })
     return head[:-1] + ',"regions":[' + ",".join(parts) + "]}"
 
@@ -3201,10 +3386,16 @@ class Recorder:
         try:
             if sample.maps is not None:
                 f.write(_dump({"type": "maps", "maps": [list(m) for m in sample.maps]}) + "\n")
-            f.write(_dump({"type": "interval", "seq": sample.seq, "t": sample.t,
-                           "aging": sample.aging, "dropped": sample.dropped,
-                           "rss_kb": sample.rss_kb,
-                           "counts": [list(c) for c in sample.counts]}) + "\n")
+            record = {"type": "interval", "seq": sample.seq, "t": sample.t,
+                      "aging": sample.aging, "dropped": sample.dropped,
+                      "rss_kb": sample.rss_kb, "counts": [list(c) for c in sample.counts]}
+            if sample.comm is not None:
+                record["comm"] = sample.comm
+            if sample.partial:
+                record["partial"] = True
+            if sample.huge is not None:
+                record["huge"] = [list(h) for h in sample.huge]
+            f.write(_dump(record) + "\n")
             f.flush()
         except OSError as e:
             raise self._failed(e) from None
@@ -3250,7 +3441,7 @@ def _hex(rgb) -> str:
 
 
 class _RunScan(collections.namedtuple(
-        "_RunScan", "header snapshots intervals first_t last_t nodes")):
+        "_RunScan", "header snapshots intervals times nodes comm huge")):
     """What write_svg() needs to know of a whole recording before drawing it."""
 
 
@@ -3260,24 +3451,39 @@ def _scan_recording(recording: str, limit) -> _RunScan:
     src = ReplaySource(recording, limit=limit)
     src.open()
     snapshots = []
-    intervals = 0
-    last_t = 0.0
-    first_t = None
+    times: list[float] = []
     nodes: set[int] = set()
+    comm = None
+    huge: dict[int, int] | None = None  # the most pages huge pages backed, per region
     try:
         while True:
             s = src.take()
             if s is None:
                 break
-            intervals += 1
+            times.append(s.t)
+            comm = s.comm if s.comm is not None else comm
+            if s.huge is not None:
+                huge = {} if huge is None else huge
+                for region, n in s.huge:
+                    huge[region] = max(n, huge.get(region, 0))
             if s.maps is not None:
                 snapshots.append(s.maps)
-            first_t = s.t if first_t is None else first_t
-            last_t = s.t
             nodes.update(c[1] for c in s.counts if c[2] + c[3] > 0)
     finally:
         src.close()
-    return _RunScan(src.header, snapshots, intervals, first_t, last_t, nodes)
+    return _RunScan(src.header, snapshots, len(times), times, nodes,
+                    src.header.get("comm") if comm is None else comm, huge)
+
+
+# Text is monospace: its width is known from its length.  Lines above the plot sit a
+# line apart (13 px title, then 10 px lines every SVG_LINE px).
+SVG_CHAR_W = {10: 6.1, 13: 7.9}  # px per character at these font sizes
+SVG_LINE = 16
+SVG_LABEL_W = 260
+SVG_CELL_MAX = 12  # px per interval of a long run (short ones widen to the canvas)
+SVG_PLOT_MAX = 1200
+SVG_MARGIN = 20
+SVG_TICK_STEPS = (1, 2, 5)  # times powers of ten: intervals between time ticks
 
 
 class _SvgGrid(collections.namedtuple(
@@ -3285,24 +3491,40 @@ class _SvgGrid(collections.namedtuple(
     """Where write_svg() draws: n intervals of cell_w, rows of row_h, labels left."""
 
 
-def _svg_grid(intervals: int, nrows: int) -> _SvgGrid:
-    n = intervals
-    cell_w = max(1, min(12, 1200 // max(1, n)))
+def _text_w(text: str, size: int = 10) -> float:
+    return len(text) * SVG_CHAR_W[size]
+
+
+def _svg_grid(intervals: int, nrows: int, text_w: float) -> _SvgGrid:
+    """The canvas as wide as its widest line of text or its plot, whichever is wider;
+    a short run's cells widen to fill it."""
+    n = max(1, intervals)
+    label_w = SVG_LABEL_W
+    narrow = max(1, min(SVG_CELL_MAX, SVG_PLOT_MAX // n))
+    width = math.ceil(max(label_w + n * narrow + SVG_MARGIN, text_w + 2 * 8))
+    cell_w = max(narrow, (width - label_w - SVG_MARGIN) // n)
     row_h = 12
-    label_w = 260
-    top = 46
+    top = 18 + 2 * SVG_LINE + 8  # title, subtitle, column heading
     plot_w = n * cell_w
     plot_h = nrows * row_h
-    width = max(label_w + plot_w + 20, 760)
     height = top + plot_h + 110
-    return _SvgGrid(n, cell_w, row_h, label_w, top, plot_w, plot_h, width, height)
+    return _SvgGrid(intervals, cell_w, row_h, label_w, top, plot_w, plot_h, width, height)
 
 
-def _svg_head(w, g: _SvgGrid, header: dict, model: Model, view: str) -> None:
+def _svg_title(header: dict, model: Model, view: str, intervals: int) -> str:
     per = ", per mapping" if model.source.per_mapping else ""
-    title = (f"heatmap: pid {header.get('pid')} ({header.get('comm')}), {g.n} intervals of "
-             f"{float(header.get('interval', 0)):g} s, {fmt_size(1 << model.shift)} regions, "
-             f"view {view}, source {model.source.name}{per}")
+    return (f"heatmap: pid {header.get('pid')} ({model.info.get('comm')}), {intervals} "
+            f"intervals of {float(header.get('interval', 0)):g} s, "
+            f"{fmt_size(1 << model.shift)} regions, view {view}, "
+            f"source {model.source.name}{per}")
+
+
+def _svg_subtitle(header: dict) -> str:
+    return (f"rows: address ranges of /proc/{header.get('pid')}/maps (start, mapping); "
+            f"columns: intervals, oldest left")
+
+
+def _svg_head(w, g: _SvgGrid, header: dict, title: str) -> None:
     w('<?xml version="1.0" encoding="UTF-8"?>\n')
     w(f'<svg xmlns="http://www.w3.org/2000/svg" width="{g.width}" height="{g.height}" '
       f'viewBox="0 0 {g.width} {g.height}">\n')
@@ -3311,16 +3533,18 @@ def _svg_head(w, g: _SvgGrid, header: dict, model: Model, view: str) -> None:
       ".t{font-size:13px}</style>\n")
     w(f'<rect x="0" y="0" width="{g.width}" height="{g.height}" fill="#ffffff"/>\n')
     w(f'<text class="t" x="8" y="18">{_xml(title)}</text>\n')
-    w('<text x="8" y="34">rows: address ranges of /proc/{}/maps (start, mapping); '
-      'columns: intervals, oldest left</text>\n'.format(_xml(header.get("pid"))))
+    w(f'<text x="8" y="{18 + SVG_LINE}">{_xml(_svg_subtitle(header))}</text>\n')
 
 
-def _svg_labels(w, g: _SvgGrid, layout: RowLayout) -> None:
+def _svg_labels(w, g: _SvgGrid, layout: RowLayout, huge_rows: list[bool]) -> None:
     w('<g class="labels">\n')
     for r, (addr, name, more) in enumerate(layout.labels):
         text = _xml(f"{addr:x} {name}" + (f" +{more}" if more else ""))
-        w(f'<text x="{g.label_w - 6}" y="{g.top + r * g.row_h + g.row_h - 2}" '
-          f'text-anchor="end">{text}</text>\n')
+        y = g.top + r * g.row_h
+        w(f'<text x="{g.label_w - 6}" y="{y + g.row_h - 2}" text-anchor="end">{text}</text>\n')
+        if huge_rows[r]:
+            w(f'<rect class="huge" x="{g.label_w - 4}" y="{y}" width="3" height="{g.row_h}" '
+              f'fill="#222"/>\n')
     w("</g>\n")
 
 
@@ -3351,37 +3575,57 @@ def _svg_cells(w, g: _SvgGrid, recording: str, limit, model: Model, layout: RowL
     w("</g>\n")
 
 
-def _svg_axes(w, g: _SvgGrid, scan: _RunScan) -> None:
+def tick_intervals(n: int, cell_w: float, label_w: float) -> list[int]:
+    """Interval numbers (from 1) to put a time tick under: every step-th, step a
+    1-2-5 number wide enough for the labels not to touch, and the last interval."""
+    gap = label_w + 2 * SVG_CHAR_W[10]
+    steps = (s * 10 ** k for k in itertools.count() for s in SVG_TICK_STEPS)
+    step = next(st for st in steps if st * cell_w >= gap)
+    ticks = list(range(step, n + 1, step))
+    if ticks and (n - ticks[-1]) * cell_w < gap:
+        ticks.pop()  # too close to the last one, which is labelled in any case
+    return ticks + [n] if n else []
+
+
+def _svg_axes(w, g: _SvgGrid, times: list[float]) -> None:
     n, label_w, cell_w = g.n, g.label_w, g.cell_w
-    first_t = scan.first_t or 0
     ax = g.top + g.plot_h
     w(f'<g class="axes">\n<line x1="{label_w}" y1="{ax + 1}" x2="{label_w + g.plot_w}" '
       f'y2="{ax + 1}" stroke="#222"/>\n')
-    ticks = sorted({0, n - 1} | {round(i * (n - 1) / 4) for i in range(5)}) if n else []
-    for i in ticks:
-        t = first_t + (scan.last_t - first_t) * (i / max(1, n - 1))
-        x = label_w + i * cell_w + cell_w / 2
+    each = (times[-1] - times[0]) / (n - 1) if n > 1 else (times[0] if n else 1)
+    decimals = 0 if each >= 1 else 1 if each >= 0.1 else 2  # adjacent ticks differ
+    width = _text_w(f"{max(times, default=0):.{decimals}f}")
+    for k in tick_intervals(n, cell_w, width):
+        x = label_w + (k - 1) * cell_w + cell_w / 2
         w(f'<line x1="{x:.1f}" y1="{ax + 1}" x2="{x:.1f}" y2="{ax + 5}" stroke="#222"/>\n')
-        w(f'<text x="{x:.1f}" y="{ax + 16}" text-anchor="middle">{t:.0f}</text>\n')
+        w(f'<text class="tick" x="{x:.1f}" y="{ax + 16}" text-anchor="middle">'
+          f'{times[k - 1]:.{decimals}f}</text>\n')
     w(f'<text x="{label_w + g.plot_w // 2}" y="{ax + 30}" text-anchor="middle">'
       'time since start (s)</text>\n')
-    w(f'<text x="{label_w - 6}" y="{g.top - 4}" text-anchor="end">'
+    w(f'<text x="{label_w - 6}" y="{g.top - 8}" text-anchor="end">'
       'address (start, mapping)</text>\n')
     w("</g>\n")
 
 
-def _svg_legend(w, g: _SvgGrid, view: str, nodes, src) -> None:
+def _swatch_w(text: str) -> float:
+    """A legend entry's width: swatch, gap, text, space to the next."""
+    return 18 + _text_w(text) + 10
+
+
+def _svg_legend(w, g: _SvgGrid, head: str, entries, huge: bool) -> None:
     w('<g class="legend">\n')
     ly = g.top + g.plot_h + 48
-    head = legend_head(view, "grey", shaded=True, src=src)
     w(f'<text x="8" y="{ly + 10}">{_xml(head)}</text>\n')
     x = 8
     ly += 16
-    for _ch, rgb, text in legend_entries(view, sorted(nodes), src):
-        w(f'<rect class="swatch" x="{x}" y="{ly}" width="14" height="14" '
+    for _ch, rgb, text in entries:
+        w(f'<rect class="swatch" x="{x:.0f}" y="{ly}" width="14" height="14" '
           f'fill="{_hex(rgb)}"/>\n')
-        w(f'<text x="{x + 18}" y="{ly + 11}">{_xml(text)}</text>\n')
-        x += 24 + 7 * len(text)
+        w(f'<text x="{x + 18:.0f}" y="{ly + 11}">{_xml(text)}</text>\n')
+        x += _swatch_w(text)
+    if huge:  # drawn as the rows' mark
+        w(f'<rect x="12" y="{ly + 20}" width="3" height="12" fill="#222"/>\n')
+        w(f'<text x="26" y="{ly + 30}">{_xml(HUGE_NOTE)}</text>\n')
     w("</g>\n")
 
 
@@ -3395,14 +3639,22 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
     model = Model(scan.header, history=1)
     model.set_maps(union_maps(scan.snapshots))
     layout = model.rows_for(rows)
-    grid = _svg_grid(scan.intervals, layout.n)
+    model.info["comm"] = scan.comm
+    model.huge = scan.huge
+    huge_rows = model.huge_rows(layout)
+    title = _svg_title(scan.header, model, view, scan.intervals)
+    head = legend_head(view, "grey", shaded=True, src=model.source)
+    entries = legend_entries(view, sorted(scan.nodes), model.source)
+    text_w = max(_text_w(title, 13), _text_w(_svg_subtitle(scan.header)), _text_w(head),
+                 sum(_swatch_w(text) for _, _, text in entries), 18 + _text_w(HUGE_NOTE))
+    grid = _svg_grid(scan.intervals, layout.n, text_w)
     with output_file(out_path) as f:
         w = f.write
-        _svg_head(w, grid, scan.header, model, view)
-        _svg_labels(w, grid, layout)
+        _svg_head(w, grid, scan.header, title)
+        _svg_labels(w, grid, layout, huge_rows)
         _svg_cells(w, grid, recording, limit, model, layout, view)
-        _svg_axes(w, grid, scan)
-        _svg_legend(w, grid, view, scan.nodes, model.source)
+        _svg_axes(w, grid, scan.times)
+        _svg_legend(w, grid, head, entries, any(huge_rows))
         w("</svg>\n")
     return grid.n
 
@@ -3660,7 +3912,10 @@ def summary_line(model: Model | None, reason: str) -> str:
     if model is None or model.last is None:
         return f"heatmap: no interval shown ({reason})"
     plural = "" if model.intervals == 1 else "s"
-    text = f"heatmap: {model.intervals} interval{plural} in {model.last.t:.1f} s ({reason})"
+    cut = ", the last one partial" if model.last.partial and model.intervals > 1 else \
+        ", partial" if model.last.partial else ""
+    text = (f"heatmap: {model.intervals} interval{plural} in {model.last.t:.1f} s{cut} "
+            f"({reason})")
     peak = model.peak()
     if peak is None:
         return text + "; no young pages seen"
@@ -3704,6 +3959,9 @@ def _catch_signals() -> dict:
 def _restore_signals(old_handlers: dict) -> None:
     for sig, handler in old_handlers.items():
         signal.signal(sig, handler)
+
+
+PARTIAL_MIN = 0.01  # of an interval: a run that ends sooner after one keeps no partial
 
 
 class _Run:
@@ -3787,9 +4045,14 @@ class _Run:
         source, model = self.source, self.model
         ui.show(model, initial=True)
         while True:
-            act = ui.wait(source.due())
+            try:
+                act = ui.wait(source.due())
+            except (_Stop, KeyboardInterrupt):
+                self._partial(ui)
+                raise
             if act == "quit":
                 self.reason = "quit"
+                self._partial(ui)
                 return
             if act == "resync":
                 source.resync()
@@ -3811,6 +4074,24 @@ class _Run:
             if self.args.count and model.intervals >= self.args.count:
                 self.reason = "count reached"
                 return
+
+    def _partial(self, ui) -> None:
+        """The run ends between two intervals: what the one under way counted so far
+        is shown and recorded as a partial interval, not lost."""
+        source, model = self.source, self.model
+        if not isinstance(source, LiveSource):
+            return
+        since = model.last.t if model.last is not None else 0.0
+        if source.clock() - source.t0 - since < PARTIAL_MIN * source.interval:
+            return  # (the run ends right after an interval: nothing to add)
+        try:
+            sample = source.take(partial=True)
+        except TargetExited:
+            return
+        model.add(sample)
+        for sink in self.sinks:
+            sink.write(sample, model)
+        ui.show(model)
 
     def _close(self) -> None:
         recorder = self.recorder

@@ -53,7 +53,8 @@ def test_json_schema_and_values(tmp_path):
     objs = [json.loads(ln) for ln in lines]
     first = objs[0]
     assert list(first) == ["seq", "t", "source", "pid", "comm", "interval", "aging_s",
-                           "dropped", "rss_kb", "region_size", "page_size", "regions"]
+                           "dropped", "rss_kb", "region_size", "page_size", "partial",
+                           "regions"]
     assert first["source"] == "mglru"  # a counts factory without a name: the hooks' own
     assert (first["seq"], first["t"], first["pid"], first["comm"]) == (1, 2.01, 4242,
                                                                         "hotspot")
@@ -63,9 +64,9 @@ def test_json_schema_and_values(tmp_path):
     # the warm-up's 99999 pages never show up; regions come sorted by address
     assert first["regions"] == [
         {"start": 0x400000, "end": 0x600000, "mapping": "hotspot", "pages": 512,
-         "accessed": 10, "anon": 0, "file": 10, "node": 0, "nodes": {"0": 10}},
+         "huge": None, "accessed": 10, "anon": 0, "file": 10, "node": 0, "nodes": {"0": 10}},
         {"start": 0x10000000, "end": 0x10200000, "mapping": "[heap]", "pages": 512,
-         "accessed": 512, "anon": 512, "file": 0, "node": 0, "nodes": {"0": 512}},
+         "huge": None, "accessed": 512, "anon": 512, "file": 0, "node": 0, "nodes": {"0": 512}},
     ]
     assert [r["mapping"] for r in objs[1]["regions"]] == ["[heap]", "[stack]"]
     (mixed,) = objs[2]["regions"]

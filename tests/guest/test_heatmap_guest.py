@@ -291,3 +291,45 @@ def test_map_resize_keeps_counting(worker):
     finally:
         counts.close()
     assert not leftovers(before), "KernelCounts.close() or the resize left BPF objects"
+
+
+# --- what heatmap says about its target ---------------------------------------------------
+
+# names itself "before-exec", touches 4 MiB, prints its pid; on SIGUSR1 it becomes sleep(1)
+EXECS = r"""
+import ctypes, mmap, os, signal, time
+ctypes.CDLL(None).prctl(15, b"before-exec", 0, 0, 0)  # PR_SET_NAME
+m = mmap.mmap(-1, 4 << 20)
+m[::4096] = b"\1" * 1024
+signal.signal(signal.SIGUSR1, lambda *_: os.execv("/bin/sleep", ["sleep", "600"]))
+print(os.getpid(), flush=True)
+while True:
+    m[::4096] = b"\2" * 1024
+    time.sleep(0.05)
+"""
+
+
+def test_the_name_follows_an_exec(tmp_path):
+    """Header, JSON comm, recording and SVG title name what the target runs now."""
+    w = subprocess.Popen([sys.executable, "-c", EXECS], stdout=subprocess.PIPE, text=True)
+    rec, svg = tmp_path / "run.jsonl", tmp_path / "run.svg"
+    p = subprocess.Popen([sys.executable, str(REPO / "heatmap.py"), w.stdout.readline().strip(),
+                          "--json", "--interval", "1", "--count", "5", "--record", rec,
+                          "--svg", svg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=REPO)
+    try:
+        first = json.loads(p.stdout.readline())
+        os.kill(w.pid, signal.SIGUSR1)
+        rest, err = p.communicate(timeout=300)
+    finally:
+        w.kill()
+        w.wait()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert first["comm"] == "before-exec"
+    assert json.loads(rest.splitlines()[-1])["comm"] == "sleep"
+    assert f"heatmap: pid {w.pid} (sleep)," in svg.read_text()
+    r = run_heatmap("--replay", rec, env=dict(os.environ, COLUMNS="100", LINES="30"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip("\n").split("\n\n")[-1].startswith(f"heatmap pid {w.pid} (sleep)")

@@ -1581,27 +1581,26 @@ def read_stat(proc_root: str, pid: int) -> tuple[str, str]:
     return text[i + 1: j], text[j + 2: j + 3]
 
 
-def read_tgid(proc_root: str, pid: int) -> int | None:
-    """The process (thread group) that thread `pid` belongs to, None if unknown."""
+def read_status_number(proc_root: str, pid: int, field: str) -> int | None:
+    """The first number of a /proc/PID/status line ("Tgid:", "VmRSS:"), None if not
+    there or unreadable."""
     try:
         with open(f"{proc_root}/{pid}/status", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("Tgid:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
     return None
 
 
+def read_tgid(proc_root: str, pid: int) -> int | None:
+    """The process (thread group) that thread `pid` belongs to, None if unknown."""
+    return read_status_number(proc_root, pid, "Tgid:")
+
+
 def read_rss_kb(proc_root: str, pid: int) -> int:
-    try:
-        with open(f"{proc_root}/{pid}/status", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return read_status_number(proc_root, pid, "VmRSS:") or 0
 
 
 def read_maps(proc_root: str, pid: int) -> list[Mapping]:

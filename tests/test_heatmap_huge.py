@@ -43,26 +43,25 @@ def two_bands():
     m.close()
 
 
-def test_regions_huge_pages_back_are_found(two_bands):
-    first = two_bands
+def huge_pages_found(shift: int) -> dict[int, int]:
     maps = heatmap.read_maps("/proc", os.getpid())
-    finder = heatmap.HugePages("/proc", os.getpid(), 21, 4096)
+    finder = heatmap.HugePages("/proc", os.getpid(), shift, 4096)
     try:
-        found = dict(finder.find(maps))
+        return dict(finder.find(maps))
     finally:
         finder.close()
+
+
+def test_regions_huge_pages_back_are_found(two_bands):
+    first = two_bands
+    found = huge_pages_found(21)
     assert [found.get(first + i, 0) for i in range(4)] == [512, 512, 0, 0], found
 
 
 def test_smaller_regions_are_wholly_huge(two_bands):
     """With 1 MiB regions a huge page backs two regions, each all of its 256 pages."""
     first = two_bands * 2
-    maps = heatmap.read_maps("/proc", os.getpid())
-    finder = heatmap.HugePages("/proc", os.getpid(), 20, 4096)
-    try:
-        found = dict(finder.find(maps))
-    finally:
-        finder.close()
+    found = huge_pages_found(20)
     assert [found.get(first + i, 0) for i in range(8)] == [256] * 4 + [0] * 4, found
 
 

@@ -1660,7 +1660,7 @@ class HugePages:
         found: dict[int, int] = {}
         budget = HUGE_SLOTS
         try:
-            for m in maps:
+            for m in filter(is_shown, maps):  # (not PROT_NONE reservations)
                 lo = -(-m.start // slot) * slot
                 for addr in range(lo, m.end - slot + 1, slot):
                     budget -= 1

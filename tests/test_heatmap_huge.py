@@ -5,6 +5,8 @@ The guest tests check the same end to end, for every source."""
 from __future__ import annotations
 
 import ctypes
+import io
+import json
 import mmap
 import os
 from pathlib import Path
@@ -70,3 +72,35 @@ def test_unknown_without_kpageflags(tmp_path):
     finder = heatmap.HugePages(str(tmp_path), 1, 21, 4096)
     assert finder.find([]) is None
     finder.close()
+
+
+def test_rows_huge_pages_back_are_marked_in_frames_json_and_svg(tmp_path):
+    """A recording whose first 4 MiB of heap huge pages back: those rows read "H" where
+    the others read "|", the legend says what that means, JSON and SVG carry it."""
+    header = {"type": "heatmap-record", "version": 1, "pid": 4242, "comm": "hotspot",
+              "region_shift": 21, "page_size": 4096, "interval": 1.0, "started": 0}
+    heap = 0x10000000 >> 21
+    maps = [[0x10000000, 0x10800000, "rw-p", 0, "00:00", 0, "[heap]"]]
+    lines = [header, {"type": "maps", "maps": maps}]
+    for i in range(3):
+        lines.append({"type": "interval", "seq": i + 1, "t": i + 1.0, "aging": 0.01,
+                      "dropped": 0, "rss_kb": 1000,
+                      "counts": [[heap + r, 0, 512, 0] for r in range(4)],
+                      **({"huge": [[heap, 512], [heap + 1, 512]]} if i == 0 else {})})
+    rec = tmp_path / "run.jsonl"
+    rec.write_text("".join(json.dumps(o) + "\n" for o in lines))
+    out, err = io.StringIO(), io.StringIO()
+    assert heatmap.main(["--replay", str(rec), "--svg", str(tmp_path / "run.svg")],
+                        stdout=out, stderr=err, environ={"TERM": "dumb", "COLUMNS": "100",
+                                                         "LINES": "12"}) == 0, err
+    frame = out.getvalue().rstrip("\n").split("\n\n")[-1]
+    rows = [ln for ln in frame.splitlines() if ln.startswith("1")]
+    marks = [ln[len("10000000 [heap]")] for ln in rows]
+    assert marks == ["H", "H", "|", "|"], frame
+    assert f"H {heatmap.HUGE_NOTE}" in frame
+    svg = (tmp_path / "run.svg").read_text()
+    assert svg.count('class="huge"') == 2 and heatmap.HUGE_NOTE in svg
+    out = io.StringIO()
+    assert heatmap.main(["--replay", str(rec), "--json"], stdout=out, stderr=err) == 0
+    last = json.loads(out.getvalue().splitlines()[-1])
+    assert [r["huge"] for r in last["regions"]] == [512, 512, 0, 0]

@@ -4078,8 +4078,8 @@ class _Run:
         """The run ends between two intervals: what the one under way counted so far
         is shown and recorded as a partial interval, not lost."""
         source, model = self.source, self.model
-        if not isinstance(source, LiveSource):
-            return
+        if not isinstance(source, LiveSource) or getattr(ui, "paused", False):
+            return  # (a pause's counts are dropped when it ends: so here too)
         since = model.last.t if model.last is not None else 0.0
         if source.clock() - source.t0 - since < PARTIAL_MIN * source.interval:
             return  # (the run ends right after an interval: nothing to add)

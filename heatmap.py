@@ -3377,6 +3377,7 @@ class Recorder:
     def start(self, header: dict) -> None:
         try:
             self.f.write(_dump(header) + "\n")
+            self.f.flush()  # (the run is under way: a watcher of the file can tell)
         except OSError as e:
             raise self._failed(e) from None
 
@@ -3911,8 +3912,7 @@ def summary_line(model: Model | None, reason: str) -> str:
     if model is None or model.last is None:
         return f"heatmap: no interval shown ({reason})"
     plural = "" if model.intervals == 1 else "s"
-    cut = ", the last one partial" if model.last.partial and model.intervals > 1 else \
-        ", partial" if model.last.partial else ""
+    cut = ", the last one partial" if model.last.partial else ""
     text = (f"heatmap: {model.intervals} interval{plural} in {model.last.t:.1f} s{cut} "
             f"({reason})")
     peak = model.peak()

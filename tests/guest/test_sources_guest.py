@@ -252,9 +252,9 @@ def test_a_stopped_run_keeps_its_partial_interval(bands, source, tmp_path):
     p = start(bands.pid, "--source", source, "--json", "--interval", 30, "--record", rec)
     try:
         deadline = time.monotonic() + 120
-        while not (rec.exists() and rec.read_text().count("\n") >= 2):  # header, maps
+        while not (rec.exists() and rec.read_text().count("\n") >= 1):  # the header:
             assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()
-            time.sleep(0.1)
+            time.sleep(0.1)  # written when the first interval starts
         time.sleep(7)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=120)

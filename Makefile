@@ -8,7 +8,7 @@ CLANG ?= clang
 # the same wherever the checkout is
 BPF_CFLAGS = @kernel/bpf.cflags -fdebug-prefix-map=$(CURDIR)=.
 
-.PHONY: all deps-demo deps-check test lint check bpf kernel demo bench clean
+.PHONY: all deps-demo deps-check test lint check check-debug-kernel bpf kernel demo bench clean
 
 all: check
 
@@ -29,6 +29,11 @@ check:
 	$(PYTHON) tools/deps.py check
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q tests
+
+# the guest suite on the debug kernel (kernel/config.debug; .ci/run runs it after check)
+check-debug-kernel:
+	$(PYTHON) tools/deps.py check
+	HEATMAP_GUEST_KERNEL=debug $(PYTHON) -m pytest -q tests/guest
 
 # The BPF objects heatmap.py loads (the MGLRU hooks' counts, DAMON's aggregations).
 # Committed, so users need no compiler; rebuild them with Debian 12's clang 14 and

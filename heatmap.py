@@ -9,11 +9,11 @@
     python heatmap.py --replay FILE [--speed FACTOR] [--count N] [--view ...]
                           [--color ...] [--json] [--record FILE] [--svg FILE]
 
-Every interval heatmap.py makes the kernel's multi-gen LRU (MGLRU) age the target: the
-aging walks the target's page tables and clears the PTE "accessed" bits.  BPF programs
-attached to the MGLRU hooks (kernel/patches) count, per address region (2 MiB unless
---region-size says otherwise), the pages the walk found *young*, i.e. touched since the
-previous aging, split by NUMA node and anon/file.
+Every interval heatmap.py asks the kernel's multi-gen LRU (MGLRU) to scan the target:
+the scan walks the target's page tables and clears the PTE "accessed" bits, without
+aging anything.  A BPF program on the series' tracepoint (kernel/patches) counts, per
+address region (2 MiB unless --region-size says otherwise), the pages found *young*,
+i.e. touched since the previous scan, split by NUMA node and anon/file.
 
 That is the mglru source, the best one, on a kernel with our patches.  On other kernels
 (--source, default auto: the first of these that the kernel offers):
@@ -76,7 +76,7 @@ JSON (--json): one object per interval and line on stdout:
      "source": "mglru",        where the counts come from: mglru, idle, damon or refs
      "pid": 4242, "comm": "hotspot",
      "interval": 2.0,          requested interval, seconds
-     "aging_s": 0.0123,        seconds the kernel spent in this interval: aging (mglru),
+     "aging_s": 0.0123,        seconds the kernel spent in this interval: the scan (mglru),
                                bitmap rmap walks (idle), the kdamond (damon), smaps and
                                clear_refs (refs)
      "dropped": 0,             updates the BPF side could not store so far (map full)
@@ -126,7 +126,7 @@ alone looks ahead, to size the kernel's map with the layout's spanned_regions())
   2. counts sources
      2.1 what a source delivers: Sample, Mapping (/proc/PID/maps)
      2.2 counts sources: their interface (CountsSource) and traits
-     2.3 mglru: KernelCounts (load, attach, age, drain the BPF side of our hooks)
+     2.3 mglru: KernelCounts (load, attach, scan, drain the BPF side on the series)
      2.4 idle: IdleCounts (pagemap, the idle bitmap)
      2.5 damon: DamonCounts (a kdamond through sysfs, its tracepoint through BPF)
      2.6 refs: RefsCounts (clear_refs, smaps)
@@ -200,7 +200,7 @@ class _Stop(Exception):
 #
 # A source delivers Samples: one interval's young-page counts per (region, node), with
 # the target's maps when they changed.  LiveSource makes them from a counts source (one
-# of the kernel's ways in: MGLRU through our hooks, idle page tracking, DAMON,
+# of the kernel's ways in: MGLRU through our series, idle page tracking, DAMON,
 # clear_refs) and /proc; ReplaySource reads them back from a recording.
 
 
@@ -285,7 +285,7 @@ def _printable(text: str) -> str:
 # A counts source tells which pages of one process were accessed, interval by interval:
 #
 #   cls(pid, region_shift, max_regions, interval)   start watching (interval: seconds)
-#   age() -> seconds     end an interval on the kernel's side (an MGLRU aging pass, a
+#   age() -> seconds     end an interval on the kernel's side (an MGLRU scan, a
 #                        read-back and re-marking of the idle bitmap, a smaps read and
 #                        clear_refs, ...): what the kernel spent on it
 #   drain() -> counts    what the interval found: [(region_index, node, anon, file)],
@@ -353,29 +353,29 @@ class CountsSource:
         pass
 
 
-# ---- 2.3 MGLRU through our hooks (--source mglru): the kernel's counts, the BPF side --
+# ---- 2.3 MGLRU through the series' tracepoint and scan (--source mglru) ---------------
 #
-# kernel/heatmap.bpf.o, attached to the hooks of kernel/patches: it counts young pages
-# of the target per (region, node) in a hash map; one aging pass (the kfunc through a
-# syscall program, or a write to /sys/kernel/debug/lru_gen on kernels without it) makes
-# the walk report them; drain() empties the map with batch operations.
+# kernel/heatmap.bpf.o on the interface of kernel/patches: its tp_btf program on the
+# lru_gen_young_tp tracepoint counts the young pages of the target's mm per (region,
+# node) in a hash map, whoever harvests them (our scan, reclaim's aging, the eviction);
+# age() runs its syscall program, which asks for a scan of the target alone with
+# bpf_lru_gen_scan_task() (no aging: MGLRU's generations stay as they are, other
+# processes are not walked, so several heatmaps do not disturb each other) and flushes
+# the target's TLB; drain() empties the map with batch operations.
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel")
 # the prebuilt object: beside heatmap.py in a checkout, under the prefix once installed
 # (pyproject.toml's data-files put it in share/heatmap)
 BPF_OBJECT_DIRS = (KERNEL_DIR, os.path.join(sys.prefix, "share", "heatmap"))
-HOOKS = ("lru_gen_bpf_young_pte", "lru_gen_bpf_young_pmd", "lru_gen_bpf_young_look_around",
-         "lru_gen_bpf_skip_mm")
-ATTACH = ("young_pte", "young_pmd", "young_look_around", "skip_mm")
-# Optional: without it (an older series) stale TLB entries make hot pages look cold.
-FLUSH_HOOK, FLUSH_PROG = "lru_gen_bpf_flush_tlb", "flush_tlb"
-AGE_KFUNC = "bpf_lru_gen_age_cgroup"
+SCAN_KFUNC = "bpf_lru_gen_scan_task"
+#: what the series adds to vmlinux BTF (the tracepoint's BPF entry, the scan kfunc), as
+#: a user is told it is missing
+INTERFACE = {"__bpf_trace_lru_gen_young_tp": "the lru_gen_young_tp tracepoint",
+             SCAN_KFUNC: f"the {SCAN_KFUNC} kfunc"}
 LRU_GEN_ENABLED = "/sys/kernel/mm/lru_gen/enabled"
-LRU_GEN_DEBUGFS = "/sys/kernel/debug/lru_gen"
-LRU_GEN_WALK = 0x0002  # bit of lru_gen/enabled: age by walking page tables
 _KEY = struct.Struct("<QII")  # struct region_key
 _VAL = struct.Struct("<QQ")  # struct region_val
-_AGE = struct.Struct("<QiI")  # struct age_args
+_SCAN = struct.Struct("<iI")  # struct scan_args
 
 
 def bpf_object(name: str = "heatmap.bpf.o") -> str:
@@ -407,54 +407,25 @@ def _read(path: str) -> str:
 
 
 def check_mglru() -> None:
-    """Fail with how to fix it unless MGLRU and its page-table walk are on."""
+    """Fail with how to fix it unless MGLRU is on (the scan does not need MGLRU's own
+    page-table walk, bit 0x0002, which only decides how reclaim ages)."""
     try:
         caps = int(_read(LRU_GEN_ENABLED).strip(), 0)
     except FileNotFoundError:
         raise SourceUnavailable("the kernel has no multi-gen LRU (CONFIG_LRU_GEN): the mglru "
-                                "source needs it and the hooks in kernel/patches") from None
+                                "source needs it and the series in kernel/patches") from None
     except (OSError, ValueError) as e:
         raise HeatmapError(f"cannot read {LRU_GEN_ENABLED}: {e}") from None
     if not caps & 1:
         raise SourceUnavailable(f"the multi-gen LRU is disabled: enable it with "
                                 f"'echo y > {LRU_GEN_ENABLED}'")
-    if not caps & LRU_GEN_WALK:
-        raise SourceUnavailable(f"the multi-gen LRU's page-table walk is off "
-                                f"({LRU_GEN_ENABLED} is {caps:#06x}): enable it with "
-                                f"'echo y > {LRU_GEN_ENABLED}'")
-
-
-def memory_cgroup(pid: int) -> tuple[str, int]:
-    """The target's memory cgroup: (path, cgroup v2 id); id 0 means the root memcg."""
-    try:
-        lines = _read(f"/proc/{pid}/cgroup").splitlines()
-    except OSError:
-        return "/", 0
-    v2 = v1 = None
-    for line in lines:
-        hid, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
-        if hid == "0" and controllers == "":
-            v2 = path
-        elif "memory" in controllers.split(","):
-            v1 = path
-    path = v2 if v2 is not None else (v1 or "/")
-    if v2 is None or path == "/":
-        return path, 0
-    for line in _read("/proc/mounts").splitlines():
-        fields = line.split()
-        if len(fields) > 2 and fields[2] == "cgroup2":
-            try:
-                return path, os.stat(fields[1] + path).st_ino
-            except OSError:
-                break
-    return path, 0
 
 
 class KernelCounts(CountsSource):
-    """Young-page counts from the MGLRU hooks for one process (the BPF side)."""
+    """Young-page counts of one process from the series' tracepoint (the BPF side)."""
 
     name = "mglru"
+    kernel_work = "scan"  # bpf_lru_gen_scan_task(): a walk of the target's page tables
     capabilities = CAPS
 
     @classmethod
@@ -464,11 +435,11 @@ class KernelCounts(CountsSource):
 
         try:
             with contextlib.closing(KernelBTF()) as kbtf:
-                missing = [h for h in HOOKS if kbtf.func(h) is None]
+                missing = [name for name in INTERFACE if kbtf.func(name) is None]
         except BPFLoadError as e:
             return str(_bpf_error(e))
         if missing:
-            return cls._no_hook(missing[0])
+            return cls._not_patched(missing[0])
         try:
             check_mglru()
         except HeatmapError as e:
@@ -476,9 +447,9 @@ class KernelCounts(CountsSource):
         return None
 
     @staticmethod
-    def _no_hook(hook: str) -> str:
-        return (f"the kernel lacks the heatmap hook {hook}(): build and boot a kernel with "
-                f"the series in kernel/patches (kernel/build-kernel, kernel/run-guest)")
+    def _not_patched(name: str) -> str:
+        return (f"the kernel lacks {INTERFACE[name]}: build and boot a kernel with the "
+                f"series in kernel/patches (kernel/build-kernel, kernel/run-guest)")
 
     def __init__(self, pid: int, region_shift: int, max_regions: int, interval=None):
         self.pid = pid
@@ -494,13 +465,10 @@ class KernelCounts(CountsSource):
         except bpfload.BPFLoadError as e:
             raise SourceUnavailable(str(_bpf_error(e))) from None
         try:
-            for hook in HOOKS:
-                if self._kbtf.func(hook) is None:
-                    raise SourceUnavailable(self._no_hook(hook))
-            self.use_kfunc = self._kbtf.func(AGE_KFUNC) is not None
-            self.flush_tlb = self._kbtf.func(FLUSH_HOOK) is not None
-            # after the hooks: without them (an unpatched kernel) the MGLRU settings
-            # are not the problem to report
+            for name in INTERFACE:
+                if self._kbtf.func(name) is None:
+                    raise SourceUnavailable(self._not_patched(name))
+            # after the interface: on an unpatched kernel MGLRU is not the problem
             check_mglru()
         except bpfload.BTFError as e:
             self._kbtf.close()
@@ -508,11 +476,6 @@ class KernelCounts(CountsSource):
         except BaseException:
             self._kbtf.close()
             raise
-        self.cgroup_path, self.cgroup_id = memory_cgroup(pid)
-        if not self.use_kfunc and not os.path.exists(LRU_GEN_DEBUGFS):
-            raise HeatmapError(f"the kernel has no {AGE_KFUNC} kfunc and {LRU_GEN_DEBUGFS} "
-                               f"is missing: mount debugfs (mount -t debugfs none "
-                               f"/sys/kernel/debug) for the fallback aging")
         self.capacity = 0
         self._load(max_regions)
 
@@ -527,11 +490,10 @@ class KernelCounts(CountsSource):
         try:
             obj.set("target_tgid", self.pid)
             obj.set("region_shift", self.region_shift)
+            obj.set("page_shift", os.sysconf("SC_PAGE_SIZE").bit_length() - 1)
             obj.set_max_entries("counts", capacity)
-            obj.set_autoload("age", self.use_kfunc)
-            obj.set_autoload(FLUSH_PROG, self.flush_tlb)
             obj.load()
-            obj.attach(ATTACH + ((FLUSH_PROG,) if self.flush_tlb else ()))
+            obj.attach(["young"])
         except bpfload.BPFLoadError as e:
             obj.close()
             raise _bpf_error(e) from None
@@ -543,21 +505,20 @@ class KernelCounts(CountsSource):
         self.capacity = capacity
 
     def age(self) -> float:
-        """Run one aging pass over the target; returns the seconds it took."""
+        """Scan the target (the tracepoint program counts what is young); returns the
+        seconds it took."""
         t0 = time.perf_counter()
-        if self.use_kfunc:
-            prog = self._obj.program("age")
-            try:
-                ctx = prog.test_run(_AGE.pack(self.cgroup_id, 0, 0)).ctx
-            except self._bpfload.BPFLoadError as e:
-                raise _bpf_error(e) from None
-            ret = _AGE.unpack(ctx)[1]
-            if ret < 0:
-                from bpfload.errors import errno_text
+        try:
+            ctx = self._obj.program("scan").test_run(_SCAN.pack(0, 0)).ctx
+        except self._bpfload.BPFLoadError as e:
+            raise _bpf_error(e) from None
+        ret = _SCAN.unpack(ctx)[0]
+        if ret == -errno.ESRCH:  # gone, or a zombie: the caller tells which
+            raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has no memory left")
+        if ret < 0:
+            from bpfload.errors import errno_text
 
-                raise HeatmapError(f"aging failed: {AGE_KFUNC}() returned {errno_text(-ret)}")
-        else:
-            age_by_debugfs(self.cgroup_path)
+            raise HeatmapError(f"the scan failed: {SCAN_KFUNC}() returned {errno_text(-ret)}")
         return time.perf_counter() - t0
 
     def drain(self) -> list[tuple[int, int, int, int]]:
@@ -604,50 +565,6 @@ def _node_list(state: str) -> list[int]:
         return parse_id_list(_read(f"/sys/devices/system/node/{state}"))
     except (OSError, ValueError):
         return [0]
-
-
-def lru_gen_generations(text: str) -> dict[str, tuple[int, dict[int, int]]]:
-    """/sys/kernel/debug/lru_gen parsed: memcg path -> (memcg id, {node: max seq})."""
-    out: dict[str, tuple[int, dict[int, int]]] = {}
-    memcg = node = None
-    for line in text.splitlines():
-        fields = line.split()
-        if not fields:
-            continue
-        if fields[0] == "memcg":
-            memcg = (int(fields[1]), fields[2] if len(fields) > 2 else "/")
-            out.setdefault(memcg[1], (memcg[0], {}))
-            node = None
-        elif fields[0] == "node" and memcg is not None:
-            node = int(fields[1])
-        elif memcg is not None and node is not None and fields[0].isdigit():
-            seqs = out[memcg[1]][1]
-            seqs[node] = max(seqs.get(node, 0), int(fields[0]))
-    return out
-
-
-def age_by_debugfs(cgroup_path: str) -> None:
-    """Age the target's memcg on every node by writing '+' commands to debugfs."""
-    try:
-        gens = lru_gen_generations(_read(LRU_GEN_DEBUGFS))
-    except PermissionError:
-        raise HeatmapError(f"not permitted to read {LRU_GEN_DEBUGFS}: run as root") from None
-    except OSError as e:
-        raise HeatmapError(f"cannot read {LRU_GEN_DEBUGFS}: {e.strerror}") from None
-    entry = gens.get(cgroup_path)
-    if entry is None and len(gens) == 1:  # no memcg hierarchy (CONFIG_MEMCG off): the one
-        entry = next(iter(gens.values()))
-    if entry is None:
-        raise HeatmapError(f"the target's memory cgroup {cgroup_path} is not listed in "
-                           f"{LRU_GEN_DEBUGFS}, so the fallback aging cannot reach it")
-    memcg_id, nodes = entry
-    cmds = "".join(f"+ {memcg_id} {nid} {seq} 1 1\n" for nid, seq in sorted(nodes.items()))
-    try:
-        with open(LRU_GEN_DEBUGFS, "w") as f:
-            f.write(cmds)
-    except OSError as e:
-        raise HeatmapError(f"aging through {LRU_GEN_DEBUGFS} failed: "
-                           f"{e.strerror or e}") from None
 
 
 def _bpf_error(e: Exception) -> HeatmapError:
@@ -3706,7 +3623,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_size(text: str) -> int:
-    """'2M', '4k', '1GiB', '65536' -> bytes; a power of two from 4 KiB to 1 GiB."""
+    """'2M', '4k', '1GiB', '65536' -> bytes; a power of two from the page size (a region
+    holds whole pages) to 1 GiB."""
     t = text.strip().lower()
     for suffix in ("ib", "b"):
         if t.endswith(suffix) and len(t) > len(suffix) and not t[:-len(suffix)].isdigit():
@@ -3717,8 +3635,11 @@ def parse_size(text: str) -> int:
     if not digits.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a size (try 4K, 2M or 1G)")
     n = int(digits) * mult
-    if n < 4096 or n > 1 << 30:
-        raise argparse.ArgumentTypeError(f"{text} is outside 4K..1G")
+    page = os.sysconf("SC_PAGE_SIZE")
+    if n < page:
+        raise argparse.ArgumentTypeError(f"{text} is smaller than a page ({_short_size(page)})")
+    if n > 1 << 30:
+        raise argparse.ArgumentTypeError(f"{text} is outside {_short_size(page)}..1G")
     if n & (n - 1):
         lo = 1 << (n.bit_length() - 1)
         below, above = _short_size(lo), _short_size(lo * 2)
@@ -3766,9 +3687,9 @@ mixed (*); in colour these two shade the hue by heat (brighter: hotter).  Keys
 (live view): h heat, n node, a anon/file, v next view, p/space pause, q quit.
 
 sources (--source; auto takes the first the kernel offers):
-  mglru  root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with the MGLRU BPF
-         hooks (kernel/patches), MGLRU enabled with its page-table walk
-         (/sys/kernel/mm/lru_gen/enabled = 0x0007)
+  mglru  root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with the series in
+         kernel/patches (its tracepoint and scan kfunc), MGLRU enabled
+         (echo y > /sys/kernel/mm/lru_gen/enabled)
   idle   root, CONFIG_IDLE_PAGE_TRACKING: same cells as mglru
   damon  root, CONFIG_DAMON_VADDR + CONFIG_DAMON_SYSFS: cells are DAMON's access
          frequency; no node, no anon/file

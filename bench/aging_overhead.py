@@ -1,25 +1,25 @@
-"""Cost of one MGLRU aging pass over a process with a 1 GiB resident working set, in
-the QEMU guest on the patched kernel: with the heatmap's BPF programs attached against
-without, as ratios measured in one guest run (target: at most 1.15x).
+"""What the heatmap's BPF program costs the kernel: one scan of a process with a 1 GiB
+resident working set (bpf_lru_gen_scan_task() with the TLB flush, what heatmap.py runs
+every interval), with the heatmap's tracepoint program attached against without, as
+ratios measured in one guest run (target: at most 1.15x).
 
     python3 bench/aging_overhead.py [ROUNDS]
 
 Run on the host, it boots the guest (kernel/run-guest) and runs itself inside. Every
-round makes the worker touch all of its memory, then ages once per mode, interleaved:
-  bare     no counting: only the TLB flush after the walk (see below)
-  hooks    the young-page hooks attached (every mm walked, as in 'bare')
-  heatmap  hooks plus the skip_mm filter: what `heatmap.py` runs
-Every mode flushes the worker's TLB after its walk (the heatmap's flush_tlb program),
-so that every touch sets accessed bits again and every pass finds the whole 1 GiB
-young: without it, cached translations make some passes find (and cost) much less.
-Aging is triggered the same way in every mode (the heatmap's syscall program calling
-the aging kfunc, which ages every node and says how many it aged) and timed around
-that call. Both 4 KiB pages (MADV_NOHUGEPAGE: the PTE walk, the
-worst case for the hooks) and transparent huge pages (the PMD walk) are measured.
+round makes the worker touch all of its memory, then scans it once per mode,
+interleaved:
+  bare     nothing attached to lru_gen_young_tp: the scan and its static branches
+  heatmap  the heatmap's tracepoint program attached, counting every young run
+Both modes run the heatmap's own syscall program "scan" (it flushes the worker's TLB,
+so every touch sets accessed bits again and every pass finds the whole 1 GiB young)
+and are timed around that call. Both 4 KiB pages (MADV_NOHUGEPAGE: the PTE walk, the
+worst case for the tracepoint) and transparent huge pages (the PMD walk) are measured.
+What the series costs with nothing attached, against a kernel without it, is
+bench/series_cost.py's question.
 
 TCG stalls for tens of milliseconds now and then, so whole-pass times are noisy even
-as medians; the bench also reports the hook programs' own run time per pass from the
-kernel's BPF statistics, which the stalls do not reach.
+as medians; the bench also reports the tracepoint program's own run time per pass from
+the kernel's BPF statistics, which the stalls do not reach.
 """
 
 from __future__ import annotations
@@ -55,17 +55,17 @@ for line in sys.stdin:
 """
 
 
-AGE_ARGS = struct.Struct("<QiI")  # struct age_args of kernel/heatmap.bpf.c
+SCAN_ARGS = struct.Struct("<iI")  # struct scan_args of kernel/heatmap.bpf.c
 
 
-def _age(prog) -> float:
-    """One aging pass of the root memcg on every node, through the kfunc."""
+def _scan(prog) -> float:
+    """One scan of the worker on every node, through the kfunc; its wall time."""
     t0 = time.perf_counter()
-    ctx = prog.test_run(AGE_ARGS.pack(0, 0, 0)).ctx
+    ctx = prog.test_run(SCAN_ARGS.pack(0, 0)).ctx
     elapsed = time.perf_counter() - t0
-    nodes = AGE_ARGS.unpack(ctx)[1]
-    if nodes < 1:
-        raise SystemExit(f"aging failed: {nodes}")
+    ret = SCAN_ARGS.unpack(ctx)[0]
+    if ret:
+        raise SystemExit(f"the scan failed: {ret}")
     return elapsed
 
 
@@ -97,39 +97,30 @@ def _in_guest(rounds: int) -> None:
         obj.set("target_tgid", worker.pid)
         obj.set_max_entries("counts", 4096)
         obj.load()
-        times: dict[str, list[float]] = {"bare": [], "hooks": [], "heatmap": []}
+        times: dict[str, list[float]] = {"bare": [], "heatmap": []}
         pages = []
         touch()
-        age = obj.program("age")
-        _age(age)  # settle: the first pass after populating sees everything
+        scan = obj.program("scan")
+        _scan(scan)  # settle: the first pass after populating sees everything
         obj.map("counts").lookup_batch(delete=True)
         modes = list(times)
-        hook_progs = ["young_pte", "young_pmd", "young_look_around", "skip_mm"]
-        bpf_ns: list[int] = []  # the hook programs' own run time in each heatmap pass
+        bpf_ns: list[int] = []  # the tracepoint program's own run time per heatmap pass
         calls: list[int] = []
         for r in range(rounds):
-            # rotate the order so no mode always comes first after the previous one
-            for mode in modes[r % 3:] + modes[:r % 3]:
-                # every mode flushes the worker's TLB after the walk: otherwise
-                # cached translations keep some of the next touches from setting
-                # accessed bits, and a pass would find (and cost) less than 1 GiB
-                progs = ["flush_tlb"]
-                if mode != "bare":
-                    progs += ["young_pte", "young_pmd", "young_look_around"]
-                if mode == "heatmap":
-                    progs.append("skip_mm")
-                links = obj.attach(progs)
+            # alternate the order so no mode always comes first after the previous one
+            for mode in modes[r % 2:] + modes[:r % 2]:
+                links = obj.attach(["young"]) if mode == "heatmap" else []
                 touch()
-                before = _run_stats(obj, hook_progs)
-                times[mode].append(_age(age))
+                before = _run_stats(obj, ["young"])
+                times[mode].append(_scan(scan))
                 if mode == "heatmap":
-                    after = _run_stats(obj, hook_progs)
+                    after = _run_stats(obj, ["young"])
                     bpf_ns.append(after[0] - before[0])
                     calls.append(after[1] - before[1])
                 for link in links:
                     link.close()
                 _, values, n = obj.map("counts").lookup_batch(delete=True)
-                if mode != "bare":
+                if mode == "heatmap":
                     pages.append(sum(a + f for a, f in struct.iter_unpack("<QQ", values)))
         obj.close()
         worker.kill()
@@ -149,7 +140,7 @@ def _in_guest(rounds: int) -> None:
         print(f"  young pages counted per pass: {min(pages)}..{max(pages)} "
               f"(1 GiB = {GIB // 4096})")
         own = statistics.median(bpf_ns) / 1e9
-        print(f"  the heatmap's BPF programs themselves (kernel.bpf_stats_enabled): "
+        print(f"  the heatmap's tracepoint program itself (kernel.bpf_stats_enabled): "
               f"{own * 1e3:.2f} ms and {statistics.median(calls):.0f} runs per pass = "
               f"{own / statistics.median(times['bare']) * 100:.1f}% of a bare pass")
 

@@ -3,10 +3,10 @@ against `bpftool btf dump file /sys/kernel/btf/vmlinux` in the same run.
 
     python3 bench/btf_lookup.py [RUNS]
 
-The references are the heatmap's attach targets and kfunc (the MGLRU hooks exist only
-in the patched kernel: on other kernels they are looked up and not found, which costs
-the same or more) plus names every kernel has. Each measurement is a fresh process of
-Debian's /usr/bin/python3: "cold" with an empty index cache (bpfload scans the type
+The references are the heatmap's attach target and kfuncs (the series' tracepoint and
+kfunc exist only in the patched kernel: on other kernels they are looked up and not
+found, which costs the same or more) plus names every kernel has. Each measurement is a
+fresh process of Debian's /usr/bin/python3: "cold" with an empty index cache (bpfload scans the type
 section), "warm" with the index bpfload cached on disk. Reported per run: the lookups
 inside the process (KernelBTF() to the last result) and the whole process's wall time.
 Prints figures and ratios; asserts nothing.
@@ -30,9 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
-FUNCS = ["lru_gen_bpf_young_pte", "lru_gen_bpf_young_pmd", "lru_gen_bpf_young_look_around",
-         "lru_gen_bpf_skip_mm", "do_nanosleep"]
-KFUNCS = ["bpf_lru_gen_age_cgroup", "bpf_task_from_pid"]
+FUNCS = ["__bpf_trace_lru_gen_young_tp", "do_nanosleep"]
+KFUNCS = ["bpf_lru_gen_scan_task", "bpf_task_from_pid", "bpf_task_release"]
 STRUCTS = ["task_struct"]
 
 CHILD = r"""

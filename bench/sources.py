@@ -14,7 +14,7 @@ results from a tried-regions snapshot through sysfs instead of its tracepoint.
             (for damon a frequency against a share: its ranks are what count)
   cost      heatmap.py's own CPU per interval (user, and system: the kernel work it
             asks for in its own context), the kernel's time per interval as the source
-            reports it (JSON aging_s: MGLRU's aging, the idle bitmap's rmap walks, the
+            reports it (JSON aging_s: MGLRU's scan, the idle bitmap's rmap walks, the
             kdamond's CPU, smaps + clear_refs), and the workload's slowdown: its busy
             time per pass while watched, over the same just before (1.00 = none)
 

@@ -31,10 +31,22 @@ import procs
 HERE = Path(__file__).resolve().parent
 PATCH_DIR = HERE / "patches"
 FRAGMENT = HERE / "config.fragment"
+#: Kernel variants: the config fragments of kernel/ merged after FRAGMENT, and whether
+#: kernel/patches is applied.
+VARIANTS = {
+    "default": ((), True),
+    # lockdep, might_sleep() checks, preemption and split page table locks (4 CPUs)
+    "debug": (("config.debug",), True),
+    # the same kernel without the series: what the series' cost is measured against
+    "pristine": ((), False),
+}
 DEFAULT_SOURCE = Path("/usr/src/linux-source-6.12.tar.xz")
 ARCH = "x86_64"
 
 Progress = Callable[[str], None]
+
+#: The objects the series changes, whose sizes a build records in sizes.txt.
+SIZED_OBJECTS = ("mm/vmscan.o", "mm/rmap.o")
 
 
 class BuildError(Exception):
@@ -60,7 +72,8 @@ def _quiet(msg: str) -> None:
 
 
 def patches() -> list[Path]:
-    return sorted(PATCH_DIR.glob("*.patch"))
+    """The series in order, without its cover letter (0000-cover-letter.patch)."""
+    return sorted(p for p in PATCH_DIR.glob("*.patch") if not p.name.startswith("0000-"))
 
 
 def _sha256_file(path: Path) -> str:
@@ -145,21 +158,65 @@ def check_source(source: Path) -> None:
         raise BuildError(f"{source} is neither a kernel source directory nor a tarball")
 
 
-def build_key(source: Path) -> str:
+def fragments(variant: str) -> tuple[Path, ...]:
+    try:
+        return (FRAGMENT, *(HERE / name for name in VARIANTS[variant][0]))
+    except KeyError:
+        raise BuildError(f"unknown kernel variant {variant!r} (one of "
+                         f"{', '.join(VARIANTS)})") from None
+
+
+def variant_patches(variant: str) -> list[Path]:
+    fragments(variant)
+    return patches() if VARIANTS[variant][1] else []
+
+
+#: What a patch can change without changing the kernel image: the cache key leaves these
+#: files out, so that editing the series' documentation, selftests or commit messages
+#: rebuilds nothing.
+NOT_IN_IMAGE = ("Documentation/", "tools/testing/", "MAINTAINERS")
+
+
+def image_diffs(patch_text: str) -> str:
+    """The diffs of a format-patch that the kernel image depends on (those of files
+    outside NOT_IN_IMAGE), without the commit message."""
+    diffs = re.split(r"^(?=diff --git )", patch_text, flags=re.M)[1:]
+    return "".join(d for d in diffs if not d.startswith(
+        tuple(f"diff --git a/{prefix}" for prefix in NOT_IN_IMAGE)))
+
+
+def build_key(source: Path, variant: str = "default") -> str:
     check_source(source)
     h = hashlib.sha256()
     h.update(_source_identity(source).encode())
-    for p in patches():
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    h.update(b"fragment\0" + FRAGMENT.read_bytes())
+    for p in variant_patches(variant):
+        h.update(image_diffs(p.read_text()).encode() + b"\0")
+    if not VARIANTS[variant][1]:
+        h.update(b"unpatched\0")
+    for frag in fragments(variant):  # the default variant hashes as it always did
+        h.update(b"fragment\0" + frag.read_bytes())
     for script in (Path(__file__), HERE / "build-kernel"):
         if script.exists():
             h.update(script.name.encode() + b"\0" + script.read_bytes())
     return h.hexdigest()[:16]
 
 
-def build_dir(source: Path) -> Path:
-    return cache_root() / f"kernel-{build_key(source)}"
+def build_dir(source: Path, variant: str = "default") -> Path:
+    return cache_root() / f"kernel-{build_key(source, variant)}"
+
+
+def pristine_tree(source: Path = DEFAULT_SOURCE) -> Path:
+    """The tarball extracted once under the cache (pristine-<hash>/), never modified:
+    for reading the unpatched sources (tests apply patches to copies of its files)."""
+    root = cache_root() / f"pristine-{_tarball_hash(source)[:16]}"
+    done = root / ".complete"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            tree = extract(source, root, progress=_quiet)
+            done.write_text(tree.name)
+    return root / done.read_text()
 
 
 # --------------------------------------------------------------------------- deps
@@ -229,9 +286,9 @@ def extract(source: Path, dest: Path, progress: Progress) -> Path:
 
 
 def apply_patches(tree: Path, progress: Progress, log: Path | None = None,
-                  source: Path | None = None) -> None:
+                  source: Path | None = None, variant: str = "default") -> None:
     """Apply the series in order; a patch that does not apply is named in the error."""
-    for p in patches():
+    for p in variant_patches(variant):
         base = ["patch", "-p1", "--batch", "--forward", "-s", "-d", str(tree), "-i", str(p)]
         dry = subprocess.run([*base, "--dry-run"], capture_output=True, text=True)
         if dry.returncode != 0:
@@ -278,15 +335,18 @@ def parse_fragment(path: Path = FRAGMENT) -> dict[str, str | None]:
     return opts
 
 
-def verify_config(config: Path, fragment: Path = FRAGMENT) -> list[str]:
-    """Options of the fragment that did not survive olddefconfig, as messages."""
+def verify_config(config: Path, fragment: Path | tuple[Path, ...] = FRAGMENT) -> list[str]:
+    """Options of the fragment(s) that did not survive olddefconfig, as messages."""
     have: dict[str, str] = {}
     for line in config.read_text().splitlines():
         m = re.fullmatch(r"(CONFIG_\w+)=(.*)", line.strip())
         if m:
             have[m.group(1)] = m.group(2)
+    wanted: dict[str, str | None] = {}
+    for frag in (fragment,) if isinstance(fragment, Path) else fragment:
+        wanted.update(parse_fragment(frag))  # a later fragment overrides
     problems = []
-    for opt, want in parse_fragment(fragment).items():
+    for opt, want in wanted.items():
         got = have.get(opt)
         if want is None and got is not None:
             problems.append(f"{opt} should be off but is {got}")
@@ -295,20 +355,23 @@ def verify_config(config: Path, fragment: Path = FRAGMENT) -> list[str]:
     return problems
 
 
-def configure(tree: Path, out: Path, progress: Progress, log: Path) -> None:
-    progress("configuring: tinyconfig + kernel/config.fragment")
+def configure(tree: Path, out: Path, progress: Progress, log: Path,
+              variant: str = "default") -> None:
+    frags = fragments(variant)
+    names = " + ".join(f"kernel/{f.name}" for f in frags)
+    progress(f"configuring: tinyconfig + {names}")
     make = ["make", "-C", str(tree), f"O={out}", f"ARCH={ARCH}", "-s"]
     _run([*make, "tinyconfig"], log=log, what="make tinyconfig")
     _run(
         [str(tree / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(out),
-         str(out / ".config"), str(FRAGMENT)],
+         str(out / ".config"), *map(str, frags)],
         cwd=tree, log=log, what="merge_config.sh",
     )
     _run([*make, "olddefconfig"], log=log, what="make olddefconfig")
-    problems = verify_config(out / ".config")
+    problems = verify_config(out / ".config", frags)
     if problems:
         raise BuildError(
-            "config options from kernel/config.fragment did not survive olddefconfig "
+            f"config options from {names} did not survive olddefconfig "
             "(a dependency is missing or the option does not exist):\n  " + "\n  ".join(problems)
         )
 
@@ -358,7 +421,7 @@ def _fmt(seconds: float) -> str:
 
 def image_path(source: Path | str | None = None, *, build: bool = False,
                progress: Progress | None = None, jobs: int | None = None,
-               keep_tree: bool = False) -> Path | None:
+               keep_tree: bool = False, variant: str = "default") -> Path | None:
     """The cached bzImage for these inputs; built first if build=True, else None if absent."""
     if progress is None:
         progress = _stderr_progress
@@ -369,20 +432,23 @@ def image_path(source: Path | str | None = None, *, build: bool = False,
         src = src or DEFAULT_SOURCE
         if not src.exists():
             return None  # the default source is not installed: nothing can be built
-        image = build_dir(src) / "bzImage"
+        image = build_dir(src, variant) / "bzImage"
         return image if image.exists() else None
-    return ensure_built(src, progress=progress, jobs=jobs, keep_tree=keep_tree)
+    return ensure_built(src, progress=progress, jobs=jobs, keep_tree=keep_tree,
+                        variant=variant)
 
 
 def ensure_built(source: Path | str | None = None, *, progress: Progress | None = None,
-                 jobs: int | None = None, keep_tree: bool = False) -> Path:
+                 jobs: int | None = None, keep_tree: bool = False,
+                 variant: str = "default") -> Path:
     if progress is None:
         progress = _stderr_progress
     src = Path(source) if source is not None else None
     if not patches():
         raise BuildError(f"no patches found in {PATCH_DIR}")
+    fragments(variant)  # an unknown variant fails before anything is installed
     src = ensure_deps(src, progress)
-    bdir = build_dir(src)
+    bdir = build_dir(src, variant)
     image = bdir / "bzImage"
     if image.exists():
         return image
@@ -396,23 +462,24 @@ def ensure_built(source: Path | str | None = None, *, progress: Progress | None 
             fcntl.flock(lock, fcntl.LOCK_EX)
         if image.exists():
             return image
-        return _build(src, bdir, jobs or os.cpu_count() or 1, progress, keep_tree)
+        return _build(src, bdir, jobs or os.cpu_count() or 1, progress, keep_tree, variant)
 
 
-def _build(src: Path, bdir: Path, jobs: int, progress: Progress, keep_tree: bool) -> Path:
+def _build(src: Path, bdir: Path, jobs: int, progress: Progress, keep_tree: bool,
+           variant: str) -> Path:
     start = time.monotonic()
     work = bdir.with_name(bdir.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     # The log lives beside the work tree so it survives a failed build's cleanup.
     log = bdir.with_name(bdir.name + ".build.log")
     log.write_text("")
-    progress(f"building the patched kernel from {src} into {bdir}")
+    progress(f"building the patched kernel ({variant}) from {src} into {bdir}")
     try:
         tree = extract(src, work / "src", progress)
-        apply_patches(tree, progress, log, source=src)
+        apply_patches(tree, progress, log, source=src, variant=variant)
         out = work / "out"
         out.mkdir(exist_ok=True)
-        configure(tree, out, progress, log)
+        configure(tree, out, progress, log, variant)
         built = make_bzimage(tree, out, jobs, progress, log)
     except BaseException:
         # A failed or interrupted build leaves no 2 GB tree behind (unless asked to).
@@ -428,11 +495,19 @@ def _build(src: Path, bdir: Path, jobs: int, progress: Progress, keep_tree: bool
     shutil.copy2(built, tmp / "bzImage")
     shutil.copy2(out / ".config", tmp / "config")
     shutil.copy2(out / "System.map", tmp / "System.map")
+    # the kernel's BTF, for BPF programs built against it (vmlinux.h) off the guest
+    _run(["objcopy", "-O", "binary", "--only-section=.BTF", str(out / "vmlinux"),
+          str(tmp / "vmlinux.btf")], what="extracting the BTF")
+    # code sizes, for comparing variants (bench/series_cost.py)
+    sizes = _run(["size", str(out / "vmlinux"), *(str(out / o) for o in SIZED_OBJECTS)],
+                 what="size")
+    (tmp / "sizes.txt").write_text(sizes.replace(str(out) + "/", ""))
     shutil.move(str(log), str(tmp / "build.log"))
     (tmp / "meta.json").write_text(json.dumps({
         "source": str(src),
         "version": kernel_version_of_dir(tree),
-        "patches": [p.name for p in patches()],
+        "patches": [p.name for p in variant_patches(variant)],
+        "variant": variant,
         "build_seconds": round(time.monotonic() - start, 1),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }, indent=1))
@@ -475,18 +550,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-j", "--jobs", type=_jobs, help="parallel make jobs (default: all cores)")
     ap.add_argument("--keep-tree", action="store_true", help="keep the build tree after success")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="default",
+                    help="debug: also kernel/config.debug (lockdep, sleep-in-atomic checks, "
+                    "preemption, 4 CPUs)")
     args = ap.parse_args(argv)
     progress = _quiet if args.quiet else _stderr_progress
     try:
         if args.cached_only:
-            image = image_path(args.source, build=False)
+            image = image_path(args.source, build=False, variant=args.variant)
             if image is None:
                 print("build-kernel: the kernel for the current patches/config is not built "
                       "(run kernel/build-kernel)", file=sys.stderr)
                 return 3
         else:
             image = ensure_built(args.source, progress=progress, jobs=args.jobs,
-                                 keep_tree=args.keep_tree)
+                                 keep_tree=args.keep_tree, variant=args.variant)
     except BuildError as e:
         print(f"build-kernel: error: {e}", file=sys.stderr)
         return 1

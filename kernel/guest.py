@@ -42,6 +42,9 @@ GUEST_INIT = HERE / "guest-init"
 GUEST_SCRATCH = "/run/heatmap"
 QEMU = "qemu-system-x86_64"
 DEFAULT_MEM = "2G"
+#: vCPUs for the debug kernel: its NR_CPUS (kernel/config.debug), so page tables have
+#: split locks
+DEBUG_CPUS = 4
 DEFAULT_TIMEOUT = 600.0
 KVM_PROBE_TIMEOUT = 30.0
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "PYENV_ROOT", "PYENV_VERSION",
@@ -109,13 +112,14 @@ def qemu_binary() -> str:
     return path
 
 
-def kernel_image(build: bool = True, progress=None) -> Path:
+def kernel_image(build: bool = True, progress=None, variant: str = "default") -> Path:
     try:
-        image = build_kernel.image_path(build=build, progress=progress)
+        image = build_kernel.image_path(build=build, progress=progress, variant=variant)
     except build_kernel.BuildError as e:
         raise GuestUnavailable(f"cannot build the test kernel: {e}") from None
     if image is None:
-        raise GuestUnavailable("the test kernel is not built (run kernel/build-kernel)")
+        raise GuestUnavailable(f"the test kernel is not built (run kernel/build-kernel "
+                               f"--variant {variant})")
     return image
 
 
@@ -200,20 +204,27 @@ def _write_command(scratch: Path, argv: list[str], env: dict[str, str], cwd: str
     (scratch / "keep-tmp").write_text("".join(f"{d}\n" for d in sorted(keep)))
 
 
-def _numa_args(mem_mib: int, nodes: int) -> list[str]:
+def _numa_args(mem_mib: int, nodes: int, cpus: int = 0) -> list[str]:
+    """Memory split evenly over the nodes, and CPUs too (the first nodes get one more
+    when they do not divide; nodes beyond the CPUs are memory-only)."""
     if nodes <= 1:
         return []
     args = []
     per = mem_mib // nodes
+    first = 0
     for i in range(nodes):
         size = per if i < nodes - 1 else mem_mib - per * (nodes - 1)
-        args += ["-object", f"memory-backend-ram,id=mem{i},size={size}M",
-                 "-numa", f"node,nodeid={i},cpus={i},memdev=mem{i}"]
+        n = cpus // nodes + (i < cpus % nodes)
+        node = f"node,nodeid={i},memdev=mem{i}"
+        if n:
+            node += f",cpus={first}" + (f"-{first + n - 1}" if n > 1 else "")
+        first += n
+        args += ["-object", f"memory-backend-ram,id=mem{i},size={size}M", "-numa", node]
     return args
 
 
 def qemu_command(kernel: Path, scratch: Path, console: Path, *, accel: str, mem_mib: int,
-                 numa_nodes: int, cpus: int) -> list[str]:
+                 numa_nodes: int, cpus: int, icount: bool = False) -> list[str]:
     init = GUEST_INIT
     cmdline = " ".join([
         "console=ttyS0", "root=hostroot", "rootfstype=9p",
@@ -225,7 +236,7 @@ def qemu_command(kernel: Path, scratch: Path, console: Path, *, accel: str, mem_
         qemu_binary(), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-machine", f"pc,accel={accel}", "-cpu", "host" if accel == "kvm" else "max",
         "-smp", str(cpus), "-m", f"{mem_mib}M",
-        *_numa_args(mem_mib, numa_nodes),
+        *_numa_args(mem_mib, numa_nodes, cpus),
         "-kernel", str(kernel), "-append", cmdline,
         "-chardev", f"file,id=con,path={console}", "-serial", "chardev:con",
         "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
@@ -233,6 +244,8 @@ def qemu_command(kernel: Path, scratch: Path, console: Path, *, accel: str, mem_
         "-virtfs", f"local,path={scratch},mount_tag=heatmap-scratch,security_model=none",
         "-device", "virtio-rng-pci",
     ]
+    if icount:  # the guest's clock counts instructions: timings that host load cannot skew
+        cmd += ["-icount", "shift=0,sleep=off"]
     return cmd
 
 
@@ -243,7 +256,8 @@ def _pdeathsig() -> None:
 
 
 def _run(argv, *, kernel: Path, accel: str, timeout: float, mem, numa_nodes: int, env,
-         cwd, scratch, console_path=None, cpus: int | None = None) -> GuestResult:
+         cwd, scratch, console_path=None, cpus: int | None = None,
+         icount: bool = False) -> GuestResult:
     if not argv:
         raise GuestError("no command given")
     if not GUEST_INIT.exists():
@@ -266,7 +280,7 @@ def _run(argv, *, kernel: Path, accel: str, timeout: float, mem, numa_nodes: int
     try:
         _write_command(scratch, [str(a) for a in argv], _guest_env(env), cwd)
         cmd = qemu_command(kernel, scratch, console, accel=accel, mem_mib=mem_mib,
-                           numa_nodes=numa_nodes, cpus=cpus)
+                           numa_nodes=numa_nodes, cpus=cpus, icount=icount)
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=_pdeathsig)
@@ -303,21 +317,30 @@ def run(argv, *, timeout: float = DEFAULT_TIMEOUT, mem: str | int = DEFAULT_MEM,
         numa_nodes: int = 2, env: dict[str, str] | None = None, cwd: str | None = None,
         kernel: str | Path | None = None, accel: str | None = None,
         scratch: str | Path | None = None, console_path: str | Path | None = None,
-        cpus: int | None = None, build: bool = True, progress=None) -> GuestResult:
+        cpus: int | None = None, build: bool = True, progress=None,
+        variant: str = "default", icount: bool = False) -> GuestResult:
     """Run argv in a fresh guest; return (returncode, output) (a GuestResult).
 
     Raises GuestUnavailable (no QEMU/kernel), GuestTimeout or GuestCrash. scratch is a
     host directory shared read-write with the guest at GUEST_SCRATCH (a temporary one
-    is made and removed if not given). build=False never builds the kernel.
+    is made and removed if not given). build=False never builds the kernel. variant
+    picks the kernel (build_kernel.VARIANTS) when kernel is not given; the debug one
+    boots with DEBUG_CPUS vCPUs unless cpus says otherwise. icount=True runs TCG with
+    -icount: the guest's clock then advances with the instructions it executes, so
+    time measured in the guest is a deterministic measure of work, whatever the host's
+    load (benchmarks comparing kernels use it).
     """
     qemu = qemu_binary()
-    image = Path(kernel) if kernel else kernel_image(build=build, progress=progress)
+    image = Path(kernel) if kernel else kernel_image(build=build, progress=progress,
+                                                     variant=variant)
+    if cpus is None and variant == "debug":
+        cpus = DEBUG_CPUS
     if not image.exists():
         raise GuestUnavailable(f"kernel image {image} does not exist")
-    accel = accel or choose_accel(image, qemu)
+    accel = "tcg" if icount else accel or choose_accel(image, qemu)
     return _run(argv, kernel=image, accel=accel, timeout=timeout, mem=mem,
                 numa_nodes=numa_nodes, env=env, cwd=cwd, scratch=scratch,
-                console_path=console_path, cpus=cpus)
+                console_path=console_path, cpus=cpus, icount=icount)
 
 
 def _positive(kind):
@@ -347,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--kernel", help="bzImage to boot (default: the one kernel/build-kernel "
                     "builds; built first if missing)")
+    ap.add_argument("--variant", choices=sorted(build_kernel.VARIANTS), default="default",
+                    help="which kernel build-kernel builds: default, debug (lockdep etc., "
+                    f"{DEBUG_CPUS} vCPUs) or pristine (without the series)")
     ap.add_argument("--timeout", type=_positive(float), default=DEFAULT_TIMEOUT,
                     help="seconds for the whole run, the guest's boot included (7-15 s "
                     "under TCG; default 600)")
@@ -355,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="NUMA nodes (default 2)")
     ap.add_argument("--cpus", type=_positive(int),
                     help="vCPUs (default: one per NUMA node; the test kernel is built with "
-                    "CONFIG_NR_CPUS=2 and brings up at most 2, further nodes are memory-only)")
+                    "CONFIG_NR_CPUS=2 and brings up at most 2, the debug one 4; CPUs are shared "
+                    "out over the nodes, further nodes are memory-only)")
     ap.add_argument("--scratch", metavar="DIR",
                     help=f"host directory shared read-write with the guest at {GUEST_SCRATCH} "
                     f"($HEATMAP_SCRATCH there) and kept after the run, to get files out; "
@@ -392,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run(command, timeout=args.timeout, mem=args.mem, numa_nodes=args.numa_nodes,
                   env=env, cwd=args.cwd, kernel=args.kernel, accel=args.accel,
                   scratch=args.scratch, console_path=args.console, cpus=args.cpus,
-                  progress=progress)
+                  progress=progress, variant=args.variant)
     except GuestTimeout as e:
         if e.output:
             sys.stdout.write(e.output)

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * heatmap: per-region counts of the pages the multi-gen LRU finds young in one
- * process, fed by the hook points of kernel/patches/.
+ * process, fed by the lru_gen_young_tp tracepoint of kernel/patches.
  *
- * The walk calls the young hooks with runs of contiguous pages it just found
- * accessed; we keep the target process only and add the pages to a hash map keyed
- * by (address >> region_shift, node), split anon/file. User space drains the map
- * after every aging pass. The fmod_ret programs restrict the aging walk to the
- * target's mm and flush its TLB after the walk, and the syscall program runs the
- * aging through the kfunc.
+ * Every interval user space runs the syscall program "scan": it asks the kernel
+ * to harvest the accessed bits of the target's page tables without aging
+ * (bpf_lru_gen_scan_task(), which also flushes the target's TLB) and remembers
+ * the target's mm. The tracepoint reports runs of contiguous young pages of
+ * every mm the kernel harvests, by that scan, by reclaim's own aging and by
+ * eviction; we keep the target's and add its pages to a hash map keyed by
+ * (address >> region_shift, node), split anon/file. User space drains the map
+ * after every scan.
  *
  * Built with Debian 12's clang 14 and libbpf-dev 1.1 headers (make bpf); the
  * object is committed so users need no compiler.
@@ -19,6 +21,10 @@
 #include <bpf/bpf_tracing.h>
 
 struct mm_struct;
+
+struct task_struct {
+	struct mm_struct *mm;
+} __attribute__((preserve_access_index));
 
 struct region_key {
 	__u64 region;	/* virtual address >> region_shift */
@@ -39,17 +45,20 @@ struct {
 	__type(value, struct region_val);
 } counts SEC(".maps");
 
-/* set before load */
+/* set before load; region_shift >= page_shift (user space checks) */
 const volatile __s32 target_tgid;
 const volatile __u32 region_shift = 21;
+const volatile __u32 page_shift = 12;
 
-/* read by user space */
-__u64 dropped_pages;	/* young pages not counted because the map was full */
-__u64 young_runs;	/* hook calls for the target */
-__u64 skipped_mms;	/* other processes' mms the aging walk was told to skip */
+/* the target's mm, as the last scan found it (it changes on exec) */
+__u64 target_mm;
 
-/* A run never crosses a PMD (512 pages on x86-64), so neither does this loop. */
-#define MAX_RUN_PAGES 512
+/* read by user space: young pages not counted because the map was full */
+__u64 dropped_pages;
+
+/* enum lru_gen_young_flags and enum bpf_lru_gen_scan_flags of the kernel */
+#define LRU_GEN_YOUNG_ANON		1
+#define BPF_LRU_GEN_SCAN_FLUSH_TLB	1
 
 static __always_inline void add(__u64 region, int node, __u64 pages, _Bool anon)
 {
@@ -82,97 +91,76 @@ static __always_inline void add(__u64 region, int node, __u64 pages, _Bool anon)
 		__sync_fetch_and_add(&val->file, pages);
 }
 
-static __always_inline int young(__s32 tgid, int nid, __u64 addr, __u64 nr_pages,
-				 _Bool anon)
+/* a run split at region boundaries, one region per bpf_loop() step */
+struct run {
+	__u64 start, end;	/* bytes */
+	int node;
+	_Bool anon;
+};
+
+static long add_region(__u64 i, struct run *run)
 {
-	__u32 shift = region_shift;
-	__u64 region, end, span;
-	int i;
+	__u64 region = (run->start >> region_shift) + i;
+	__u64 lo = region << region_shift, hi = (region + 1) << region_shift;
 
-	if (tgid != target_tgid || !nr_pages)
-		return 0;
-	__sync_fetch_and_add(&young_runs, 1);
-
-	if (shift >= 21) {	/* regions of 2 MiB or more: a run is in one region */
-		add(addr >> shift, nid, nr_pages, anon);
-		return 0;
-	}
-	/* smaller regions: split the run at region boundaries */
-	for (i = 0; i < MAX_RUN_PAGES && nr_pages; i++) {
-		region = addr >> shift;
-		end = (region + 1) << shift;
-		span = (end - addr) >> 12;
-		if (span > nr_pages)
-			span = nr_pages;
-		add(region, nid, span, anon);
-		addr += span << 12;
-		nr_pages -= span;
-	}
+	if (lo < run->start)
+		lo = run->start;
+	if (hi > run->end)
+		hi = run->end;
+	if (lo < hi)
+		add(region, run->node, (hi - lo) >> page_shift, run->anon);
 	return 0;
 }
 
-SEC("fentry/lru_gen_bpf_young_pte")
-int BPF_PROG(young_pte, struct mm_struct *mm, __s32 tgid, int nid, unsigned long addr,
-	     unsigned long nr_pages, _Bool anon)
+SEC("tp_btf/lru_gen_young_tp")
+int BPF_PROG(young, struct mm_struct *mm, int nid, unsigned long addr,
+	     unsigned long nr_pages, unsigned int flags)
 {
-	return young(tgid, nid, addr, nr_pages, anon);
-}
+	struct run run;
+	__u64 first, last;
 
-SEC("fentry/lru_gen_bpf_young_pmd")
-int BPF_PROG(young_pmd, struct mm_struct *mm, __s32 tgid, int nid, unsigned long addr,
-	     unsigned long nr_pages, _Bool anon)
-{
-	return young(tgid, nid, addr, nr_pages, anon);
-}
-
-SEC("fentry/lru_gen_bpf_young_look_around")
-int BPF_PROG(young_look_around, struct mm_struct *mm, __s32 tgid, int nid,
-	     unsigned long addr, unsigned long nr_pages, _Bool anon)
-{
-	return young(tgid, nid, addr, nr_pages, anon);
-}
-
-/* Walk only the target's page tables: a non-zero return skips the mm. */
-SEC("fmod_ret/lru_gen_bpf_skip_mm")
-int BPF_PROG(skip_mm, struct mm_struct *mm, __s32 tgid, int ret)
-{
-	if (tgid == target_tgid)
+	if ((__u64)mm != target_mm || !target_mm || !nr_pages)
 		return 0;
-	__sync_fetch_and_add(&skipped_mms, 1);
-	return 1;
+
+	run.start = addr;
+	run.end = addr + (nr_pages << page_shift);
+	run.node = nid;
+	run.anon = flags & LRU_GEN_YOUNG_ANON;
+	first = run.start >> region_shift;
+	last = (run.end - 1) >> region_shift;
+	if (first == last)	/* the usual case: a run in one region */
+		add(first, nid, nr_pages, run.anon);
+	else
+		bpf_loop(last - first + 1, add_region, &run, 0);
+	return 0;
 }
 
-/*
- * Ask for a TLB flush of the target's mm after each walk: the walk clears accessed
- * bits without one, and a CPU that keeps the translation cached would go on using
- * the page without setting the bit again, so the next aging would call it cold.
- */
-SEC("fmod_ret/lru_gen_bpf_flush_tlb")
-int BPF_PROG(flush_tlb, struct mm_struct *mm, __s32 tgid, int ret)
-{
-	return tgid == target_tgid;
-}
+extern struct task_struct *bpf_task_from_pid(__s32 pid) __ksym;
+extern void bpf_task_release(struct task_struct *p) __ksym;
+extern int bpf_lru_gen_scan_task(struct task_struct *task, __u64 flags) __ksym;
 
-extern int bpf_lru_gen_age_cgroup(__u64 cgroup_id, _Bool can_swap, _Bool force_scan)
-	__ksym __weak;
-
-struct age_args {
-	__u64 cgroup_id;	/* in: cgroup v2 id of the target's memcg, 0 for the root */
-	__s32 ret;		/* out: nodes aged, or -errno */
+struct scan_args {
+	__s32 ret;	/* out: 0, or -errno (-ESRCH: the target is gone) */
 	__u32 pad;
 };
 
 /*
- * Run one aging pass over the target's memcg on every node. can_swap: anon pages
- * must be aged even without swap, or the walk would skip them; force_scan: walk
- * every page table and keep aging when all generations are in use. User space
- * loads this program only when the kernel has the kfunc (else it writes to
- * /sys/kernel/debug/lru_gen instead).
+ * Harvest the target's accessed bits: the tracepoint reports what was young.
+ * The TLB flush makes a page the target keeps accessing through a cached
+ * translation set its accessed bit again, so the next scan sees it.
  */
 SEC("syscall")
-int age(struct age_args *args)
+int scan(struct scan_args *args)
 {
-	args->ret = bpf_lru_gen_age_cgroup(args->cgroup_id, 1, 1);
+	struct task_struct *task = bpf_task_from_pid(target_tgid);
+
+	if (!task) {
+		args->ret = -ESRCH;
+		return 0;
+	}
+	target_mm = (__u64)task->mm;
+	args->ret = bpf_lru_gen_scan_task(task, BPF_LRU_GEN_SCAN_FLUSH_TLB);
+	bpf_task_release(task);
 	return 0;
 }
 

@@ -50,7 +50,7 @@ class FakeCounts:
 
     def __init__(self, pid, region_shift, max_regions, interval=None):
         if self.fail_at == "init":
-            raise heatmap.HeatmapError("kernel lacks lru_gen_bpf_young_pte: see kernel/")
+            raise heatmap.HeatmapError("kernel lacks the lru_gen_young_tp tracepoint: see kernel/")
         self.pid = pid
         self.region_shift = region_shift
         self.max_regions = max_regions

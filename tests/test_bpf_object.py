@@ -44,19 +44,17 @@ def test_shipped_object_shape():
     assert obj.license == "GPL"
     progs = {n: (p.section, p.attach_target) for n, p in obj.programs.items()}
     assert progs == {
-        "young_pte": ("fentry/lru_gen_bpf_young_pte", "lru_gen_bpf_young_pte"),
-        "young_pmd": ("fentry/lru_gen_bpf_young_pmd", "lru_gen_bpf_young_pmd"),
-        "young_look_around": ("fentry/lru_gen_bpf_young_look_around",
-                              "lru_gen_bpf_young_look_around"),
-        "skip_mm": ("fmod_ret/lru_gen_bpf_skip_mm", "lru_gen_bpf_skip_mm"),
-        "flush_tlb": ("fmod_ret/lru_gen_bpf_flush_tlb", "lru_gen_bpf_flush_tlb"),
-        "age": ("syscall", ""),
+        "young": ("tp_btf/lru_gen_young_tp", "lru_gen_young_tp"),
+        "scan": ("syscall", ""),
     }
     counts = obj.maps["counts"]
     assert (counts.type, counts.key_size, counts.value_size) == (MapType.HASH, 16, 16)
-    assert {v for v in obj.variables} >= {"target_tgid", "region_shift", "dropped_pages"}
-    assert obj.variables["region_shift"].section == ".rodata"
-    assert obj.externs["bpf_lru_gen_age_cgroup"].weak
+    assert {v for v in obj.variables} >= {"target_tgid", "region_shift", "page_shift",
+                                          "dropped_pages", "target_mm"}
+    for rodata in ("target_tgid", "region_shift", "page_shift"):
+        assert obj.variables[rodata].section == ".rodata"
+    # the series' kfunc is required: without it the object is for no kernel
+    assert not obj.externs["bpf_lru_gen_scan_task"].weak
 
 
 def test_damon_object_shape():

@@ -55,7 +55,7 @@ def run(tmp_path, *args, script=None, on_age=None, fail_at=None, caps=None, maps
     (["0"], "PID must be a positive integer, not 0"),
     (["1", "--region-size", "3M"],
      "argument -r/--region-size: 3M is not a power of two (try 2M or 4M)"),
-    (["1", "--region-size", "2K"], "argument -r/--region-size: 2K is outside 4K..1G"),
+    (["1", "--region-size", "2K"], "argument -r/--region-size: 2K is smaller than a page (4K)"),
     (["1", "--region-size", "2G"], "argument -r/--region-size: 2G is outside 4K..1G"),
     (["1", "--region-size", "lots"],
      "argument -r/--region-size: 'lots' is not a size (try 4K, 2M or 1G)"),
@@ -166,7 +166,7 @@ def test_the_key_legend_names_every_key():
 
 def test_kernel_side_errors_pass_through_and_close(tmp_path):
     rc, out, err, factory = run(tmp_path, "4242", fail_at="init")
-    assert (rc, err) == (1, "heatmap: kernel lacks lru_gen_bpf_young_pte: see kernel/\n")
+    assert (rc, err) == (1, "heatmap: kernel lacks the lru_gen_young_tp tracepoint: see kernel/\n")
     rc, out, err, factory = run(tmp_path, "4242", "--count", "5", fail_at="age")
     assert (rc, err) == (1, "heatmap: aging failed: MGLRU is disabled\n")
     assert factory.instances[0].closed == 1
@@ -330,9 +330,9 @@ def test_cli_error_in_subprocess_is_one_line():
     assert (res.returncode, res.stderr) == (1, "heatmap: no such process: 999999999\n")
 
 
-def test_unpatched_running_kernel_names_the_missing_hook():
-    """On this machine's own kernel (no hooks; here no MGLRU either) --source mglru names
-    the hook and where the patched kernel comes from, whatever else is missing, and the
+def test_unpatched_running_kernel_names_what_is_missing():
+    """On this machine's own kernel (no series; here no MGLRU either) --source mglru names
+    the tracepoint and where the patched kernel comes from, whatever else is missing, and the
     sources that work instead."""
     if os.geteuid() != 0:
         pytest.skip("needs root to get as far as the kernel checks")
@@ -340,8 +340,9 @@ def test_unpatched_running_kernel_names_the_missing_hook():
         pytest.skip("the running kernel has no BTF")
     from bpfload.btf.kernel import KernelBTF
 
-    if KernelBTF().func(heatmap.HOOKS[0]) is not None:
-        pytest.skip("the running kernel has the hooks")
+    tracepoint, what = next(iter(heatmap.INTERFACE.items()))
+    if KernelBTF().func(tracepoint) is not None:
+        pytest.skip("the running kernel has the series")
     with subprocess.Popen(["sleep", "30"]) as target:
         try:
             res = subprocess.run([sys.executable, str(HEATMAP), str(target.pid), "--count", "1",
@@ -350,7 +351,7 @@ def test_unpatched_running_kernel_names_the_missing_hook():
         finally:
             target.kill()
     assert res.returncode == 1
-    assert res.stderr.startswith(f"heatmap: the kernel lacks the heatmap hook {heatmap.HOOKS[0]}")
+    assert res.stderr.startswith(f"heatmap: the kernel lacks {what}: ")
     assert "kernel/patches" in res.stderr and res.stderr.count("\n") == 1
     assert res.stderr.rstrip().endswith("sources available here: refs")
 
@@ -516,9 +517,9 @@ def test_verifier_rejection_keeps_its_reason_on_the_one_line():
 
     log = "0: (b7) r0 = 0\n1: (85) call bpf_nope#999\ninvalid func unknown#999\n" \
           "processed 2 insns (limit 1000000)\n"
-    msg = str(heatmap._bpf_error(VerifierError("young_pte", errno.EINVAL, log)))
+    msg = str(heatmap._bpf_error(VerifierError("young", errno.EINVAL, log)))
     assert "\n" not in msg
-    assert msg == ("BPF: loading program 'young_pte': EINVAL (Invalid argument) "
+    assert msg == ("BPF: loading program 'young': EINVAL (Invalid argument) "
                    "(verifier: invalid func unknown#999)")
 
 

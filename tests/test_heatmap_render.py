@@ -45,7 +45,7 @@ def frames(text: str) -> list[str]:
 
 # 60 columns: the last item of the header ("dropped 9") gives way
 HEADER3 = ["heatmap pid 4242 (hotspot)  rss 256 MiB  every 2 s",
-           "via mglru  aging 10.0 ms  region 2 MiB  view {view}  #3 6.0 s"]
+           "via mglru  scan 10.0 ms  region 2 MiB  view {view}  #3 6.0 s"]
 LABELS = ["000000400000 hotspot", "000010000000 [heap] ", "000010200000 [heap] ",
           "000010400000 [heap] ", "000010600000 [heap] ", "000010800000 [heap] ",
           "000010a00000 [heap] ", "000010c00000 [heap] ", "7f0000000000 anon   ",
@@ -275,7 +275,7 @@ def test_empty_model_and_no_interval_yet():
     assert frame.split("\n")[0].startswith("heatmap pid 1 (x)")
     model.set_maps(heatmap.parse_maps(SMALL_MAPS))
     frame = heatmap.render_frame(model, "node", 40, 10)
-    assert "aging -" in frame
+    assert "scan -" in frame
 
 
 def test_labels_sanitised():

@@ -88,7 +88,7 @@ def test_a_source_the_kernel_lacks_is_one_line(name, names):
 
 
 def test_nothing_available_says_why_for_each(monkeypatch):
-    monkeypatch.setattr(heatmap, "HOOKS", ("no_such_hook",))
+    monkeypatch.setattr(heatmap, "INTERFACE", {"no_such_hook": "no_such_hook"})
     monkeypatch.setattr(heatmap, "PAGE_IDLE_BITMAP", "/nonexistent/page_idle/bitmap")
     monkeypatch.setattr(heatmap, "DAMON_KDAMONDS", "/nonexistent/damon/kdamonds")
     monkeypatch.setattr(heatmap, "SOURCES", heatmap.SOURCES[:3])  # every kernel has refs

@@ -182,4 +182,4 @@ def test_pip_install_gives_both_commands_and_the_bpf_object(tmp_path):
     r = subprocess.run([str(venv / "bin" / "bpfload"), "show", str(installed)],
                        capture_output=True, text=True, cwd=tmp_path, env=_env())
     assert r.returncode == 0, r.stderr
-    assert "prog   young_pte " in r.stdout and "map    counts " in r.stdout
+    assert "prog   young " in r.stdout and "map    counts " in r.stdout

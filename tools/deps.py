@@ -64,10 +64,13 @@ APT = {
     "test": [  # make check
         Apt("clang", "clang", "compiles the tests' BPF programs"),
         Apt("llvm", "llvm-strip", "the BPF toolchain beside clang (llvm-strip, llvm-objdump)"),
-        Apt("libbpf-dev", "/usr/include/bpf/bpf_helpers.h", "the BPF programs' headers"),
+        Apt("libbpf-dev", "/usr/include/bpf/bpf_helpers.h",
+            "the BPF programs' headers; the kernel selftest links with libbpf"),
         Apt("linux-libc-dev", "/usr/include/linux/bpf.h", "the BPF UAPI headers"),
-        Apt("bpftool", "bpftool", "the reference loader the tests and benchmarks compare with"),
-        Apt("zlib1g-dev", "/usr/include/zlib.h", "builds the reference libbpf 1.5"),
+        Apt("bpftool", "bpftool", "the reference loader the tests and benchmarks compare with; "
+            "vmlinux.h and the skeleton of the kernel selftest"),
+        Apt("zlib1g-dev", "/usr/include/zlib.h", "builds the reference libbpf 1.5 and the "
+            "kernel selftest"),
         Apt("pkg-config", "pkg-config", "builds the reference libbpf 1.5"),
         Apt("python3-pyelftools", "/usr/lib/python3/dist-packages/elftools",
             "the tests run Debian's python3 with only apt's pyelftools"),

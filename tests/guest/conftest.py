@@ -13,8 +13,14 @@ skipped with the reason, or fail with it when HEATMAP_REQUIRE_GUEST=1 (CI), whic
 also fails a test the guest itself skipped. A guest
 crash or timeout fails every guest test with the console tail.
 
+The guest's kernel log must stay clean: a lockdep report, a WARNING, a BUG or any other
+splat in it fails every guest test of the run (kernel_log_problems()). On the debug
+kernel (HEATMAP_GUEST_KERNEL=debug: lockdep, sleep-in-atomic checks, preemption, 4
+vCPUs; CI runs the suite on it once) lockdep must also still be on at the end.
+
 Environment knobs: HEATMAP_GUEST_TIMEOUT (seconds, default 1800), HEATMAP_GUEST_MEM
-(default 2G), HEATMAP_ACCEL (kvm|tcg), HEATMAP_CACHE (kernel cache directory).
+(default 2G), HEATMAP_GUEST_KERNEL (default|debug), HEATMAP_ACCEL (kvm|tcg),
+HEATMAP_CACHE (kernel cache directory).
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,15 +38,33 @@ import kernel_scripts
 import pytest
 from required import cannot_run
 
-from bpfc import CompileError, compile_bpf
-
 IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
 procs = kernel_scripts.procs()
 TAIL_LINES = 40  # of the guest's output, under a failure
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-BPF_SRC = HERE / "bpf"
-BPF_BUILD = REPO / "build" / "guest-bpf"
+
+
+#: Kernel log lines that mean something went wrong in the kernel.
+SPLATS = re.compile(r"WARNING:|BUG:|Oops|Call Trace:|INFO: task .* blocked|"
+                    r"possible (recursive|circular) locking|inconsistent lock state|"
+                    r"suspicious RCU usage|sleeping function called from invalid context|"
+                    r"lockdep|locking correctness validator|list_(add|del) corruption")
+#: What kernel/guest-init prints at the end of the run on a kernel with lockdep.
+LOCKDEP_ON = "debug_locks: 1"
+
+
+def kernel_log_problems(console: str, variant: str) -> list[str]:
+    """What the guest's kernel log says went wrong: splat lines (with a little context),
+    and on the debug kernel a lockdep that switched itself off or never ran."""
+    lines = console.splitlines()
+    problems = [" | ".join(lines[i:i + 3]) for i, line in enumerate(lines)
+                if SPLATS.search(line) and "heatmap-guest:" not in line]
+    if variant == "debug" and not any(LOCKDEP_ON in line for line in lines):
+        problems.append("lockdep was off at the end of the run (no 'debug_locks: 1' from "
+                        "/proc/lockdep_stats): a report switched it off, or the kernel "
+                        "lacks CONFIG_PROVE_LOCKING")
+    return problems
 
 
 def _say(msg: str) -> None:
@@ -62,51 +85,21 @@ def _is_guest_item(item) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------- BPF test objects
+# --------------------------------------------------------------------------- the kernel selftest
 
 
-def build_bpf_objects(dest: Path = BPF_BUILD) -> tuple[dict[str, Path], str]:
-    """Compile tests/guest/bpf (*.bpf.c with clang, hooktest.c against libbpf) into dest.
+def build_selftest(kernel_dir: Path) -> str:
+    """Build the series' selftest against the kernel in kernel_dir; "" or the problem,
+    which is also left in kselftest.PROBLEM for the guest test to report."""
+    import kselftest
 
-    Returns ({name: path}, problem); problem is "" when everything was built. Up-to-date
-    outputs are reused, so calling this in the guest (read-only repo) is fine when the
-    host already built them; otherwise pass a writable dest.
-    """
-    built: dict[str, Path] = {}
-    problems = []
-    for src in sorted(BPF_SRC.glob("*.bpf.c")):
-        try:
-            out = compile_bpf(src, dest)
-        except (CompileError, OSError) as e:
-            problems.append(str(e))
-            continue
-        built[out.name] = out
-    hooktest = dest / "hooktest"
-    problem = _build_hooktest(BPF_SRC / "hooktest.c", hooktest)
-    if problem:
-        problems.append(problem)
-    else:
-        built[hooktest.name] = hooktest
-    return built, "\n".join(problems)
-
-
-def _build_hooktest(src: Path, out: Path) -> str:
-    """Compile the libbpf reference program (unless up to date); returns the problem."""
-    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
-        return ""
-    tool = shutil.which("cc") or shutil.which("gcc")
-    if not os.path.exists("/usr/include/bpf/libbpf.h"):
-        return "libbpf-dev is not installed (no /usr/include/bpf/libbpf.h)"
-    if not tool:
-        return f"cc not found, cannot build {src.name}"
-    cmd = [tool, "-O2", "-Wall", "-o", str(out), str(src), "-lbpf"]
+    kselftest.BUILD.mkdir(parents=True, exist_ok=True)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO))
-    except OSError as e:
-        return f"cannot build {src.name}: {e}"
-    if r.returncode != 0:
-        return f"building {src.name} failed:\n{r.stderr.strip()}"
+        kselftest.build(kernel_dir, kselftest.BUILD)
+    except (kselftest.BuildError, OSError) as e:
+        kselftest.PROBLEM.write_text(f"{e}\n")
+        return str(e)
+    kselftest.PROBLEM.unlink(missing_ok=True)
     return ""
 
 
@@ -143,16 +136,19 @@ class _GuestSession:
         except Exception as e:  # a broken kernel/guest.py must not crash collection
             self.unavailable = f"cannot load kernel/guest.py: {e}"
             return
+        variant = os.environ.get("HEATMAP_GUEST_KERNEL", "default")
         try:
             guest.qemu_binary()
-            _say("locating the patched test kernel (a first build takes several minutes)")
-            image = guest.kernel_image(build=True, progress=lambda m: _say(f"build-kernel: {m}"))
+            _say(f"locating the patched test kernel ({variant}; a first build takes "
+                 "several minutes)")
+            image = guest.kernel_image(build=True, progress=lambda m: _say(f"build-kernel: {m}"),
+                                       variant=variant)
         except guest.GuestUnavailable as e:
             self.unavailable = str(e)
             return
-        _, problem = build_bpf_objects()
+        problem = build_selftest(image.parent)
         if problem:
-            _say(f"some guest BPF test objects could not be built on the host:\n{problem}")
+            _say(f"the kernel's BPF selftest could not be built on the host:\n{problem}")
         env = self._selftests_env()
         scratch = Path(tempfile.mkdtemp(prefix="heatmap-guest-tests-"))
         xml_guest = f"{guest.GUEST_SCRATCH}/guest.xml"
@@ -164,7 +160,7 @@ class _GuestSession:
         start = time.monotonic()
         try:
             res = guest.run(argv, timeout=timeout, mem=mem, cwd=str(self.config.rootpath),
-                            scratch=scratch, kernel=image, env=env,
+                            scratch=scratch, kernel=image, env=env, variant=variant,
                             console_path=scratch / "console.log")
         except guest.GuestUnavailable as e:
             self.unavailable = str(e)
@@ -184,7 +180,11 @@ class _GuestSession:
                           f"--- guest output (tail) ---\n{procs.tail(res.output, TAIL_LINES)}")
             return
         self._parse(xml_path)
-        if any(outcome == "failed" for outcome, _ in self.results.values()):
+        problems = kernel_log_problems(res.console, variant)
+        if problems:
+            self.error = (f"the guest kernel ({variant}) logged problems during the run "
+                          f"(console: {scratch / 'console.log'}):\n" + "\n".join(problems[:20]))
+        if self.error or any(outcome == "failed" for outcome, _ in self.results.values()):
             _say(f"guest scratch kept for inspection: {scratch}")
         else:  # nothing to look at: do not leave a directory per run in /tmp
             shutil.rmtree(scratch, ignore_errors=True)

@@ -4,6 +4,7 @@ before anything is built; the cache key must follow every edit of a source tree.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -54,9 +55,10 @@ def test_a_patch_that_does_not_apply_is_one_line(tmp_path):
     tree = _fake_tree(tmp_path / "linux")
     with pytest.raises(bk.BuildError) as e:
         bk.apply_patches(tree, lambda msg: None, source=tree)
-    first = sorted((REPO / "kernel" / "patches").glob("*.patch"))[0].name
-    assert str(e.value) == (f"patch {first} does not apply to {tree}: it patches "
-                            "mm/vmscan.c, which the tree does not have (the series is made "
+    first = bk.patches()[0]
+    touched = re.search(r"^\+\+\+ b/(\S+)", first.read_text(), re.M).group(1)
+    assert str(e.value) == (f"patch {first.name} does not apply to {tree}: it patches "
+                            f"{touched}, which the tree does not have (the series is made "
                             "against Linux 6.12; see kernel/patches/)")
 
 
@@ -99,4 +101,28 @@ def test_the_cache_key_follows_the_series_and_the_config(tmp_path, monkeypatch):
     assert bk.build_key(tree) != key
     key = bk.build_key(tree)
     first.unlink()
+    assert bk.build_key(tree) != key
+
+
+def test_the_cache_key_ignores_what_the_image_does_not_contain(tmp_path, monkeypatch):
+    """A patch's message, documentation and selftest are not in the kernel image: editing
+    them must not cost a kernel build; editing its code must."""
+    import shutil
+
+    tree = _fake_tree(tmp_path / "linux")
+    series = tmp_path / "patches"
+    shutil.copytree(bk.PATCH_DIR, series)
+    monkeypatch.setattr(bk, "PATCH_DIR", series)
+    key = bk.build_key(tree)
+    for patch in bk.patches():
+        text = patch.read_text()
+        text = text.replace("\nSigned-off-by: ", "\nAnother line of the message.\n"
+                            "Signed-off-by: ", 1)
+        for prefix in bk.NOT_IN_IMAGE:  # a line added to every such file's diff
+            text = re.sub(rf"^(diff --git a/{re.escape(prefix)}.*?\n@@ [^\n]*\n)",
+                          r"\1+an edit\n", text, flags=re.M | re.S)
+        patch.write_text(text)
+    assert bk.build_key(tree) == key
+    code = next(p for p in bk.patches() if "\n+++ b/mm/" in p.read_text())
+    code.write_text(code.read_text().replace("\n+", "\n+\n+", 1))
     assert bk.build_key(tree) != key

@@ -7,7 +7,6 @@ are applied to copies of the files they touch).
 
 from __future__ import annotations
 
-import fcntl
 import re
 import shutil
 import subprocess
@@ -17,10 +16,9 @@ import kernel_scripts
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PATCHES = sorted((REPO / "kernel" / "patches").glob("*.patch"))
-
-
 bk = kernel_scripts.build_kernel()
+PATCHES = bk.patches()
+COVER = bk.PATCH_DIR / "0000-cover-letter.patch"
 
 
 @pytest.fixture(scope="session")
@@ -30,21 +28,15 @@ def pristine_tree() -> Path:
         pytest.skip(f"{tarball} not installed (Debian: apt-get install linux-source-6.12)")
     if not shutil.which("patch"):
         pytest.skip("patch(1) not installed")
-    root = bk.cache_root() / f"pristine-{bk._tarball_hash(tarball)[:16]}"
-    done = root / ".complete"
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f"{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            tree = bk.extract(tarball, root, progress=lambda msg: None)
-            done.write_text(tree.name)
-    return root / done.read_text()
+    return bk.pristine_tree(tarball)
 
 
 def test_series_exists_and_is_numbered():
     assert PATCHES, "kernel/patches/ has no *.patch"
     numbers = [int(p.name[:4]) for p in PATCHES]
     assert numbers == list(range(1, len(PATCHES) + 1)), [p.name for p in PATCHES]
+    for i, p in enumerate(PATCHES, 1):
+        assert re.search(rf"^Subject: \[PATCH {i}/{len(PATCHES)}\] ", p.read_text(), re.M), p.name
 
 
 @pytest.mark.parametrize("patch", PATCHES, ids=lambda p: p.name[:4])
@@ -98,35 +90,113 @@ def test_checkpatch_strict_clean(pristine_tree, patch):
 
 
 @pytest.fixture(scope="module")
-def patched_vmscan(pristine_tree, tmp_path_factory) -> str:
-    """mm/vmscan.c with the whole series applied."""
+def patched(pristine_tree, tmp_path_factory) -> Path:
+    """A copy of the files the series touches, with the whole series applied."""
     work = tmp_path_factory.mktemp("series")
     for p, r in _apply_series(pristine_tree, work):
         assert r.returncode == 0, f"{p.name} does not apply:\n{r.stdout}{r.stderr}"
-    return (work / "mm" / "vmscan.c").read_text()
+    return work
 
 
-def _hooks(vmscan: str) -> dict[str, str]:
-    """BPF hook name -> return type, from the __weak noinline definitions."""
-    return dict((name, ret) for ret, name in re.findall(
-        r"^__weak noinline (void|int) (lru_gen_bpf_\w+)\(", vmscan, re.M))
+def test_the_tracepoint_is_bare_with_one_flags_argument_and_no_pid(patched):
+    header = (patched / "include/trace/events/vmscan.h").read_text()
+    m = re.search(r"DECLARE_TRACE\(lru_gen_young_tp,\s*TP_PROTO\((.*?)\),\s*TP_ARGS", header, re.S)
+    assert m, "lru_gen_young_tp is not a bare tracepoint (DECLARE_TRACE)"
+    params = [p.split()[-1].lstrip("*") for p in m.group(1).split(",")]
+    assert params == ["mm", "nid", "addr", "nr_pages", "flags"]
+    assert "TRACE_EVENT(lru_gen" not in header
 
 
-def test_documentation_patch_is_last_and_names_every_hook_and_kfunc(patched_vmscan):
-    docs = PATCHES[-1]
-    assert _touched_files(docs) == ["Documentation/admin-guide/mm/multigen_lru.rst"], docs.name
-    text = docs.read_text()
-    hooks = _hooks(patched_vmscan)
-    assert {"lru_gen_bpf_young_pte", "lru_gen_bpf_skip_mm", "lru_gen_bpf_flush_tlb"} <= set(hooks)
-    for name in [*hooks, "bpf_lru_gen_age_cgroup"]:
-        assert f"``{name}" in text or f"{name}(" in text, f"{name} is not documented"
+def test_no_hook_decides_for_every_walker(patched):
+    """No fmod_ret or fentry hook points: what to walk and whether to flush are
+    parameters of the observer's own request (the kfunc)."""
+    vmscan = (patched / "mm/vmscan.c").read_text()
+    assert "__bpf_hook_start" not in vmscan and "register_btf_fmodret_id_set" not in vmscan
+    kfuncs = re.search(r"BTF_KFUNCS_START\(lru_gen_kfunc_ids\)(.*?)BTF_KFUNCS_END", vmscan, re.S)
+    assert kfuncs, "no kfunc set in mm/vmscan.c"
+    assert re.findall(r"BTF_ID_FLAGS\(func, (\w+), ([^)]*)\)", kfuncs.group(1)) == [
+        ("bpf_lru_gen_scan_task", "KF_TRUSTED_ARGS | KF_SLEEPABLE")]
+    assert "register_btf_kfunc_id_set(BPF_PROG_TYPE_SYSCALL, &lru_gen_kfunc_set)" in vmscan
+    scan = vmscan[vmscan.index("__bpf_kfunc int bpf_lru_gen_scan_task"):]
+    scan = scan[:scan.index("\n}\n")]
+    assert "flags & ~BPF_LRU_GEN_SCAN_FLAGS" in scan and "capable(CAP_SYS_ADMIN)" in scan
 
 
-def test_every_int_hook_is_registered_for_fmod_ret(patched_vmscan):
-    fmodret_set = re.search(r"BTF_KFUNCS_START\(lru_gen_fmodret_ids\)(.*?)BTF_KFUNCS_END",
-                            patched_vmscan, re.S)
-    assert fmodret_set, "no fmod_ret id set in mm/vmscan.c"
-    registered = set(re.findall(r"BTF_ID_FLAGS\(func, (\w+)\)", fmodret_set.group(1)))
-    int_hooks = {name for name, ret in _hooks(patched_vmscan).items() if ret == "int"}
-    assert int_hooks == {"lru_gen_bpf_skip_mm", "lru_gen_bpf_flush_tlb"}
-    assert registered == int_hooks
+def test_what_the_walk_finds_is_reported_after_the_lock_is_dropped(patched):
+    vmscan = (patched / "mm/vmscan.c").read_text()
+    for func, unlock in [("walk_pte_range", "pte_unmap_unlock(pte, ptl);"),
+                         ("walk_pmd_range_locked", "spin_unlock(ptl);")]:
+        body = vmscan[vmscan.index(f"static {'bool' if 'pte' in func else 'void'} {func}("):]
+        body = body[:body.index("\n}\n")]
+        assert "trace_lru_gen_young_tp(" not in body, func
+        assert body.index(unlock) < body.index("report_young_"), func
+    rmap = (patched / "mm/rmap.c").read_text()
+    one = rmap[rmap.index("static bool folio_referenced_one("):]
+    one = one[:one.index("\n}\n")]
+    loop_end = one.index("pra->mapcount--;\n\t}\n")
+    assert one.index("lru_gen_report_young(&young_log", loop_end) > loop_end
+
+
+def test_the_documentation_names_the_interface_and_what_it_does_not_see():
+    docs = [p for p in PATCHES if _touched_files(p) == [
+        "Documentation/admin-guide/mm/multigen_lru.rst"]]
+    assert len(docs) == 1, "one patch documents the interface"
+    text = docs[0].read_text()
+    for name in ("lru_gen_young_tp", "LRU_GEN_YOUNG_ANON", "LRU_GEN_YOUNG_PMD",
+                 "LRU_GEN_YOUNG_RMAP", "bpf_lru_gen_scan_task", "BPF_LRU_GEN_SCAN_FLUSH_TLB"):
+        assert re.search(rf"``[^`]*\b{name}\b", text), f"{name} is not documented"
+    missed = text[text.index("What the tracepoint does not see"):]
+    for what in ("hugetlb", "VM_LOCKED", "charged to other memcgs", "CONFIG_LRU_GEN_WALKS_MMU",
+                 "TLB"):
+        assert what in missed, what
+
+
+def test_the_selftest_patch_adds_prog_tests_and_progs():
+    tests = [p for p in PATCHES if any(f.startswith("tools/testing/selftests/bpf/")
+                                       for f in _touched_files(p))]
+    assert len(tests) == 1
+    files = _touched_files(tests[0])
+    assert {"tools/testing/selftests/bpf/prog_tests/lru_gen_young.c",
+            "tools/testing/selftests/bpf/progs/lru_gen_young.c"} <= set(files)
+
+
+# --------------------------------------------------------------------------- cover letter
+
+
+def test_cover_letter_says_why_what_against_what_and_on_which_base():
+    text = COVER.read_text()
+    assert re.search(rf"^Subject: \[PATCH 0/{len(PATCHES)}\] ", text, re.M)
+    for what in ("lore.kernel.org/all/20220911083418.2818369-1-yuanchu@google.com/",
+                 "DAMON", "idle page tracking", "PAGEMAP_SCAN", "working set",
+                 "6.12", "Signed-off-by", "test_progs", "clang 14"):
+        assert what in text, f"the cover letter does not mention {what}"
+    assert re.search(r"\d\.\d+x", text), "the cover letter gives no measured ratio"
+    # it lists every patch, as git format-patch --cover-letter does
+    for p in PATCHES:
+        subject = re.search(r"^Subject: \[PATCH \d+/\d+\] (.*(?:\n .*)*)", p.read_text(),
+                            re.M).group(1).replace("\n ", " ")
+        assert subject[:40] in text.replace("\n ", " "), subject
+
+
+def _net_lines(pristine_tree: Path, patched: Path, rel: str) -> tuple[int, int]:
+    """(lines added, lines removed) by the whole series in one file, as git counts them."""
+    before = pristine_tree / rel
+    r = subprocess.run(["git", "diff", "--no-index", "--numstat",
+                        str(before) if before.exists() else "/dev/null", str(patched / rel)],
+                       capture_output=True, text=True)
+    added, removed = r.stdout.split()[:2]
+    return int(added), int(removed)
+
+
+def test_cover_letter_is_finished_and_its_diffstat_is_the_series(pristine_tree, patched):
+    text = COVER.read_text()
+    assert "@@" not in text, "the cover letter has unfilled placeholders"
+    stat = text[text.rindex("\n\n", 0, text.index(" files changed")):]
+    files = sorted({f for p in PATCHES for f in _touched_files(p)})
+    for f in files:
+        tail = f if len(f) < 44 else f.split("/", 3)[-1]  # git shortens long paths
+        assert tail in stat, f"the diffstat does not name {f}"
+    counts = [_net_lines(pristine_tree, patched, f) for f in files]
+    added, removed = sum(a for a, _ in counts), sum(r for _, r in counts)
+    assert f" {len(files)} files changed, {added} insertions(+), {removed} deletions(-)" \
+        in stat

@@ -52,10 +52,21 @@ while time.monotonic() < end:
 """
 
 
+ADDR_NO_RANDOMIZE = 0x0040000  # personality(2): no ASLR
+
+
+def _no_aslr() -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).personality(ADDR_NO_RANDOMIZE)
+
+
 class Worker:
-    def __init__(self, seconds: float = 120):
+    def __init__(self, seconds: float = 120, *, aslr: bool = True):
+        """aslr=False: the same layout in every such worker (same addresses)."""
         self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(seconds)],
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=None if aslr else _no_aslr)
         self.base = int(self.proc.stdout.readline())
         self.pid = self.proc.pid
 
@@ -278,8 +289,10 @@ def test_map_resize_keeps_counting(worker):
 
 def test_two_heatmaps_on_different_processes_both_count():
     """Each run scans its own target only (the kfunc's argument, no global filter), so two
-    at once both see exact counts, interval after interval."""
-    workers = [Worker(), Worker()]
+    at once both see exact counts, interval after interval. The two workers have the
+    same addresses: a program that counted the other's young pages would double them."""
+    workers = [Worker(aslr=False), Worker(aslr=False)]
+    assert workers[0].base == workers[1].base, "the workers' layouts differ"
     try:
         runs = [subprocess.Popen([sys.executable, str(REPO / "heatmap.py"), str(w.pid),
                                   "--json", "--count", "4", "--interval", "1",

@@ -53,6 +53,15 @@ def parse_id_list(text: str) -> list[int]:
     return ids
 
 
+def online_cpus() -> list[int]:
+    """The ids of the CPUs online now (a perf buffer has one ring for each)."""
+    try:
+        with open("/sys/devices/system/cpu/online") as f:
+            return parse_id_list(f.read())
+    except OSError:
+        return list(range(os.cpu_count() or 1))
+
+
 def possible_cpus() -> int:
     """Number of possible CPUs: per-CPU map values have one slot for each."""
     try:

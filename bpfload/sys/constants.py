@@ -293,8 +293,12 @@ def kernel_name(name: str) -> str:
     return clean[:BPF_OBJ_NAME_LEN - 1]
 
 # perf_event_open(2): include/uapi/linux/perf_event.h
+PERF_TYPE_SOFTWARE = 1
 PERF_TYPE_TRACEPOINT = 2
+PERF_COUNT_SW_BPF_OUTPUT = 10  # the event bpf_perf_event_output() writes to
 PERF_SAMPLE_RAW = 1 << 10
+PERF_RECORD_LOST = 2
+PERF_RECORD_SAMPLE = 9
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 PERF_EVENT_IOC_ENABLE = 0x2400
 PERF_EVENT_IOC_SET_BPF = 0x40042408

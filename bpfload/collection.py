@@ -84,7 +84,8 @@ class BPFObject:
     """One BPF ELF object: its spec, and once loaded its maps and programs."""
 
     def __init__(self, source, *, name: str | None = None, kernel_btf: KernelBTF | None = None,
-                 btf_path: str | None = None, pin_root: str = map_setup.DEFAULT_PIN_ROOT):
+                 btf_path: str | None = None, pin_root: str = map_setup.DEFAULT_PIN_ROOT,
+                 struct_ops_links: bool = False):
         if isinstance(source, (str, os.PathLike)) and name is None:
             from . import objcache
 
@@ -115,6 +116,11 @@ class BPFObject:
         # struct_ops maps in the kernel's terms, and their values once programs load
         self.struct_ops: dict[str, Layout] = {}
         self.struct_ops_values: dict[str, bytes] = {}
+        # every struct_ops map created BPF_F_LINK (where the kernel has struct_ops
+        # links), so that no registration outlives the process: not libbpf's way
+        # for .struct_ops maps, which `load --attach` asks for
+        self.struct_ops_links = struct_ops_links
+        self._usdt_specs = None  # usdt.Specs, made by the first USDT attach
 
     # --- configuration before load ----------------------------------------------------
 
@@ -324,7 +330,7 @@ class BPFObject:
                 return found
         lay = self.struct_ops.get(m.name)
         value = (map_setup.StructOpsValue(lay.vtype_id, len(lay.value), self._module_fd(
-            lay.module)) if lay is not None else None)
+            lay.module), as_link=self._struct_ops_link(m)) if lay is not None else None)
         data = bytes(self._pending[m.section]) if m.is_data else None
         mp = map_setup.create(m, btf_fd, entries, data, value)
         if path is not None:
@@ -341,6 +347,15 @@ class BPFObject:
                 return found
             self._pinned.append(path)
         return mp
+
+    def _struct_ops_link(self, m: model.MapSpec) -> bool:
+        if m.flags & MapFlags.LINK:
+            return True
+        if not self.struct_ops_links:
+            return False
+        from .features import struct_ops_link
+
+        return struct_ops_link()
 
     def _module_fd(self, module: str) -> int:
         return self.kernel_btf.module_fd(module).fileno() if module else 0
@@ -438,25 +453,88 @@ class BPFObject:
         except KeyError:
             raise BPFLoadError(f"no map '{name}' in {self.path}") from None
 
-    def attach(self, names: Iterable[str] | None = None) -> list[Link]:
-        """Attach the named programs (default: every attachable one); returns the links."""
-        if names is None:
-            names = [n for n, p in self.programs.items()
-                     if p.attach_kind not in (sections.ATTACH_NONE, sections.ATTACH_RUN)]
-        from .links import attach
+    def attach(self, names: Iterable[str] | None = None, *, cgroup: str | int | None = None,
+               ifname: str | int | None = None, struct_ops: bool | None = None
+               ) -> list[Link]:
+        """Attach the named programs, or by default every program that attaches by its
+        section alone (libbpf's skeleton attach) and every struct_ops map; cgroup
+        programs go to `cgroup` and XDP/tc programs to interface `ifname` (both
+        attached by default when given). Returns the new links; on a failure none of
+        them stays attached."""
+        from . import links
 
-        new = []
+        if names is None:
+            names = [n for n, p in self.programs.items() if links.attaches_by_itself(p)
+                     or (links.needs(p) == links.NEEDS_CGROUP and cgroup is not None)
+                     or (links.needs(p) == links.NEEDS_INTERFACE and ifname is not None)]
+            struct_ops = True if struct_ops is None else struct_ops
+        new: list[Link] = []
         try:
             for n in names:
-                link = attach(self.program(n))
-                self.links.append(link)
-                new.append(link)
+                new.append(self._attach_program(self.program(n), cgroup, ifname))
+            for n in (self.struct_ops if struct_ops else ()):
+                new.append(self.attach_struct_ops(n))
         except BaseException:
             for link in new:
                 link.close()
                 self.links.remove(link)
             raise
         return new
+
+    def _attach_program(self, prog: Program, cgroup, ifname) -> Link:
+        from . import links
+
+        if prog.attach_kind == sections.ATTACH_USDT and links.needs(prog) is None:
+            from .usdt import parse_target
+
+            if not prog.attach_target:
+                raise BPFLoadError(f"program '{prog.name}': section '{prog.section}' does "
+                                   f"not name a probe (usdt/BINARY:PROVIDER:NAME); use "
+                                   f"attach_usdt()")
+            return self.attach_usdt(prog.name, *parse_target(prog.attach_target, prog.name))
+        return self._keep(links.attach(prog, cgroup=cgroup, ifname=ifname))
+
+    def _keep(self, link: Link) -> Link:
+        self.links.append(link)
+        return link
+
+    def attach_uprobe(self, name: str, binary: str, function: str = "", offset: int = 0, *,
+                      ret: bool | None = None, pid: int = -1, cookie: int = 0) -> Link:
+        """Attach program `name` to `function` (+offset) of `binary` (or to file offset
+        `offset`); a return probe if ret, or if the program's section is uretprobe."""
+        from . import uprobes
+
+        prog = self.program(name)
+        if ret is None:
+            ret = prog.attach_kind == sections.ATTACH_URETPROBE
+        return self._keep(uprobes.attach_uprobe(prog, binary, function, offset, ret=ret,
+                                                pid=pid, cookie=cookie))
+
+    def attach_usdt(self, name: str, binary: str, provider: str, probe: str, *,
+                    pid: int = -1, cookie: int = 0) -> Link:
+        """Attach usdt program `name` to every site of USDT probe provider:probe in
+        `binary` (bpf_usdt_cookie() returns `cookie` there)."""
+        from . import usdt
+
+        return self._keep(usdt.attach(self, self.program(name), binary, provider, probe,
+                                      pid=pid, cookie=cookie))
+
+    def usdt_specs(self):
+        """The USDT spec ids of this object (usdt.Specs)."""
+        if self._usdt_specs is None:
+            from .usdt import Specs
+
+            self._usdt_specs = Specs(self)
+        return self._usdt_specs
+
+    def attach_struct_ops(self, map_name: str) -> Link:
+        """Register struct_ops map `map_name` with the kernel (the Link unregisters)."""
+        from .struct_ops import register
+
+        if map_name not in self.struct_ops_values:
+            raise BPFLoadError(f"{self.path} has no created struct_ops map '{map_name}'")
+        return self._keep(register(map_name, self.map(map_name),
+                                   self.struct_ops_values[map_name]))
 
     def close(self) -> None:
         """Detach and release everything this object put into the kernel."""

@@ -22,7 +22,7 @@ from .sys.syscall import FD, address, bpf_fd
 BPF_FUNC_get_attach_cookie = 174
 
 # the syscall wrapper prefix of each architecture (libbpf's arch_specific_syscall_pfx)
-_SYSCALL_PREFIX = {"x86_64": "x64", "i686": "ia32", "aarch64": "arm64", "s390x": "s390x",
+SYSCALL_PREFIX = {"x86_64": "x64", "i686": "ia32", "aarch64": "arm64", "s390x": "s390x",
                    "ppc64le": "powerpc", "riscv64": "riscv", "loongarch64": "loongarch"}
 
 
@@ -54,7 +54,7 @@ def bpf_cookie() -> bool:
 def syscall_wrapper() -> bool:
     """System calls enter through __<arch>_sys_NAME wrappers (FEAT_SYSCALL_WRAPPER):
     a kprobe on __x64_sys_bpf opens."""
-    prefix = _SYSCALL_PREFIX.get(os.uname().machine)
+    prefix = SYSCALL_PREFIX.get(os.uname().machine)
     if prefix is None:
         return False
     from .links import open_kprobe
@@ -90,4 +90,20 @@ def uprobe_multi_link() -> bool:
             except SyscallError as e:
                 if e.errno != ok:
                     return False
+    return True
+
+
+@functools.cache
+def struct_ops_link() -> bool:
+    """struct_ops maps can be created BPF_F_LINK (Linux 6.4+): an array map with the
+    flag is refused with EINVAL either way, so ask for a struct_ops map with a
+    value type that cannot exist and see which error comes back."""
+    from .maps import Map
+    from .sys.constants import MapFlags, MapType
+
+    try:
+        Map.create("probe", MapType.STRUCT_OPS, 4, 4, 1, MapFlags.LINK,
+                   btf_vmlinux_value_type=1 << 30).close()
+    except SyscallError as e:
+        return e.errno != errno.EINVAL
     return True

@@ -62,10 +62,11 @@ def ringbuf_size(size: int) -> int:
 class StructOpsValue:
     """What a struct_ops map is created with: the kernel's value type and size."""
 
-    def __init__(self, vtype_id: int, size: int, module_fd: int = 0):
+    def __init__(self, vtype_id: int, size: int, module_fd: int = 0, as_link: bool = False):
         self.vtype_id = vtype_id
         self.size = size
         self.module_fd = module_fd
+        self.as_link = as_link  # created BPF_F_LINK: registered through a link
 
 
 def create(m: model.MapSpec, btf_fd: int, entries: int, data: bytes | None = None,
@@ -106,6 +107,8 @@ def _create(m: model.MapSpec, btf_fd: int, entries: int, inner_fd: int,
         if struct_ops.module_fd:
             kw["value_type_btf_obj_fd"] = struct_ops.module_fd
             flags |= MapFlags.VTYPE_BTF_OBJ_FD
+        if struct_ops.as_link:
+            flags |= MapFlags.LINK
     if m.type in BTF_LESS_TYPES or not btf_fd:
         key_type = value_type = 0
     with_btf = btf_fd if (key_type or value_type or struct_ops is not None) else 0

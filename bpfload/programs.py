@@ -69,7 +69,7 @@ class Program:
         """
         code = asm.encode(insns)
         try:
-            fd = _prog_load(name, code, opts, log_level=0)
+            fd = prog_load(name, code, opts, log_level=0)
         except SyscallError as e:
             if e.errno == errno.EPERM and not _has_log(name, code, opts):
                 raise VerifierError(name, e.errno, "") from None
@@ -142,7 +142,8 @@ class TestRunResult(Record):
                ("data", REQUIRED))
 
 
-def _prog_load(name: str, code: bytes, o: LoadOptions, log_level: int, log=None) -> FD:
+def prog_load(name: str, code: bytes, o: LoadOptions, log_level: int, log=None) -> FD:
+    """One BPF_PROG_LOAD of encoded instructions (a log buffer if `log` is given)."""
     insns = ctypes.create_string_buffer(code, len(code))
     lic = ctypes.create_string_buffer(o.license.encode())
     fi = ctypes.create_string_buffer(o.func_info, len(o.func_info)) if o.func_info else None
@@ -168,7 +169,7 @@ def _has_log(name: str, code: bytes, o: LoadOptions) -> bool:
     """Whether the kernel explains an EPERM (the verifier) or refuses outright (no CAP_BPF)."""
     log = ctypes.create_string_buffer(4096)
     try:
-        _prog_load(name, code, o, LOG_LEVEL, log).close()
+        prog_load(name, code, o, LOG_LEVEL, log).close()
     except SyscallError:
         pass
     return bool(log.value)
@@ -179,7 +180,7 @@ def _load_log(name: str, code: bytes, o: LoadOptions) -> str:
     while True:
         log = ctypes.create_string_buffer(size)
         try:
-            _prog_load(name, code, o, LOG_LEVEL, log).close()
+            prog_load(name, code, o, LOG_LEVEL, log).close()
             return log.value.decode("utf-8", "replace")  # accepted with a log: a flake
         except SyscallError as e:
             if e.errno == errno.ENOSPC and size < LOG_MAX:

@@ -6,16 +6,23 @@ which holds `struct NAME` as a member. Each member of the object's struct is mat
 name: data is copied (sizes must agree), function pointers name programs, which load
 with attach_btf_id = the kernel's `struct NAME` and expected_attach_type = the member's
 index there. A member the kernel lacks must be zero; a program set only there is not
-loaded. The map's value, with the programs' fds in it, is what attaching writes.
+loaded. The map's value, with the programs' fds in it, is what attaching writes:
+register() writes it, which registers the ops with the kernel (a TCP congestion
+control by its name, say); a map created BPF_F_LINK (`.struct_ops.link`) is then
+registered through a link, whose closing unregisters it, also when the process dies.
+Otherwise unregistering is deleting the value again: a process killed before that
+leaves the ops registered, as with libbpf.
 """
 
 from __future__ import annotations
+
+import errno
 
 from . import model
 from .btf import format as btf_format
 from .btf import types as btf_types
 from .btf.spec import essential_name
-from .errors import BPFLoadError
+from .errors import NOT_SUPPORTED, AttachError, BPFLoadError, SyscallError
 from .record import REQUIRED, Record
 
 TYPE_CHECKING = False
@@ -113,3 +120,37 @@ def value_with_programs(lay: Layout, prog_fds: dict[str, int]) -> bytes:
         if prog in prog_fds:
             value[off:off + 8] = prog_fds[prog].to_bytes(8, "little")
     return bytes(value)
+
+
+def register(name: str, ops_map, value: bytes):
+    """Register struct_ops map `ops_map` (an object's map called `name`) with `value`,
+    its value with program fds in it; returns the Link that unregisters it."""
+    from .links import Link
+    from .sys import attrs
+    from .sys.constants import AttachType, Cmd, MapFlags
+    from .sys.syscall import bpf_fd
+
+    key = bytes(4)
+    try:
+        ops_map.update(key, value)
+    except SyscallError as e:
+        raise AttachError(_refused(name, e), e.errno) from e
+    if not ops_map.flags & MapFlags.LINK:
+        return Link("struct_ops", None, name, None, detach=lambda: ops_map.delete(key))
+    attr = attrs.LinkCreateAttr(prog_fd=ops_map.fileno(), attach_type=AttachType.STRUCT_OPS)
+    try:
+        fd = bpf_fd(Cmd.LINK_CREATE, attr, f"registering struct_ops '{name}'")
+    except SyscallError as e:
+        raise AttachError(_refused(name, e), e.errno) from e
+    return Link("struct_ops", None, name, fd)
+
+
+def _refused(name: str, e: SyscallError) -> str:
+    msg = f"registering struct_ops map '{name}': {e.errname}"
+    if e.errno == errno.EEXIST:
+        msg += ": ops of that name are registered already"
+    elif e.errno in NOT_SUPPORTED:
+        msg += ": this kind of struct_ops cannot be registered from user space here"
+    elif e.hint:
+        msg += f": {e.hint}"
+    return msg

@@ -96,14 +96,17 @@ def test_bad_kprobe_offset_is_an_attach_error():
         links.attach_kprobe(prog, "do_sys_open+abc")
 
 
-@pytest.mark.parametrize("kind,says", [
-    ("uprobe", "bpfload cannot attach uprobe programs yet"),
-    ("none", "does not say where to attach"),
-    ("run", "programs are not attached; run them"),
+@pytest.mark.parametrize("kind,target,says", [
+    ("uprobe", "", "does not name what to attach to"),
+    ("usdt", "x:y:z", "attached through its object"),
+    ("freplace", "f", "bpfload does not attach them"),
+    ("none", "x", "does not say where to attach"),
+    ("run", "", "programs are not attached; run them"),
 ])
-def test_attach_kinds_bpfload_does_not_attach_say_so(kind, says):
+def test_attach_kinds_that_attach_elsewhere_or_not_say_so(kind, target, says):
     from types import SimpleNamespace
 
-    prog = SimpleNamespace(name="p", attach_kind=kind, attach_target="x", section="s/x")
+    prog = SimpleNamespace(name="p", attach_kind=kind, attach_target=target, section="s/x",
+                           type=2, attach_type=0)
     with pytest.raises(bpfload.AttachError, match=says):
         links.attach(prog)

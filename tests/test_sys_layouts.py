@@ -72,7 +72,8 @@ ATTR_LAYOUTS = [
     (attrs.LinkCreateAttr, ["prog_fd", "target_fd", "attach_type", "flags",
                             "target_btf_id"],
      {"perf_event_cookie": "perf_event.bpf_cookie", "tracing": "tracing",
-      "uprobe_multi": "uprobe_multi"}),
+      "uprobe_multi": "uprobe_multi", "kprobe_multi": "kprobe_multi", "iter": "iter_info",
+      "tcx": "tcx"}),
 ]
 
 
@@ -93,6 +94,28 @@ def test_attr_layout_matches_kernel(kbtf, layout, keys, renames):
         assert kname in kernel, f"{layout.__name__}.{name} not in the kernel's bpf_attr"
         assert kernel[kname] == (getattr(layout, name).offset, ctypes.sizeof(ctype)), \
             f"{layout.__name__}.{name}"
+
+
+def test_link_create_members_match_kernel(kbtf):
+    """The members of link_create's union that bpfload fills, field by field."""
+    kernel = _variant_with(kbtf, ["prog_fd", "target_fd", "attach_type", "target_btf_id"])
+    base = attrs.LinkCreateAttr._u.offset
+    for member in ("uprobe_multi", "kprobe_multi", "tcx"):
+        ctype = dict(attrs._LinkTarget._fields_)[member]
+        for name, _ in ctype._fields_:
+            if name.startswith("_"):
+                continue
+            kname = f"{member}.{name}"
+            off = base + getattr(attrs._LinkTarget, member).offset + getattr(ctype, name).offset
+            assert kernel[kname][0] == off, kname
+    assert kernel["iter_info_len"][0] == base + attrs._LinkIter.iter_info_len.offset
+
+
+def test_iter_create_layout_matches_kernel(kbtf):
+    (kernel,) = [flat for flat in (_members(kbtf, m.type) for m in _attr_union_members(kbtf))
+                 if set(flat) == {"link_fd", "flags"}]
+    assert kernel == {"link_fd": (0, 4), "flags": (4, 4)}
+    assert (attrs.IterCreateAttr.link_fd.offset, attrs.IterCreateAttr.flags.offset) == (0, 4)
 
 
 @pytest.mark.parametrize("layout,kname", [

@@ -74,6 +74,9 @@ APT = {
         Apt("pkg-config", "pkg-config", "builds the reference libbpf 1.5"),
         Apt("python3-pyelftools", "/usr/lib/python3/dist-packages/elftools",
             "the tests run Debian's python3 with only apt's pyelftools"),
+        Apt("systemtap-sdt-dev", "/usr/include/x86_64-linux-gnu/sys/sdt.h",
+            "<sys/sdt.h>: the USDT probes of the attach tests' target program"),
+        Apt("iproute2", "ip", "the XDP and tc tests make a veth pair in a network namespace"),
     ],
 }
 # where a package that a bare apt sources list lacks comes from

@@ -189,16 +189,40 @@ class _LinkUprobeMulti(ctypes.Structure):
     ]
 
 
+class _LinkKprobeMulti(ctypes.Structure):
+    _fields_ = [
+        ("flags", c_uint32),
+        ("cnt", c_uint32),
+        ("syms", c_uint64),
+        ("addrs", c_uint64),
+        ("cookies", c_uint64),
+    ]
+
+
+class _LinkIter(ctypes.Structure):
+    _fields_ = [("iter_info", c_uint64), ("iter_info_len", c_uint32)]
+
+
+class _LinkTcx(ctypes.Structure):
+    _fields_ = [("relative_fd", c_uint32), ("_pad", c_uint32), ("expected_revision", c_uint64)]
+
+
 class _LinkTarget(ctypes.Union):
     _fields_ = [
         ("target_btf_id", c_uint32),
         ("perf_event_cookie", c_uint64),
         ("tracing", _LinkTracing),
         ("uprobe_multi", _LinkUprobeMulti),
+        ("kprobe_multi", _LinkKprobeMulti),
+        ("iter", _LinkIter),
+        ("tcx", _LinkTcx),
     ]
 
 
 class LinkCreateAttr(_Layout):
+    """BPF_LINK_CREATE (target_fd doubles as target_ifindex, prog_fd as a struct_ops
+    map's fd)."""
+
     _anonymous_ = ("_u",)
     _fields_ = [
         ("prog_fd", c_uint32),
@@ -207,6 +231,16 @@ class LinkCreateAttr(_Layout):
         ("flags", c_uint32),
         ("_u", _LinkTarget),
     ]
+
+
+class IterCreateAttr(_Layout):
+    _fields_ = [("link_fd", c_uint32), ("flags", c_uint32)]
+
+
+class IterMapInfo(ctypes.Structure):
+    """union bpf_iter_link_info's map member: the map a map-element iterator walks."""
+
+    _fields_ = [("map_fd", c_uint32)]
 
 
 # --- BPF_OBJ_GET_INFO_BY_FD payloads ---------------------------------------------

@@ -1,7 +1,8 @@
-"""python -m bpfload: does this object load on this kernel?
+"""python -m bpfload: does this object load on this kernel? what does it support?
 
     python -m bpfload show OBJ
-    python -m bpfload load OBJ [--attach] [--set VAR=VALUE ...]
+    python -m bpfload load OBJ [OBJ ...] [--attach] [--json] [--set VAR=VALUE ...]
+    python -m bpfload probe [--json]
 """
 
 from __future__ import annotations
@@ -57,21 +58,27 @@ def main(argv: list[str] | None = None) -> int:
 class _Args:
     """What argparse's Namespace would hold for the same command line."""
 
-    def __init__(self, command: str, obj: str):
+    def __init__(self, command: str, objects: list[str]):
         self.command = command
-        self.object = obj
         self.func = _show if command == "show" else _load
         self.log = False
-        if command == "load":
+        if command == "show":
+            self.object = objects[0]
+        else:
+            self.objects = objects
             self.attach = False
+            self.json = False
             self.set: list[str] = []
             self.program: list[str] | None = None
             self.btf: str | None = None
             self.pin_root: str | None = None
+            self.cgroup: str | None = None
+            self.ifname: str | None = None
 
 
-_LOAD_FLAGS = {"--attach": "attach", "--log": "log"}
-_LOAD_VALUES = ("--set", "--program", "--btf", "--pin-root")
+_LOAD_FLAGS = {"--attach": "attach", "--log": "log", "--json": "json"}
+_LOAD_VALUES = {"--set": "set", "--program": "program", "--btf": "btf",
+                "--pin-root": "pin_root", "--cgroup": "cgroup", "--ifname": "ifname"}
 
 
 def _quick_parse(argv: list[str]) -> _Args | None:
@@ -83,27 +90,32 @@ def _quick_parse(argv: list[str]) -> _Args | None:
     """
     if len(argv) < 2 or argv[0] not in ("show", "load") or argv[1].startswith("-"):
         return None
-    args = _Args(argv[0], argv[1])
-    if args.command == "show":
-        return args if len(argv) == 2 else None
-    rest = iter(argv[2:])
+    if argv[0] == "show":
+        return _Args("show", argv[1:]) if len(argv) == 2 else None
+    objects = []
+    rest = iter(argv[1:])
     for a in rest:
+        if a.startswith("-"):
+            break
+        objects.append(a)
+    else:
+        a = None
+    args = _Args("load", objects)
+    while a is not None:
         if a in _LOAD_FLAGS:
             setattr(args, _LOAD_FLAGS[a], True)
         elif a in _LOAD_VALUES:
             value = next(rest, None)
             if value is None or value.startswith("-"):
                 return None
-            if a == "--btf":
-                args.btf = value
-            elif a == "--pin-root":
-                args.pin_root = value
-            elif a == "--set":
-                args.set.append(value)
+            dest = _LOAD_VALUES[a]
+            if dest in ("set", "program"):
+                setattr(args, dest, (getattr(args, dest) or []) + [value])
             else:
-                args.program = (args.program or []) + [value]
+                setattr(args, dest, value)
         else:
             return None
+        a = next(rest, None)
     return args
 
 
@@ -123,9 +135,18 @@ def _parser():
     show.set_defaults(func=_show, log=False)
 
     load = sub.add_parser("load", help="load every map and program into the running kernel")
-    load.add_argument("object")
+    load.add_argument("objects", nargs="+", metavar="OBJ",
+                      help="one or more objects, loaded one after the other in this process")
     load.add_argument("--attach", action="store_true",
-                      help="attach the programs and hold them until Ctrl-C")
+                      help="attach the programs, print what they send through ring and "
+                      "perf buffers, and hold them until Ctrl-C")
+    load.add_argument("--cgroup", metavar="PATH",
+                      help="with --attach: the cgroup (v2 directory) cgroup programs attach to")
+    load.add_argument("--ifname", metavar="NAME",
+                      help="with --attach: the network interface XDP and tc programs attach "
+                      "to")
+    load.add_argument("--json", action="store_true",
+                      help="print JSON, one object per line, instead of text")
     load.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                       help="set a global variable before load (repeatable); VALUE is an "
                       "integer, a float, a JSON list or object for arrays and structs, "
@@ -140,7 +161,18 @@ def _parser():
     load.add_argument("--log", action="store_true",
                       help="on a verifier rejection print its whole log")
     load.set_defaults(func=_load)
+
+    probe = sub.add_parser("probe", help="what the running kernel supports: program types, "
+                           "map types, helpers, attach kinds (like bpftool feature probe)")
+    probe.add_argument("--json", action="store_true", help="print one JSON document")
+    probe.set_defaults(func=_probe, log=False)
     return p
+
+
+def _probe(args) -> int:
+    from .probe import main
+
+    return main(json_output=args.json)
 
 
 def _parse_value(text: str):
@@ -162,57 +194,11 @@ def _parse_value(text: str):
 
 
 def _load(args) -> int:
-    from .collection import BPFObject
-    from .errors import BPFLoadError
+    from .load_command import run
 
     if args.btf is not None:
         _check_btf_file(args.btf)
-    obj = BPFObject(args.object, btf_path=args.btf,
-                    **({"pin_root": args.pin_root} if args.pin_root else {}))
-    held = None
-    try:
-        for item in args.set:
-            name, sep, value = item.partition("=")
-            if not sep:
-                raise BPFLoadError(f"--set takes VAR=VALUE, got '{item}'")
-            try:
-                obj.set(name, _parse_value(value))
-            except (ValueError, TypeError) as e:
-                raise BPFLoadError(f"--set {name}: {e}") from None
-        if args.program:
-            obj.select_programs(args.program)
-        obj.load()
-        for w in obj.warnings:
-            print(f"bpfload: warning: {w}", file=sys.stderr)
-        from .sys.constants import MapType
-
-        rows = [["map", name, MapType.name_of(m.type).lower(), f"id {m.id}",
-                 f"key {m.key_size} value {m.value_size} max_entries {m.max_entries}"]
-                for name, m in obj.maps.items()]
-        rows += [["prog", name, p.section, f"id {p.id}", _n(p.insn_count, "insn")]
-                 for name, p in obj.programs.items()]
-        _print_table(rows)
-        sys.stdout.flush()
-        if args.attach:
-            # block the signals first so one arriving early is not lost
-            held = _signal.pthread_sigmask(_signal.SIG_BLOCK, _STOP_SIGNALS)
-            links = obj.attach()
-            if not links:
-                kinds = sorted({p.section.split("/")[0] for p in obj.programs.values()})
-                raise BPFLoadError(f"nothing to attach: no loaded program has an attach point "
-                                   f"of its own (sections: {', '.join(kinds) or 'none'}; "
-                                   f"syscall programs are run, socket/xdp/tc ones attached "
-                                   f"by their user)")
-            for link in links:
-                print(f"link  {link.program.name:<16} {link.kind:<14} {link.target}")
-            print(f"attached {len(links)} program(s); Ctrl-C detaches and exits", flush=True)
-            _signal.sigwait(_STOP_SIGNALS)
-            print("detached", flush=True)
-    finally:
-        obj.close()
-        if held is not None:  # a signal still pending is delivered now, after close()
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, held)
-    return 0
+    return run(args, _parse_value, _STOP_SIGNALS)
 
 
 _STOP_SIGNALS = {_signal.SIGINT, _signal.SIGTERM}
@@ -235,6 +221,8 @@ def _check_btf_file(path: str) -> None:
 def _show(args) -> int:
     from .elf_reader import read
     from .sys.constants import MapType, ProgType
+    from .table import count as _n
+    from .table import print_table as _print_table
 
     obj = read(args.object)
     btf = obj.btf
@@ -281,18 +269,6 @@ def _show(args) -> int:
     if core:
         print(f"core  {core} CO-RE relocations")
     return 0
-
-
-def _print_table(rows: list[list[str]]) -> None:
-    """Rows of (kind, name, a, b, rest) with the first four columns aligned."""
-    widths = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
-    widths[0] = max(widths[0], 5)  # "prog  name"
-    for r in rows:
-        print((" ".join(c.ljust(w) for c, w in zip(r, widths)) + " " + r[4]).rstrip())
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 if __name__ == "__main__":

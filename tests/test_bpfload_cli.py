@@ -25,6 +25,8 @@ ACCEPTED = [
     ["load", "x.bpf.o", "--set", "a=1", "--set", "b=-2", "--program", "p"],
     ["load", "x.bpf.o", "--program", "p", "--program", "q", "--btf", "/tmp/vmlinux"],
     ["load", "x.bpf.o", "--btf", "a", "--btf", "b"],
+    ["load", "x.bpf.o", "y.bpf.o", "z.bpf.o", "--json"],
+    ["load", "x.bpf.o", "--attach", "--cgroup", "/sys/fs/cgroup/x", "--ifname", "veth0"],
 ]
 
 DEFERRED = [
@@ -37,7 +39,9 @@ DEFERRED = [
     ["load", "x.bpf.o", "--set", "--attach"],
     ["load", "x.bpf.o", "--set=a=1"],
     ["load", "x.bpf.o", "--att"],
-    ["load", "x.bpf.o", "y.bpf.o"],
+    ["load", "x.bpf.o", "--json", "y.bpf.o"],
+    ["load", "x.bpf.o", "--ifname"],
+    ["probe"],
     ["show", "x.bpf.o", "--attach"],
     ["unload", "x.bpf.o"],
 ]

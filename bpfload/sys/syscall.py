@@ -141,6 +141,27 @@ _sigmask = _libc.pthread_sigmask
 _sigmask.argtypes = [ctypes.c_int, ctypes.POINTER(_SigSet), ctypes.POINTER(_SigSet)]
 
 
+_signalfd = _libc.signalfd
+_signalfd.argtypes = [ctypes.c_int, ctypes.POINTER(_SigSet), ctypes.c_int]
+SFD_CLOEXEC = 0o2000000
+SFD_NONBLOCK = 0o4000
+SIGNALFD_INFO_SIZE = 128  # struct signalfd_siginfo
+
+
+def signalfd(signals) -> FD:
+    """A descriptor that becomes readable when one of `signals` is pending (they must
+    be blocked): lets one epoll wait for both events and a stop signal."""
+    mask = _SigSet.of(signals)
+    return _owned(_signalfd_fd, mask)
+
+
+def _signalfd_fd(mask: _SigSet) -> int:
+    fd = _signalfd(-1, ctypes.byref(mask), SFD_CLOEXEC | SFD_NONBLOCK)
+    if fd < 0:
+        raise SyscallError("signalfd", ctypes.get_errno())
+    return fd
+
+
 def _owned(make_fd, *args) -> FD:
     """FD(make_fd(*args)) with no Python signal handler running in between (a signal
     that arrives meanwhile is delivered afterwards; the FD then closes as it unwinds).

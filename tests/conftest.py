@@ -107,3 +107,37 @@ def bpffs():
         if r.returncode:
             pytest.skip(f"cannot mount bpffs at {path}: {r.stderr.strip()}")
     return path
+
+
+def _cgroup2_root() -> str | None:
+    with open("/proc/mounts") as f:
+        for line in f:
+            _dev, mnt, fstype, *_ = line.split()
+            if fstype == "cgroup2" and not mnt.startswith("/work/"):
+                return mnt
+    return None
+
+
+@pytest.fixture
+def cgroup(root):
+    """A cgroup v2 directory made for the test (cgroup program attach tests)."""
+    base = _cgroup2_root()
+    if base is None:
+        pytest.skip("no cgroup v2 hierarchy is mounted")
+    path = os.path.join(base, f"bpfload-test-{os.getpid()}")
+    os.mkdir(path)
+    yield path
+    os.rmdir(path)
+
+
+@pytest.fixture
+def veth(root):
+    """A veth pair into a network namespace made for the test (XDP and tc tests)."""
+    from netns import VethPair
+
+    try:
+        pair = VethPair()
+    except (RuntimeError, FileNotFoundError) as e:
+        pytest.skip(f"cannot make a veth pair in a network namespace here: {e}")
+    yield pair
+    pair.close()

@@ -16,26 +16,6 @@ pytestmark = pytest.mark.usefixtures("no_leaks")
 SOCKETS, PACKETS = 7, 11
 
 
-def _cgroup2_root() -> str | None:
-    with open("/proc/mounts") as f:
-        for line in f:
-            dev, mnt, fstype, *_ = line.split()
-            if fstype == "cgroup2" and not mnt.startswith("/work/"):
-                return mnt
-    return None
-
-
-@pytest.fixture
-def cgroup(root):
-    base = _cgroup2_root()
-    if base is None:
-        pytest.skip("no cgroup v2 hierarchy is mounted")
-    path = os.path.join(base, f"bpfload-test-{os.getpid()}")
-    os.mkdir(path)
-    yield path
-    os.rmdir(path)
-
-
 _CHILD = f"""
 import socket
 socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range({SOCKETS})]

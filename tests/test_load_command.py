@@ -191,6 +191,24 @@ def test_every_exit_leaves_nothing_behind(bpf_object, how):
     assert "bpfload_ca" not in _congestion_controls()
 
 
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_interface_and_cgroup_attachments_end_with_the_process(bpf_object, veth, cgroup, how):
+    """--ifname and --cgroup attach through links (XDP, tcx, cgroup), none of which
+    outlives the process: a netlink filter or a BPF_PROG_ATTACH attachment left behind
+    would keep its program in the kernel."""
+    before = kernel_ids()
+    with _Running(bpf_object("net_attach"), "--attach", "--ifname", veth.host,
+                  "--cgroup", cgroup) as run:
+        lines = run.until(lambda line: line.startswith("attached "))
+        kinds = sorted(line.split()[2] for line in lines if line.startswith("link "))
+        assert kinds == ["cgroup", "cgroup", "tcx", "tcx", "tcx", "xdp"], lines
+        assert veth.xdp_attached()
+        _rest, err = run.stop(how)
+    assert run.proc.returncode == (-how if how == signal.SIGKILL else 0), err
+    assert not veth.xdp_attached()
+    assert not leftovers(before)
+
+
 def test_attach_errors_are_one_line(bpf_object):
     r = _cli("load", bpf_object("net_attach"), "--attach", "--program", "count_xdp",
              "--ifname", "nope0")

@@ -9,23 +9,12 @@ import os
 import subprocess
 
 import pytest
-from netns import VethPair
 
 import bpfload
 from bpfload import netattach
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 N = 40
-
-
-@pytest.fixture
-def veth(root):
-    try:
-        pair = VethPair()
-    except (RuntimeError, FileNotFoundError) as e:
-        pytest.skip(f"cannot make a veth pair in a network namespace here: {e}")
-    yield pair
-    pair.close()
 
 
 def _load(bpf_object, *progs):

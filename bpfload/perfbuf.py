@@ -15,11 +15,11 @@ of the ring.
 from __future__ import annotations
 
 import mmap
-import select
 import struct
 
 from .errors import BPFLoadError, SyscallError
 from .procfs import online_cpus
+from .readiness import Readiness
 from .sys import attrs
 from .sys.constants import (
     PERF_COUNT_SW_BPF_OUTPUT,
@@ -84,7 +84,7 @@ class PerfBuffer:
         self.lost_callback = lost
         self.lost = 0
         self._rings: list[_CpuRing] = []
-        self._epoll: select.epoll | None = None
+        self._readiness = Readiness(self.fds)
         try:
             for cpu in online_cpus():
                 if cpu < events.max_entries:  # libbpf too covers only the array's size
@@ -178,18 +178,12 @@ class PerfBuffer:
              callback: Callable[[int, bytes], object] | None = None) -> int:
         """Wait up to `timeout` seconds (None: until one arrives) for samples on any
         CPU, then consume them all; returns how many were handed over."""
-        if self._epoll is None:
-            self._epoll = select.epoll()
-            for fd in self.fds():
-                self._epoll.register(fd, select.EPOLLIN)
-        self._epoll.poll(-1 if timeout is None else timeout)
+        self._readiness.wait(timeout)
         return self.consume(callback)
 
     def close(self) -> None:
         """Close every CPU's event (the map's slots then hold nothing)."""
-        if self._epoll is not None:
-            self._epoll.close()
-            self._epoll = None
+        self._readiness.close()
         for r in self._rings:
             try:  # a slot left pointing at a closed event would only be dropped later
                 self.map.delete(r.cpu.to_bytes(4, "little"))

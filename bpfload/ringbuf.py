@@ -15,10 +15,10 @@ The map's file descriptor is readable (epoll) when the producer asks to wake rea
 from __future__ import annotations
 
 import mmap
-import select
 import struct
 
 from .errors import BPFLoadError, SyscallError
+from .readiness import Readiness
 from .sys.constants import MapType
 
 TYPE_CHECKING = False
@@ -60,7 +60,7 @@ class RingBuffer:
                 raise
         except OSError as e:
             raise SyscallError(f"mapping ring buffer '{ring.name}'", e.errno or 0) from None
-        self._epoll: select.epoll | None = None
+        self._readiness = Readiness(self.fds)
 
     def fileno(self) -> int:
         """The map's descriptor: readable when records are waiting (for epoll)."""
@@ -121,17 +121,12 @@ class RingBuffer:
         """Wait up to `timeout` seconds (None: until one arrives) for records, then
         consume them; returns how many were handed over."""
         if not self.pending:
-            if self._epoll is None:
-                self._epoll = select.epoll()
-                self._epoll.register(self.fileno(), select.EPOLLIN)
-            self._epoll.poll(-1 if timeout is None else timeout)
+            self._readiness.wait(timeout)
         return self.consume(callback)
 
     def close(self) -> None:
         """Unmap the buffer (the map itself belongs to its object)."""
-        if self._epoll is not None:
-            self._epoll.close()
-            self._epoll = None
+        self._readiness.close()
         for m in (self._consumer, self._data):
             try:
                 m.close()

@@ -325,11 +325,30 @@ def attach_kprobe_multi(prog: Program, pattern: str, ret: bool = False,
     try:
         fd = bpf_fd(Cmd.LINK_CREATE, attr, f"attaching '{prog.name}' to {kind} {pattern}")
     except SyscallError as e:
-        if e.errno == errno.ESRCH or e.errno == errno.ENOENT:
-            raise AttachError(f"attaching '{prog.name}': no kernel function '{pattern}' to "
-                              f"probe", e.errno) from e
+        missing = _missing_functions(names, e.errno)
+        if missing:
+            raise AttachError(f"attaching '{prog.name}': no kernel function "
+                              f"'{missing[0]}' to probe", e.errno) from e
         raise attach_error(prog, pattern, e) from e
     return Link(kind, prog, pattern, fd)
+
+
+def _missing_functions(names: list[str], err: int) -> list[str]:
+    """The names a failed kprobe-multi link could not find. The kernel says ESRCH,
+    except that one without CONFIG_MODULES (6.12) takes a missing name for address 0
+    and says EINVAL: the names are looked up in tracefs."""
+    if err not in (errno.ESRCH, errno.ENOENT, errno.EINVAL):
+        return []
+    missing = _not_traceable(names)
+    return names if not missing and err != errno.EINVAL else missing
+
+
+def _not_traceable(names: list[str]) -> list[str]:
+    try:
+        known = set(_traceable_functions())
+    except AttachError:
+        return []
+    return [n for n in names if n not in known]
 
 
 KPROBE_MULTI_RETURN = 1  # BPF_F_KPROBE_MULTI_RETURN
@@ -340,17 +359,21 @@ def kernel_functions(pattern: str) -> list[str]:
     tracefs lists them, each once."""
     import fnmatch
 
+    names = dict.fromkeys(n for n in _traceable_functions() if fnmatch.fnmatchcase(n, pattern))
+    if not names:
+        raise AttachError(f"no kernel function matches '{pattern}' (in "
+                          f"{os.path.join(tracefs(), 'available_filter_functions')})")
+    return list(names)
+
+
+def _traceable_functions() -> list[str]:
+    """available_filter_functions' names (a module's are followed by [module])."""
     path = os.path.join(tracefs(), "available_filter_functions")
     try:
         with open(path) as f:
-            lines = f.read().splitlines()
+            return [line.split(maxsplit=1)[0] for line in f if line.strip()]
     except OSError as e:
         raise AttachError(f"cannot read {path}: {e.strerror}") from None
-    names = dict.fromkeys(n for n in (line.split()[0] for line in lines if line)
-                          if fnmatch.fnmatchcase(n, pattern))
-    if not names:
-        raise AttachError(f"no kernel function matches '{pattern}' (in {path})")
-    return list(names)
 
 
 def attach_cgroup(prog: Program, cgroup: str | int) -> Link:
@@ -421,7 +444,9 @@ def attach_iter(prog: Program, map_fd: int | None = None) -> IterLink:
     try:
         fd = bpf_fd(Cmd.LINK_CREATE, attr, f"attaching iterator '{prog.name}'")
     except SyscallError as e:
-        if e.errno == errno.EINVAL and map_fd is None and "map" in prog.attach_target:
+        # no map: EINVAL, or (6.12's map-element iterators) EBADF for map fd 0
+        if e.errno in (errno.EINVAL, errno.EBADF) and map_fd is None \
+                and "map" in prog.attach_target:
             raise AttachError(f"attaching iterator '{prog.name}': a {prog.attach_target} "
                               f"iterator walks a map: give one", e.errno) from e
         raise attach_error(prog, prog.attach_target, e) from e

@@ -15,9 +15,8 @@ bpf_map_type, bpf_func_id), so a newer kernel's additions are probed too.
 Attach kinds are bpfload's: each is tried for real where that leaves nothing behind
 (a raw tracepoint, a tracepoint perf event, a kprobe on a system call), or by the
 errno the kernel gives a request it must refuse for another reason (a cgroup link on
-a directory that is no cgroup: EBADF; a tcx link on interface 0: ENODEV; a
-kprobe-multi link on a function that does not exist: ENOENT or ESRCH, where a kernel
-without fprobe says EOPNOTSUPP).
+a directory that is no cgroup: EBADF; a tcx link on interface 0: ENODEV). A
+kprobe-multi link is made for real on getpid's function and closed.
 """
 
 from __future__ import annotations
@@ -253,27 +252,33 @@ def _btf_target(kernel_btf, attach_type: int, name: str, prog_type: int = ProgTy
     return _with_prog(prog_type, attach_type, use, attach_btf_id=btf_id)
 
 
-def _kprobe() -> bool:
+def _getpid_function() -> str:
+    """The kernel function of getpid(2), a system call every kernel traces."""
     from .features import SYSCALL_PREFIX
-    from .links import open_kprobe
 
     prefix = SYSCALL_PREFIX.get(os.uname().machine, "")
+    return f"__{prefix}_sys_getpid" if prefix else "sys_getpid"
+
+
+def _kprobe() -> bool:
+    from .links import open_kprobe
+
     try:
-        open_kprobe(f"__{prefix}_sys_getpid" if prefix else "sys_getpid", pid=os.getpid(),
-                    cpu=-1).close()
+        open_kprobe(_getpid_function(), pid=os.getpid(), cpu=-1).close()
     except BPFLoadError:
         return False
     return True
 
 
 def _kprobe_multi(attach_type: int) -> bool:
+    """A kprobe-multi link on getpid's function, made and closed (a link on a missing
+    function says too little: ESRCH, but EINVAL on a kernel without CONFIG_MODULES)."""
     def use(fd: int) -> bool:
-        sym = ctypes.c_char_p(b"bpfload_probe_no_such_function")
-        syms = (ctypes.c_char_p * 1)(sym.value)
+        syms = (ctypes.c_char_p * 1)(_getpid_function().encode())
         attr = attrs.LinkCreateAttr(prog_fd=fd, attach_type=attach_type)
         attr.kprobe_multi.cnt = 1
         attr.kprobe_multi.syms = ctypes.addressof(syms)
-        return _link_errno(attr) in (errno.ENOENT, errno.ESRCH)
+        return _link_errno(attr) == 0
     return _with_prog(ProgType.KPROBE, attach_type, use)
 
 

@@ -1,13 +1,13 @@
 """The attach kinds this host's kernel refuses, in the guest on the patched 6.12:
-kprobe.multi (a glob resolved against available_filter_functions), kretprobe.multi,
-kprobe.session and ksyscall programs count the test's nanosleeps exactly; a TCP
-congestion control registered as struct_ops is offered and then withdrawn; a
-map-element iterator walks the map it is attached to; nothing stays behind."""
+kprobe.multi (a glob resolved against available_filter_functions), kretprobe.multi
+and ksyscall programs count the test's nanosleeps exactly; a map-element iterator
+walks the map it is attached to; nothing stays behind. (struct_ops is tested on the
+host: this 6.12 guest has no CONFIG_MODULES, without which 6.12 refuses to register
+tcp_congestion_ops. kprobe.session is not counted here: see the issue-14 note.)"""
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 import pytest
@@ -17,7 +17,6 @@ from bpfload import links
 
 pytestmark = pytest.mark.usefixtures("no_leaks", "tracefs")
 CALLS = 20
-AVAILABLE = "/proc/sys/net/ipv4/tcp_available_congestion_control"
 
 
 def _sleep(n: int = CALLS) -> None:
@@ -33,7 +32,6 @@ def test_kprobe_multi_glob_resolves_to_the_function():
 
 @pytest.mark.parametrize("prog,counters", [
     ("count_multi", ["multi_hits"]), ("count_multi_ret", ["multi_ret_hits"]),
-    ("count_session", ["session_entries", "session_returns"]),
     ("count_ksyscall", ["ksyscall_hits"])])
 def test_multi_link_kinds_count_and_detach(bpf_object, prog, counters):
     with bpfload.load(bpf_object("kprobe_multi"), set={"target_tgid": os.getpid()},
@@ -50,20 +48,6 @@ def test_kprobe_multi_on_a_missing_function_is_one_line(bpf_object):
     with bpfload.load(bpf_object("kprobe_multi"), programs=["count_multi"]) as obj, \
             pytest.raises(bpfload.AttachError, match="no kernel function 'no_such_fn_x'"):
         links.attach_kprobe_multi(obj.program("count_multi"), "no_such_fn_x")
-
-
-def _available() -> list[str]:
-    with open(AVAILABLE) as f:
-        return f.read().split()
-
-
-def test_struct_ops_registers_in_the_guest(bpf_object):
-    with bpfload.load(bpf_object("struct_ops"), struct_ops_links=True) as obj:
-        obj.attach()
-        assert {"bpfload_ca", "bpfload_ca_link"} <= set(_available())
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"bpfload_ca")
-    assert "bpfload_ca" not in _available()
 
 
 def test_map_element_iterator_walks_its_map(bpf_object):
@@ -84,4 +68,4 @@ def test_probe_in_the_guest_sees_what_the_guest_has():
     report = probe()
     kinds = report["attach_kinds"]
     assert kinds["fentry"] and kinds["kprobe"] and kinds["kprobe.multi"]
-    assert "tcp_congestion_ops" in report["struct_ops_types"]
+    assert kinds["kprobe.session"]

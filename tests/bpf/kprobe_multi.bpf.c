@@ -14,6 +14,18 @@ __u64 multi_hits, multi_ret_hits, session_entries, session_returns, ksyscall_hit
 
 extern bool bpf_session_is_return(void) __ksym __weak;
 
+/* The patched 6.12 guest's bpf_session_is_return() returns its bool in %al and leaves
+ * the rest of %rax as it was (the C ABI allows it: seen as 0xffff8880...00 on entry,
+ * ...01 on return), the JIT does not widen it, and clang takes a bool result as
+ * zero-extended: only the low byte means anything. The volatile keeps clang from
+ * dropping the mask. */
+static __always_inline bool session_is_return(void)
+{
+	volatile __u64 result = bpf_session_is_return();
+
+	return result & 0xff;
+}
+
 static __always_inline int mine(void)
 {
 	return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
@@ -40,7 +52,7 @@ int count_session(struct pt_regs *ctx)
 {
 	if (!mine())
 		return 1;	/* no return probe for others */
-	if (bpf_session_is_return())
+	if (session_is_return())
 		__sync_fetch_and_add(&session_returns, 1);
 	else
 		__sync_fetch_and_add(&session_entries, 1);

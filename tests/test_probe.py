@@ -26,7 +26,7 @@ def report():
     from kernelstate import bpf_unavailable
 
     if bpf_unavailable():
-        pytest.skip(bpf_unavailable())
+        cannot_run(bpf_unavailable(), "HEATMAP_REQUIRE_HOST_BPF")
     return probe()
 
 

@@ -40,11 +40,13 @@ CONFIGS = {
     "no-bpf": ["BPF_SYSCALL"],
     "no-memcg": ["MEMCG"],
     "no-thp": ["TRANSPARENT_HUGEPAGE"],
-    "no-walks-mmu": ["LRU_GEN_WALKS_MMU"],
+    # (LRU_GEN_WALKS_MMU is def_bool y under LRU_GEN where the arch has hardware young
+    # bits, as x86_64 always does: it cannot be off here, only with LRU_GEN, below)
     "no-lru-gen": ["LRU_GEN"],
     # what selects TRACEPOINTS in the fragment goes too
+    # (x86_64 selects PERF_EVENTS itself; it does not select TRACEPOINTS)
     "no-tracepoints": ["TRACEPOINTS", "FTRACE", "BPF_EVENTS", "KPROBE_EVENTS", "KPROBES",
-                       "PERF_EVENTS", "DEBUG_INFO_BTF"],
+                       "DEBUG_INFO_BTF"],
 }
 WARNING = re.compile(r"^(\S+?):\d+:\d+: warning: (.*)$", re.M)
 

@@ -34,27 +34,45 @@ import corpus  # noqa: E402
 import reference_libbpf  # noqa: E402
 
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-PIN = "/sys/fs/bpf/bench_load_many"
+BPFFS = "/sys/fs/bpf"
+PIN = f"{BPFFS}/bench_load_many"
+#: where bpfload pins LIBBPF_PIN_BY_NAME maps (bpftool puts them in BPFFS itself)
+PIN_ROOT = f"{BPFFS}/bench_load_many_pins"
+
+
+def _remove_new_pins(before: set[str]) -> None:
+    """Unpin what a run left in BPFFS (maps pinned by name): the bench leaves nothing."""
+    for name in set(os.listdir(BPFFS)) - before:
+        path = os.path.join(BPFFS, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
 
 
 def _bpftool_each(bpftool: str, objects: list[Path]) -> tuple[float, int]:
     """Total wall time of one loadall process per object, and how many loaded."""
     total, ok = 0.0, 0
+    before = set(os.listdir(BPFFS))
     for obj in objects:
         t0 = time.perf_counter()
         r = subprocess.run([bpftool, "prog", "loadall", str(obj), PIN],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         total += time.perf_counter() - t0
         ok += r.returncode == 0
-        shutil.rmtree(PIN, ignore_errors=True)
+        _remove_new_pins(before)
     return total, ok
 
 
 def _bpfload_all(objects: list[Path], env: dict) -> tuple[float, int]:
+    before = set(os.listdir(BPFFS))
+    os.makedirs(PIN_ROOT, exist_ok=True)
     t0 = time.perf_counter()
-    r = subprocess.run([PYTHON, "-m", "bpfload", "load", *map(str, objects)], cwd=REPO,
-                       env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    r = subprocess.run([PYTHON, "-m", "bpfload", "load", "--pin-root", PIN_ROOT,
+                        *map(str, objects)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
     dt = time.perf_counter() - t0
+    _remove_new_pins(before - {os.path.basename(PIN_ROOT)})
     ok = sum(line.startswith("ok ") for line in r.stdout.splitlines())
     if not r.stdout.rstrip().splitlines()[-1].startswith("loaded "):
         raise SystemExit(f"bpfload did not finish: {r.stdout[-500:]}")

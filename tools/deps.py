@@ -77,6 +77,7 @@ APT = {
         Apt("systemtap-sdt-dev", "/usr/include/x86_64-linux-gnu/sys/sdt.h",
             "<sys/sdt.h>: the USDT probes of the attach tests' target program"),
         Apt("iproute2", "ip", "the XDP and tc tests make a veth pair in a network namespace"),
+        Apt("librsvg2-bin", "rsvg-convert", "the SVG layout tests render heatmap's SVGs to PNG"),
     ],
 }
 # where a package that a bare apt sources list lacks comes from

@@ -480,26 +480,16 @@ class KernelCounts(CountsSource):
         self._load(max_regions)
 
     def _load(self, max_regions: int) -> None:
-        bpfload = self._bpfload
         nodes = max(1, len(_node_list("has_memory")))
         capacity = max(1024, max_regions * nodes)
-        try:
-            obj = bpfload.BPFObject(bpf_object(), kernel_btf=self._kbtf)
-        except bpfload.BPFLoadError as e:  # the object unreadable, pyelftools missing, ...
-            raise _bpf_error(e) from None
-        try:
+
+        def configure(obj) -> None:
             obj.set("target_tgid", self.pid)
             obj.set("region_shift", self.region_shift)
             obj.set("page_shift", os.sysconf("SC_PAGE_SIZE").bit_length() - 1)
             obj.set_max_entries("counts", capacity)
-            obj.load()
-            obj.attach(["young"])
-        except bpfload.BPFLoadError as e:
-            obj.close()
-            raise _bpf_error(e) from None
-        except BaseException:
-            obj.close()
-            raise
+
+        obj = _attached_object(bpf_object(), configure, ["young"], kernel_btf=self._kbtf)
         self._obj = obj
         self._counts = obj.map("counts")
         self.capacity = capacity
@@ -565,6 +555,32 @@ def _node_list(state: str) -> list[int]:
         return parse_id_list(_read(f"/sys/devices/system/node/{state}"))
     except (OSError, ValueError):
         return [0]
+
+
+def _attached_object(path: str, configure, programs=None, **open_args):
+    """The BPF object at path, configured by configure(obj), loaded and attached
+    (programs: those names, default all); closed again on any failure, a loader error
+    turned into the one line of _bpf_error."""
+    import bpfload
+
+    try:
+        obj = bpfload.BPFObject(path, **open_args)
+    except bpfload.BPFLoadError as e:  # the object unreadable, pyelftools missing, ...
+        raise _bpf_error(e) from None
+    try:
+        configure(obj)
+        obj.load()
+        if programs:
+            obj.attach(programs)
+        else:
+            obj.attach()
+    except bpfload.BPFLoadError as e:
+        obj.close()
+        raise _bpf_error(e) from None
+    except BaseException:
+        obj.close()
+        raise
+    return obj
 
 
 def _bpf_error(e: Exception) -> HeatmapError:
@@ -1234,21 +1250,9 @@ class DamonCounts(CountsSource):
         if any(offsets.get(f) != o for f, o in DAMON_EVENT_FIELDS.items()):
             raise HeatmapError("the damon:damon_aggregated tracepoint's layout is not the "
                                "one kernel/damon.bpf.c reads")
-        try:
-            obj = bpfload.BPFObject(bpf_object("damon.bpf.o"))
-        except bpfload.BPFLoadError as e:
-            raise _bpf_error(e) from None
-        try:
-            obj.set_max_entries("regions", DAMON_MAP_ENTRIES)
-            obj.load()
-            obj.attach()
-        except bpfload.BPFLoadError as e:
-            obj.close()
-            raise _bpf_error(e) from None
-        except BaseException:
-            obj.close()
-            raise
-        self._obj = obj
+        self._obj = _attached_object(
+            bpf_object("damon.bpf.o"),
+            lambda obj: obj.set_max_entries("regions", DAMON_MAP_ENTRIES))
         self._bpfload = bpfload
 
     def _kdamond_cpu(self) -> float:

@@ -3,6 +3,7 @@
 """heatmap: a live map of where in a process's address space memory is hot or cold.
 
     python heatmap.py PID [--interval SECONDS] [--count N] [--region-size SIZE]
+                          [--range START-END] [--mapping NAME]
                           [--source auto|mglru|idle|damon|refs]
                           [--view heat|node|anon] [--color auto|always|never]
                           [--json] [--record FILE] [--svg FILE]
@@ -60,6 +61,11 @@ The header names the source ("via idle (auto)").  The picture:
   * keys in the live view: h heat, n node, a anon/file, v next view, p or space pause,
     q quit.
 
+--range START-END (hexadecimal 0x... or decimal, END exclusive, widened to whole pages)
+and --mapping NAME (a row label such as [heap] or libc.so.6, or a full path) watch part
+of the address space: the rows, the JSON regions and a recording hold only that part
+(the header says which; a region partly inside is counted whole).
+
 PID may be a thread's id: heatmap watches its process (the counts are per process)
 and says so.  The process name follows an exec.  A run that ends between intervals
 (q, Ctrl-C, SIGTERM, SIGHUP) keeps what the interval under way counted so far, as a
@@ -101,7 +107,8 @@ object each, the kind in "type":
 
     {"type": "heatmap-record", "version": 1, "pid", "comm", "region_shift",
      "page_size", "interval", "started" (Unix time), "source" (mglru if absent),
-     "auto" (true if --source auto chose it)}                         first line
+     "auto" (true if --source auto chose it), "range" ([start, end] of --range),
+     "mapping" (--mapping's name)}                                      first line
     {"type": "maps", "maps": [[start, end, perms, offset, dev, inode, path], ...]}
         the target's /proc/PID/maps, written before the first interval and again
         before each interval whose maps differ from the previous ones
@@ -272,6 +279,84 @@ def parse_maps(text: str) -> list[Mapping]:
         path = parts[5].rstrip("\r") if len(parts) == 6 else ""
         out.append(Mapping(start, end, perms, off, dev, ino, path))
     out.sort()
+    return out
+
+
+def clip_maps(maps: list[Mapping], lo: int, hi: int) -> list[Mapping]:
+    """The parts of sorted maps inside [lo, hi): mappings cut at the edges (a cut start
+    moves the file offset along, so a file mapping's addresses still find its bytes)."""
+    out = []
+    for m in maps:
+        if m.end <= lo or m.start >= hi:
+            continue
+        start, end = max(m.start, lo), min(m.end, hi)
+        out.append(m._replace(start=start, end=end, offset=m.offset + start - m.start))
+    return out
+
+
+class Scope:
+    """The part of the target's address space that is watched: all of it, an address
+    range (--range), the mappings of one name (--mapping), or the mappings of that name
+    inside the range.  A name is matched against each mapping's row label ([heap],
+    libc.so.6, anon) and its full path, every interval, so a growing heap stays in."""
+
+    def __init__(self, lo: int | None = None, hi: int | None = None,
+                 mapping: str | None = None):
+        self.lo, self.hi, self.mapping = lo, hi, mapping
+
+    @property
+    def whole(self) -> bool:
+        return self.lo is None and self.mapping is None
+
+    def apply(self, maps: list[Mapping]) -> list[Mapping]:
+        if self.mapping is not None:
+            maps = [m for m in maps if self.mapping in (m.name, m.path)]
+        if self.lo is not None:
+            maps = clip_maps(maps, self.lo, self.hi)
+        return maps
+
+    def describe(self) -> str:
+        """How the header and the errors name it."""
+        parts = []
+        if self.mapping is not None:
+            parts.append(f"mapping {_printable(self.mapping)}")
+        if self.lo is not None:
+            parts.append(f"range {self.lo:#x}-{self.hi:#x}")
+        return " in ".join(parts) or "everything"
+
+    def fields(self) -> dict:
+        """What a recording's header keeps of it."""
+        out: dict = {}
+        if self.lo is not None:
+            out["range"] = [self.lo, self.hi]
+        if self.mapping is not None:
+            out["mapping"] = self.mapping
+        return out
+
+    def missing(self, maps: list[Mapping], pid: int, comm: str) -> str | None:
+        """Why nothing of the target is watched (one line), or None."""
+        if any(map(is_shown, self.apply(maps))):
+            return None
+        who = f"process {pid} ({_printable(comm)})"
+        if self.mapping is not None and not any(self.mapping in (m.name, m.path)
+                                                for m in maps):
+            names = list(dict.fromkeys(_printable(m.name) for m in maps if is_shown(m)))
+            more = f" and {len(names) - 12} more" if len(names) > 12 else ""
+            return (f"{who} has no mapping named {_printable(self.mapping)!r}; its mappings: "
+                    f"{', '.join(names[:12])}{more}")
+        return f"{who} has nothing mapped in {self.describe()}"
+
+
+def counted_in(counts: list, maps: list[Mapping], shift: int) -> list:
+    """The counts of regions that hold some of the (sorted) maps: a scope's counts."""
+    spans = [(m.start >> shift, ((m.end - 1) >> shift) + 1) for m in maps]
+    starts = [s[0] for s in spans]
+    ends = list(itertools.accumulate((s[1] for s in spans), max))
+    out = []
+    for c in counts:
+        i = bisect.bisect_right(starts, c[0]) - 1
+        if i >= 0 and c[0] < ends[i]:
+            out.append(c)
     return out
 
 
@@ -1619,9 +1704,10 @@ class LiveSource:
     damaged = None
 
     def __init__(self, pid, region_shift, interval, counts_factory, proc_root, clock,
-                 page_size=None):
+                 page_size=None, scope: Scope | None = None):
         self.pid = pid
         self.shift = region_shift
+        self.scope = scope or Scope()
         self.interval = interval
         self.factory = counts_factory
         self.proc = proc_root
@@ -1634,6 +1720,7 @@ class LiveSource:
         self.t0 = 0.0
         self.next_due = 0.0
         self.prev_maps = None
+        self.prev_all = None  # every mapping, as the capacity was last fitted to
         self.comm = ""
         self.huge_pages: HugePages | None = None
         self.prev_huge = None
@@ -1693,6 +1780,9 @@ class LiveSource:
             raise self._refused(f"/proc/{pid}/maps") from None
         if not maps or state in ("Z", "X"):
             raise HeatmapError(f"process {pid} ({_printable(comm)}) is {_unwatchable(state)}")
+        missing = self.scope.missing(maps, pid, comm)
+        if missing:
+            raise HeatmapError(missing)
         missing = [] if getattr(self.factory, "checks_capabilities", False) else \
             self._missing_capabilities()
         if missing:
@@ -1713,7 +1803,8 @@ class LiveSource:
                        "page_size": self.page_size, "interval": self.interval,
                        "started": round(time.time(), 3),
                        "source": getattr(self.counts, "name", "") or "mglru",
-                       "auto": bool(getattr(self.counts, "auto", False))}
+                       "auto": bool(getattr(self.counts, "auto", False)),
+                       **self.scope.fields()}
         self.comm = comm
         self.huge_pages = HugePages(self.proc, pid, self.shift, self.page_size)
         self.t0 = self.clock()
@@ -1759,6 +1850,10 @@ class LiveSource:
         if not maps:
             raise TargetExited()
         comm = self._name()
+        self._fit_capacity(maps)
+        if not self.scope.whole:
+            maps = self.scope.apply(maps)
+            counts = counted_in(counts, maps, self.shift)
         huge = self.huge_pages.find(maps)
         if huge == self.prev_huge:
             huge = None  # (unchanged, or unknown)
@@ -1770,15 +1865,21 @@ class LiveSource:
         self.next_due += self.interval
         if self.next_due <= now:  # fell behind (slow aging, suspended): skip, don't burst
             self.next_due = now + self.interval
-        if changed:
-            need = spanned_regions(maps, self.shift)
-            if need > self.capacity or map_capacity(need) * 4 < self.capacity:
-                self.capacity = map_capacity(need)
-                self.counts.resize(self.capacity)
         counts.sort()
         return Sample(self.seq, round(now - self.t0, 6), round(aging, 6), dropped,
                       read_rss_kb(self.proc, self.pid), maps if changed else None, counts,
                       comm, partial, huge)
+
+    def _fit_capacity(self, maps: list[Mapping]) -> None:
+        """Resize the counts for the target's mappings when they changed (all of them:
+        the kernel counts the whole process, whatever the scope)."""
+        if maps == self.prev_all:
+            return
+        self.prev_all = maps
+        need = spanned_regions(maps, self.shift)
+        if need > self.capacity or map_capacity(need) * 4 < self.capacity:
+            self.capacity = map_capacity(need)
+            self.counts.resize(self.capacity)
 
     def resync(self) -> None:
         """After a pause: age and drop what accumulated, restart the interval clock."""
@@ -1891,6 +1992,13 @@ class ReplaySource:
                 raise ValueError("region_shift")
             if page_size < 1 or page_size & (page_size - 1):
                 raise ValueError("page_size")
+            if "range" in header:  # (--range: the run watched only these addresses)
+                lo, hi = map(_as_int, header["range"])
+                if not 0 <= lo < hi <= ADDRESS_LIMIT:
+                    raise ValueError("range")
+                header["range"] = [lo, hi]
+            if not isinstance(header.get("mapping", ""), str):
+                raise ValueError("mapping")
         except (KeyError, ValueError, TypeError):
             raise HeatmapError(f"{self.path}: bad recording header") from None
         try:
@@ -2765,6 +2873,9 @@ def header_items(model: Model, view: str, status: str = "") -> list[str]:
     via = [w for w, on in (("auto", info.get("auto")), ("per mapping", src.per_mapping)) if on]
     items.append(f"via {src.name}" + (f" ({', '.join(via)})" if via else ""))
     items.append(f"{src.kernel_work} " + (fmt_secs(last.aging) if last is not None else "-"))
+    scope = Scope(*(info.get("range") or (None, None)), info.get("mapping"))
+    if not scope.whole:
+        items.append(scope.describe())
     items.append("region " + fmt_size(1 << model.shift))
     items.append("view " + view)
     if last is not None:
@@ -3651,6 +3762,42 @@ def parse_size(text: str) -> int:
     return n
 
 
+ADDRESS_LIMIT = 1 << 64
+
+
+def _address(text: str) -> int:
+    t = text.strip().lower()
+    body, base = (t[2:], 16) if t.startswith("0x") else (t, 10)
+    if not body or not all(c in "0123456789abcdef"[:base] for c in body):
+        raise ValueError(text)
+    return int(body, base)
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """'0x7f0000000000-0x7f0000200000' or '4096-8192' -> (start, end), end exclusive,
+    widened to whole pages (a page is found young or not as a whole)."""
+    start_s, dash, end_s = text.partition("-")
+    try:
+        if not dash:
+            raise ValueError(text)
+        lo, hi = _address(start_s), _address(end_s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not START-END (each hexadecimal 0x... or decimal)") from None
+    if hi <= lo:
+        raise argparse.ArgumentTypeError(f"{text!r}: END must be above START")
+    if hi > ADDRESS_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r} reaches past the 64-bit address space")
+    page = os.sysconf("SC_PAGE_SIZE")
+    return lo - lo % page, -(-hi // page) * page
+
+
+def _mapping_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a mapping's name, e.g. [heap] or libc.so.6")
+    return text
+
+
 def _short_size(n: int) -> str:
     for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
         if n >= 1 << shift and not n & ((1 << shift) - 1):
@@ -3724,6 +3871,12 @@ def build_parser(out=None) -> _Parser:
                         "target exits)")
     p.add_argument("-r", "--region-size", type=parse_size, metavar="SIZE",
                    help="bytes per counted region: a power of two, 4K..1G (default 2M)")
+    p.add_argument("--range", type=parse_range, metavar="START-END",
+                   help="watch only these addresses (hexadecimal 0x... or decimal, END "
+                        "exclusive)")
+    p.add_argument("--mapping", type=_mapping_name, metavar="NAME",
+                   help="watch only the mappings of this name: [heap], [stack], a file's "
+                        "name (libc.so.6) or path, anon")
     p.add_argument("-s", "--source", choices=SOURCE_NAMES, metavar="SOURCE",
                    help="where the counts come from: auto (default: the best the kernel "
                         "offers), mglru, idle, damon or refs")
@@ -3769,6 +3922,10 @@ def parse_args(argv, out=None) -> argparse.Namespace:
             raise HeatmapError("--region-size applies to live runs; a recording keeps its own")
         if args.source is not None:
             raise HeatmapError("--source applies to live runs; a recording names its own")
+        for name in ("range", "mapping"):
+            if getattr(args, name) is not None:
+                raise HeatmapError(f"--{name} applies to live runs; a recording keeps "
+                                   f"what it watched")
     for out, inp in (("record", "replay"), ("svg", "replay"), ("svg", "record")):
         a, b = getattr(args, out), getattr(args, inp)
         if a and b and _same_file(a, b):
@@ -3857,9 +4014,10 @@ def _source_for(args, counts_factory, proc_root: str, clock, stdout):
         tty = _isatty(stdout)
         speed = args.speed if args.speed is not None else (1.0 if tty and not args.json else 0.0)
         return ReplaySource(args.replay, speed, clock, args.count)
+    lo, hi = args.range or (None, None)
     return LiveSource(args.pid, args.region_size.bit_length() - 1, args.interval,
                       counts_factory or SourceChoice(args.source, proc_root), proc_root,
-                      clock)
+                      clock, scope=Scope(lo, hi, args.mapping))
 
 
 def _catch_signals() -> dict:

@@ -58,8 +58,17 @@ The header names the source ("via idle (auto)").  The picture:
     pages back (most of) shows "H" instead of "|" after its label (a bar in the SVG),
     and the legend says so; JSON gives each region's "huge" pages.  Found from
     /proc/PID/pagemap and /proc/kpageflags (root), for every source.
-  * keys in the live view: h heat, n node, a anon/file, v next view, p or space pause,
-    q quit.
+  * keys in the live view: h heat, n node, a anon/file, v next view, j/k (or the arrow
+    keys) select a row, z zooms into it, x zooms back out, p or space pause, q quit.
+    The selected row is in reverse video; the line under the header gives its
+    addresses, size and, in a file-backed ELF mapping, its hottest symbols over the
+    run (each region's young pages shared among the symbols in it by their bytes
+    there).  A zoom watches the selected row's addresses with the region size
+    following, as fine as gives each row a region of its own (a page at least); the
+    counts are reopened with it (mglru: the BPF object reloaded with the smaller
+    region shift; refs stays per mapping) and the header says "range ... zoom N
+    region ...".  Each zoom level starts its own history; zooming out goes on with
+    the one from before.  Not while recording (a recording keeps one region size).
 
 --range START-END (hexadecimal 0x... or decimal, END exclusive, widened to whole pages)
 and --mapping NAME (a row label such as [heap] or libc.so.6, or a full path) watch part
@@ -99,7 +108,10 @@ JSON (--json): one object per interval and line on stdout:
                                (frequency, referenced share) times the region's pages
          "anon": 300, "file": 0,       null for damon and refs
          "node": 0,            node holding >= 3/4 of the young pages, or "mixed"
-         "nodes": {"0": 300}}  young pages per node; node and nodes null for damon, refs
+         "nodes": {"0": 300},  young pages per node; node and nodes null for damon, refs
+         "symbols": ["hot_loop", "table"]}  for regions of file-backed ELF mappings: the
+                               functions and objects in the region (.symtab or .dynsym),
+                               most bytes in it first, at most 3; absent when none
      ]}
 
 Recording (--record FILE; gzip-compressed when FILE ends in .gz): JSON lines, one
@@ -1687,6 +1699,21 @@ class HugePages:
         self._pagemap = self._kpageflags = None
 
 
+ZOOM_REGIONS = 1 << 18  # regions a zoomed-in counts map may hold per node (~16 MiB)
+
+
+def zoom_shift(span: int, rows: int, page_size: int, shift: int, maps) -> int:
+    """The region shift for a zoom into `span` bytes on `rows` rows: the largest that
+    still gives every row a region of its own, never coarser than `shift` nor finer
+    than a page, and coarse enough that the whole process (the kernel counts all of
+    it) spans at most ZOOM_REGIONS regions."""
+    page_shift = page_size.bit_length() - 1
+    want = max(page_shift, min(shift, (max(1, span // max(1, rows))).bit_length() - 1))
+    while want < shift and spanned_regions(maps, want) > ZOOM_REGIONS:
+        want += 1
+    return want
+
+
 def _unwatchable(state: str) -> str:
     """Why a process with that /proc state letter and no mappings has nothing to watch."""
     if state == "Z":
@@ -1721,6 +1748,7 @@ class LiveSource:
         self.next_due = 0.0
         self.prev_maps = None
         self.prev_all = None  # every mapping, as the capacity was last fitted to
+        self.zooms: list[tuple[Scope, int]] = []  # (scope, shift) before each zoom
         self.comm = ""
         self.huge_pages: HugePages | None = None
         self.prev_huge = None
@@ -1886,6 +1914,65 @@ class LiveSource:
         self.counts.age()
         self.counts.drain()
         self.next_due = self.clock() + self.interval
+
+    # -- zoom: a closer look at part of the scope, with regions as fine as it needs ----
+    def zoom(self, lo: int, hi: int, rows: int) -> None:
+        """Watch [lo, hi) of the current scope, with the region size following: as
+        fine as gives each of `rows` rows a region of its own (page size at least,
+        the whole process's map within ZOOM_REGIONS); the counts are reopened with it
+        (for mglru: its BPF object reloaded with the smaller region shift)."""
+        scope = Scope(lo, hi, self.scope.mapping)
+        if self.scope.lo is not None:
+            scope.lo, scope.hi = max(lo, self.scope.lo), min(hi, self.scope.hi)
+        if scope.lo >= scope.hi:
+            raise HeatmapError("nothing to zoom into")
+        shift = self.shift
+        if not getattr(self.counts, "per_mapping", False):
+            shift = zoom_shift(scope.hi - scope.lo, rows, self.page_size, self.shift,
+                               self._all_maps())
+        self.zooms.append((self.scope, self.shift))
+        try:
+            self._rescope(scope, shift, len(self.zooms))
+        except BaseException:
+            self.zooms.pop()
+            raise
+
+    def unzoom(self) -> bool:
+        """Back to the scope and region size before the last zoom; False if none."""
+        if not self.zooms:
+            return False
+        scope, shift = self.zooms[-1]
+        self._rescope(scope, shift, len(self.zooms) - 1)
+        self.zooms.pop()
+        return True
+
+    def _all_maps(self) -> list[Mapping]:
+        try:
+            return read_maps(self.proc, self.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise TargetExited() from None
+
+    def _rescope(self, scope: Scope, shift: int, depth: int) -> None:
+        if shift != self.shift:
+            maps = self._all_maps()
+            capacity = map_capacity(spanned_regions(maps, shift))
+            old = self.counts
+            try:  # (the new counts before the old go: if they cannot, the old stay)
+                new = type(old)(self.pid, shift, capacity, self.interval)
+            except OSError as e:
+                raise HeatmapError(f"kernel counts: {e}") from None
+            new.auto = getattr(old, "auto", False)
+            old.close()
+            self.counts, self.capacity, self.prev_all = new, capacity, maps
+            self.shift = shift
+            self.huge_pages.close()
+            self.huge_pages = HugePages(self.proc, self.pid, shift, self.page_size)
+        self.scope = scope
+        self.prev_maps = self.prev_huge = None  # the next sample has them all
+        for key in ("range", "mapping"):
+            self.header.pop(key, None)
+        self.header.update(region_shift=shift, zoom=depth, **scope.fields())
+        self.resync()  # (what the old scope counted meanwhile is not this one's)
 
     def close(self) -> None:
         if self.huge_pages is not None:
@@ -2097,6 +2184,136 @@ class ReplaySource:
         if self.f is not None:
             self.f.close()
             self.f = None
+
+
+# ---- 2.10 what the memory is: symbols of file-backed ELF mappings ---------------------
+#
+# A row of a file mapping (a program's text, a library's data) is code or data the file
+# names: its .symtab (or, stripped, its .dynsym) gives each function and object a
+# link-time address and size.  A mapped address is a file offset (the mapping's offset
+# plus the distance from its start); the PT_LOAD segment holding that offset turns it
+# into a link-time address.  The files are read once each, from the target's view of
+# the filesystem (/proc/PID/root), and only if they are still the ones mapped (device
+# and inode as in /proc/PID/maps); anything that is not an ELF file has no symbols.
+
+SYMBOL_TYPES = frozenset(("STT_FUNC", "STT_GNU_IFUNC", "STT_OBJECT"))
+HOT_SYMBOLS = 3  # symbols named per row (live view) and per region (--json)
+
+
+class ElfSymbols:
+    """The sized function and data symbols of one ELF file as disjoint address runs
+    (an alias or a nested symbol gives way to the one before it), and its PT_LOAD
+    segments."""
+
+    def __init__(self, f, page_size: int = 4096):
+        from elftools.elf.elffile import ELFFile
+
+        elf = ELFFile(f)
+        self.page_size = page_size
+        self.segments = [(s["p_offset"], s["p_memsz"], s["p_vaddr"])
+                         for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+        found: dict[int, tuple[int, str]] = {}
+        for table in (".symtab", ".dynsym"):  # (.symtab's names first for aliases)
+            sec = elf.get_section_by_name(table)
+            for sym in getattr(sec, "iter_symbols", tuple)():
+                size, shndx = sym["st_size"], sym["st_shndx"]
+                if (sym["st_info"]["type"] in SYMBOL_TYPES and size > 0 and sym.name
+                        and isinstance(shndx, int)):
+                    found.setdefault(sym["st_value"], (sym["st_value"] + size, sym.name))
+        starts = sorted(found)
+        self.starts = starts
+        self.ends = [min(found[a][0], b) for a, b in
+                     zip(starts, starts[1:] + [1 << 64])]
+        self.names = [found[a][1] for a in starts]
+
+    def bias(self, offset: int) -> int | None:
+        """Link-time address minus file offset in the segment that maps `offset` (a
+        mapping starts at its segment's offset rounded down to a page), None if no
+        segment does."""
+        for p_offset, p_memsz, p_vaddr in self.segments:
+            if p_offset - p_offset % self.page_size <= offset < p_offset + p_memsz:
+                return p_vaddr - p_offset
+        return None
+
+    def inside(self, lo: int, hi: int) -> list[tuple[str, int]]:
+        """(name, bytes inside) of the symbols overlapping link-time [lo, hi)."""
+        i = max(0, bisect.bisect_right(self.starts, lo) - 1)
+        out = []
+        while i < len(self.starts) and self.starts[i] < hi:
+            n = min(hi, self.ends[i]) - max(lo, self.starts[i])
+            if n > 0:
+                out.append((self.names[i], n))
+            i += 1
+        return out
+
+
+class SymbolFiles:
+    """ElfSymbols per mapped file, read once; None for what has none (not ELF, not a
+    regular file, gone, replaced since it was mapped, unreadable)."""
+
+    def __init__(self, root: str = "", page_size: int = 4096):
+        self.root = root  # the target's root directory ("" for this one's)
+        self.page_size = page_size
+        self._files: dict[tuple, ElfSymbols | None] = {}
+
+    def of(self, m: Mapping) -> ElfSymbols | None:
+        if not m.path.startswith("/") or m.path.endswith(" (deleted)"):
+            return None
+        key = (m.path, m.dev, m.inode)
+        if key not in self._files:
+            self._files[key] = self._read(m)
+        return self._files[key]
+
+    def _read(self, m: Mapping) -> ElfSymbols | None:
+        path = self.root + m.path
+        try:
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_ino != m.inode or \
+                    f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}" != m.dev:
+                return None
+            with open(path, "rb") as f:
+                return ElfSymbols(f, self.page_size)
+        except Exception:  # a file that is not a valid ELF file (truncated, damaged, not
+            return None  # one at all) has no symbols; it must not end the run
+
+    def inside(self, maps: list[Mapping], lo: int, hi: int, j: int = 0
+               ) -> list[tuple[str, int]]:
+        """(name, bytes inside) of the symbols of sorted disjoint maps (searched from
+        index j) inside [lo, hi), largest first."""
+        sizes: dict[str, int] = {}
+        while j < len(maps) and maps[j].end <= lo:
+            j += 1
+        while j < len(maps) and maps[j].start < hi:
+            m = maps[j]
+            j += 1
+            syms = self.of(m)
+            bias = syms.bias(m.offset) if syms is not None else None
+            if bias is None:
+                continue
+            shift = m.offset - m.start + bias  # address -> link-time address
+            a, b = max(lo, m.start), min(hi, m.end)
+            for name, n in syms.inside(a + shift, b + shift):
+                sizes[name] = sizes.get(name, 0) + n
+        return sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def hot_symbols(model, files: SymbolFiles, lo: int, hi: int, n: int = HOT_SYMBOLS
+                ) -> list[tuple[str, float]]:
+    """The symbols where [lo, hi) was found young most during the run: each region's
+    young pages shared out among the symbols in it by their bytes there; (name, share of
+    the range's young pages), hottest first."""
+    shift = model.shift
+    size = 1 << shift
+    weights: dict[str, float] = {}
+    total = 0
+    for region in sorted(r for r in model.region_totals if lo >> shift <= r <= (hi - 1) >> shift):
+        young = model.region_totals[region]
+        total += young
+        r_lo, r_hi = max(lo, region << shift), min(hi, (region + 1) << shift)
+        for name, nbytes in files.inside(model.maps, r_lo, r_hi):
+            weights[name] = weights.get(name, 0.0) + young * nbytes / size
+    ranked = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return [(name, w / total) for name, w in ranked]
 
 
 # =====================================================================================
@@ -2397,6 +2614,16 @@ class RowLayout:
             out.append((addr or 0, names[0] if names else "?", max(0, len(names) - 1)))
         return out
 
+    def span(self, r: int) -> tuple[int, int]:
+        """[first, last + 1) mapped address of row r: what zooming into it watches."""
+        bins = self.bins
+        b0 = self.starts[r]
+        b1 = self.starts[r + 1] if r + 1 < self.n else bins.nbins
+        pieces = [p for p in bins.pieces if b0 <= p[2] < b1]
+        lo, hi = pieces[0][0] << bins.shift, pieces[-1][1] << bins.shift
+        inside = [m for m in bins.maps if m.start < hi and m.end > lo]
+        return max(lo, inside[0].start), min(hi, inside[-1].end)
+
     def projection(self, old: BinLayout) -> list:
         """For each bin of old, ((row, weight), ...): the share of its regions that
         falls in each row of this layout (weight 1.0 for bins of the same layout)."""
@@ -2633,6 +2860,10 @@ class Model:
         return region, total
 
     # -- rows ------------------------------------------------------------------------
+    def shown_rows(self) -> RowLayout | None:
+        """The RowLayout last asked for (the rows of the frame last rendered)."""
+        return self._rows
+
     def rows_for(self, nrows: int) -> RowLayout:
         """The RowLayout of the current bins with at most nrows rows (cached)."""
         rows = self._rows
@@ -2721,7 +2952,7 @@ HUGE_NOTE = "huge pages back the row: one byte touched makes a whole huge page y
 UNKNOWN_CHAR = "?"
 UNTOLD = {"node": "the NUMA node", "anon": "anon from file"}
 UNTOLD_SHORT = {"node": "node", "anon": "anon/file"}
-KEYS_HINT = "keys: h heat  n node  a anon/file  v next view  p/space pause  q quit"
+KEYS_HINT = "keys: h heat  n node  a anon  v next  j/k row  z/x zoom  p/space pause  q quit"
 
 
 def heat_level(young: float, pages: int) -> int:
@@ -2876,6 +3107,8 @@ def header_items(model: Model, view: str, status: str = "") -> list[str]:
     scope = Scope(*(info.get("range") or (None, None)), info.get("mapping"))
     if not scope.whole:
         items.append(scope.describe())
+    if info.get("zoom"):
+        items.append(f"zoom {info['zoom']}")
     items.append("region " + fmt_size(1 << model.shift))
     items.append("view " + view)
     if last is not None:
@@ -2970,11 +3203,29 @@ def legend_lines(view: str, nodes: list[int], width: int, style: Style, keys: bo
     return lines
 
 
+def selected_line(model: Model, rows: RowLayout, r: int, symbols: SymbolFiles | None,
+                  width: int) -> str:
+    """The line about the selected row: its addresses, size and, in a file-backed ELF
+    mapping, its hottest symbols over the run (share of the row's young pages)."""
+    lo, hi = rows.span(r)
+    addr, name, more = rows.labels[r]
+    text = f"> {lo:x}-{hi:x} {_printable(name)}{f' +{more}' if more else ''} " \
+           f"({fmt_size(hi - lo)})"
+    hot = hot_symbols(model, symbols, lo, hi) if symbols is not None else []
+    if hot:
+        text += ": " + "  ".join(f"{_printable(n)} {100 * w:.0f}%" for n, w in hot)
+    return text[:width]
+
+
 def render_frame(model: Model, view: str = "heat", width: int = 80, height: int = 24,
-                 color: str | None = None, status: str = "", keys: bool = False) -> str:
+                 color: str | None = None, status: str = "", keys: bool = False,
+                 cursor: int | None = None, symbols: SymbolFiles | None = None,
+                 note: str = "") -> str:
     """One frame as text (ANSI colour escapes when color is "256" or "truecolor"),
     at most width columns wide and, above 3 lines, at most height lines high.
-    No trailing newline."""
+    With a cursor (the live view) that row is selected: shown in reverse video, with a
+    line about it (its symbols from `symbols`; or the note, what a key could not do)
+    under the header.  No trailing newline."""
     width = max(1, int(width))
     height = max(1, int(height))
     style = Style(color)
@@ -2984,9 +3235,10 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
                           huge=any((model.huge or {}).values()))
     told = tells(model.source, view)
     head = wrap_items([(len(s), s) for s in header_items(model, view, status)], width, 2)
+    selecting = cursor is not None and height > 6
     # what gives way on a short terminal: the axis, then the legend, then header line 2
     axis_on = True
-    nrows = height - len(head) - 1 - len(legend)
+    nrows = height - len(head) - 1 - len(legend) - selecting
     if nrows < 1:
         axis_on = False
         nrows += 1
@@ -2998,6 +3250,10 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
         nrows = max(1, height - 1 - len(legend))
     lines = list(head)
     rows = model.rows_for(nrows)
+    cursor = min(max(0, cursor), rows.n - 1) if selecting and rows.n else None
+    if selecting:
+        lines.append(note[:width] if note else "" if cursor is None else
+                     selected_line(model, rows, cursor, symbols, width))
     digits = max([len(f"{a:x}") for a, _, _ in rows.labels] or [1])
     labels = []
     for addr, name, more in rows.labels:
@@ -3016,7 +3272,10 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
         lines.append(("(no mappings)")[:width])
     for r in range(rows.n):
         pages = rows.pages[r]
-        out = [labels[r][:label_w].ljust(label_w), HUGE_CHAR if sep and huge_rows[r] else sep]
+        label = labels[r][:label_w].ljust(label_w)
+        if r == cursor:
+            label = "\x1b[7m" + label + "\x1b[27m"
+        out = [label, HUGE_CHAR if sep and huge_rows[r] else sep]
         if style.mode is None:
             out.append(" " * pad)
             out.extend(cell_class(view, y[r], a[r], n[r], pages, told)[0]
@@ -3098,12 +3357,15 @@ class LiveScreen:
 
     live = True
 
-    def __init__(self, out, inp, view, color, clock):
+    def __init__(self, out, inp, view, color, clock, symbols: SymbolFiles | None = None):
         self.out = out
         self.inp = inp
         self.view = view
         self.color = color
         self.clock = clock
+        self.symbols = symbols  # for the selected row's line
+        self.cursor = 0  # the selected row
+        self.note = ""  # what the last key could not do (shown until the next key)
         self.paused = False
         self.pending = ""  # keys read but not handled yet
         self.model = None
@@ -3228,7 +3490,10 @@ class LiveScreen:
         width, height = self.size()
         model.ensure_history(max(HISTORY_MIN, 2 * width))
         frame = render_frame(model, self.view, width, height, self.color,
-                             status="paused" if self.paused else "", keys=True)
+                             status="paused" if self.paused else "", keys=True,
+                             cursor=self.cursor, symbols=self.symbols, note=self.note)
+        rows = model.shown_rows()
+        self.cursor = min(self.cursor, max(0, rows.n - 1)) if rows is not None else 0
         lines = frame.split("\n")[:height]
         self.out.write("\x1b[H" + "\x1b[K\r\n".join(lines) + "\x1b[K\x1b[J")
         self.out.flush()
@@ -3238,11 +3503,27 @@ class LiveScreen:
         end of a replay: the alternate screen would take it away)."""
         self.kept = model
 
+    def selected(self) -> tuple[tuple[int, int], int] | None:
+        """((start, end) of the selected row, rows on the screen), None if no rows."""
+        rows = self.model.shown_rows() if self.model is not None else None
+        if rows is None or not rows.n:
+            return None
+        return rows.span(min(self.cursor, rows.n - 1)), rows.requested
+
+    ARROWS = {"\x1b[A": "k", "\x1b[B": "j", "\x1bOA": "k", "\x1bOB": "j"}
+
     def _key(self, ch: str):
+        self.note = ""
         if ch in "qQ":
             return "quit"
         views = {"h": "heat", "n": "node", "a": "anon"}
-        if ch in views:
+        if ch in "jk":
+            self.cursor = max(0, self.cursor + (1 if ch == "j" else -1))
+        elif ch == "z":
+            return "zoom"
+        elif ch == "x":
+            return "unzoom"
+        elif ch in views:
             self.view = views[ch]
         elif ch == "v":
             self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
@@ -3280,6 +3561,8 @@ class LiveScreen:
                 self.pending += data.decode("latin-1")
             while self.pending:
                 ch, self.pending = self.pending[0], self.pending[1:]
+                if ch == "\x1b" and ch + self.pending[:2] in self.ARROWS:
+                    ch, self.pending = self.ARROWS[ch + self.pending[:2]], self.pending[2:]
                 act = self._key(ch)
                 if act == "quit":
                     return "quit"
@@ -3287,6 +3570,8 @@ class LiveScreen:
                     if self.model is not None:
                         self.show(self.model)
                     return "resync"
+                if act in ("zoom", "unzoom"):
+                    return act
                 if act == "redraw" and self.model is not None:
                     self.show(self.model)
 
@@ -3302,11 +3587,12 @@ def _dump(obj) -> str:
 class JsonSink:
     """--json: one object per interval (schema in the module docstring)."""
 
-    def __init__(self, out):
+    def __init__(self, out, symbols: SymbolFiles | None = None):
         self.out = out
+        self.symbols = symbols
 
     def write(self, sample: Sample, model: Model) -> None:
-        self.out.write(interval_json(sample, model) + "\n")
+        self.out.write(interval_json(sample, model, self.symbols) + "\n")
         self.out.flush()
 
 
@@ -3337,9 +3623,10 @@ def _mapped_in(maps: list[Mapping], j: int, lo: int, hi: int, page_size: int
     return j, name, pages
 
 
-def interval_json(sample: Sample, model: Model) -> str:
+def interval_json(sample: Sample, model: Model, symbols: SymbolFiles | None = None) -> str:
     """One interval as a line of JSON (no newline), after model.add(sample).  Written
-    piecewise: a dense interval of a big target has tens of thousands of regions."""
+    piecewise: a dense interval of a big target has tens of thousands of regions.
+    With symbols, regions of file-backed ELF mappings name the symbols in them."""
     info = model.info
     tell_node, tell_kind = model.source.tells_node, model.source.tells_kind
     shift = model.shift
@@ -3379,9 +3666,11 @@ def interval_json(sample: Sample, model: Model) -> str:
             node_text = per_node = "null"
         kinds = f'"anon":{a},"file":{f}' if tell_kind else '"anon":null,"file":null'
         huge = "null" if model.huge is None else model.huge.get(region, 0)
+        named = symbols.inside(maps, lo, hi, j)[:HOT_SYMBOLS] if symbols else ()
+        syms = f',"symbols":{_dump([name for name, _ in named])}' if named else ""
         parts.append(f'{{"start":{lo},"end":{hi},"mapping":{qname},"pages":{pages},'
                      f'"huge":{huge},"accessed":{a + f},{kinds},"node":{node_text},'
-                     f'"nodes":{per_node}}}')
+                     f'"nodes":{per_node}{syms}}}')
     head = _dump({
         "seq": sample.seq, "t": sample.t, "source": model.source.name,
         "pid": info.get("pid"), "comm": info.get("comm"),
@@ -3835,7 +4124,8 @@ during the interval: blank none, '.' <1%, ':' 1-2%, '-' 2-5%, '=' 5-10%,
 '+' 10-20%, '*' 20-40%, '#' 40-60%, '%' 60-80%, '@' >=80%.  node view = NUMA
 node holding >=75% of the young pages (* mixed).  anon view = anon (a), file (f) or
 mixed (*); in colour these two shade the hue by heat (brighter: hotter).  Keys
-(live view): h heat, n node, a anon/file, v next view, p/space pause, q quit.
+(live view): h heat, n node, a anon/file, v next view, j/k select a row, z zoom
+into it, x zoom out, p/space pause, q quit.
 
 sources (--source; auto takes the first the kernel offers):
   mglru  root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with the series in
@@ -4059,6 +4349,8 @@ class _Run:
         self.recorder: Recorder | None = None
         self.spool: str | None = None  # --svg of a live run without --record: its recording
         self.sinks: list = []
+        self._symbols: SymbolFiles | None = None
+        self.outer: list[Model] = []  # the models of the zoom levels above the shown one
         self.reason: str | None = None
         self.status = 0
         self.ok = False
@@ -4110,15 +4402,24 @@ class _Run:
             self.recorder = Recorder(self.spool)
         if self.recorder is not None:
             self.recorder.start(source.header)
-        json_sink = JsonSink(self.stdout) if args.json else None
+        json_sink = JsonSink(self.stdout, self.symbols()) if args.json else None
         self.sinks = [s for s in (self.recorder, json_sink) if s]
+
+    def symbols(self) -> SymbolFiles:
+        """The symbols of the target's files (one cache per run), as the target sees
+        its filesystem; a replay's from this machine's (if they are still the same)."""
+        if self._symbols is None:
+            live = isinstance(self.source, LiveSource)
+            root = f"{self.source.proc}/{self.source.pid}/root" if live else ""
+            self._symbols = SymbolFiles(root, self.model.page_size)
+        return self._symbols
 
     def _ui(self, stdin, environ, clock, sleep):
         args, stdout = self.args, self.stdout
         is_tty = _isatty(stdout)
         color = color_mode(args.color, is_tty, environ)
         if is_tty and not args.json and environ.get("TERM") != "dumb":
-            return LiveScreen(stdout, stdin, args.view, color, clock)
+            return LiveScreen(stdout, stdin, args.view, color, clock, self.symbols())
         return PlainUI(stdout, args.view, color, not args.json,
                        lambda: _terminal_size(stdout, environ), clock, sleep)
 
@@ -4139,6 +4440,9 @@ class _Run:
             if act == "resync":
                 source.resync()
                 continue
+            if act in ("zoom", "unzoom"):
+                model = self._zoom(ui, act == "zoom")
+                continue
             sample = source.take()
             if sample is None:
                 self.reason = "end of recording"
@@ -4156,6 +4460,40 @@ class _Run:
             if self.args.count and model.intervals >= self.args.count:
                 self.reason = "count reached"
                 return
+
+    def _zoom(self, ui, closer: bool) -> Model:
+        """Zoom the live view into its selected row, or back out; the model shown from
+        then on (a new one per zoom level: its regions have another size; zooming out
+        goes on with the history from before the zoom)."""
+        source, model = self.source, self.model
+        why = ("zoom needs a live run" if not isinstance(source, LiveSource) else
+               "no zoom while recording: a recording keeps one region size"
+               if self.recorder is not None else "")
+        if not why:
+            try:
+                if not closer:
+                    if source.unzoom():
+                        model = self.outer.pop()
+                        model.intervals = self.model.intervals
+                    else:
+                        why = "not zoomed in"
+                elif ui.selected() is None:
+                    why = "no row to zoom into"
+                else:
+                    (lo, hi), rows = ui.selected()
+                    source.zoom(lo, hi, rows)
+                    self.outer.append(model)
+                    model = Model(source.header)
+                    model.set_maps(source.scope.apply(source.prev_all or []))  # (its rows
+                    # at once; the counts follow at the next interval)
+                    model.intervals = self.model.intervals
+                    ui.cursor = 0
+            except HeatmapError as e:
+                why = f"zoom: {e}"
+        ui.note = why
+        self.model = model
+        ui.show(model)
+        return model
 
     def _partial(self, ui) -> None:
         """The run ends between two intervals: what the one under way counted so far

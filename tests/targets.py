@@ -22,17 +22,46 @@ def build_target(name: str) -> Path:
         return out
     if IN_GUEST:
         raise FileNotFoundError(f"{out} was not built on the host before the guest booted")
+    return compile_program(name, out)
+
+
+def compile_program(name: str, out: Path, *flags: str) -> Path:
+    """tests/targets/NAME.c compiled with gcc (and extra flags) into out, if out is not
+    newer than the source (also in the guest, into a directory it can write)."""
+    src = TARGETS / f"{name}.c"
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return out
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         raise CompileError("gcc is not installed (make check installs it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    r = subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(tmp), str(src)],
+    r = subprocess.run([cc, "-O2", "-Wall", "-Werror", *flags, "-o", str(tmp), str(src)],
                        capture_output=True, text=True)
     if r.returncode:
         raise CompileError(f"compiling {src.name} failed:\n{r.stderr}")
     tmp.replace(out)
     return out
+
+
+class HotSym:
+    """A running tests/targets/hotsym (sleeping 1 ms a pass, so it leaves the CPU to
+    others): its process and the addresses it printed, {symbol: address}."""
+
+    def __init__(self, binary: Path):
+        self.proc = subprocess.Popen([str(binary), "slow"], stdout=subprocess.PIPE,
+                                     text=True)
+        self.pid = self.proc.pid
+        self.where: dict[str, int] = {}
+        for line in self.proc.stdout:
+            if line.strip() == "ready":
+                break
+            name, addr = line.split()
+            self.where[name] = int(addr, 16)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 def named_uprobes_object(binary: Path) -> Path:

@@ -7,7 +7,6 @@ import argparse
 import io
 import json
 import os
-from pathlib import Path
 
 import pytest
 from heatmap_fakes import (
@@ -176,42 +175,21 @@ def test_bad_scope_in_a_recording_is_a_bad_header(tmp_path):
 
 # -- symbols of file-backed ELF mappings ------------------------------------------------------
 
-def build_no_pie() -> Path:
-    """hotsym linked at a fixed address: its segments' addresses are not their offsets."""
-    import shutil
-    import subprocess
-
-    import targets
-
-    src = targets.TARGETS / "hotsym.c"
-    out = targets.BUILD / "targets" / "hotsym-no-pie"
-    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([shutil.which("gcc") or "cc", "-O2", "-no-pie", "-fno-pie", "-o",
-                        str(out), str(src)], check=True)
-    return out
-
-
 @pytest.fixture(scope="module", params=["pie", "no-pie"])
 def hotsym(request):
-    """tests/targets/hotsym running (slowly): (its pid, {symbol: address}, binary)."""
-    import subprocess
-
+    """tests/targets/hotsym running, as a position-independent executable and linked at
+    a fixed address (its segments' addresses then are not their file offsets):
+    (its pid, {symbol: address}, binary)."""
     import targets
 
-    binary = targets.build_target("hotsym") if request.param == "pie" else build_no_pie()
-    proc = subprocess.Popen([str(binary), "slow"], stdout=subprocess.PIPE, text=True)
-    try:
-        where = {}
-        for line in proc.stdout:
-            if line.strip() == "ready":
-                break
-            name, addr = line.split()
-            where[name] = int(addr, 16)
-        yield proc.pid, where, binary
-    finally:
-        proc.kill()
-        proc.wait()
+    if request.param == "pie":
+        binary = targets.build_target("hotsym")
+    else:
+        binary = targets.compile_program("hotsym", targets.BUILD / "targets" / "hotsym-no-pie",
+                                         "-no-pie", "-fno-pie")
+    running = targets.HotSym(binary)
+    yield running.pid, running.where, binary
+    running.close()
 
 
 SIZES = {"hot_code": 64 << 10, "cold_code": 64 << 10, "hot_table": 4 * MiB,

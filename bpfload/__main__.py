@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     args = _quick_parse(argv) or _parser().parse_args(argv)
     from .errors import BPFLoadError, VerifierError
-    from .stdout import silence_stdout
 
     try:
         if _signal.getsignal(_signal.SIGINT) == _signal.SIG_DFL:
@@ -46,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         print("bpfload: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        from .stdout import silence_stdout
+
         silence_stdout()
         return 0
     except OSError as e:  # what is left: writing the output (to a full disk, say)
+        from .stdout import silence_stdout
+
         silence_stdout()
         where = e.filename or "the output"
         print(f"bpfload: error: cannot write {where}: {e.strerror or e}", file=sys.stderr)

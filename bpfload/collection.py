@@ -15,8 +15,6 @@ import errno
 import os
 
 from . import linker, map_setup, model, sections
-from .btf import fixup
-from .btf.encode import StringTable, encode
 from .btf.kernel import KernelBTF
 from .errors import BPFLoadError, BTFError, ObjectError, SyscallError
 from .maps import Map
@@ -273,35 +271,33 @@ class BPFObject:
                     self._autoload[prog] = load
 
     def _load_btf(self) -> None:
-        self._btf_strings: StringTable | None = None
+        self._line_strings: dict[str, int] | None = None  # see fixup.loadable
         if self.spec.btf is None:
             return
+        from .btf.load import load_btf
+
+        what = f"the BTF of {self.path}"
         try:
-            types, _ = fixup.program_types(self.spec)
-            self.btf_fd, self._btf_strings = self._try_load_btf(types)
+            if self.spec.loadable_btf is not None:  # from the cache
+                raw, offsets = self.spec.loadable_btf
+            else:
+                from .btf import fixup
+
+                raw, offsets, _ = fixup.loadable(self.spec)
+            self.btf_fd, self._line_strings = load_btf(raw, what), offsets
         except BTFError as first:
+            from .btf import fixup
             from .btf.load import probe_features
 
-            features = probe_features()
             try:
-                types, notes = fixup.program_types(self.spec, features)
-                self.btf_fd, self._btf_strings = self._try_load_btf(types)
+                raw, offsets, notes = fixup.loadable(self.spec, probe_features())
+                self.btf_fd, self._line_strings = load_btf(raw, what), offsets
                 self.warnings.extend(notes)
             except BTFError:
                 if self._needs_btf():
                     raise first from None
                 self.warnings.append(f"{first}; loading without the object's BTF")
                 self.btf_fd = None
-
-    def _try_load_btf(self, types) -> tuple[FD, StringTable]:
-        from .btf.load import load_btf
-
-        strings = StringTable()
-        for fn in self.spec.functions.values():  # line_info strings must be in the blob
-            for li in fn.line_info:
-                strings.add(li.file)
-                strings.add(li.line_text)
-        return load_btf(encode(types, strings), f"the BTF of {self.path}"), strings
 
     def _needs_btf(self) -> bool:
         return any(m.btf_value_type and not m.is_data and m.origin == "btf"
@@ -413,10 +409,10 @@ class BPFObject:
 
             if uprobe_multi_link():  # libbpf then attaches usdt probes as uprobe-multi
                 opts.expected_attach_type = AttachType.TRACE_UPROBE_MULTI
-        if self.btf_fd is not None and self._btf_strings is not None:
+        if self.btf_fd is not None and self._line_strings is not None:
             opts.btf_fd = self.btf_fd.fileno()
             opts.func_info, opts.func_info_count = _func_info(linked)
-            opts.line_info, opts.line_info_count = _line_info(linked, self._btf_strings)
+            opts.line_info, opts.line_info_count = _line_info(linked, self._line_strings)
         if prog.sdef.btf_target:
             from .btf.targets import attach_target
 
@@ -582,10 +578,10 @@ def _func_info(linked: linker.Linked) -> tuple[bytes, int]:
     return recs, len(linked.func_info)
 
 
-def _line_info(linked: linker.Linked, strings: StringTable) -> tuple[bytes, int]:
+def _line_info(linked: linker.Linked, strings: dict[str, int]) -> tuple[bytes, int]:
     from .sys.attrs import LineInfo
 
-    recs = b"".join(bytes(LineInfo(r.insn, strings.add(r.file), strings.add(r.line_text),
+    recs = b"".join(bytes(LineInfo(r.insn, strings[r.file], strings[r.line_text],
                                    (r.line << 10) | (r.col & 0x3FF)))
                     for r in linked.line_info)
     return recs, len(linked.line_info)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from .procfs import has_all_bpf_privileges
-
 
 class BPFLoadError(Exception):
     """Base class of all bpfload errors."""
@@ -50,6 +48,8 @@ NOT_SUPPORTED = frozenset({_errno.EOPNOTSUPP, ENOTSUPP})
 
 
 def _hint(err: int) -> str | None:
+    from .procfs import has_all_bpf_privileges  # (only for errors: not on a load's path)
+
     if err in _HINTS_PRIVILEGED and has_all_bpf_privileges():
         return _HINTS_PRIVILEGED[err]
     return _HINTS.get(err)

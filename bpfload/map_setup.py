@@ -19,7 +19,6 @@ import os
 from . import model
 from .errors import BPFLoadError, SyscallError
 from .maps import Map
-from .procfs import possible_cpus
 from .sys.constants import MapFlags, MapType
 from .sys.syscall import obj_get, obj_info, obj_pin
 
@@ -39,6 +38,8 @@ def max_entries(m: model.MapSpec, requested: int | None = None) -> int:
     adjusted like libbpf (perf event arrays by CPUs, ring buffers to pages)."""
     n = m.max_entries if requested is None else requested
     if m.type == MapType.PERF_EVENT_ARRAY and not n:
+        from .procfs import possible_cpus
+
         return possible_cpus()
     if m.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
         return ringbuf_size(n)

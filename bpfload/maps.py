@@ -14,7 +14,6 @@ import os
 import struct
 
 from .errors import NOT_SUPPORTED, SyscallError
-from .procfs import possible_cpus
 from .sys import attrs
 from .sys.constants import BPF_ANY, PERCPU_MAP_TYPES, Cmd, MapFlags, MapType, kernel_name
 from .sys.syscall import FD, address, bpf, bpf_fd, map_shared, obj_info, unmap
@@ -87,7 +86,11 @@ class Map:
         self.flags = flags
         self.map_extra = map_extra
         self.percpu = self.type in PERCPU_MAP_TYPES
-        self.ncpus = possible_cpus() if self.percpu else 1
+        self.ncpus = 1
+        if self.percpu:
+            from .procfs import possible_cpus  # (a /sys read: only for per-CPU maps)
+
+            self.ncpus = possible_cpus()
         # per-CPU values are 8-byte aligned slots, one per possible CPU
         self._slot = (value_size + 7) & ~7 if self.percpu else value_size
         self.key_codec = Codec(key_size, key)

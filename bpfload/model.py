@@ -195,6 +195,9 @@ class ObjectSpec(Record):
         # program -> the .text function its BTF names with
         # __attribute__((btf_decl_tag("exception_callback:NAME"))) ('' if it names two)
         ("exception_callbacks", dict),  # dict[str, str]
+        # btf.fixup.loadable(self)[:2] (the BTF blob and its line_info string offsets),
+        # kept by objcache with the model it caches; None: not computed
+        ("loadable_btf", None),  # tuple[bytes, dict[str, int]] | None
     )
 
     def data_map(self, section: str) -> MapSpec | None:

@@ -16,9 +16,11 @@ import zlib
 from . import model
 from .cachedir import cache_dir, write_cache_file
 
-#: modules whose code decides what the model of an object looks like
+#: modules whose code decides what an entry holds: the model of an object, and its
+#: loadable BTF (btf.fixup.loadable)
 _MODEL_SOURCES = ("elf_reader.py", "model.py", "sections.py", "asm.py", "btf/spec.py",
-                  "btf/ext.py", "btf/types.py", "btf/format.py", "objcache.py")
+                  "btf/ext.py", "btf/types.py", "btf/format.py", "btf/fixup.py",
+                  "btf/encode.py", "objcache.py")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -102,11 +104,27 @@ MAX_ENTRIES = 64
 def _store(entry: str, obj: model.ObjectSpec) -> None:
     import _pickle as pickle
 
+    _add_loadable_btf(obj)
     try:
         write_cache_file(entry, lambda f: pickle.dump(obj, f, protocol=5))
     except (pickle.PicklingError, TypeError, AttributeError):
         return  # an object the cache cannot hold is parsed again next time
     _prune(os.path.dirname(entry), MAX_ENTRIES)
+
+
+def _add_loadable_btf(obj: model.ObjectSpec) -> None:
+    """The BTF a load puts into the kernel depends on the object alone: computed once
+    here, a warm load neither fixes it up nor encodes it (nor imports the code that does)."""
+    if obj.btf is None:
+        return
+    from .btf import fixup
+    from .errors import BTFError
+
+    try:
+        raw, offsets, _ = fixup.loadable(obj)
+    except BTFError:
+        return  # the load reports it
+    obj.loadable_btf = (raw, offsets)
 
 
 def _touch(entry: str) -> None:

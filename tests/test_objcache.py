@@ -8,7 +8,9 @@ import _pickle
 import pytest
 
 from bpfload import asm, elf_reader, objcache
-from bpfload.btf import kernel
+from bpfload.btf import fixup, kernel
+from bpfload.btf import format as btf_format
+from bpfload.collection import BPFObject
 
 
 @pytest.fixture
@@ -35,6 +37,52 @@ def test_parsed_object_is_cached_and_reused(cache, bpf_object, monkeypatch):
         return {n: asm.encode(p.function.insns) for n, p in obj.programs.items()}
 
     assert code(again) == code(first) and again.maps.keys() == first.maps.keys()
+
+
+def test_the_entry_holds_the_loadable_btf_and_a_warm_load_uses_it(cache, bpf_object, no_leaks,
+                                                                 monkeypatch):
+    """The BTF a load hands the kernel (fixed up, encoded, with the line_info strings)
+    is kept with the model; a warm load takes it from there, and the kernel accepting the
+    programs' line_info proves the kept string offsets right."""
+    path = bpf_object("attach")
+    objcache.read(path)
+    fresh = elf_reader.read(str(path))
+    assert fresh.loadable_btf is None  # only the cache computes it ahead
+    again = objcache.read(path)
+    assert again.loadable_btf == fixup.loadable(fresh)[:2]
+    raw, offsets = again.loadable_btf
+    assert offsets  # attach.bpf.c has line_info (built with -g)
+    *_, hdr_len, _, _, str_off, str_len = btf_format.HEADER.unpack_from(raw)
+    strings = raw[hdr_len + str_off:hdr_len + str_off + str_len]
+    for text, off in offsets.items():  # each offset is where its string starts
+        assert strings[off:].split(b"\0", 1)[0] == text.encode() and strings[off - 1] == 0
+
+    def recompute(*args, **kw):
+        raise AssertionError("the BTF was fixed up and encoded again on a warm load")
+
+    monkeypatch.setattr(fixup, "loadable", recompute)
+    with BPFObject(path) as obj:
+        obj.load()
+        assert obj.btf_fd is not None and len(obj.programs) == 3
+
+
+@pytest.mark.parametrize("source", ["btf/fixup.py", "btf/encode.py", "elf_reader.py"])
+def test_editing_code_an_entry_depends_on_invalidates_it(source, bpf_object, tmp_path,
+                                                         monkeypatch):
+    """The key covers the code that builds what an entry holds: the model, and the
+    loadable BTF (fixup and encode), so an edited bpfload never reads a stale entry."""
+    import os
+    import shutil
+
+    for rel in objcache._MODEL_SOURCES:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.join(objcache._HERE, rel), tmp_path / rel)
+    monkeypatch.setattr(objcache, "_HERE", str(tmp_path))
+    data = bpf_object("attach").read_bytes()
+    before = objcache._key(data)
+    st = (tmp_path / source).stat()
+    os.utime(tmp_path / source, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert objcache._key(data) != before
 
 
 def test_an_entry_others_could_have_written_is_not_unpickled(cache, bpf_object):

@@ -203,11 +203,11 @@ def test_eperm_hint_depends_on_the_process_capabilities(monkeypatch):
     means the kernel does not allow the thing at all."""
     import errno
 
-    from bpfload import errors
+    from bpfload import errors, procfs
 
-    monkeypatch.setattr(errors, "has_all_bpf_privileges", lambda: False)
+    monkeypatch.setattr(procfs, "has_all_bpf_privileges", lambda: False)
     assert "needs root" in str(errors.SyscallError("loading program 'p'", errno.EPERM))
-    monkeypatch.setattr(errors, "has_all_bpf_privileges", lambda: True)
+    monkeypatch.setattr(procfs, "has_all_bpf_privileges", lambda: True)
     msg = str(errors.SyscallError("loading program 'p'", errno.EPERM))
     assert "needs root" not in msg and "this kernel does not allow it" in msg
     assert "needs root" not in str(errors.SyscallError("x", errno.EACCES))

@@ -12,6 +12,7 @@ from ..errors import BTFError
 from ..model import KCONFIG_SEC, KSYMS_SEC
 from . import format as btf_format
 from . import types as btf_types
+from .encode import StringTable, encode
 
 DUMMY_KSYM = "dummy_ksym"
 
@@ -68,6 +69,24 @@ def program_types(obj, features: Features | None = None,
     if features is not None:
         notes += _sanitize(types, features)
     return types, notes
+
+
+def loadable(obj, features: Features | None = None) -> tuple[bytes, dict[str, int], list[str]]:
+    """The object's BTF as BTF_LOAD takes it (program_types encoded), the offsets in it
+    of the strings line_info records name (file names and source lines: they must be
+    in the blob), and notes on what was changed.
+
+    Without `features` it depends on the object alone, so objcache keeps it with the
+    cached model (ObjectSpec.loadable_btf) and a warm load neither fixes up nor encodes.
+    """
+    types, notes = program_types(obj, features)
+    strings = StringTable()
+    offsets: dict[str, int] = {}
+    for fn in obj.functions.values():
+        for li in fn.line_info:
+            offsets[li.file] = strings.add(li.file)
+            offsets[li.line_text] = strings.add(li.line_text)
+    return encode(types, strings), offsets, notes
 
 
 def _hidden_functions_static(obj, types: list[btf_types.Type]) -> None:

@@ -12,8 +12,10 @@ from ..sys.constants import Cmd
 from ..sys.syscall import FD, address, bpf_fd
 from . import format as btf_format
 from . import types as btf_types
-from .encode import encode
-from .fixup import Features
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .fixup import Features
 
 _LOG_START = 64 * 1024
 _LOG_MAX = 16 * 1024 * 1024
@@ -51,6 +53,8 @@ def _log_of_failed_load(buf, size: int) -> str:
 
 
 def _accepts(types: list[btf_types.Type]) -> bool:
+    from .encode import encode
+
     try:
         load_btf(encode(types), "a BTF feature probe").close()
         return True
@@ -61,6 +65,8 @@ def _accepts(types: list[btf_types.Type]) -> bool:
 @functools.cache
 def probe_features() -> Features:
     """Which BTF kinds the running kernel accepts (a few tiny BTF_LOADs, once)."""
+    from .fixup import Features  # (like encode: not imported by a load that needs no probe)
+
     i32 = btf_types.Int("int", 4, btf_format.INT_SIGNED)
     return Features(
         func=_accepts([i32, btf_types.FuncProto("", 1, []),

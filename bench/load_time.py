@@ -1,8 +1,9 @@
 """Load time: `python -m bpfload load OBJ` against `bpftool prog loadall OBJ` (libbpf),
 whole processes, both cold-started, repeated; prints medians and the ratio. `attach` is
 the tp_btf object (a raw_tp, a tp_btf and a tracepoint program, .bss and .rodata); the
-last line is the floor: what `python -m` and the stdlib modules any ctypes loader
-needs cost before any work, in the same ratio.
+last lines are the floor: what `python -m` and the stdlib modules any ctypes loader
+needs cost before any work, and the same bpf(2) calls made by a script with no loader
+logic (bench/bpf_replay.py), in the same ratio.
 
     python3 bench/load_time.py [RUNS]
 
@@ -110,26 +111,40 @@ FLOOR_MODULES = "ctypes, struct, zlib, array, fcntl, errno, _pickle"
 
 def _floor(runs: int) -> None:
     """The same interpreter running, with -m, an empty module, one that only imports
-    ctypes (what any loader in Python needs for bpf(2)) and one that imports
-    FLOOR_MODULES, against bpftool on the tp_btf object in the same runs."""
+    ctypes (what any loader in Python needs for bpf(2)), one that imports FLOOR_MODULES,
+    and bpf_replay (the bpf(2) calls of bpfload's load of the tp_btf object, replayed with
+    no loader logic), against bpftool on that object in the same runs."""
     where = tempfile.mkdtemp(prefix="bench-load-floor-")
     try:
         Path(where, "bench_empty.py").write_text("")
         Path(where, "bench_ctypes.py").write_text("import ctypes\n")
         Path(where, "bench_floor.py").write_text(f"import {FLOOR_MODULES}\n")
+        shutil.copy(Path(__file__).with_name("bpf_replay.py"), where)
+        subprocess.run([PYTHON, "-m", "compileall", "-q", where], check=True,
+                       stdout=subprocess.DEVNULL)
         obj = REPO / "build" / "bench" / "attach.bpf.o"
-        empty, only_ctypes, floor, theirs = [], [], [], []
+        plan = os.path.join(where, "attach.plan")
+        sys.path.insert(0, str(REPO))
+        from bpf_replay import capture
+
+        capture(str(obj), plan)
+        empty, only_ctypes, floor, replayed, theirs = [], [], [], [], []
         for _ in range(runs):
             empty.append(_time([PYTHON, "-m", "bench_empty"], cwd=where))
             only_ctypes.append(_time([PYTHON, "-m", "bench_ctypes"], cwd=where))
             floor.append(_time([PYTHON, "-m", "bench_floor"], cwd=where))
+            replayed.append(_time([PYTHON, "-m", "bpf_replay", plan], cwd=where))
             theirs.append(_time(["bpftool", "prog", "loadall", str(obj), PIN], _unpin))
     finally:
         shutil.rmtree(where, ignore_errors=True)
-    e, c, f, t = (statistics.median(x) for x in (empty, only_ctypes, floor, theirs))
+    e, c, f, r, t = (statistics.median(x) for x in (empty, only_ctypes, floor, replayed,
+                                                     theirs))
     print(f"floor: `python -m` of an empty module {e * 1e3:.1f}ms ({e / t:.2f}x bpftool); "
           f"of one importing ctypes {c * 1e3:.1f}ms ({c / t:.2f}x); {FLOOR_MODULES} "
           f"{f * 1e3:.1f}ms ({f / t:.2f}x); bpftool {t * 1e3:.1f}ms")
+    print(f"floor: attach's bpf(2) calls replayed by bpf_replay (ctypes only, no loader "
+          f"logic) {r * 1e3:.1f}ms ({r / t:.2f}x); fastest {min(replayed) * 1e3:.1f}ms vs "
+          f"bpftool {min(theirs) * 1e3:.1f}ms ({min(replayed) / min(theirs):.2f}x)")
 
 
 if __name__ == "__main__":

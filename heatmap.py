@@ -4502,8 +4502,8 @@ class _Run:
                     source.zoom(lo, hi, rows)
                     self.outer.append(model)
                     model = Model(source.header)
-                    model.set_maps(source.scope.apply(source.prev_all or []))  # (its rows
-                    # at once; the counts follow at the next interval)
+                    # its rows at once; the counts follow at the next interval
+                    model.set_maps(source.scope.apply(source.prev_all or []))
                     model.intervals = self.model.intervals
                     ui.cursor = 0
             except HeatmapError as e:

@@ -1,0 +1,127 @@
+"""heatmap.py zoom and symbols in the QEMU guest on the patched kernel: the symbols of a
+program whose hot function and hot array are known, and a zoom into a row with a finer
+region size that finds a hot band's exact edges (mglru source)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import targets
+
+from bpfc import REPO
+from kernelstate import kernel_ids, leftovers
+
+sys.path.insert(0, str(REPO))
+import heatmap  # noqa: E402
+
+pytestmark = pytest.mark.skipif(os.environ.get("HEATMAP_IN_GUEST") != "1",
+                                reason="runs inside the test guest only")
+
+PAGE = 4096
+
+
+def run_heatmap(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "heatmap.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture
+def hotsym(tmp_path):
+    """tests/targets/hotsym, compiled here (the checkout is read-only in the guest) and
+    running."""
+    running = targets.HotSym(targets.compile_program("hotsym", tmp_path / "hotsym"))
+    yield running
+    running.close()
+
+
+def test_symbols_of_the_hot_function_and_array(hotsym):
+    where = hotsym.where
+    r = run_heatmap(hotsym.pid, "--json", "--count", 2, "--interval", 1, "--region-size", "4K",
+                    "--mapping", "hotsym", "--source", "mglru")
+    assert r.returncode == 0, r.stderr
+    intervals = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(intervals) == 2
+    for iv in intervals:
+        young = {x["start"]: x for x in iv["regions"]}
+        for name, size in (("hot_code", 64 << 10), ("hot_table", 4 << 20)):
+            for page in range(where[name], where[name] + size, PAGE):
+                assert young[page]["symbols"][0] == name, (name, hex(page), young.get(page))
+        named = {s for x in iv["regions"] for s in x.get("symbols", ())}
+        assert "hot_code" in named and "hot_table" in named
+        assert not named & {"cold_code", "cold_table"}, named
+        for x in iv["regions"]:  # nothing outside the program's own file
+            assert x["mapping"] == "hotsym", x
+
+
+# 4 MiB of 4 KiB pages, 2 MiB aligned; pages HOT_LO..HOT_HI-1 of the first 2 MiB are
+# rewritten every 50 ms, the rest is touched once.  Exits by itself after argv[1] s.
+HOT_LO, HOT_HI = 100, 300
+BAND = f"""
+import ctypes, mmap, sys, time
+libc = ctypes.CDLL(None)
+m = mmap.mmap(-1, 3 << 21, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+off = (-base) % (2 << 20)
+libc.madvise(ctypes.c_void_p(base + off), ctypes.c_size_t(2 << 21), 15)  # NOHUGEPAGE
+view = memoryview(m)
+view[off:off + (2 << 21):4096] = b"\\1" * 1024
+print(base + off, flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    view[off + {HOT_LO} * 4096:off + {HOT_HI} * 4096:4096] = b"\\2" * {HOT_HI - HOT_LO}
+    time.sleep(0.05)
+"""
+
+
+def young_pages(sample) -> set[int]:
+    return {region for region, _node, anon, file in sample.counts if anon + file}
+
+
+def test_zoom_to_pages_finds_the_hot_bands_exact_edges():
+    before = kernel_ids()
+    proc = subprocess.Popen([sys.executable, "-c", BAND, "120"], stdout=subprocess.PIPE,
+                            text=True)
+    base = int(proc.stdout.readline())
+    window = (base, base + (2 << 20))
+    source = heatmap.LiveSource(proc.pid, 21, 1.0, heatmap.SourceChoice("mglru"), "/proc",
+                                time.monotonic, scope=heatmap.Scope(base, base + (4 << 20)))
+    try:
+        source.open()
+        time.sleep(1)
+        coarse = source.take()
+        # at 2 MiB the band is a share of one region: its edges are not to be seen
+        assert young_pages(coarse) == {base >> 21}
+        assert sum(a + f for _r, _n, a, f in coarse.counts) == HOT_HI - HOT_LO
+        # zoom into the first 2 MiB with a row per page: the region size follows
+        source.zoom(*window, 512)
+        assert source.shift == 12 and source.header["zoom"] == 1
+        assert source.header["range"] == list(window)
+        time.sleep(1)
+        fine = source.take()
+        page0 = base >> 12
+        assert young_pages(fine) == set(range(page0 + HOT_LO, page0 + HOT_HI))
+        assert [(m.start, m.end) for m in fine.maps] == [window]
+        # the rows of the zoomed view: the band's rows hot, the others blank
+        model = heatmap.Model(source.header)
+        model.add(fine)
+        rows = model.rows_for(16)  # 32 pages a row: the band is rows 3..9, partly 3 and 9
+        cells = model.cells(model.columns[-1], rows)[0]
+        assert [r for r in range(rows.n) if cells[r]] == list(range(3, 10))
+        assert cells[3] == 128 - HOT_LO and cells[9] == HOT_HI - 288
+        assert all(cells[r] == 32 for r in range(4, 9))
+        # and back out: 2 MiB regions again, the whole scope
+        assert source.unzoom() and source.shift == 21 and source.header["zoom"] == 0
+        time.sleep(1)
+        back = source.take()
+        assert young_pages(back) == {base >> 21}
+        assert [(m.start, m.end) for m in back.maps] == [(base, base + (4 << 20))]
+    finally:
+        source.close()
+        proc.kill()
+        proc.wait()
+    assert not leftovers(before), "the zoom left BPF objects in the kernel"

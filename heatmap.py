@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """heatmap: a live map of where in a process's address space memory is hot or cold.
 
-    python heatmap.py PID [--interval SECONDS] [--count N] [--region-size SIZE]
-                          [--range START-END] [--mapping NAME]
+    python heatmap.py PID [--interval SECONDS] [--aging-interval SECONDS] [--count N]
+                          [--region-size SIZE] [--range START-END] [--mapping NAME]
                           [--source auto|mglru|idle|damon|refs]
                           [--view heat|node|anon] [--color auto|always|never]
                           [--json] [--record FILE] [--svg FILE]
@@ -44,7 +44,15 @@ The header names the source ("via idle (auto)").  The picture:
     "name +N"), mappings far apart in the address space last.
     [vvar], [vvar_vclock], [vsyscall] and PROT_NONE mappings (guard pages, reserved
     arena space) can never be found young and are not shown.
-  * columns: intervals, newest on the right, scrolling left.
+  * columns: intervals, newest on the right, scrolling left.  --aging-interval S ages
+    (looks at the pages) every S seconds, several times per column: a cell is then the
+    mean share over the column's agings, so a page found young at every aging counts
+    fully and one found young once of k agings counts 1/k (the header says "x4
+    agings", the legend "mean of 4 agings").  idle and refs age that often too; DAMON
+    samples every S seconds on its own.
+  * working set: the header shows the bytes found young in the last interval (the
+    mean per aging) and a trend of the last 8 ([_.-=^]: low to high against their
+    largest); the line at the end of a run gives its min, median and max.
   * heat view (h): the share of the row's mapped pages found young during the interval,
     on a fixed log-like scale: blank none, '.' under 1 %, ':' 1-2 %, '-' 2-5 %,
     '=' 5-10 %, '+' 10-20 %, '*' 20-40 %, '#' 40-60 %, '%' 60-80 %, '@' 80 % and more
@@ -88,14 +96,18 @@ JSON (--json): one object per interval and line on stdout:
 
     {"seq": 1,                 interval number, from 1
      "t": 2.002,               seconds since the start of the run (end of the interval)
+     "time": 1764608402.002,   the end of the interval as Unix time (seconds)
      "source": "mglru",        where the counts come from: mglru, idle, damon or refs
      "pid": 4242, "comm": "hotspot",
      "interval": 2.0,          requested interval, seconds
+     "agings": 1,              agings (samplings, for damon) the interval's counts are
+                               the mean of (--aging-interval)
      "aging_s": 0.0123,        seconds the kernel spent in this interval: the scan (mglru),
                                bitmap rmap walks (idle), the kdamond (damon), smaps and
                                clear_refs (refs)
      "dropped": 0,             updates the BPF side could not store so far (map full)
      "rss_kb": 262144,         target's VmRSS at the end of the interval
+     "wss_bytes": 1228800,     working set: bytes found young (mean per aging)
      "region_size": 2097152, "page_size": 4096,
      "partial": false,         true for a last interval cut short by the end of the run
      "regions": [              regions with at least one young page, by address
@@ -103,9 +115,10 @@ JSON (--json): one object per interval and line on stdout:
          "mapping": "[heap]",  mapping at the region's first mapped byte ("" if none)
          "pages": 512,         pages of the shown mappings inside the region
          "huge": 0,            of those, pages huge pages back (null: unknown, not root)
-         "accessed": 300,      pages found young in this interval (anon + file); for
-                               damon and refs page equivalents: the measured share
-                               (frequency, referenced share) times the region's pages
+         "accessed": 300,      pages found young in this interval (anon + file), the
+                               mean per aging (a float when not whole); for damon and
+                               refs page equivalents: the measured share (frequency,
+                               referenced share) times the region's pages
          "anon": 300, "file": 0,       null for damon and refs
          "node": 0,            node holding >= 3/4 of the young pages, or "mixed"
          "nodes": {"0": 300},  young pages per node; node and nodes null for damon, refs
@@ -118,14 +131,16 @@ Recording (--record FILE; gzip-compressed when FILE ends in .gz): JSON lines, on
 object each, the kind in "type":
 
     {"type": "heatmap-record", "version": 1, "pid", "comm", "region_shift",
-     "page_size", "interval", "started" (Unix time), "source" (mglru if absent),
-     "auto" (true if --source auto chose it), "range" ([start, end] of --range),
-     "mapping" (--mapping's name)}                                      first line
+     "page_size", "interval", "aging_interval", "started" (Unix time), "source"
+     (mglru if absent), "auto" (true if --source auto chose it), "range" ([start,
+     end] of --range), "mapping" (--mapping's name)}                  first line
     {"type": "maps", "maps": [[start, end, perms, offset, dev, inode, path], ...]}
         the target's /proc/PID/maps, written before the first interval and again
         before each interval whose maps differ from the previous ones
-    {"type": "interval", "seq", "t", "aging", "dropped", "rss_kb",
-     "counts": [[region_index, node, anon_pages, file_pages], ...],
+    {"type": "interval", "seq", "t", "time" (Unix time; absent in older recordings:
+     "started" + "t"), "aging", "dropped", "rss_kb", "agings" (when not 1),
+     "counts": [[region_index, node, anon_pages, file_pages], ...] (summed over the
+     agings),
      "comm" (when it changed: an exec), "partial" (true: cut short by the run's end),
      "huge": [[region_index, pages], ...] (when it changed: pages huge pages back)}
         exactly what the source reported (region_index = address >> region_shift;
@@ -186,6 +201,7 @@ import os
 import re
 import signal
 import stat
+import statistics
 import struct
 import sys
 import time
@@ -229,10 +245,10 @@ class Sample:
     """One interval as a source (live or replayed) delivers it."""
 
     __slots__ = ("seq", "t", "aging", "dropped", "rss_kb", "maps", "counts", "comm",
-                 "partial", "huge")
+                 "partial", "huge", "agings", "time")
 
     def __init__(self, seq, t, aging, dropped, rss_kb, maps, counts, comm=None,
-                 partial=False, huge=None):
+                 partial=False, huge=None, agings=1, time=None):
         self.seq = seq  # interval number, from 1
         self.t = t  # seconds since the start, end of the interval
         self.aging = aging  # seconds spent aging
@@ -244,6 +260,10 @@ class Sample:
         self.partial = partial  # cut short by the end of the run: shorter than the rest
         # [(region_index, pages huge pages back)] when that changed since the last
         self.huge = huge
+        # how often the interval looked at the pages: counts are summed over that many
+        # agings (a page young at every one counts `agings` times)
+        self.agings = agings
+        self.time = time  # Unix time at the end of the interval (None: unknown)
 
 
 class Mapping(collections.namedtuple("Mapping", "start end perms offset dev inode path")):
@@ -421,6 +441,10 @@ class CountsSource:
     tells_node = True  # the NUMA node of a page
     tells_kind = True  # anon or file
     per_mapping = False  # no detail inside a mapping: one row per mapping
+    # samples several times per interval on its own (DAMON), told the aging interval;
+    # LiveSource ages the others several times per column instead
+    samples_itself = False
+    aging_word = "aging"  # what one look at the pages is called (the legend says "mean of")
     capabilities: tuple[str, ...] = ()  # names from CAPS the source needs
     notes: tuple[str, ...] = ()  # what opening it did that the user should know
 
@@ -1533,9 +1557,10 @@ class SourceChoice:
 
     checks_capabilities = True  # LiveSource leaves that to us
 
-    def __init__(self, name: str, proc_root: str = "/proc"):
+    def __init__(self, name: str, proc_root: str = "/proc", aging_interval=None):
         self.name = name
         self.proc = proc_root
+        self.aging_interval = aging_interval  # (None: the interval)
 
     def _missing(self, cls) -> list[str]:
         from bpfload.procfs import missing_capabilities
@@ -1556,7 +1581,7 @@ class SourceChoice:
                                f"{', '.join(cls.capabilities)} (run it as root); missing "
                                f"{', '.join(missing)}")
         try:
-            counts = cls(pid, region_shift, max_regions, interval)
+            counts = self._make(cls, pid, region_shift, max_regions, interval)
         except SourceUnavailable as e:
             others = [c.name for c in SOURCES
                       if c is not cls and not self._missing(c) and c.unavailable(pid) is None]
@@ -1564,6 +1589,14 @@ class SourceChoice:
                                     f"{', '.join(others) or 'none'}") from None
         counts.auto = False
         return counts
+
+    def _make(self, cls, pid, region_shift, max_regions, interval):
+        """cls opened; a source that samples on its own is told the aging interval
+        (LiveSource ages the others that often)."""
+        if cls.samples_itself and self.aging_interval not in (None, interval):
+            return cls(pid, region_shift, max_regions, interval,
+                       aging_interval=self.aging_interval)
+        return cls(pid, region_shift, max_regions, interval)
 
     def _auto(self, pid, region_shift, max_regions, interval):
         reasons = []
@@ -1573,7 +1606,7 @@ class SourceChoice:
                 reasons.append(f"{cls.name}: needs {', '.join(missing)}")
                 continue
             try:
-                counts = cls(pid, region_shift, max_regions, interval)
+                counts = self._make(cls, pid, region_shift, max_regions, interval)
             except SourceUnavailable as e:
                 reasons.append(f"{cls.name}: {e}")
                 continue
@@ -1583,6 +1616,17 @@ class SourceChoice:
 
 
 # ---- 2.8 a live run: the counts, aged and drained every interval, and /proc ----------
+
+def agings_per_column(interval: float, aging_interval: float) -> int:
+    """How many agings of aging_interval seconds make one column of interval seconds
+    (HeatmapError unless a whole number: a column must be the same agings every time)."""
+    k = round(interval / aging_interval)
+    if k < 1 or abs(k * aging_interval - interval) > 1e-6 * interval:
+        raise HeatmapError(f"--interval {interval:g} is not a whole number of agings of "
+                           f"--aging-interval {aging_interval:g} (e.g. --aging-interval "
+                           f"{interval / max(1, k):g})")
+    return k
+
 
 def map_capacity(regions: int) -> int:
     """Regions the BPF map is sized for (per node): the spanned regions plus slack."""
@@ -1731,11 +1775,18 @@ class LiveSource:
     damaged = None
 
     def __init__(self, pid, region_shift, interval, counts_factory, proc_root, clock,
-                 page_size=None, scope: Scope | None = None):
+                 page_size=None, scope: Scope | None = None, aging_interval=None):
         self.pid = pid
         self.shift = region_shift
         self.scope = scope or Scope()
         self.interval = interval
+        self.aging_interval = aging_interval or interval
+        # agings per column: age() that many times, the counts summed (see take())
+        self.agings = agings_per_column(interval, self.aging_interval)
+        self.calls = self.agings  # age() calls per column (1 for a self-sampling source)
+        self.done = 0  # age() calls made in the column under way
+        self.summed: dict[tuple[int, int], list[int]] = {}  # their counts
+        self.aging_s = 0.0  # and the seconds they took
         self.factory = counts_factory
         self.proc = proc_root
         self.clock = clock
@@ -1817,7 +1868,7 @@ class LiveSource:
             raise HeatmapError(f"not permitted: {CAPS_TEXT}; missing {', '.join(missing)}")
         self.capacity = map_capacity(spanned_regions(maps, self.shift))
         try:
-            self.counts = self.factory(pid, self.shift, self.capacity, interval=self.interval)
+            self.counts = self._open_counts(pid)
             self.notes = said + tuple(getattr(self.counts, "notes", ()))
             # the first aging reports everything touched since forever: drop it
             self.counts.age()
@@ -1829,6 +1880,7 @@ class LiveSource:
         self.header = {"type": RECORD_TYPE, "version": RECORD_VERSION, "pid": pid,
                        "comm": comm, "region_shift": self.shift,
                        "page_size": self.page_size, "interval": self.interval,
+                       "aging_interval": self.aging_interval,
                        "started": round(time.time(), 3),
                        "source": getattr(self.counts, "name", "") or "mglru",
                        "auto": bool(getattr(self.counts, "auto", False)),
@@ -1836,10 +1888,50 @@ class LiveSource:
         self.comm = comm
         self.huge_pages = HugePages(self.proc, pid, self.shift, self.page_size)
         self.t0 = self.clock()
-        self.next_due = self.t0 + self.interval
+        self.next_due = self.t0 + self.interval / self.calls
+
+    def _open_counts(self, pid: int):
+        """The counts source; one that samples on its own (samples_per_column: DAMON,
+        told the aging interval by SourceChoice) is aged once per column."""
+        counts = self.factory(pid, self.shift, self.capacity, interval=self.interval)
+        own = getattr(counts, "samples_per_column", None)
+        if own:
+            self.agings, self.calls = own, 1
+        return counts
 
     def due(self) -> float:
+        """When the next aging is due (the column's last one ends it: take())."""
         return self.next_due
+
+    def mid_column(self) -> bool:
+        """Whether the aging that is due is one inside the column (age_between())."""
+        return self.done + 1 < self.calls
+
+    def _age_once(self) -> None:
+        """One aging, its counts added to the column's."""
+        self.aging_s += float(self.counts.age())
+        for region, node, a, f in self.counts.drain():
+            c = self.summed.setdefault((region, node), [0, 0])
+            c[0] += a
+            c[1] += f
+        self.done += 1
+
+    def _advance(self, now: float) -> None:
+        self.next_due += self.interval / self.calls
+        if self.next_due <= now:  # fell behind (slow aging, suspended): skip, don't burst
+            self.next_due = now + self.interval / self.calls
+
+    def age_between(self) -> None:
+        """An aging inside the column: counted, nothing shown yet."""
+        try:
+            self._age_once()
+        except PermissionError:
+            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
+        except OSError as e:
+            if self._exited():
+                raise TargetExited() from None
+            raise HeatmapError(f"kernel counts: {e}") from None
+        self._advance(self.clock())
 
     def _name(self) -> str | None:
         """The target's name when it changed (an exec), else None; TargetExited if it
@@ -1861,8 +1953,7 @@ class LiveSource:
         """The interval that is due, or with partial=True the one under way, cut short
         because the run ends."""
         try:
-            aging = float(self.counts.age())
-            counts = list(self.counts.drain())
+            self._age_once()
             dropped = int(self.counts.dropped())
         except PermissionError:
             raise HeatmapError("not permitted: " + CAPS_TEXT) from None
@@ -1870,6 +1961,14 @@ class LiveSource:
             if self._exited():  # its /proc files went with it
                 raise TargetExited() from None
             raise HeatmapError(f"kernel counts: {e}") from None
+        counts = [(r, nd, a, f) for (r, nd), (a, f) in self.summed.items()]
+        aging, done = self.aging_s, self.done
+        self.summed, self.aging_s, self.done = {}, 0.0, 0
+        # a self-sampling source's counts are its measured share times the pages: in
+        # page-agings like the others'
+        agings = done * self.agings // self.calls
+        if self.calls != self.agings:
+            counts = [(r, nd, a * agings, f * agings) for r, nd, a, f in counts]
         now = self.clock()
         try:
             maps = read_maps(self.proc, self.pid)
@@ -1890,13 +1989,11 @@ class LiveSource:
         self.seq += 1
         changed = maps != self.prev_maps
         self.prev_maps = maps
-        self.next_due += self.interval
-        if self.next_due <= now:  # fell behind (slow aging, suspended): skip, don't burst
-            self.next_due = now + self.interval
+        self._advance(now)
         counts.sort()
         return Sample(self.seq, round(now - self.t0, 6), round(aging, 6), dropped,
                       read_rss_kb(self.proc, self.pid), maps if changed else None, counts,
-                      comm, partial, huge)
+                      comm, partial, huge, agings, round(time.time(), 3))
 
     def _fit_capacity(self, maps: list[Mapping]) -> None:
         """Resize the counts for the target's mappings when they changed (all of them:
@@ -1910,10 +2007,11 @@ class LiveSource:
             self.counts.resize(self.capacity)
 
     def resync(self) -> None:
-        """After a pause: age and drop what accumulated, restart the interval clock."""
+        """After a pause: age and drop what accumulated, restart the column."""
         self.counts.age()
         self.counts.drain()
-        self.next_due = self.clock() + self.interval
+        self.summed, self.aging_s, self.done = {}, 0.0, 0
+        self.next_due = self.clock() + self.interval / self.calls
 
     # -- zoom: a closer look at part of the scope, with regions as fine as it needs ----
     def zoom(self, lo: int, hi: int, rows: int) -> None:
@@ -2026,6 +2124,8 @@ MAX_NODES = 1 << 10
 #: (a 64-bit address space at the smallest region size, 4 KiB).
 MAX_RECORDED_COUNT = 1 << 48
 MAX_REGION_INDEX = 1 << 52
+#: agings per interval: an interval is at most a day, an aging at least INTERVAL_RANGE[0]
+MAX_AGINGS = 1 << 20
 
 
 class ReplaySource:
@@ -2147,11 +2247,16 @@ class ReplaySource:
                         huge = [(_as_int(r), _as_int(n)) for r, n in huge]
                         if any(not 0 <= r <= MAX_REGION_INDEX or n < 0 for r, n in huge):
                             raise ValueError("huge pages out of any possible range")
+                    agings = _as_int(obj.get("agings", 1))
+                    if not 1 <= agings <= MAX_AGINGS:
+                        raise ValueError(f"agings out of range: {agings}")
+                    when = obj.get("time")
                     s = Sample(_as_int(obj["seq"]), _as_finite(obj["t"]),
                                _as_finite(obj["aging"]),
                                _as_int(obj["dropped"]), _as_int(obj["rss_kb"]),
                                self._pending_maps, counts, comm,
-                               obj.get("partial") is True, huge)
+                               obj.get("partial") is True, huge, agings,
+                               None if when is None else _as_finite(when))
                     self._pending_maps = None
                     return s
                 # other types: from a newer writer; skipped
@@ -2753,11 +2858,12 @@ class Column:
     of the same folded into the rows of the RowLayout last rendered."""
 
     __slots__ = ("seq", "t", "bins", "anon", "file", "nodes", "key", "c_young", "c_anon",
-                 "c_node")
+                 "c_node", "agings")
 
-    def __init__(self, seq, t, bins, anon, file, nodes):
+    def __init__(self, seq, t, bins, anon, file, nodes, agings=1):
         self.seq = seq
         self.t = t
+        self.agings = agings  # the counts are summed over this many agings
         self.bins = bins
         self.anon = anon  # array('I') per bin
         self.file = file
@@ -2785,6 +2891,8 @@ class Model:
         self.last: Sample | None = None  # metadata of the newest sample (counts dropped)
         self.region_totals: dict[int, int] = {}
         self.huge: dict[int, int] | None = None  # pages huge pages back, per region
+        self.wss: list[float] = []  # bytes found young per interval (mean per aging)
+        self.ever_young: set[int] = set()  # regions found young at least once
         self._idents = itertools.count(1)
         self._rows: RowLayout | None = None
 
@@ -2825,12 +2933,18 @@ class Model:
         file = array.array("I", zero)
         per_node: dict[int, array.array] = {}
         totals = self.region_totals
+        ever = self.ever_young
         bin_of = bins.bin_of
+        young_pages = 0
+        agings = max(1, sample.agings)
         for region, node, a, f in sample.counts:
             y = a + f
             if y <= 0:
                 continue
-            totals[region] = totals.get(region, 0) + y
+            young_pages += y
+            ever.add(region)
+            # (young pages per aging: what a page found young at each aging counts once)
+            totals[region] = totals.get(region, 0) + (y if agings == 1 else y / agings)
             b = bin_of(region)
             if b < 0:
                 continue  # not in a shown mapping (unmapped meanwhile, PROT_NONE)
@@ -2849,15 +2963,17 @@ class Model:
             nodes = next(iter(per_node))
         else:
             nodes = per_node
-        col = Column(sample.seq, sample.t, bins, anon, file, nodes)
+        col = Column(sample.seq, sample.t, bins, anon, file, nodes, agings)
         self.columns.append(col)
+        self.wss.append(young_pages * self.page_size / agings)
         self.intervals += 1
         if sample.comm is not None:
             self.info["comm"] = sample.comm
         if sample.huge is not None:
             self.huge = dict(sample.huge)
         self.last = Sample(sample.seq, sample.t, sample.aging, sample.dropped,
-                           sample.rss_kb, None, None, partial=sample.partial)
+                           sample.rss_kb, None, None, partial=sample.partial,
+                           agings=agings, time=sample.time)
         return col
 
     def huge_rows(self, layout: RowLayout) -> list[bool]:
@@ -2929,6 +3045,11 @@ class Model:
                 for r in range(n):
                     if young[r] > 0:
                         node[r] = nodes
+            if col.agings > 1:  # the mean over the agings: a share of the row's pages
+                scale = 1.0 / col.agings
+                for r in range(n):
+                    young[r] *= scale
+                    anon_r[r] *= scale
             col.key = rows.key
             col.c_young, col.c_anon, col.c_node = young, anon_r, node
         return col.c_young, col.c_anon, col.c_node
@@ -3118,7 +3239,9 @@ def header_items(model: Model, view: str, status: str = "") -> list[str]:
     items = [f"heatmap pid {info.get('pid')} ({comm})"]
     if last is not None:
         items.append("rss " + fmt_size(last.rss_kb * 1024))
-    items.append(f"every {float(info.get('interval', 0)):g} s")
+    every = f"every {float(info.get('interval', 0)):g} s"
+    agings = last.agings if last is not None else 1
+    items.append(every + (f" x{agings} agings" if agings > 1 else ""))
     via = [w for w, on in (("auto", info.get("auto")), ("per mapping", src.per_mapping)) if on]
     items.append(f"via {src.name}" + (f" ({', '.join(via)})" if via else ""))
     items.append(f"{src.kernel_work} " + (fmt_secs(last.aging) if last is not None else "-"))
@@ -3131,10 +3254,25 @@ def header_items(model: Model, view: str, status: str = "") -> list[str]:
     items.append("view " + view)
     if last is not None:
         items.append(f"#{last.seq} {last.t:.1f} s")
+        items.append(f"wss {fmt_size(round(model.wss[-1]))} {wss_trend(model.wss)}")
     items.append(f"dropped {last.dropped if last is not None else 0}")
     if status:
         items.append(status)
     return items
+
+
+TREND_CHARS = "_.-=^"  # low to high, against the largest of the values shown
+TREND_LEN = 8
+
+
+def wss_trend(values: list[float]) -> str:
+    """The last TREND_LEN working-set sizes as a strip of TREND_CHARS, e.g. "[_.-=^^]"."""
+    recent = values[-TREND_LEN:]
+    top = max(recent, default=0)
+    if top <= 0:
+        return "[" + TREND_CHARS[0] * len(recent) + "]"
+    n = len(TREND_CHARS) - 1
+    return "[" + "".join(TREND_CHARS[round(v / top * n)] for v in recent) + "]"
 
 
 def wrap_items(items: list[tuple[int, str]], width: int, max_lines: int) -> list[str]:
@@ -3187,23 +3325,27 @@ def legend_entries(view: str, nodes: list[int], src=CountsSource
             for k, t in ((KIND_ANON, "anon"), (KIND_FILE, "file"), (MIXED, "mixed"))]
 
 
-def legend_head(view: str, none: str, shaded: bool = False, src=CountsSource) -> str:
+def legend_head(view: str, none: str, shaded: bool = False, src=CountsSource,
+                agings: int = 1) -> str:
     """The legend's heading (what a cell means for the source); `none` names how a cell
     with no young page looks, and `shaded` says the colours are shaded by heat (node and
-    anon views in colour)."""
+    anon views in colour); `agings` per column make a heat cell a mean over them."""
     shading = f"; {SHADE_NOTE}" if shaded and view != "heat" else ""
     if not tells(src, view):
         what = f"the {src.name} source cannot tell {UNTOLD[view]}"
     else:
         what = src.cell if view == "heat" else LEGEND_HEAD[view]
+        if view == "heat" and agings > 1:
+            what += f", mean of {agings} {src.aging_word}s per column"
     return f"{what} ({none}: none{shading}):"
 
 
 def legend_lines(view: str, nodes: list[int], width: int, style: Style, keys: bool,
-                 max_lines: int = 3, src=CountsSource, huge: bool = False) -> list[str]:
+                 max_lines: int = 3, src=CountsSource, huge: bool = False, agings: int = 1
+                 ) -> list[str]:
     """The legend wrapped to width: heading, then one swatch (or character) per colour
     with the numbers it stands for; in the live view a line of keys."""
-    head = legend_head(view, "blank", src=src)
+    head = legend_head(view, "blank", src=src, agings=agings)
     items: list[tuple[int, str]] = [(len(head), head)]
     for ch, rgb, text in legend_entries(view, nodes, src):
         if style.mode is None:
@@ -3250,7 +3392,8 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
     columns = model.columns
     recent = list(itertools.islice(columns, max(0, len(columns) - width), None))
     legend = legend_lines(view, nodes_seen(recent), width, style, keys, src=model.source,
-                          huge=any((model.huge or {}).values()))
+                          huge=any((model.huge or {}).values()),
+                          agings=model.last.agings if model.last is not None else 1)
     told = tells(model.source, view)
     head = wrap_items([(len(s), s) for s in header_items(model, view, status)], width, 2)
     selecting = cursor is not None and height > 6
@@ -3641,11 +3784,17 @@ def _mapped_in(maps: list[Mapping], j: int, lo: int, hi: int, page_size: int
     return j, name, pages
 
 
+def per_aging(pages: int, agings: int):
+    """Pages summed over agings as the mean per aging: an int where it is one."""
+    return pages // agings if pages % agings == 0 else round(pages / agings, 3)
+
+
 def interval_json(sample: Sample, model: Model, symbols: SymbolFiles | None = None) -> str:
     """One interval as a line of JSON (no newline), after model.add(sample).  Written
     piecewise: a dense interval of a big target has tens of thousands of regions.
     With symbols, regions of file-backed ELF mappings name the symbols in them."""
     info = model.info
+    k = max(1, sample.agings)
     tell_node, tell_kind = model.source.tells_node, model.source.tells_kind
     shift = model.shift
     size = 1 << shift
@@ -3679,24 +3828,38 @@ def interval_json(sample: Sample, model: Model, symbols: SymbolFiles | None = No
         if tell_node:
             node = dominant(nodes, a + f)
             node_text = '"mixed"' if node == MIXED else str(node)
-            per_node = "{" + ",".join(f'"{nd}":{y}' for nd, y in sorted(nodes.items())) + "}"
+            per_node = "{" + ",".join(f'"{nd}":{per_aging(y, k)}'
+                                      for nd, y in sorted(nodes.items())) + "}"
         else:
             node_text = per_node = "null"
-        kinds = f'"anon":{a},"file":{f}' if tell_kind else '"anon":null,"file":null'
+        kinds = f'"anon":{per_aging(a, k)},"file":{per_aging(f, k)}' if tell_kind else \
+            '"anon":null,"file":null'
         huge = "null" if model.huge is None else model.huge.get(region, 0)
         named = symbols.inside(maps, lo, hi, j)[:HOT_SYMBOLS] if symbols else ()
         syms = f',"symbols":{_dump([name for name, _ in named])}' if named else ""
         parts.append(f'{{"start":{lo},"end":{hi},"mapping":{qname},"pages":{pages},'
-                     f'"huge":{huge},"accessed":{a + f},{kinds},"node":{node_text},'
-                     f'"nodes":{per_node}{syms}}}')
+                     f'"huge":{huge},"accessed":{per_aging(a + f, k)},{kinds},'
+                     f'"node":{node_text},"nodes":{per_node}{syms}}}')
+    wss = model.wss[-1] if model.wss else 0
     head = _dump({
-        "seq": sample.seq, "t": sample.t, "source": model.source.name,
+        "seq": sample.seq, "t": sample.t, "time": sample_time(sample, info),
+        "source": model.source.name,
         "pid": info.get("pid"), "comm": info.get("comm"),
-        "interval": info.get("interval"), "aging_s": sample.aging, "dropped": sample.dropped,
-        "rss_kb": sample.rss_kb, "region_size": size, "page_size": page_size,
-        "partial": sample.partial,
+        "interval": info.get("interval"), "agings": k, "aging_s": sample.aging,
+        "dropped": sample.dropped, "rss_kb": sample.rss_kb,
+        "wss_bytes": int(wss) if wss == int(wss) else round(wss),
+        "region_size": size, "page_size": page_size, "partial": sample.partial,
     })
     return head[:-1] + ',"regions":[' + ",".join(parts) + "]}"
+
+
+def sample_time(sample: Sample, info: dict) -> float | None:
+    """The interval's end as Unix time: as recorded, or for a recording older than
+    "time" its start plus the interval's seconds."""
+    if sample.time is not None:
+        return sample.time
+    started = info.get("started")
+    return None if started is None else round(float(started) + sample.t, 3)
 
 
 class Recorder:
@@ -3728,6 +3891,10 @@ class Recorder:
             record = {"type": "interval", "seq": sample.seq, "t": sample.t,
                       "aging": sample.aging, "dropped": sample.dropped,
                       "rss_kb": sample.rss_kb, "counts": [list(c) for c in sample.counts]}
+            if sample.time is not None:
+                record["time"] = sample.time
+            if sample.agings != 1:
+                record["agings"] = sample.agings
             if sample.comm is not None:
                 record["comm"] = sample.comm
             if sample.partial:
@@ -3780,7 +3947,7 @@ def _hex(rgb) -> str:
 
 
 class _RunScan(collections.namedtuple(
-        "_RunScan", "header snapshots intervals times nodes comm huge")):
+        "_RunScan", "header snapshots intervals times nodes comm huge agings wss")):
     """What write_svg() needs to know of a whole recording before drawing it."""
 
 
@@ -3794,12 +3961,18 @@ def _scan_recording(recording: str, limit) -> _RunScan:
     nodes: set[int] = set()
     comm = None
     huge: dict[int, int] | None = None  # the most pages huge pages backed, per region
+    agings = 1  # (the most of any interval: a run has the same in every full one)
+    wss: list[float] = []
+    page_size = None
     try:
         while True:
             s = src.take()
             if s is None:
                 break
+            page_size = page_size or int(src.header.get("page_size", 4096))
             times.append(s.t)
+            agings = max(agings, s.agings)
+            wss.append(sum(c[2] + c[3] for c in s.counts) * page_size / max(1, s.agings))
             comm = s.comm if s.comm is not None else comm
             if s.huge is not None:
                 huge = {} if huge is None else huge
@@ -3811,7 +3984,7 @@ def _scan_recording(recording: str, limit) -> _RunScan:
     finally:
         src.close()
     return _RunScan(src.header, snapshots, len(times), times, nodes,
-                    src.header.get("comm") if comm is None else comm, huge)
+                    src.header.get("comm") if comm is None else comm, huge, agings, wss)
 
 
 # Text is monospace: its width is known from its length.  Lines above the plot sit a
@@ -3982,7 +4155,7 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
     model.huge = scan.huge
     huge_rows = model.huge_rows(layout)
     title = _svg_title(scan.header, model, view, scan.intervals)
-    head = legend_head(view, "grey", shaded=True, src=model.source)
+    head = legend_head(view, "grey", shaded=True, src=model.source, agings=scan.agings)
     entries = legend_entries(view, sorted(scan.nodes), model.source)
     text_w = max(_text_w(title, 13), _text_w(_svg_subtitle(scan.header)), _text_w(head),
                  sum(_swatch_w(text) for _, _, text in entries), 18 + _text_w(HUGE_NOTE))
@@ -4173,7 +4346,12 @@ def build_parser(out=None) -> _Parser:
     p.out = out
     p.add_argument("pid", nargs="?", metavar="PID", help="process to watch")
     p.add_argument("-i", "--interval", type=_interval, metavar="SECONDS",
-                   help="aging interval = one column (default 2)")
+                   help="one column (default 2)")
+    p.add_argument("--aging-interval", type=_interval, metavar="SECONDS",
+                   help="age (look at the pages) every SECONDS, several times per column: a "
+                        "cell is then the mean share over the agings, so a page touched at "
+                        "each counts fully and one touched once 1/k (default: the column "
+                        "interval; it must divide it)")
     p.add_argument("-c", "--count", type=_positive_int, metavar="N",
                    help="stop after N intervals (default: until q, Ctrl-C, SIGTERM or the "
                         "target exits)")
@@ -4219,13 +4397,18 @@ def parse_args(argv, out=None) -> argparse.Namespace:
         if args.speed is not None:
             raise HeatmapError("--speed only applies to --replay")
         args.interval = 2.0 if args.interval is None else args.interval
+        if args.aging_interval is None:
+            args.aging_interval = args.interval
+        agings_per_column(args.interval, args.aging_interval)
         args.source = args.source or "auto"
         args.region_size = args.region_size or (2 << 20)
     else:
         if args.pid is not None:
             raise HeatmapError("give either a PID or --replay FILE, not both")
-        if args.interval is not None:
-            raise HeatmapError("--interval applies to live runs; a recording keeps its own")
+        for opt in ("interval", "aging_interval"):
+            if getattr(args, opt) is not None:
+                raise HeatmapError(f"--{opt.replace('_', '-')} applies to live runs; a "
+                                   f"recording keeps its own")
         if args.region_size is not None:
             raise HeatmapError("--region-size applies to live runs; a recording keeps its own")
         if args.source is not None:
@@ -4305,6 +4488,7 @@ def summary_line(model: Model | None, reason: str) -> str:
     cut = ", the last one partial" if model.last.partial else ""
     text = (f"heatmap: {model.intervals} interval{plural} in {model.last.t:.1f} s{cut} "
             f"({reason})")
+    text += "; " + wss_figures(model.wss)
     peak = model.peak()
     if peak is None:
         return text + "; no young pages seen"
@@ -4313,7 +4497,16 @@ def summary_line(model: Model | None, reason: str) -> str:
                           model.page_size)
     lo, hi = region << model.shift, (region + 1) << model.shift
     return text + (f"; hottest region {lo:#x}-{hi:#x} {_printable(name) or '(unmapped)'}: "
-                   f"{total} young pages")
+                   f"{round(total)} young pages")
+
+
+def wss_figures(wss: list[float]) -> str:
+    """The run's working set (bytes found young per interval) as min/median/max."""
+    if not wss:
+        return "working set unknown"
+    low, mid, high = min(wss), statistics.median(wss), max(wss)
+    return (f"working set min {fmt_size(round(low))}, median {fmt_size(round(mid))}, "
+            f"max {fmt_size(round(high))}")
 
 
 def _source_for(args, counts_factory, proc_root: str, clock, stdout):
@@ -4324,8 +4517,10 @@ def _source_for(args, counts_factory, proc_root: str, clock, stdout):
         return ReplaySource(args.replay, speed, clock, args.count)
     lo, hi = args.range or (None, None)
     return LiveSource(args.pid, args.region_size.bit_length() - 1, args.interval,
-                      counts_factory or SourceChoice(args.source, proc_root), proc_root,
-                      clock, scope=Scope(lo, hi, args.mapping))
+                      counts_factory or SourceChoice(args.source, proc_root,
+                                                     args.aging_interval),
+                      proc_root, clock, scope=Scope(lo, hi, args.mapping),
+                      aging_interval=args.aging_interval)
 
 
 def _catch_signals() -> dict:
@@ -4460,6 +4655,9 @@ class _Run:
                 continue
             if act in ("zoom", "unzoom"):
                 model = self._zoom(ui, act == "zoom")
+                continue
+            if getattr(source, "mid_column", bool)():
+                source.age_between()  # (several agings per column: not the last one)
                 continue
             sample = source.take()
             if sample is None:

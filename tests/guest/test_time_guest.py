@@ -1,0 +1,104 @@
+"""heatmap.py's time axis in the QEMU guest: several agings per column.  Three bands of
+4 KiB pages are written once per aging interval, once per 2 and once per 4, each write
+placed half an aging interval away from heatmap's agings (the workload takes its phase
+from the first interval's "time"), so a 2 s column of four 0.5 s agings must read
+exactly 1, 1/2 and 1/4 for each band with the sources that see every page."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bpfc import REPO
+
+pytestmark = pytest.mark.skipif(os.environ.get("HEATMAP_IN_GUEST") != "1",
+                                reason="runs inside the test guest only")
+
+PAGES = 512  # per 2 MiB region
+AGING = 0.5
+AGINGS = 4  # per 2 s column
+COLUMNS = 6
+SETTLED = 2  # columns before the workload is in phase
+
+# Three separate 2 MiB mappings (so refs sees each band as its own mapping), no THP.
+# Reads its phase from stdin, then writes every page of band k at phase + AGING * j for
+# every j divisible by its period.
+BANDS = r"""
+import ctypes, mmap, sys, time
+libc = ctypes.CDLL(None)
+periods = (1, 2, 4)
+views, starts = [], []
+for _ in periods:
+    m = mmap.mmap(-1, 2 * (2 << 20), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    off = (-base) % (2 << 20)
+    libc.madvise(ctypes.c_void_p(base + off), ctypes.c_size_t(2 << 20), 14)  # NOHUGEPAGE
+    v = memoryview(m)[off:off + (2 << 20)]
+    v[::4096] = b"\1" * 512
+    views.append(v)
+    starts.append(base + off)
+print(" ".join(map(str, starts)), flush=True)
+phase = float(sys.stdin.readline())
+aging = float(sys.argv[1])
+j = 0
+while True:
+    due = phase + aging * j
+    now = time.time()
+    if due > now:
+        time.sleep(due - now)
+    if due >= now - aging / 4:  # (not one the phase came too late for)
+        for p, v in zip(periods, views):
+            if j % p == 0:
+                v[::4096] = b"\2" * 512
+    j += 1
+"""
+
+
+@pytest.fixture
+def bands():
+    proc = subprocess.Popen([sys.executable, "-c", BANDS, str(AGING)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    starts = [int(s) for s in proc.stdout.readline().split()]
+    yield proc, starts
+    proc.kill()
+    proc.wait()
+
+
+def run_in_phase(bands, source: str) -> list[dict]:
+    """heatmap's intervals on the bands; the workload phased from the first one."""
+    proc, _ = bands
+    hm = subprocess.Popen([sys.executable, str(REPO / "heatmap.py"), str(proc.pid),
+                           "--source", source, "--json", "--count", str(COLUMNS),
+                           "--interval", str(AGING * AGINGS), "--aging-interval", str(AGING)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        first = json.loads(hm.stdout.readline())
+        proc.stdin.write(f"{first['time'] + AGING / 2}\n")
+        proc.stdin.flush()
+        rest, err = hm.communicate(timeout=300)
+    finally:
+        if hm.poll() is None:
+            hm.kill()
+            hm.wait()
+    assert hm.returncode == 0, err
+    return [first] + [json.loads(line) for line in rest.splitlines()]
+
+
+def band_shares(interval: dict, starts: list[int]) -> list[float]:
+    got = {r["start"]: r["accessed"] for r in interval["regions"]}
+    return [got.get(s, 0) / PAGES for s in starts]
+
+
+@pytest.mark.parametrize("source", ["mglru", "idle", "refs"])
+def test_bands_young_every_2nd_and_4th_aging_read_1_half_and_quarter(bands, source):
+    intervals = run_in_phase(bands, source)
+    assert len(intervals) == COLUMNS
+    assert all(iv["agings"] == AGINGS and iv["source"] == source for iv in intervals)
+    for iv in intervals[SETTLED:]:
+        assert band_shares(iv, bands[1]) == [1.0, 0.5, 0.25], iv["seq"]
+        # the working set: the three bands' mean young bytes per aging
+        assert iv["wss_bytes"] >= (1 + 0.5 + 0.25) * PAGES * 4096

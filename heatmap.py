@@ -1617,6 +1617,9 @@ class SourceChoice:
 
 # ---- 2.8 a live run: the counts, aged and drained every interval, and /proc ----------
 
+PAGEMAP_CHUNK = 1 << 16  # pagemap entries read at once (512 KiB)
+
+
 def agings_per_column(interval: float, aging_interval: float) -> int:
     """How many agings of aging_interval seconds make one column of interval seconds
     (HeatmapError unless a whole number: a column must be the same agings every time)."""
@@ -2006,6 +2009,31 @@ class LiveSource:
             self.capacity = map_capacity(need)
             self.counts.resize(self.capacity)
 
+    def resident(self, ranges) -> list[int | None]:
+        """Resident bytes of each (start, end, ...) address range of the target, from
+        the present bits of /proc/PID/pagemap (None where it cannot be read)."""
+        ps = self.page_size
+        try:
+            fd = os.open(f"{self.proc}/{self.pid}/pagemap", os.O_RDONLY)
+        except OSError:
+            return [None] * len(ranges)
+        out: list[int | None] = []
+        try:
+            for start, end, *_ in ranges:
+                present = 0
+                try:
+                    for page in range(start // ps, -(-end // ps), PAGEMAP_CHUNK):
+                        n = min(PAGEMAP_CHUNK, -(-end // ps) - page)
+                        entries = array.array("Q", os.pread(fd, 8 * n, 8 * page))
+                        present += sum(1 for e in entries if e & PM_PRESENT)
+                except (OSError, ValueError):
+                    out.append(None)
+                    continue
+                out.append(present * ps)
+        finally:
+            os.close(fd)
+        return out
+
     def resync(self) -> None:
         """After a pause: age and drop what accumulated, restart the column."""
         self.counts.age()
@@ -2147,6 +2175,7 @@ class ReplaySource:
         self._taken = 0
         self.truncated = False  # the file ends mid-record (an interrupted run)
         self.damaged: str | None = None  # where a damaged record stopped the replay, why
+        self.summary: dict | None = None  # the run's summary record, once read
 
     def open(self) -> None:
         try:
@@ -2259,6 +2288,8 @@ class ReplaySource:
                                None if when is None else _as_finite(when))
                     self._pending_maps = None
                     return s
+                elif kind == SUMMARY_TYPE:
+                    self.summary = obj  # (its resident bytes: resident())
                 # other types: from a newer writer; skipped
             except (KeyError, ValueError, TypeError) as e:
                 return self._bad(f"bad {kind} record ({e})")
@@ -2284,6 +2315,19 @@ class ReplaySource:
 
     def resync(self) -> None:
         self._base = None
+
+    def resident(self, ranges) -> list[int | None]:
+        """The resident bytes the recorded run measured for these ranges (None where
+        it did not: a recording without a summary, or one replayed only in part)."""
+        known = {(r.get("start"), r.get("end")): r.get("resident_bytes")
+                 for r in (self.summary or {}).get("never_touched", ())
+                 if isinstance(r, dict)}
+        out = []
+        for start, end, *_ in ranges:
+            v = known.get((start, end))
+            out.append(v if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                       else None)
+        return out
 
     def close(self) -> None:
         if self.f is not None:
@@ -2985,6 +3029,26 @@ class Model:
             if b >= 0:
                 pages[layout.row_of_bin[b]] += n
         return [2 * h >= p > 0 for h, p in zip(pages, layout.pages)]
+
+    def never_touched(self) -> list[tuple[int, int, str]]:
+        """(start, end, mapping name) of the address ranges of the shown mappings that
+        no interval found young (at region granularity), largest first."""
+        out = []
+        shift, ever = self.shift, self.ever_young
+        for m in self.maps:
+            lo = None
+            for region in range(m.start >> shift, ((m.end - 1) >> shift) + 1):
+                a = max(m.start, region << shift)
+                if region in ever:
+                    if lo is not None:
+                        out.append((lo, a, m.name))
+                    lo = None
+                elif lo is None:
+                    lo = a
+            if lo is not None:
+                out.append((lo, m.end, m.name))
+        out.sort(key=lambda r: (r[0] - r[1], r[0]))
+        return out
 
     def peak(self) -> tuple[int, int] | None:
         """(region_index, young pages over the run) of the hottest region."""
@@ -3756,6 +3820,10 @@ class JsonSink:
         self.out.write(interval_json(sample, model, self.symbols) + "\n")
         self.out.flush()
 
+    def finish(self, summary: dict) -> None:
+        self.out.write(_dump(summary) + "\n")
+        self.out.flush()
+
 
 def region_info(maps: list[Mapping], starts: list[int], region: int, shift: int,
                 page_size: int) -> tuple[str, int]:
@@ -3906,6 +3974,14 @@ class Recorder:
         except OSError as e:
             raise self._failed(e) from None
 
+    def finish(self, summary: dict) -> None:
+        """The run's summary, its last record."""
+        try:
+            self.f.write(_dump(summary) + "\n")
+            self.f.flush()
+        except OSError as e:
+            raise self._failed(e) from None
+
     def close(self) -> None:
         f, self.f = self.f, None
         if f is not None:
@@ -3913,6 +3989,48 @@ class Recorder:
                 f.close()
             except OSError as e:
                 raise self._failed(e) from None
+
+
+SUMMARY_TYPE = "summary"  # the record (and --json object) that ends a run
+UNTOUCHED_SHOWN = 5  # ranges the end-of-run text lists (JSON has them all)
+
+
+def run_summary(model: Model, resident=None) -> dict:
+    """What a whole run found: its working set (min/median/max of the intervals') and
+    the ranges never found young, largest first, with their resident bytes
+    (resident(ranges) -> bytes or None each; None: unknown)."""
+    ranges = model.never_touched()
+    sizes = resident(ranges) if resident is not None else [None] * len(ranges)
+    wss = [round(v) for v in model.wss]
+    known = [r for r in sizes if r is not None]
+    return {
+        "type": SUMMARY_TYPE, "intervals": model.intervals,
+        "wss_bytes": {"min": min(wss), "median": round(statistics.median(wss)),
+                      "max": max(wss)} if wss else None,
+        "never_touched_bytes": sum(b - a for a, b, _ in ranges),
+        "never_touched_resident_bytes": sum(known) if len(known) == len(sizes) else None,
+        "never_touched": [{"start": a, "end": b, "mapping": name, "bytes": b - a,
+                           "resident_bytes": r} for (a, b, name), r in zip(ranges, sizes)],
+    }
+
+
+def untouched_lines(summary: dict, limit: int = UNTOUCHED_SHOWN) -> list[str]:
+    """The never-touched part of a summary as text: a total, then the largest ranges."""
+    ranges = summary["never_touched"]
+    if not ranges:
+        return ["never found young: nothing (every shown region was young at least once)"]
+    total = summary["never_touched_resident_bytes"]
+    res = f", {fmt_size(total)} of it resident" if total is not None else ""
+    n = len(ranges)
+    lines = [f"never found young: {n} range{'' if n == 1 else 's'}, "
+             f"{fmt_size(summary['never_touched_bytes'])}{res}"
+             + (f"; the largest {limit}:" if n > limit else ":")]
+    for r in ranges[:limit]:
+        rb = r["resident_bytes"]
+        lines.append(f"  {r['start']:#x}-{r['end']:#x} {_printable(r['mapping']) or 'anon'} "
+                     f"{fmt_size(r['bytes'])}"
+                     + (f", {fmt_size(rb)} resident" if rb is not None else ""))
+    return lines
 
 
 def union_maps(snapshots) -> list[Mapping]:
@@ -4567,6 +4685,7 @@ class _Run:
         self.reason: str | None = None
         self.status = 0
         self.ok = False
+        self.summary: dict | None = None  # what the whole run found (run_summary())
 
     def fail(self, message: str) -> None:
         _say(self.stderr, f"heatmap: {message}")
@@ -4597,7 +4716,25 @@ class _Run:
         except OSError as e:  # a terminal gone (EIO), a full disk under --record, ...
             self.fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
         finally:
+            self._finish()
             self._close()
+
+    def _finish(self) -> None:
+        """A run that showed intervals ends with its summary: in the recording, as the
+        last --json object, and (last_lines()) on stderr."""
+        if not self.ok or self.model is None or not self.model.intervals or \
+                getattr(self.source, "damaged", None):  # (a damaged recording: not whole)
+            return
+        try:
+            self.summary = run_summary(self.model, getattr(self.source, "resident", None))
+            for sink in self.sinks:
+                sink.finish(self.summary)
+        except BrokenPipeError:
+            pass  # (the output closed: what it was given stands)
+        except HeatmapError as e:
+            self.fail(str(e))
+        except OSError as e:
+            self.fail(f"{e.strerror or e}")
 
     def _open(self) -> None:
         args, source = self.args, self.source
@@ -4763,7 +4900,11 @@ class _Run:
         stopped the replay and what was shown of it."""
         damaged = getattr(self.source, "damaged", None)
         if not damaged:
-            return summary_line(self.model, self.reason)
+            text = summary_line(self.model, self.reason)
+            if self.summary is None:
+                return text
+            return "\n".join([text] + [f"heatmap: {line}" if i == 0 else line for i, line in
+                                        enumerate(untouched_lines(self.summary))])
         n = self.model.intervals if self.model is not None else 0
         shown = f"the {n} interval{'' if n == 1 else 's'} before it" if n else "nothing"
         return f"heatmap: {damaged}; shown: {shown}"

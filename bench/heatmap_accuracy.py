@@ -82,7 +82,7 @@ def _in_guest(intervals: int) -> None:
         raise SystemExit(f"heatmap.py failed: {r.stderr.strip()}")
     measured: dict[int, float] = {}
     for line in r.stdout.splitlines():
-        for reg in json.loads(line)["regions"]:
+        for reg in json.loads(line).get("regions", ()):  # (the last line: the summary)
             measured[reg["start"]] = measured.get(reg["start"], 0) + reg["accessed"]
     truth, got, bands = [], [], []
     for b, stride in enumerate(STRIDES):

@@ -3,6 +3,7 @@ clock.  They live here, not in heatmap.py: the product has no fake data path."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -150,3 +151,32 @@ def small_script():
         [(h + 1, 0, 256, 0), (region(0x7ffc00000000), 0, 1, 0)],
         [(h + 2, 0, 200, 0), (h + 2, 1, 184, 0)],
     ]
+
+
+def json_intervals(out: str) -> list[dict]:
+    """--json's interval objects: every line but the last, the run's summary."""
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert objs and objs[-1]["type"] == heatmap.SUMMARY_TYPE, objs[-1:]
+    assert all("type" not in o for o in objs[:-1])
+    return objs[:-1]
+
+
+def json_summary(out: str) -> dict:
+    """--json's last object: the run's summary."""
+    obj = json.loads(out.splitlines()[-1])
+    assert obj["type"] == heatmap.SUMMARY_TYPE
+    return obj
+
+
+def end_of_run(err: str) -> str:
+    """A run's end-of-run line from its stderr, checking that what follows it is the
+    never-found-young list and nothing else."""
+    lines = err.splitlines()
+    line, rest = lines[-1], []
+    for i, text in enumerate(lines):
+        if text.startswith("heatmap: never found young"):
+            line, rest = lines[i - 1], lines[i + 1:]
+            assert all(r.startswith("  0x") for r in rest), rest
+            assert i + 1 + len(rest) == len(lines)
+            break
+    return line

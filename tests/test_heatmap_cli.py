@@ -22,8 +22,10 @@ from heatmap_fakes import (
     HEATMAP,
     SMALL_MAPS,
     FakeClock,
+    end_of_run,
     exit_target,
     heatmap,
+    json_intervals,
     make_factory,
     make_proc,
     maps_line,
@@ -187,7 +189,7 @@ def test_region_size_reaches_the_bpf_side(tmp_path):
     assert factory.instances[0].region_shift == 16
     assert factory.instances[0].max_regions == heatmap.map_capacity(
         heatmap.spanned_regions(heatmap.parse_maps(SMALL_MAPS), 16))
-    assert json.loads(out)["region_size"] == 65536
+    assert json_intervals(out)[0]["region_size"] == 65536
 
 
 def test_map_resized_when_mappings_grow(tmp_path):
@@ -257,7 +259,7 @@ def test_real_maps_file_of_this_process(tmp_path):
     rc, out, err, _ = run(tmp_path, "4242", "--count", "2", "--json", maps=real,
                           script=[[(r, 0, 3, 0)], []])
     assert rc == 0, err
-    first, second = (json.loads(ln) for ln in out.splitlines())
+    first, second = json_intervals(out)
     assert [x["start"] >> 21 for x in first["regions"]] == [r] and second["regions"] == []
     rc, out, err, _ = run(tmp_path, "4242", "--count", "2", maps=real)
     assert rc == 0 and "[stack]" in out
@@ -294,8 +296,7 @@ def test_closed_stdout_no_traceback(tmp_path):
     assert first.startswith(b"heatmap pid 77 (synthetic)")
     assert rc == 0, err
     assert "Traceback" not in err and "Exception ignored" not in err
-    assert err.startswith("heatmap: ") and "(output closed)" in err
-    assert err.count("\n") == 1
+    assert err.startswith("heatmap: ") and "(output closed)" in end_of_run(err)
 
 
 @pytest.mark.parametrize("module", ["argparse", "json"])
@@ -506,7 +507,8 @@ def test_started_with_stdout_closed(tmp_path):
                           str(svg)], stderr=subprocess.PIPE, text=True, timeout=60,
                          preexec_fn=lambda: os.close(1))
     assert res.returncode == 0, res.stderr
-    assert res.stderr.startswith("heatmap: 3 intervals") and res.stderr.count("\n") == 1
+    assert end_of_run(res.stderr).startswith("heatmap: 3 intervals")
+    assert res.stderr.startswith("heatmap: 3 intervals")
     assert svg.read_text().startswith("<?xml")
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from heatmap_fakes import heatmap
+from heatmap_fakes import heatmap, json_intervals
 from required import cannot_run
 
 REGION = 2 << 20
@@ -102,5 +102,5 @@ def test_rows_huge_pages_back_are_marked_in_frames_json_and_svg(tmp_path):
     assert svg.count('class="huge"') == 2 and heatmap.HUGE_NOTE in svg
     out = io.StringIO()
     assert heatmap.main(["--replay", str(rec), "--json"], stdout=out, stderr=err) == 0
-    last = json.loads(out.getvalue().splitlines()[-1])
+    last = json_intervals(out.getvalue())[-1]
     assert [r["huge"] for r in last["regions"]] == [512, 512, 0, 0]

@@ -21,6 +21,7 @@ from heatmap_fakes import (
     FakeClock,
     exit_target,
     heatmap,
+    json_intervals,
     make_factory,
     make_proc,
     maps_line,
@@ -54,7 +55,7 @@ def test_auto_takes_refs_and_gets_each_mappings_share(tmp_path):
         assert r.returncode == 0, r.stderr
         header = json.loads(rec.read_text().splitlines()[0])
         assert (header["source"], header["auto"]) == ("refs", True)
-        intervals = [json.loads(line) for line in r.stdout.splitlines()]
+        intervals = json_intervals(r.stdout)
         assert len(intervals) == 3
         for iv in intervals:
             assert iv["source"] == "refs"

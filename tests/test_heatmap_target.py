@@ -12,7 +12,9 @@ import pytest
 from heatmap_fakes import (
     SMALL_MAPS,
     FakeClock,
+    end_of_run,
     heatmap,
+    json_intervals,
     make_factory,
     make_proc,
     region,
@@ -40,7 +42,7 @@ def test_a_thread_id_watches_its_process(tmp_path):
     assert rc == 0, err
     assert err.splitlines()[0] == ("heatmap: 4250 is a thread of process 4242 (hotspot): "
                                    "watching the process")
-    assert [json.loads(ln)["pid"] for ln in out.splitlines()] == [4242, 4242]
+    assert [iv["pid"] for iv in json_intervals(out)] == [4242, 4242]
     assert factory.instances[0].pid == 4242  # what the counts are asked for
 
 
@@ -58,8 +60,7 @@ def test_the_name_follows_an_exec(tmp_path):
     rc, out, err = run(tmp_path, ["4242", "--json", "--count", "3", "--record", str(rec),
                                   "--svg", str(tmp_path / "run.svg")], factory, clock)
     assert rc == 0, err
-    assert [json.loads(ln)["comm"] for ln in out.splitlines()] == ["hotspot", "sleep",
-                                                                    "sleep"]
+    assert [iv["comm"] for iv in json_intervals(out)] == ["hotspot", "sleep", "sleep"]
     assert [o.get("comm") for o in map(json.loads, rec.read_text().splitlines())
             if o["type"] == "interval"] == [None, "sleep", None]  # when it changed
     assert "heatmap: pid 4242 (sleep)," in (tmp_path / "run.svg").read_text()
@@ -91,18 +92,17 @@ def test_a_stopped_run_keeps_its_partial_interval(tmp_path, stop):
     rc, out, err = run(tmp_path, ["4242", "--json", "--interval", "10", "--record",
                                   str(rec)], factory, clock, sleep)
     assert rc == 0, err
-    ivs = [json.loads(ln) for ln in out.splitlines()]
+    ivs = json_intervals(out)
     assert [(iv["t"], iv["partial"]) for iv in ivs] == [(10, False), (20, False),
                                                         (23, True)]
     assert ivs[-1]["regions"][0]["accessed"] == 5
-    assert err.splitlines()[-1].startswith("heatmap: 3 intervals in 23.0 s, the last one "
-                                           "partial (")
+    assert end_of_run(err).startswith("heatmap: 3 intervals in 23.0 s, the last one "
+                                      "partial (")
     recorded = [o for o in map(json.loads, rec.read_text().splitlines())
                 if o["type"] == "interval"]
     assert [o.get("partial") for o in recorded] == [None, None, True]
     rc, out, err = run(tmp_path, ["--replay", str(rec), "--json"], None, FakeClock())
-    assert rc == 0 and [json.loads(ln)["partial"] for ln in out.splitlines()] == [
-        False, False, True]
+    assert rc == 0 and [iv["partial"] for iv in json_intervals(out)] == [False, False, True]
 
 
 def test_a_run_stopped_right_after_an_interval_adds_none(tmp_path):
@@ -119,5 +119,5 @@ def test_a_run_stopped_right_after_an_interval_adds_none(tmp_path):
 
     rc, out, err = run(tmp_path, ["4242", "--json", "--interval", "10"], factory, clock,
                        sleep)
-    assert rc == 0 and len(out.splitlines()) == 1, (out, err)
+    assert rc == 0 and len(json_intervals(out)) == 1, (out, err)
     assert "partial" not in err

@@ -8,7 +8,16 @@ import json
 import time
 
 import pytest
-from heatmap_fakes import SMALL_MAPS, FakeClock, heatmap, make_factory, make_proc, region
+from heatmap_fakes import (
+    SMALL_MAPS,
+    FakeClock,
+    heatmap,
+    json_intervals,
+    json_summary,
+    make_factory,
+    make_proc,
+    region,
+)
 
 HEAP = region(0x10000000)
 ENV = {"COLUMNS": "80", "LINES": "24"}
@@ -55,7 +64,7 @@ def test_four_agings_per_column_give_mean_shares(tmp_path):
     rc, out, err, factory = run(tmp_path, "--json", "--count", "3", "--interval", "2",
                                 "--aging-interval", "0.5")
     assert rc == 0, err
-    objs = [json.loads(ln) for ln in out.splitlines()]
+    objs = json_intervals(out)
     assert len(objs) == 3
     assert factory.instances[0].ages == 1 + 3 * 4  # the warm-up, then 4 per column
     for obj in objs:
@@ -82,7 +91,7 @@ def test_mean_shares_in_the_heat_view_and_the_legend(tmp_path):
 def test_one_aging_per_column_stays_as_it_was(tmp_path):
     rc, out, err, factory = run(tmp_path, "--json", "--count", "2", "--interval", "2")
     assert rc == 0, err
-    first = json.loads(out.splitlines()[0])
+    first = json_intervals(out)[0]
     assert first["agings"] == 1 and factory.instances[0].ages == 3
     assert accessed(first) == {0x10000000: 512, 0x10200000: 512, 0x10400000: 512}
 
@@ -122,7 +131,7 @@ def test_a_recording_without_time_or_agings_still_replays(tmp_path):
     ]) + "\n")
     rc, out, err = replay(rec, "--json")
     assert rc == 0, err
-    obj = json.loads(out)
+    (obj,) = json_intervals(out)
     assert obj["time"] == 1700000002.5 and obj["agings"] == 1
     assert obj["wss_bytes"] == 256 * 4096
     assert accessed(obj) == {0x10000000: 256}
@@ -162,3 +171,76 @@ def test_aging_interval_must_divide_the_interval(tmp_path, args, message):
 def test_replay_refuses_an_aging_interval(tmp_path):
     rc, _, err = replay(tmp_path / "x.jsonl", "--aging-interval", "1")
     assert rc == 2 and "--aging-interval applies to live runs" in err
+
+
+def fake_pagemap(tmp_path, present_pages) -> None:
+    """/proc/4242/pagemap (sparse) with these virtual pages present."""
+    with open(tmp_path / "4242" / "pagemap", "wb") as f:
+        for page in present_pages:
+            f.seek(8 * page)
+            f.write((heatmap.PM_PRESENT | 1234).to_bytes(8, "little"))
+
+
+def test_never_touched_ranges_largest_first_with_resident_size(tmp_path):
+    # heap regions 0 and 4 young (in different intervals), the binary and stack too:
+    # never young are heap region 1-3 (6 MiB), 5-7 (6 MiB) and the 2 MiB anon mapping
+    script = [[(HEAP, 0, 5, 0), (region(0x400000), 0, 0, 1)],
+              [(HEAP + 4, 0, 1, 0), (region(0x7ffc00000000), 0, 1, 0)]]
+    make_proc(tmp_path, 4242, SMALL_MAPS)
+    heap3 = (0x10000000 >> 12) + 3 * 512
+    fake_pagemap(tmp_path, [heap3 + i for i in range(100)] +  # 100 pages in region 3
+                 [(0x7f0000000000 >> 12) + i for i in range(7)] +  # 7 of the anon ones
+                 [(0x10000000 >> 12) + 1])  # (in a young region: not counted)
+    rec = tmp_path / "run.jsonl"
+    rc, out, err, _ = run(tmp_path, "--json", "--count", "2", "--record", str(rec),
+                          script=script)
+    assert rc == 0, err
+    summary = json_summary(out)
+    assert [(r["start"], r["end"], r["mapping"], r["bytes"], r["resident_bytes"])
+            for r in summary["never_touched"]] == [
+        (0x10200000, 0x10800000, "[heap]", 6 << 20, 100 * 4096),
+        (0x10a00000, 0x11000000, "[heap]", 6 << 20, 0),
+        (0x7f0000000000, 0x7f0000200000, "anon", 2 << 20, 7 * 4096)]
+    assert summary["never_touched_bytes"] == 14 << 20
+    assert summary["never_touched_resident_bytes"] == 107 * 4096
+    assert summary["intervals"] == 2
+    assert summary["wss_bytes"] == {"min": 2 * 4096, "median": 4 * 4096, "max": 6 * 4096}
+    # stderr: the end-of-run line, then the same ranges
+    lines = err.splitlines()
+    assert lines[-4] == "heatmap: never found young: 3 ranges, 14 MiB, 428 KiB of it resident:"
+    assert lines[-3] == "  0x10200000-0x10800000 [heap] 6 MiB, 400 KiB resident"
+    assert lines[-1] == "  0x7f0000000000-0x7f0000200000 anon 2 MiB, 28 KiB resident"
+    # the recording ends with it; a replay says the same (resident sizes as recorded)
+    assert json.loads(rec.read_text().splitlines()[-1]) == summary
+    rc, again, err2 = replay(rec, "--json")
+    assert rc == 0 and json_summary(again) == summary
+    assert err2.splitlines()[-4:] == lines[-4:]
+
+
+def test_never_touched_without_pagemap_or_in_a_partial_replay(tmp_path):
+    rec = tmp_path / "run.jsonl"
+    rc, out, err, _ = run(tmp_path, "--json", "--count", "3", "--record", str(rec))
+    assert rc == 0, err
+    summary = json_summary(out)
+    # bands_script: heap regions 0-2 young; 5 heap regions, binary, anon, stack not
+    assert [r["start"] for r in summary["never_touched"]] == [
+        0x10600000, 0x400000, 0x7f0000000000, 0x7ffc00000000]
+    assert all(r["resident_bytes"] is None for r in summary["never_touched"])
+    assert summary["never_touched_resident_bytes"] is None
+    assert "heatmap: never found young: 4 ranges, 16 MiB:" in err
+    rc, part, _ = replay(rec, "--json", "--count", "1")
+    assert rc == 0 and json_summary(part)["intervals"] == 1
+
+
+def test_a_run_that_found_everything_young_says_so(tmp_path):
+    maps = "10000000-10200000 rw-p 00000000 00:00 0  [heap]\n"
+    make_proc(tmp_path, 4242, maps)
+    clock = FakeClock()
+    factory = make_factory([[(HEAP, 0, 1, 0)]], clock=clock)
+    out, err = io.StringIO(), io.StringIO()
+    assert heatmap.main(["4242", "--count", "1", "--json"], counts_factory=factory,
+                        proc_root=str(tmp_path), clock=clock, sleep=clock.sleep,
+                        stdout=out, stderr=err, environ=ENV) == 0
+    assert json_summary(out.getvalue())["never_touched"] == []
+    assert err.getvalue().splitlines()[-1] == (
+        "heatmap: never found young: nothing (every shown region was young at least once)")

@@ -13,6 +13,7 @@ from heatmap_fakes import (
     SMALL_MAPS,
     FakeClock,
     heatmap,
+    json_intervals,
     make_factory,
     make_proc,
     maps_line,
@@ -118,7 +119,7 @@ def test_range_run_shows_and_reports_only_the_range(tmp_path):
     rc, out, err = run(tmp_path, "--count", "3", "--json", "--range",
                        f"{HEAP + 2 * MiB:#x}-{HEAP + 6 * MiB:#x}")
     assert rc == 0, err
-    regions = [[r["start"] for r in json.loads(line)["regions"]] for line in out.splitlines()]
+    regions = [[r["start"] for r in iv["regions"]] for iv in json_intervals(out)]
     # the script's heap region 0 (interval 1) and the binary are outside
     assert regions == [[], [HEAP + 2 * MiB], [HEAP + 4 * MiB]]
     rc, out, err = run(tmp_path, "--count", "3", "--range",

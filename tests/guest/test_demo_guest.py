@@ -4,13 +4,13 @@ default; the test guest boots with "madvise")."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from heatmap_fakes import json_intervals
 
 from bpfc import REPO
 
@@ -46,7 +46,7 @@ def test_the_bands_read_what_the_docstring_says(thp_always):
         w.kill()
         w.wait()
     assert r.returncode == 0, r.stderr
-    last = json.loads(r.stdout.splitlines()[-1])
+    last = json_intervals(r.stdout)[-1]
 
     def share(name: str, key: str = "accessed") -> float:
         lo, hi = span(fields, name)

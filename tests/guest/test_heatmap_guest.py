@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from heatmap_fakes import end_of_run, json_intervals
 
 from bpfc import REPO
 from kernelstate import kernel_ids, leftovers
@@ -98,7 +99,7 @@ def test_hot_range_is_hottest_and_the_rest_near_zero(worker):
     before = kernel_ids()
     r = run_heatmap(worker.pid, "--json", "--count", 3, "--interval", 1)
     assert r.returncode == 0, r.stderr
-    intervals = [json.loads(line) for line in r.stdout.splitlines()]
+    intervals = json_intervals(r.stdout)
     assert len(intervals) == 3
     hot = {worker.region(i) for i in range(4, 8)}
     cold = {worker.region(i) for i in range(16)} - hot
@@ -142,7 +143,7 @@ def test_target_exiting_mid_run_ends_cleanly():
             p.kill()
     assert p.returncode == 0, err
     assert "Traceback" not in err
-    summary = err.strip().splitlines()[-1]
+    summary = end_of_run(err)
     assert summary.startswith("heatmap: ") and "exited" in summary
     assert json.loads(first)["pid"] == w.pid
     assert len(rest.splitlines()) < 99
@@ -231,8 +232,8 @@ def test_the_scan_needs_no_aging_walk(worker, lru_gen_caps):
     Path(LRU_GEN_ENABLED).write_text("0x0005")
     r = run_heatmap(worker.pid, "--json", "--count", 2, "--interval", 1, "--source", "mglru")
     assert r.returncode == 0, r.stderr
-    for line in r.stdout.splitlines():
-        regions = by_start(json.loads(line))
+    for iv in json_intervals(r.stdout):
+        regions = by_start(iv)
         for i in range(4, 8):
             assert regions[worker.region(i)]["accessed"] == PAGES
 
@@ -305,7 +306,7 @@ def test_two_heatmaps_on_different_processes_both_count():
             w.close()
     for w, run, (out, err) in zip(workers, runs, outs):
         assert run.returncode == 0, err
-        intervals = [json.loads(line) for line in out.splitlines()]
+        intervals = json_intervals(out)
         assert len(intervals) == 4
         for iv in intervals:
             assert iv["pid"] == w.pid
@@ -349,7 +350,7 @@ def test_the_name_follows_an_exec(tmp_path):
             p.kill()
     assert p.returncode == 0, err
     assert first["comm"] == "before-exec"
-    assert json.loads(rest.splitlines()[-1])["comm"] == "sleep"
+    assert json_intervals(rest)[-1]["comm"] == "sleep"
     assert f"heatmap: pid {w.pid} (sleep)," in svg.read_text()
     r = run_heatmap("--replay", rec, env=dict(os.environ, COLUMNS="100", LINES="30"))
     assert r.returncode == 0, r.stderr

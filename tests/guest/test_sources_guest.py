@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from bandsload import Bands
+from heatmap_fakes import end_of_run, json_intervals
 
 from bpfc import REPO
 from kernelstate import kernel_ids, leftovers
@@ -63,7 +64,7 @@ def runs(bands, tmp_path_factory):
         r = heatmap(bands.pid, "--source", source, "--json", "--count", INTERVALS,
                     "--interval", 1, "--record", rec)
         assert r.returncode == 0, f"{source}: {r.stderr}"
-        out[source] = ([json.loads(line) for line in r.stdout.splitlines()], rec)
+        out[source] = (json_intervals(r.stdout), rec)
     return out
 
 
@@ -233,7 +234,7 @@ def test_a_thread_id_watches_its_process(threaded, source):
     comm = Path(f"/proc/{tgid}/comm").read_text().strip()
     assert r.stderr.splitlines()[0] == (f"heatmap: {tid} is a thread of process {tgid} "
                                         f"({comm}): watching the process"), r.stderr
-    intervals = [json.loads(line) for line in r.stdout.splitlines()]
+    intervals = json_intervals(r.stdout)
     assert [iv["pid"] for iv in intervals] == [tgid, tgid]
     young = sum(a for start, a in accessed(intervals[-1]).items()
                 if hot <= start < hot + (4 << 20))
@@ -262,25 +263,24 @@ def test_a_stopped_run_keeps_its_partial_interval(bands, source, tmp_path):
         if p.poll() is None:
             p.kill()
     assert p.returncode == 0 and "Traceback" not in err, err
-    (line,) = out.splitlines()
-    iv = json.loads(line)
+    (iv,) = json_intervals(out)
     assert iv["partial"] is True and 7 <= iv["t"] < 30, iv["t"]
     hot = [accessed(iv).get(a, 0) for a, _ in bands.bands["thp-hot"]["regions"]]
     if source in ("mglru", "idle"):
         assert hot == [PAGES] * len(hot)
     else:
         assert min(hot) > 0, hot
-    assert "the last one partial" in err.splitlines()[-1], err
+    assert "the last one partial" in end_of_run(err), err
     recorded = [json.loads(ln) for ln in rec.read_text().splitlines()]
     assert [o.get("partial") for o in recorded if o["type"] == "interval"] == [True]
     r = heatmap("--replay", rec, "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["partial"] is True, r.stderr
+    assert r.returncode == 0 and json_intervals(r.stdout)[0]["partial"] is True, r.stderr
 
 
 def test_auto_takes_mglru_on_the_patched_kernel(bands):
     r = heatmap(bands.pid, "--json", "--count", 1, "--interval", 1)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.splitlines()[0])["source"] == "mglru"
+    assert json_intervals(r.stdout)[0]["source"] == "mglru"
 
 
 # --- DAMON's kdamond: every way a run ends ------------------------------------------------

@@ -24,13 +24,13 @@ AGINGS = 4  # per 2 s column
 COLUMNS = 6
 SETTLED = 2  # columns before the workload is in phase
 
-# Three separate 2 MiB mappings (so refs sees each band as its own mapping), no THP.
+# Four separate 2 MiB mappings (so refs sees each band as its own mapping), no THP.
 # Reads its phase from stdin, then writes every page of band k at phase + AGING * j for
 # every j divisible by its period.
 BANDS = r"""
 import ctypes, mmap, sys, time
 libc = ctypes.CDLL(None)
-periods = (1, 2, 4)
+periods = (1, 2, 4, 0)  # 0: written once, before the run
 views, starts = [], []
 for _ in periods:
     m = mmap.mmap(-1, 2 * (2 << 20), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -52,7 +52,7 @@ while True:
         time.sleep(due - now)
     if due >= now - aging / 4:  # (not one the phase came too late for)
         for p, v in zip(periods, views):
-            if j % p == 0:
+            if p and j % p == 0:
                 v[::4096] = b"\2" * 512
     j += 1
 """
@@ -68,8 +68,9 @@ def bands():
     proc.wait()
 
 
-def run_in_phase(bands, source: str) -> list[dict]:
-    """heatmap's intervals on the bands; the workload phased from the first one."""
+def run_in_phase(bands, source: str, summary: bool = False):
+    """heatmap's intervals on the bands, the workload phased from the first one (or
+    with summary=True the run's summary object)."""
     proc, _ = bands
     hm = subprocess.Popen([sys.executable, str(REPO / "heatmap.py"), str(proc.pid),
                            "--source", source, "--json", "--count", str(COLUMNS),
@@ -85,7 +86,9 @@ def run_in_phase(bands, source: str) -> list[dict]:
             hm.kill()
             hm.wait()
     assert hm.returncode == 0, err
-    return [first] + [json.loads(line) for line in rest.splitlines()]
+    objs = [first] + [json.loads(line) for line in rest.splitlines()]
+    assert objs[-1]["type"] == "summary"
+    return objs[-1] if summary else objs[:-1]
 
 
 def band_shares(interval: dict, starts: list[int]) -> list[float]:
@@ -99,6 +102,19 @@ def test_bands_young_every_2nd_and_4th_aging_read_1_half_and_quarter(bands, sour
     assert len(intervals) == COLUMNS
     assert all(iv["agings"] == AGINGS and iv["source"] == source for iv in intervals)
     for iv in intervals[SETTLED:]:
-        assert band_shares(iv, bands[1]) == [1.0, 0.5, 0.25], iv["seq"]
+        assert band_shares(iv, bands[1][:3]) == [1.0, 0.5, 0.25], iv["seq"]
         # the working set: the three bands' mean young bytes per aging
         assert iv["wss_bytes"] >= (1 + 0.5 + 0.25) * PAGES * 4096
+
+
+def test_never_touched_names_the_band_written_only_before_the_run(bands):
+    summary = run_in_phase(bands, "mglru", summary=True)
+    ranges = {r["start"]: r for r in summary["never_touched"]}
+    written_once = bands[1][3]
+    assert ranges[written_once]["bytes"] == 2 << 20
+    assert ranges[written_once]["resident_bytes"] == 2 << 20
+    assert not set(bands[1][:3]) & set(ranges)
+    # the unused halves of the bands' mmaps: never young, never resident
+    others = [r for r in summary["never_touched"] if r["start"] != written_once
+              and any(0 < abs(r["start"] - s) < 4 << 20 for s in bands[1])]
+    assert others and all(r["resident_bytes"] == 0 for r in others)

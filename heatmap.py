@@ -1111,11 +1111,23 @@ def event_offsets(format_text: str) -> dict[str, int]:
             re.finditer(r"field:[^;]*?(\w+)(?:\[\d*\])?;\s*offset:(\d+);", format_text)}
 
 
-def damon_intervals(interval: float) -> tuple[int, int, int]:
-    """(sample_us, aggr_us, update_us) for a heatmap interval in seconds."""
-    aggr = max(DAMON_MIN_SAMPLE_US, round(interval * 1e6 / DAMON_AGGREGATIONS))
-    sample = max(DAMON_MIN_SAMPLE_US, aggr // DAMON_SAMPLES)
-    return sample, aggr, max(aggr, min(1_000_000, round(interval * 1e6)))
+def damon_intervals(interval: float, aging_interval: float | None = None
+                    ) -> tuple[int, int, int]:
+    """(sample_us, aggr_us, update_us) for a heatmap interval in seconds.  DAMON's
+    sampling interval is the aging interval when one is given (a whole number k of them
+    per column, aggregated up to DAMON_AGGREGATIONS times per column: a column then
+    averages its k samples), else DAMON_SAMPLES per aggregation, DAMON_AGGREGATIONS
+    aggregations per column."""
+    update = round(interval * 1e6)
+    if aging_interval is None:
+        aggr = max(DAMON_MIN_SAMPLE_US, round(interval * 1e6 / DAMON_AGGREGATIONS))
+        sample = max(DAMON_MIN_SAMPLE_US, aggr // DAMON_SAMPLES)
+    else:
+        k = agings_per_column(interval, aging_interval)
+        per_column = max(n for n in range(1, min(k, DAMON_AGGREGATIONS) + 1) if k % n == 0)
+        sample = max(DAMON_MIN_SAMPLE_US, round(aging_interval * 1e6))
+        aggr = sample * (k // per_column)
+    return sample, aggr, max(aggr, min(1_000_000, update))
 
 
 def damon_frequencies(records, carry=()) -> tuple[dict, int, list]:
@@ -1182,6 +1194,8 @@ class DamonCounts(CountsSource):
     cell = "% of DAMON's samples that found the row accessed"
     kernel_work = "kdamond"  # the kdamond's CPU time
     tells_node = tells_kind = False
+    samples_itself = True  # every sampling interval; --aging-interval sets it
+    aging_word = "sample"
     capabilities = CAPS  # sysfs as root; the BPF side
 
     NO_SYSFS = (f"the kernel has no DAMON sysfs interface ({DAMON_KDAMONDS} is missing: "
@@ -1253,7 +1267,8 @@ class DamonCounts(CountsSource):
         return (ops == "vaddr" and target == record.get("target")
                 and (not running or not record.get("kdamond") or pid == record["kdamond"]))
 
-    def __init__(self, pid: int, region_shift: int, max_regions: int, interval=2.0):
+    def __init__(self, pid: int, region_shift: int, max_regions: int, interval=2.0,
+                 aging_interval=None):
         if not os.path.isdir(DAMON_KDAMONDS):
             raise SourceUnavailable(self.NO_SYSFS)
         ops = self._operations()
@@ -1262,7 +1277,10 @@ class DamonCounts(CountsSource):
         self.pid = pid
         self.region_shift = region_shift
         self.page_shift = os.sysconf("SC_PAGE_SIZE").bit_length() - 1
-        self.sample_us, self.aggr_us, self.update_us = self._intervals(interval or 2.0)
+        self.sample_us, self.aggr_us, self.update_us = self._intervals(interval or 2.0,
+                                                                       aging_interval)
+        # (DAMON samples on its own: LiveSource ages it once per column)
+        self.samples_per_column = max(1, round((interval or 2.0) * 1e6 / self.sample_us))
         self.notes = ()
         self._lock = None
         self._made = False  # nr_kdamonds is ours to set back to 0
@@ -3305,7 +3323,7 @@ def header_items(model: Model, view: str, status: str = "") -> list[str]:
         items.append("rss " + fmt_size(last.rss_kb * 1024))
     every = f"every {float(info.get('interval', 0)):g} s"
     agings = last.agings if last is not None else 1
-    items.append(every + (f" x{agings} agings" if agings > 1 else ""))
+    items.append(every + (f" x{agings} {src.aging_word}s" if agings > 1 else ""))
     via = [w for w, on in (("auto", info.get("auto")), ("per mapping", src.per_mapping)) if on]
     items.append(f"via {src.name}" + (f" ({', '.join(via)})" if via else ""))
     items.append(f"{src.kernel_work} " + (fmt_secs(last.aging) if last is not None else "-"))

@@ -244,3 +244,41 @@ def test_a_run_that_found_everything_young_says_so(tmp_path):
     assert json_summary(out.getvalue())["never_touched"] == []
     assert err.getvalue().splitlines()[-1] == (
         "heatmap: never found young: nothing (every shown region was young at least once)")
+
+
+@pytest.mark.parametrize("interval, aging, want", [
+    (2.0, None, (10_000, 200_000, 1_000_000)),  # DAMON's own: 20 samples x 10 per column
+    (2.0, 0.5, (500_000, 500_000, 1_000_000)),  # 4 samples, each its own aggregation
+    (2.0, 0.1, (100_000, 200_000, 1_000_000)),  # 20 samples: 10 aggregations of 2
+    (3.0, 0.2, (200_000, 600_000, 1_000_000)),  # 15 samples: 5 aggregations of 3
+    (0.5, 0.5, (500_000, 500_000, 500_000)),
+])
+def test_damon_samples_at_the_aging_interval(interval, aging, want):
+    sample, aggr, update = heatmap.damon_intervals(interval, aging)
+    assert (sample, aggr, update) == want
+    if aging is not None:  # a whole number of aggregations per column, of whole samples
+        assert round(interval * 1e6) % aggr == 0 and aggr % sample == 0
+
+
+def test_a_self_sampling_source_is_aged_once_per_column(tmp_path):
+    """Like DAMON: told the aging interval, it reports its measured share; the column
+    is its samples_per_column samples, its counts scaled to page-samples."""
+    class Sampling(make_factory([[(HEAP, 0, 128, 0)]] * 3)):
+        samples_itself = True
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.samples_per_column = 4
+
+    make_proc(tmp_path, 4242, SMALL_MAPS)
+    clock = FakeClock()
+    Sampling.clock = clock
+    out, err = io.StringIO(), io.StringIO()
+    rc = heatmap.main(["4242", "--json", "--count", "2", "--aging-interval", "0.5"],
+                      counts_factory=Sampling, proc_root=str(tmp_path), clock=clock,
+                      sleep=clock.sleep, stdout=out, stderr=err, environ=ENV)
+    assert rc == 0, err.getvalue()
+    assert Sampling.instances[0].ages == 3  # the warm-up, then one per column
+    ivs = json_intervals(out.getvalue())
+    assert [iv["agings"] for iv in ivs] == [4, 4]
+    assert accessed(ivs[0]) == {0x10000000: 128}

@@ -4132,6 +4132,8 @@ SVG_CELL_MAX = 12  # px per interval of a long run (short ones widen to the canv
 SVG_PLOT_MAX = 1200
 SVG_MARGIN = 20
 SVG_TICK_STEPS = (1, 2, 5)  # times powers of ten: intervals between time ticks
+SVG_WSS_H = 36  # px of the working-set strip's tallest bar
+SVG_WSS_GAP = 4  # px between the strip and the subtitle above, the heading below
 
 
 class _SvgGrid(collections.namedtuple(
@@ -4152,7 +4154,8 @@ def _svg_grid(intervals: int, nrows: int, text_w: float) -> _SvgGrid:
     width = math.ceil(max(label_w + n * narrow + SVG_MARGIN, text_w + 2 * 8))
     cell_w = max(narrow, (width - label_w - SVG_MARGIN) // n)
     row_h = 12
-    top = 18 + 2 * SVG_LINE + 8  # title, subtitle, column heading
+    # title, subtitle, the working-set strip, column heading
+    top = 18 + 2 * SVG_LINE + 8 + SVG_WSS_H + 2 * SVG_WSS_GAP
     plot_w = n * cell_w
     plot_h = nrows * row_h
     height = top + plot_h + 110
@@ -4182,6 +4185,22 @@ def _svg_head(w, g: _SvgGrid, header: dict, title: str) -> None:
     w(f'<rect x="0" y="0" width="{g.width}" height="{g.height}" fill="#ffffff"/>\n')
     w(f'<text class="t" x="8" y="18">{_xml(title)}</text>\n')
     w(f'<text x="8" y="{18 + SVG_LINE}">{_xml(_svg_subtitle(header))}</text>\n')
+
+
+def _svg_wss(w, g: _SvgGrid, wss: list[float]) -> None:
+    """The working set over the run: one bar per interval above its column, the
+    tallest the run's largest, labelled with it."""
+    bottom = g.top - SVG_LINE - SVG_WSS_GAP
+    high = max(wss, default=0)
+    w('<g class="wss">\n')
+    w(f'<text x="8" y="{bottom - SVG_WSS_H // 2 + 4}">'
+      f'{_xml(f"working set (max {fmt_size(round(high))})")}</text>\n')
+    for j, v in enumerate(wss):
+        h = round(SVG_WSS_H * v / high) if high > 0 else 0
+        if h:
+            w(f'<rect class="wss" x="{g.label_w + j * g.cell_w}" y="{bottom - h}" '
+              f'width="{g.cell_w}" height="{h}" fill="#8a8a8a"/>\n')
+    w("</g>\n")
 
 
 def _svg_labels(w, g: _SvgGrid, layout: RowLayout, huge_rows: list[bool]) -> None:
@@ -4299,6 +4318,7 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
     with output_file(out_path) as f:
         w = f.write
         _svg_head(w, grid, scan.header, title)
+        _svg_wss(w, grid, scan.wss)
         _svg_labels(w, grid, layout, huge_rows)
         _svg_cells(w, grid, recording, limit, model, layout, view)
         _svg_axes(w, grid, scan.times)

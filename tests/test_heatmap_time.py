@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 from heatmap_fakes import (
@@ -20,6 +21,7 @@ from heatmap_fakes import (
 )
 
 HEAP = region(0x10000000)
+SVG_NS = "{http://www.w3.org/2000/svg}"
 ENV = {"COLUMNS": "80", "LINES": "24"}
 
 
@@ -282,3 +284,24 @@ def test_a_self_sampling_source_is_aged_once_per_column(tmp_path):
     ivs = json_intervals(out.getvalue())
     assert [iv["agings"] for iv in ivs] == [4, 4]
     assert accessed(ivs[0]) == {0x10000000: 128}
+
+
+def test_svg_draws_the_working_set_as_a_strip_above_the_heatmap(tmp_path):
+    sizes = [100, 400, 0, 200]  # young pages per interval
+    rec = tmp_path / "run.jsonl"
+    rc, _, err, _ = run(tmp_path, "--count", "4", "--record", str(rec),
+                        script=[[(HEAP, 0, n, 0)] if n else [] for n in sizes])
+    assert rc == 0, err
+    svg = tmp_path / "run.svg"
+    assert heatmap.write_svg(str(svg), str(rec)) == 4
+    root = ET.parse(svg).getroot()
+    rects = list(root.iter(SVG_NS + "rect"))
+    bars = [r for r in rects if r.get("class") == "wss"]
+    cells = [r for r in rects if r.get("class") == "cell"]
+    columns = sorted({float(c.get("x")) for c in cells})
+    # one bar per interval with a working set, over its column, as tall as its share
+    assert [float(b.get("x")) for b in bars] == [columns[0], columns[1], columns[3]]
+    assert [int(b.get("height")) for b in bars] == [9, heatmap.SVG_WSS_H, 18]
+    bottoms = {float(b.get("y")) + float(b.get("height")) for b in bars}
+    assert len(bottoms) == 1 and bottoms.pop() < min(float(c.get("y")) for c in cells)
+    assert any(t.text == "working set (max 1.6 MiB)" for t in root.iter(SVG_NS + "text"))

@@ -2953,8 +2953,10 @@ class Model:
         self.last: Sample | None = None  # metadata of the newest sample (counts dropped)
         self.region_totals: dict[int, int] = {}
         self.huge: dict[int, int] | None = None  # pages huge pages back, per region
+        # what the whole run found (shared by the models of one run: share_run())
         self.wss: list[float] = []  # bytes found young per interval (mean per aging)
-        self.ever_young: set[int] = set()  # regions found young at least once
+        # regions found young at least once, per region shift (a zoom changes it)
+        self.young_seen: dict[int, set[int]] = {}
         self._idents = itertools.count(1)
         self._rows: RowLayout | None = None
 
@@ -2995,7 +2997,7 @@ class Model:
         file = array.array("I", zero)
         per_node: dict[int, array.array] = {}
         totals = self.region_totals
-        ever = self.ever_young
+        ever = self.young_seen.setdefault(self.shift, set())
         bin_of = bins.bin_of
         young_pages = 0
         agings = max(1, sample.agings)
@@ -3048,11 +3050,32 @@ class Model:
                 pages[layout.row_of_bin[b]] += n
         return [2 * h >= p > 0 for h, p in zip(pages, layout.pages)]
 
+    def share_run(self, other: Model) -> None:
+        """Go on with other's run-wide figures (a zoom's model: another region size)."""
+        self.wss = other.wss
+        self.young_seen = other.young_seen
+
+    def _ever_young(self) -> set[int]:
+        """Regions (at this model's shift) any interval of the run found young, or that
+        lie inside a larger region found young (which may have been elsewhere in it)."""
+        shift = self.shift
+        ever = set(self.young_seen.get(shift, ()))
+        for s, regions in self.young_seen.items():
+            if s < shift:
+                ever.update(r >> (shift - s) for r in regions)
+        coarser = {s: regions for s, regions in self.young_seen.items() if s > shift}
+        if coarser:
+            for m in self.maps:
+                for r in range(m.start >> shift, ((m.end - 1) >> shift) + 1):
+                    if any(r >> (s - shift) in regions for s, regions in coarser.items()):
+                        ever.add(r)
+        return ever
+
     def never_touched(self) -> list[tuple[int, int, str]]:
         """(start, end, mapping name) of the address ranges of the shown mappings that
         no interval found young (at region granularity), largest first."""
         out = []
-        shift, ever = self.shift, self.ever_young
+        shift, ever = self.shift, self._ever_young()
         for m in self.maps:
             lo = None
             for region in range(m.start >> shift, ((m.end - 1) >> shift) + 1):
@@ -3173,7 +3196,7 @@ HUGE_NOTE = "huge pages back the row: one byte touched makes a whole huge page y
 UNKNOWN_CHAR = "?"
 UNTOLD = {"node": "the NUMA node", "anon": "anon from file"}
 UNTOLD_SHORT = {"node": "node", "anon": "anon/file"}
-KEYS_HINT = "keys: h heat  n node  a anon  v next  j/k row  z/x zoom  p/space pause  q quit"
+KEYS_HINT = "keys: h/n/a/v view  j/k row  z/x zoom  u never young  p/space pause  q quit"
 
 
 def heat_level(young: float, pages: int) -> int:
@@ -3551,6 +3574,17 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
     return "\n".join(lines)
 
 
+def render_untouched(model: Model, width: int, height: int, resident=None) -> str:
+    """The live view's never-young list (key u): the header, what the run has never
+    found young so far, largest first, as many ranges as fit."""
+    head = wrap_items([(len(s), s) for s in header_items(model, "never young", "so far")],
+                      width, 2)
+    summary = run_summary(model, resident)
+    lines = untouched_lines(summary, limit=max(1, height - len(head) - 2))
+    body = [ln[:width] for ln in lines]
+    return "\n".join(head + body + ["keys: u back to the heatmap  q quit"[:width]])
+
+
 # =====================================================================================
 # 6. the live view (a terminal: alternate screen, keys, resizes)
 # =====================================================================================
@@ -3609,6 +3643,8 @@ class LiveScreen:
         self.symbols = symbols  # for the selected row's line
         self.cursor = 0  # the selected row
         self.note = ""  # what the last key could not do (shown until the next key)
+        self.untouched = False  # showing what the run never found young (u)
+        self.resident = None  # resident(ranges) of the live source, for that list
         self.paused = False
         self.pending = ""  # keys read but not handled yet
         self.model = None
@@ -3732,9 +3768,12 @@ class LiveScreen:
         self.model = model
         width, height = self.size()
         model.ensure_history(max(HISTORY_MIN, 2 * width))
-        frame = render_frame(model, self.view, width, height, self.color,
-                             status="paused" if self.paused else "", keys=True,
-                             cursor=self.cursor, symbols=self.symbols, note=self.note)
+        if self.untouched:
+            frame = render_untouched(model, width, height, self.resident)
+        else:
+            frame = render_frame(model, self.view, width, height, self.color,
+                                 status="paused" if self.paused else "", keys=True,
+                                 cursor=self.cursor, symbols=self.symbols, note=self.note)
         rows = model.shown_rows()
         self.cursor = min(self.cursor, max(0, rows.n - 1)) if rows is not None else 0
         lines = frame.split("\n")[:height]
@@ -3766,6 +3805,8 @@ class LiveScreen:
             return "zoom"
         elif ch == "x":
             return "unzoom"
+        elif ch == "u":
+            self.untouched = not self.untouched
         elif ch in views:
             self.view = views[ch]
         elif ch == "v":
@@ -4807,7 +4848,9 @@ class _Run:
         is_tty = _isatty(stdout)
         color = color_mode(args.color, is_tty, environ)
         if is_tty and not args.json and environ.get("TERM") != "dumb":
-            return LiveScreen(stdout, stdin, args.view, color, clock, self.symbols())
+            screen = LiveScreen(stdout, stdin, args.view, color, clock, self.symbols())
+            screen.resident = getattr(self.source, "resident", None)  # (for key u)
+            return screen
         return PlainUI(stdout, args.view, color, not args.json,
                        lambda: _terminal_size(stdout, environ), clock, sleep)
 
@@ -4875,6 +4918,7 @@ class _Run:
                     source.zoom(lo, hi, rows)
                     self.outer.append(model)
                     model = Model(source.header)
+                    model.share_run(self.model)
                     # its rows at once; the counts follow at the next interval
                     model.set_maps(source.scope.apply(source.prev_all or []))
                     model.intervals = self.model.intervals

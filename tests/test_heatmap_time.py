@@ -3,8 +3,10 @@ the working set per interval, the absolute time of each interval, old recordings
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import time
 import xml.etree.ElementTree as ET
 
@@ -305,3 +307,55 @@ def test_svg_draws_the_working_set_as_a_strip_above_the_heatmap(tmp_path):
     bottoms = {float(b.get("y")) + float(b.get("height")) for b in bars}
     assert len(bottoms) == 1 and bottoms.pop() < min(float(c.get("y")) for c in cells)
     assert any(t.text == "working set (max 1.6 MiB)" for t in root.iter(SVG_NS + "text"))
+
+
+def test_never_touched_spans_a_zoom_to_another_region_size():
+    """A zoomed model (64 KiB regions) goes on with the run's figures: what it found
+    young counts for the outer model's 2 MiB regions, and the outer's young 2 MiB
+    region keeps the zoom from calling any part of it never young."""
+    maps = heatmap.parse_maps("10000000-10400000 rw-p 00000000 00:00 0  [heap]\n")
+    outer = heatmap.Model({"region_shift": 21, "page_size": 4096})
+    outer.add(heatmap.Sample(1, 1.0, 0, 0, 0, maps, [(HEAP + 1, 0, 3, 0)]))
+    zoomed = heatmap.Model({"region_shift": 16, "page_size": 4096})
+    zoomed.share_run(outer)
+    zoomed.add(heatmap.Sample(2, 2.0, 0, 0, 0, maps, [(0x10000000 >> 16, 0, 1, 0)]))
+    assert outer.never_touched() == []  # (region 0 young while zoomed in)
+    assert outer.wss == zoomed.wss == [3 * 4096, 4096]
+    assert zoomed.never_touched() == [(0x10010000, 0x10200000, "[heap]")]
+
+
+def test_key_u_shows_what_was_never_young_so_far(tmp_path):
+    """In the live view (a pty), u swaps the heatmap for the never-young list and back;
+    the list follows the run."""
+    from test_heatmap_cli import pty_replay, read_until  # noqa: F401  (its fixture)
+
+    gen = pty_replay.__wrapped__(tmp_path)
+    proc, master, _, _ = next(gen)
+    try:
+        read_until(master, b"#2 ")
+        os.write(master, b"u")
+        out = read_until(master, b"never found young:")
+        assert b"so far" in out and b"keys: u back to the heatmap" in read_until(
+            master, b"q quit")
+        os.write(master, b"u")
+        read_until(master, heatmap.KEYS_HINT.encode())
+        os.write(master, b"q")
+        assert proc.wait(timeout=20) == 0
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(gen)
+
+
+def test_the_never_young_list_fits_the_screen():
+    maps = heatmap.parse_maps("".join(
+        f"{0x10000000 + i * 0x400000:x}-{0x10200000 + i * 0x400000:x} rw-p 00000000 "
+        f"00:00 0\n" for i in range(30)))
+    model = heatmap.Model({"region_shift": 21, "page_size": 4096, "pid": 1, "comm": "x"})
+    model.add(heatmap.Sample(1, 1.0, 0, 0, 4, maps, [(HEAP, 0, 1, 0)]))
+    text = heatmap.render_untouched(model, 80, 12, lambda rs: [4096] * len(rs))
+    lines = text.split("\n")
+    assert len(lines) == 12 and all(len(ln) <= 80 for ln in lines)
+    assert "view never young" in text and "so far" in text
+    assert any(ln.startswith("never found young: 29 ranges, 58 MiB, 116 KiB of it resident;"
+                             " the largest") for ln in lines)
+    assert lines[-1] == "keys: u back to the heatmap  q quit"

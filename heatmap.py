@@ -67,7 +67,8 @@ The header names the source ("via idle (auto)").  The picture:
     and the legend says so; JSON gives each region's "huge" pages.  Found from
     /proc/PID/pagemap and /proc/kpageflags (root), for every source.
   * keys in the live view: h heat, n node, a anon/file, v next view, j/k (or the arrow
-    keys) select a row, z zooms into it, x zooms back out, p or space pause, q quit.
+    keys) select a row, z zooms into it, x zooms back out, u lists what the run has
+    never found young so far (u again: back), p or space pause, q quit.
     The selected row is in reverse video; the line under the header gives its
     addresses, size and, in a file-backed ELF mapping, its hottest symbols over the
     run (each region's young pages shared among the symbols in it by their bytes
@@ -127,6 +128,21 @@ JSON (--json): one object per interval and line on stdout:
                                most bytes in it first, at most 3; absent when none
      ]}
 
+and, as the last line, the run's summary (also the recording's last record):
+
+    {"type": "summary", "intervals": 30,
+     "wss_bytes": {"min": ..., "median": ..., "max": ...},   over the intervals
+     "never_touched_bytes": 10485760,  the ranges below, in all
+     "never_touched_resident_bytes": 8388608,   of that resident at the end (null:
+                               unknown: pagemap unreadable, or a replay of a recording
+                               without it)
+     "never_touched": [        address ranges of the shown mappings that no interval
+                               found young (region granularity), largest first
+        {"start": ..., "end": ..., "mapping": "[heap]", "bytes": ...,
+         "resident_bytes": ...}]}
+
+The end-of-run line on stderr is followed by the same list (its largest 5 ranges).
+
 Recording (--record FILE; gzip-compressed when FILE ends in .gz): JSON lines, one
 object each, the kind in "type":
 
@@ -145,6 +161,7 @@ object each, the kind in "type":
      "huge": [[region_index, pages], ...] (when it changed: pages huge pages back)}
         exactly what the source reported (region_index = address >> region_shift;
         node 0 and every page anon for sources that cannot tell)
+    {"type": "summary", ...}  the run's summary (as in --json), the last record
 
 --replay FILE renders a recording (no root, no patched kernel), with its source's legend:
 at the recorded pace on a terminal (--speed FACTOR, 0 = at once), at once otherwise.  It
@@ -4529,7 +4546,9 @@ sources (--source; auto takes the first the kernel offers):
 examples:
   heatmap.py 4242 --interval 2                   live view
   heatmap.py 4242 --count 30 --record run.jsonl.gz --svg run.svg
-  heatmap.py 4242 --json --count 10 | jq '.regions[] | select(.accessed > 100)'
+  heatmap.py 4242 --json --count 10 | jq '.regions[]? | select(.accessed > 100)'
+  heatmap.py 4242 --aging-interval 0.5           4 agings per 2 s column: cells are means
+  heatmap.py 4242 --count 60 --json | tail -1 | jq '.never_touched[:5]'   never young
   heatmap.py --replay run.jsonl.gz --view node   look at it later, anywhere
 """
 

@@ -1963,13 +1963,18 @@ class LiveSource:
         """An aging inside the column: counted, nothing shown yet."""
         try:
             self._age_once()
-        except PermissionError:
-            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
         except OSError as e:
-            if self._exited():
-                raise TargetExited() from None
-            raise HeatmapError(f"kernel counts: {e}") from None
+            raise self._counts_error(e) from None
         self._advance(self.clock())
+
+    def _counts_error(self, e: OSError) -> Exception:
+        """What a failed aging means: the target gone (ESRCH: its memory is, so it is
+        exiting even while /proc still shows it running), or one line."""
+        if isinstance(e, PermissionError):
+            return HeatmapError("not permitted: " + CAPS_TEXT)
+        if isinstance(e, ProcessLookupError) or self._exited():  # its /proc files too
+            return TargetExited()
+        return HeatmapError(f"kernel counts: {e}")
 
     def _name(self) -> str | None:
         """The target's name when it changed (an exec), else None; TargetExited if it
@@ -1993,12 +1998,8 @@ class LiveSource:
         try:
             self._age_once()
             dropped = int(self.counts.dropped())
-        except PermissionError:
-            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
         except OSError as e:
-            if self._exited():  # its /proc files went with it
-                raise TargetExited() from None
-            raise HeatmapError(f"kernel counts: {e}") from None
+            raise self._counts_error(e) from None
         counts = [(r, nd, a, f) for (r, nd), (a, f) in self.summed.items()]
         aging, done = self.aging_s, self.done
         self.summed, self.aging_s, self.done = {}, 0.0, 0
@@ -2007,7 +2008,7 @@ class LiveSource:
         agings = done * self.agings // self.calls
         if self.calls != self.agings:
             counts = [(r, nd, a * agings, f * agings) for r, nd, a, f in counts]
-        now = self.clock()
+        now, wall = self.clock(), round(time.time(), 3)  # (the interval's end, both ways)
         try:
             maps = read_maps(self.proc, self.pid)
         except (FileNotFoundError, ProcessLookupError):
@@ -2031,7 +2032,7 @@ class LiveSource:
         counts.sort()
         return Sample(self.seq, round(now - self.t0, 6), round(aging, 6), dropped,
                       read_rss_kb(self.proc, self.pid), maps if changed else None, counts,
-                      comm, partial, huge, agings, round(time.time(), 3))
+                      comm, partial, huge, agings, wall)
 
     def _fit_capacity(self, maps: list[Mapping]) -> None:
         """Resize the counts for the target's mappings when they changed (all of them:

@@ -14,6 +14,7 @@ import pytest
 from heatmap_fakes import (
     SMALL_MAPS,
     FakeClock,
+    end_of_run,
     heatmap,
     json_intervals,
     json_summary,
@@ -359,3 +360,18 @@ def test_the_never_young_list_fits_the_screen():
     assert any(ln.startswith("never found young: 29 ranges, 58 MiB, 116 KiB of it resident;"
                              " the largest") for ln in lines)
     assert lines[-1] == "keys: u back to the heatmap  q quit"
+
+
+@pytest.mark.parametrize("agings", ["1", "0.5"])
+def test_a_target_whose_memory_is_gone_has_exited(tmp_path, agings):
+    """An exiting process loses its memory before /proc shows it a zombie: the scan's
+    ESRCH then ends the run as an exit, at the column's last aging or one inside it."""
+    def gone(n):
+        if n == 4:  # (the warm-up is the first)
+            raise ProcessLookupError(3, "process 4242 has no memory left")
+
+    rc, out, err, _ = run(tmp_path, "--json", "--interval", "1", "--aging-interval", agings,
+                          on_age=gone)
+    assert rc == 0, err
+    assert "(target exited)" in end_of_run(err)
+    assert len(json_intervals(out)) == (2 if agings == "1" else 1)

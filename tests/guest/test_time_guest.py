@@ -1,7 +1,7 @@
 """heatmap.py's time axis in the QEMU guest: several agings per column.  Three bands of
 4 KiB pages are written once per aging interval, once per 2 and once per 4, each write
-placed half an aging interval away from heatmap's agings (the workload takes its phase
-from the first interval's "time"), so a 2 s column of four 0.5 s agings must read
+placed midway between heatmap's agings (the workload takes its phase from the first
+interval's "time", "t" and "aging_s"), so a 2 s column of four 0.5 s agings must read
 exactly 1, 1/2 and 1/4 for each band with the sources that see every page."""
 
 from __future__ import annotations
@@ -89,6 +89,15 @@ def thp_bands():
     proc.wait()
 
 
+def phase_of(first: dict) -> float:
+    """When to write: midway between an aging's end and the next one's start.  heatmap
+    ages at its start (Unix time "time" - "t", up to the few ms between the two clock
+    reads) plus whole aging intervals; an aging takes about aging_s / agings."""
+    start = first["time"] - first["t"]
+    took = first["aging_s"] / first["agings"]
+    return start + took + (AGING - took) / 2
+
+
 def run_in_phase(bands, source: str, summary: bool = False):
     """heatmap's intervals on the bands, the workload phased from the first one (or
     with summary=True the run's summary object)."""
@@ -99,7 +108,7 @@ def run_in_phase(bands, source: str, summary: bool = False):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         first = json.loads(hm.stdout.readline())
-        proc.stdin.write(f"{first['time'] + AGING / 2}\n")
+        proc.stdin.write(f"{phase_of(first)}\n")
         proc.stdin.flush()
         rest, err = hm.communicate(timeout=300)
     finally:

@@ -126,7 +126,7 @@ def band_shares(interval: dict, starts: list[int]) -> list[float]:
     return [got.get(s, 0) / PAGES for s in starts]
 
 
-@pytest.mark.parametrize("source", ["mglru", "idle", "refs"])
+@pytest.mark.parametrize("source", ["mglru", "refs"])
 def test_bands_young_every_2nd_and_4th_aging_read_1_half_and_quarter(bands, source):
     intervals = run_in_phase(bands, source)
     assert len(intervals) == COLUMNS

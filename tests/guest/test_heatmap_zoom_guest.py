@@ -4,7 +4,6 @@ region size that finds a hot band's exact edges (mglru source)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 
 import pytest
 import targets
+from heatmap_fakes import json_intervals
 
 from bpfc import REPO
 from kernelstate import kernel_ids, leftovers
@@ -44,7 +44,7 @@ def test_symbols_of_the_hot_function_and_array(hotsym):
     r = run_heatmap(hotsym.pid, "--json", "--count", 2, "--interval", 1, "--region-size", "4K",
                     "--mapping", "hotsym", "--source", "mglru")
     assert r.returncode == 0, r.stderr
-    intervals = [json.loads(line) for line in r.stdout.splitlines()]
+    intervals = json_intervals(r.stdout)
     assert len(intervals) == 2
     for iv in intervals:
         young = {x["start"]: x for x in iv["regions"]}

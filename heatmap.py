@@ -632,22 +632,43 @@ class KernelCounts(CountsSource):
         self._counts = obj.map("counts")
         self.capacity = capacity
 
+    #: the kfunc's -EBUSY (cgroup v1 charges of the target's memcg being moved) passes:
+    #: up to this many scans, waiting BUSY_WAIT s before the first retry, doubling
+    BUSY_TRIES = 5
+    BUSY_WAIT = 0.02
+
     def age(self) -> float:
         """Scan the target (the tracepoint program counts what is young); returns the
         seconds it took."""
         t0 = time.perf_counter()
-        try:
-            ctx = self._obj.program("scan").test_run(_SCAN.pack(0, 0)).ctx
-        except self._bpfload.BPFLoadError as e:
-            raise _bpf_error(e) from None
-        ret = _SCAN.unpack(ctx)[0]
+        wait = self.BUSY_WAIT
+        for _ in range(self.BUSY_TRIES - 1):
+            # a retry counts no access twice: the failed pass cleared what it reported
+            ret = self._scan()
+            if ret != -errno.EBUSY:
+                break
+            time.sleep(wait)
+            wait *= 2
+        else:
+            ret = self._scan()
         if ret == -errno.ESRCH:  # gone, or a zombie: the caller tells which
             raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has no memory left")
         if ret < 0:
             from bpfload.errors import errno_text
 
-            raise HeatmapError(f"the scan failed: {SCAN_KFUNC}() returned {errno_text(-ret)}")
+            again = (f" {self.BUSY_TRIES} times in a row (cgroup v1 charges of the "
+                     f"target's memcg kept moving)" if ret == -errno.EBUSY else "")
+            raise HeatmapError(f"the scan failed: {SCAN_KFUNC}() returned "
+                               f"{errno_text(-ret)}{again}")
         return time.perf_counter() - t0
+
+    def _scan(self) -> int:
+        """One pass of the kfunc over the target: its return value."""
+        try:
+            ctx = self._obj.program("scan").test_run(_SCAN.pack(0, 0)).ctx
+        except self._bpfload.BPFLoadError as e:
+            raise _bpf_error(e) from None
+        return _SCAN.unpack(ctx)[0]
 
     def drain(self) -> list[tuple[int, int, int, int]]:
         try:

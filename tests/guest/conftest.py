@@ -14,9 +14,10 @@ also fails a test the guest itself skipped. A guest
 crash or timeout fails every guest test with the console tail.
 
 The guest's kernel log must stay clean: a lockdep report, a WARNING, a BUG or any other
-splat in it fails every guest test of the run (kernel_log_problems()). On the debug
+splat in it fails every guest test of the run (tests/kernel_log.py). On the debug
 kernel (HEATMAP_GUEST_KERNEL=debug: lockdep, sleep-in-atomic checks, preemption, 4
-vCPUs; CI runs the suite on it once) lockdep must also still be on at the end.
+vCPUs; CI runs the suite on it once) lockdep must also still be on at the end, and
+the built config and the CPUs the guest brought up must be the debug kernel's.
 
 Environment knobs: HEATMAP_GUEST_TIMEOUT (seconds, default 1800), HEATMAP_GUEST_MEM
 (default 2G), HEATMAP_GUEST_KERNEL (default|debug), HEATMAP_ACCEL (kvm|tcg),
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import kernel_scripts
 import pytest
+from kernel_log import debug_kernel_problems, kernel_log_problems
 from required import cannot_run
 
 IN_GUEST = os.environ.get("HEATMAP_IN_GUEST") == "1"
@@ -43,28 +45,6 @@ procs = kernel_scripts.procs()
 TAIL_LINES = 40  # of the guest's output, under a failure
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-
-
-#: Kernel log lines that mean something went wrong in the kernel.
-SPLATS = re.compile(r"WARNING:|BUG:|Oops|Call Trace:|INFO: task .* blocked|"
-                    r"possible (recursive|circular) locking|inconsistent lock state|"
-                    r"suspicious RCU usage|sleeping function called from invalid context|"
-                    r"lockdep|locking correctness validator|list_(add|del) corruption")
-#: What kernel/guest-init prints at the end of the run on a kernel with lockdep.
-LOCKDEP_ON = "debug_locks: 1"
-
-
-def kernel_log_problems(console: str, variant: str) -> list[str]:
-    """What the guest's kernel log says went wrong: splat lines (with a little context),
-    and on the debug kernel a lockdep that switched itself off or never ran."""
-    lines = console.splitlines()
-    problems = [" | ".join(lines[i:i + 3]) for i, line in enumerate(lines)
-                if SPLATS.search(line) and "heatmap-guest:" not in line]
-    if variant == "debug" and not any(LOCKDEP_ON in line for line in lines):
-        problems.append("lockdep was off at the end of the run (no 'debug_locks: 1' from "
-                        "/proc/lockdep_stats): a report switched it off, or the kernel "
-                        "lacks CONFIG_PROVE_LOCKING")
-    return problems
 
 
 def _say(msg: str) -> None:
@@ -181,6 +161,10 @@ class _GuestSession:
             return
         self._parse(xml_path)
         problems = kernel_log_problems(res.console, variant)
+        if variant == "debug":
+            problems += debug_kernel_problems(
+                res.console, (image.parent / "config").read_text(),
+                (REPO / "kernel" / "config.debug").read_text(), guest.DEBUG_CPUS)
         if problems:
             self.error = (f"the guest kernel ({variant}) logged problems during the run "
                           f"(console: {scratch / 'console.log'}):\n" + "\n".join(problems[:20]))

@@ -315,6 +315,70 @@ def test_two_heatmaps_on_different_processes_both_count():
                 assert regions[w.region(i)]["accessed"] == PAGES, (w.pid, iv["seq"])
 
 
+# 4 regions of 4 KiB pages, written whole once per line on stdin ("ok" when done)
+ON_COMMAND = r"""
+import ctypes, mmap, sys
+libc = ctypes.CDLL(None)
+m = mmap.mmap(-1, 5 << 21, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+off = (-base) % (2 << 20)
+libc.madvise(ctypes.c_void_p(base + off), ctypes.c_size_t(4 << 21), 15)  # NOHUGEPAGE
+view = memoryview(m)
+view[off:off + (4 << 21):4096] = b"\1" * 2048
+print(base + off, flush=True)
+for _ in sys.stdin:
+    view[off:off + (4 << 21):4096] = b"\2" * 2048
+    print("ok", flush=True)
+"""
+
+
+def test_two_heatmaps_on_the_same_process_count_each_others_scans():
+    """README: on the same process each heatmap counts what either's scans find (both
+    programs match its mm on the tracepoint), so a page written before and after the
+    other's scan counts twice in one interval, never more."""
+    w = subprocess.Popen([sys.executable, "-c", ON_COMMAND], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    base = int(w.stdout.readline()) >> 21
+    regions = range(base, base + 4)
+
+    def write_all() -> None:
+        w.stdin.write("w\n")
+        w.stdin.flush()
+        assert w.stdout.readline() == "ok\n"
+
+    def young(counts) -> dict[int, int]:  # anon pages per region, summed over nodes
+        found: dict[int, int] = {}
+        for region, _node, anon, _file in counts.drain():
+            if region in regions:
+                found[region] = found.get(region, 0) + anon
+        return found
+
+    before = kernel_ids()
+    a = heatmap.KernelCounts(w.pid, 21, 64)
+    b = heatmap.KernelCounts(w.pid, 21, 64)
+    try:
+        a.age()  # the first scan finds everything ever written
+        a.drain()
+        b.drain()
+        write_all()
+        a.age()  # a's scan: counted by both
+        assert young(a) == young(b) == dict.fromkeys(regions, PAGES)
+        b.age()  # nothing written since a's scan cleared the bits
+        assert young(a) == young(b) == {}
+        write_all()
+        a.age()
+        write_all()
+        b.age()  # each page found young twice in the interval, once per scan
+        assert young(a) == young(b) == dict.fromkeys(regions, 2 * PAGES)
+        assert a.dropped() == b.dropped() == 0
+    finally:
+        a.close()
+        b.close()
+        w.kill()
+        w.wait()
+    assert not leftovers(before), "KernelCounts.close() left BPF objects"
+
+
 # --- what heatmap says about its target ---------------------------------------------------
 
 # names itself "before-exec", touches 4 MiB, prints its pid; on SIGUSR1 it becomes sleep(1)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import re
 
-#: Kernel log lines that mean something went wrong in the kernel.
+#: Kernel log lines that mean something went wrong in the kernel. Every lockdep report
+#: has a "WARNING:" or "BUG:" line; the bare word "lockdep" is no sign (a debug kernel
+#: boots with "RCU lockdep checking is enabled.").
 SPLATS = re.compile(r"WARNING:|BUG:|Oops|Call Trace:|INFO: task .* blocked|"
                     r"possible (recursive|circular) locking|inconsistent lock state|"
                     r"suspicious RCU usage|sleeping function called from invalid context|"
-                    r"lockdep|locking correctness validator|list_(add|del) corruption")
+                    r"lockdep is turned off|DEBUG_LOCKS_WARN_ON|"
+                    r"locking correctness validator|list_(add|del) corruption")
 #: What kernel/guest-init prints at the end of the run on a kernel with lockdep.
 LOCKDEP_ON = "debug_locks: 1"
 #: The kernel's own count of the CPUs it brought up (kernel/smp.c).

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 from kernel_log import debug_kernel_problems, kernel_log_problems
 
-# the lines of a clean debug-kernel boot that name locking or lockdep
+# the lines of a clean debug-kernel boot (the guest's console) that name locking or lockdep
 CLEAN_DEBUG_BOOT = """\
 [    0.000000] Linux version 6.12.117 (root@host) #1 SMP PREEMPT
+rcu: Preemptible hierarchical RCU implementation.
+rcu: 	RCU lockdep checking is enabled.
 [    0.190512] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar
 [    0.190740] ... MAX_LOCKDEP_SUBCLASSES:  8
 [    0.190934] ... MAX_LOCK_DEPTH:          48
@@ -41,6 +43,10 @@ SPLATS = {
 [    8.000001] =============================
 [    8.000002] WARNING: suspicious RCU usage
 [    8.000003] mm/vmscan.c:3301 suspicious rcu_dereference_check() usage!
+""",
+    "lockdep off": """\
+[   20.100004] DEBUG_LOCKS_WARN_ON(1)
+[   20.100005] INFO: lockdep is turned off.
 """,
     "oops": """\
 [   44.000001] BUG: kernel NULL pointer dereference, address: 0000000000000008

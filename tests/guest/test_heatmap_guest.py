@@ -357,7 +357,10 @@ def test_two_heatmaps_on_the_same_process_count_each_others_scans():
     a = heatmap.KernelCounts(w.pid, 21, 64)
     b = heatmap.KernelCounts(w.pid, 21, 64)
     try:
-        a.age()  # the first scan finds everything ever written
+        # each program takes the target's mm from its own scan: both scan once first
+        # (and the first scan finds everything ever written)
+        a.age()
+        b.age()
         a.drain()
         b.drain()
         write_all()

@@ -30,8 +30,7 @@ check:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q tests
 
-# the guest suite on the debug kernel (kernel/config.debug; not in .ci/run yet: its time
-# against CI's budget is unmeasured)
+# the guest suite on the debug kernel (kernel/config.debug); .ci/run runs it after check
 check-debug-kernel:
 	$(PYTHON) tools/deps.py check
 	HEATMAP_GUEST_KERNEL=debug $(PYTHON) -m pytest -q tests/guest

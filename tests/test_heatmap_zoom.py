@@ -409,3 +409,30 @@ def test_no_zoom_while_recording(tmp_path):
     assert rc == 0, err
     assert [c.region_shift for c in factory.instances] == [21]
     assert any("no zoom while recording" in f for f in frames)
+
+
+ALIASED = """\
+	.text
+	.globl	zlabel, sized
+	.type	zlabel, @function
+	.type	sized, @function
+zlabel:
+sized:
+	.fill	4096, 1, 0x90
+	.size	sized, 4096
+"""
+
+
+@pytest.mark.parametrize("bits", ["64", "32"])
+def test_a_zero_size_label_does_not_hide_the_symbol_it_shares_an_address_with(tmp_path, bits):
+    import shutil
+    import subprocess
+
+    src, obj = tmp_path / "aliased.s", tmp_path / "aliased.o"
+    src.write_text(ALIASED)
+    subprocess.run([shutil.which("gcc") or "cc", f"-m{bits}", "-c", str(src), "-o", str(obj)],
+                   check=True)
+    with open(obj, "rb") as f:
+        syms = heatmap.ElfSymbols(f)
+    assert syms.inside(0, 1) == [("sized", 1)]
+    assert syms.inside(0, 8192) == [("sized", 4096)]

@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """heatmap: a live map of where in a process's address space memory is hot or cold.
 
-    python heatmap.py PID [--interval SECONDS] [--aging-interval SECONDS] [--count N]
+    python heatmap.py PID [PID...] [--children] [--cgroup PATH]
+                          [--interval SECONDS] [--aging-interval SECONDS] [--count N]
                           [--region-size SIZE] [--range START-END] [--mapping NAME]
                           [--source auto|mglru|idle|damon|refs]
                           [--view heat|node|anon] [--color auto|always|never]
                           [--json] [--record FILE] [--svg FILE]
+    python heatmap.py [OPTIONS] [--children] [--cmd-output FILE] -- CMD [ARGS...]
     python heatmap.py --replay FILE [--speed FACTOR] [--count N] [--view ...]
                           [--color ...] [--json] [--record FILE] [--svg FILE]
 
@@ -84,6 +86,22 @@ and --mapping NAME (a row label such as [heap] or libc.so.6, or a full path) wat
 of the address space: the rows, the JSON regions and a recording hold only that part
 (the header says which; a region partly inside is counted whole).
 
+-- CMD [ARGS...]: heatmap starts CMD (held before its exec until the counts are
+attached, so the first interval sees its start), ends when it exits and exits with its
+status (a signal N as 128 + N).  CMD's output never goes through our frames or JSON:
+to --cmd-output FILE, else to heatmap's stderr, or with the live view on the terminal
+into a temporary file shown there when the view ends.  CMD runs in a process group of
+its own: Ctrl-C, q, --count or SIGTERM stop it and everything in its group (SIGINT,
+then SIGKILL after 2 s), and it dies with heatmap.
+
+Several processes (several PIDs; --children: also every process they or CMD start,
+found each interval; --cgroup PATH: every process of a cgroup v2 and its descendant
+cgroups, found each interval): each process's rows come under a heading line with its
+pid and name; one that exits is said in one line and the others are watched on; the
+run ends when none is left (with -- CMD: when CMD exits).  mglru watches them all with
+one BPF object (a set of targets, each scanned every interval), idle and refs with one
+instance each; damon runs its kdamond on one process only and says so.
+
 PID may be a thread's id: heatmap watches its process (the counts are per process)
 and says so.  The process name follows an exec.  A run that ends between intervals
 (q, Ctrl-C, SIGTERM, SIGHUP) keeps what the interval under way counted so far, as a
@@ -123,10 +141,13 @@ JSON (--json): one object per interval and line on stdout:
          "anon": 300, "file": 0,       null for damon and refs
          "node": 0,            node holding >= 3/4 of the young pages, or "mixed"
          "nodes": {"0": 300},  young pages per node; node and nodes null for damon, refs
-         "symbols": ["hot_loop", "table"]}  for regions of file-backed ELF mappings: the
+         "symbols": ["hot_loop", "table"],  for regions of file-backed ELF mappings: the
                                functions and objects in the region (.symtab or .dynsym),
                                most bytes in it first, at most 3; absent when none
-     ]}
+         "pid": 4242}          the process the region belongs to
+     ],
+     "targets": [{"pid", "comm"}, ...]}  several processes (a scope) only: every one
+                               watched in this interval; "pid"/"comm" above: the first
 
 and, as the last line, the run's summary (also the recording's last record):
 
@@ -149,7 +170,8 @@ object each, the kind in "type":
     {"type": "heatmap-record", "version": 1, "pid", "comm", "region_shift",
      "page_size", "interval", "aging_interval", "started" (Unix time), "source"
      (mglru if absent), "auto" (true if --source auto chose it), "range" ([start,
-     end] of --range), "mapping" (--mapping's name)}                  first line
+     end] of --range), "mapping" (--mapping's name),
+     "targets" (several processes: [[slot, pid, comm], ...])}         first line
     {"type": "maps", "maps": [[start, end, perms, offset, dev, inode, path], ...]}
         the target's /proc/PID/maps, written before the first interval and again
         before each interval whose maps differ from the previous ones
@@ -158,9 +180,12 @@ object each, the kind in "type":
      "counts": [[region_index, node, anon_pages, file_pages], ...] (summed over the
      agings),
      "comm" (when it changed: an exec), "partial" (true: cut short by the run's end),
-     "huge": [[region_index, pages], ...] (when it changed: pages huge pages back)}
+     "huge": [[region_index, pages], ...] (when it changed: pages huge pages back),
+     "targets" (when the processes or their names changed)}
         exactly what the source reported (region_index = address >> region_shift;
-        node 0 and every page anon for sources that cannot tell)
+        node 0 and every page anon for sources that cannot tell).  With several
+        processes, process slot s's addresses (maps, region indexes) are offset by
+        s << 57 (TARGET_BITS); recordings without "targets" are of one process
     {"type": "summary", ...}  the run's summary (as in --json), the last record
 
 --replay FILE renders a recording (no root, no patched kernel), with its source's legend:
@@ -262,10 +287,10 @@ class Sample:
     """One interval as a source (live or replayed) delivers it."""
 
     __slots__ = ("seq", "t", "aging", "dropped", "rss_kb", "maps", "counts", "comm",
-                 "partial", "huge", "agings", "time")
+                 "partial", "huge", "agings", "time", "targets")
 
     def __init__(self, seq, t, aging, dropped, rss_kb, maps, counts, comm=None,
-                 partial=False, huge=None, agings=1, time=None):
+                 partial=False, huge=None, agings=1, time=None, targets=None):
         self.seq = seq  # interval number, from 1
         self.t = t  # seconds since the start, end of the interval
         self.aging = aging  # seconds spent aging
@@ -281,6 +306,8 @@ class Sample:
         # agings (a page young at every one counts `agings` times)
         self.agings = agings
         self.time = time  # Unix time at the end of the interval (None: unknown)
+        # several processes: [[slot, pid, comm], ...] when the set or a name changed
+        self.targets = targets
 
 
 class Mapping(collections.namedtuple("Mapping", "start end perms offset dev inode path")):
@@ -409,6 +436,31 @@ def counted_in(counts: list, maps: list[Mapping], shift: int) -> list:
     return out
 
 
+# Several processes in one run (several PIDs, --children, --cgroup) share one model:
+# each has a slot (0 for the first), and its addresses, region indexes included, are
+# offset by slot << TARGET_BITS, above any user address (x86-64's 5-level page tables
+# have 56 bits).  The layout then keeps each process's rows together and apart from the
+# others; JSON and the row labels give the process and its own addresses.  A run of one
+# process is slot 0: nothing is offset.
+TARGET_BITS = 57
+TARGET_MASK = (1 << TARGET_BITS) - 1
+
+
+def target_slot(addr: int) -> int:
+    """The slot of the process an address of the model belongs to."""
+    return addr >> TARGET_BITS
+
+
+def in_slot(maps: list[Mapping], slot: int) -> list[Mapping]:
+    """A process's mappings moved to its slot's addresses (those above TARGET_BITS,
+    i.e. [vsyscall], which no source reports, left out)."""
+    if not slot:
+        return maps
+    off = slot << TARGET_BITS
+    return [m._replace(start=m.start + off, end=m.end + off) for m in maps
+            if m.end <= 1 << TARGET_BITS]
+
+
 def _printable(text: str) -> str:
     """Labels come from file names: keep them to printable ASCII (no escapes)."""
     return "".join(c if " " <= c <= "~" else "?" for c in text)
@@ -513,7 +565,8 @@ INTERFACE = {"__bpf_trace_lru_gen_young_tp": "the lru_gen_young_tp tracepoint",
 LRU_GEN_ENABLED = "/sys/kernel/mm/lru_gen/enabled"
 _KEY = struct.Struct("<QII")  # struct region_key
 _VAL = struct.Struct("<QQ")  # struct region_val
-_SCAN = struct.Struct("<iI")  # struct scan_args
+_SCAN = struct.Struct("<iIiI")  # struct scan_args
+MAX_TARGETS = 1024  # slot_mms' entries: processes one object can watch at once
 
 
 def bpf_object(name: str = "heatmap.bpf.o") -> str:
@@ -594,6 +647,7 @@ class KernelCounts(CountsSource):
         self.region_shift = region_shift
         self._obj = None
         self._carry: list[tuple[int, int, int, int]] = []
+        self.targets = {0: 0}  # slot -> tgid (0: target_tgid, i.e. pid)
         import bpfload
         from bpfload.btf.kernel import KernelBTF
 
@@ -637,35 +691,56 @@ class KernelCounts(CountsSource):
     BUSY_TRIES = 5
     BUSY_WAIT = 0.02
 
+    # several targets (ProcessSetCounts): one object, one slot each; their
+    # counts come back with region_index + (slot << (TARGET_BITS - region_shift))
+    multi_target = True
+
+    def add_target(self, pid: int, slot: int) -> None:
+        if not 0 < slot < MAX_TARGETS:
+            raise HeatmapError(f"the mglru source watches at most {MAX_TARGETS} processes")
+        self.targets[slot] = pid
+
+    def remove_target(self, slot: int) -> None:
+        """Forget a target: a scan with tgid -1 unfiles its mm."""
+        if self.targets.pop(slot, None) is not None:
+            self._scan(slot, -1)
+
     def age(self) -> float:
-        """Scan the target (the tracepoint program counts what is young); returns the
-        seconds it took."""
+        """Scan the targets (the tracepoint program counts what is young); returns the
+        seconds it took.  With several targets one that is gone is skipped (the run
+        finds out from /proc)."""
         t0 = time.perf_counter()
+        for slot, tgid in list(self.targets.items()):
+            ret = self._scan_patiently(slot, tgid)
+            if ret == -errno.ESRCH and len(self.targets) == 1:
+                # gone, or a zombie: the caller tells which
+                raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has no memory left")
+            if ret < 0 and ret != -errno.ESRCH:
+                from bpfload.errors import errno_text
+
+                again = (f" {self.BUSY_TRIES} times in a row (cgroup v1 charges of the "
+                         f"target's memcg kept moving)" if ret == -errno.EBUSY else "")
+                raise HeatmapError(f"the scan failed: {SCAN_KFUNC}() returned "
+                                   f"{errno_text(-ret)}{again}")
+        return time.perf_counter() - t0
+
+    def _scan_patiently(self, slot: int, tgid: int) -> int:
+        """A target's scan, again while the kfunc says EBUSY (BUSY_TRIES)."""
         wait = self.BUSY_WAIT
         for _ in range(self.BUSY_TRIES - 1):
             # a retry counts no access twice: the failed pass cleared what it reported
-            ret = self._scan()
+            ret = self._scan(slot, tgid)
             if ret != -errno.EBUSY:
-                break
+                return ret
             time.sleep(wait)
             wait *= 2
-        else:
-            ret = self._scan()
-        if ret == -errno.ESRCH:  # gone, or a zombie: the caller tells which
-            raise ProcessLookupError(errno.ESRCH, f"process {self.pid} has no memory left")
-        if ret < 0:
-            from bpfload.errors import errno_text
+        return self._scan(slot, tgid)
 
-            again = (f" {self.BUSY_TRIES} times in a row (cgroup v1 charges of the "
-                     f"target's memcg kept moving)" if ret == -errno.EBUSY else "")
-            raise HeatmapError(f"the scan failed: {SCAN_KFUNC}() returned "
-                               f"{errno_text(-ret)}{again}")
-        return time.perf_counter() - t0
-
-    def _scan(self) -> int:
-        """One pass of the kfunc over the target: its return value."""
+    def _scan(self, slot: int, tgid: int) -> int:
+        """One pass of the kfunc over a target (tgid 0: target_tgid; -1: unfile the
+        slot): its return value."""
         try:
-            ctx = self._obj.program("scan").test_run(_SCAN.pack(0, 0)).ctx
+            ctx = self._obj.program("scan").test_run(_SCAN.pack(0, slot, tgid, 0)).ctx
         except self._bpfload.BPFLoadError as e:
             raise _bpf_error(e) from None
         return _SCAN.unpack(ctx)[0]
@@ -675,12 +750,21 @@ class KernelCounts(CountsSource):
             keys, values, n = self._counts.lookup_batch(delete=True)
         except self._bpfload.BPFLoadError as e:
             raise _bpf_error(e) from None
-        out = [(region, node, anon, file) for (region, node, _), (anon, file) in
+        slot_shift = TARGET_BITS - self.region_shift
+        out = [(region + (slot << slot_shift), node, anon, file)
+               for (region, node, slot), (anon, file) in
                zip(_KEY.iter_unpack(keys), _VAL.iter_unpack(values))]
         if self._carry:
             out = self._carry + out
             self._carry = []
         return out
+
+    def warm(self, slot: int) -> None:
+        """A new target's first scan reports all it touched since forever: dropped (the
+        other targets' counts drained meanwhile are kept)."""
+        self._scan(slot, self.targets[slot])
+        shift = TARGET_BITS - self.region_shift
+        self._carry = [c for c in self.drain() if c[0] >> shift != slot]
 
     def dropped(self) -> int:
         return self._obj.get("dropped_pages") if self._obj is not None else 0
@@ -698,6 +782,9 @@ class KernelCounts(CountsSource):
         self._load(max_regions)
         self._carry = pending
         self._obj.set("dropped_pages", dropped)
+        for slot, tgid in self.targets.items():  # (files their mms in the new object)
+            self._scan(slot, tgid)
+        self._carry += self.drain()
 
     def close(self) -> None:
         if self._obj is not None:
@@ -1235,6 +1322,7 @@ class DamonCounts(CountsSource):
     samples_itself = True  # every sampling interval; --aging-interval sets it
     aging_word = "sample"
     capabilities = CAPS  # sysfs as root; the BPF side
+    single_target = "heatmap's kdamond has one target"  # (ProcessSetSource says so)
 
     NO_SYSFS = (f"the kernel has no DAMON sysfs interface ({DAMON_KDAMONDS} is missing: "
                 f"CONFIG_DAMON, CONFIG_DAMON_SYSFS)")
@@ -1901,9 +1989,8 @@ class LiveSource:
         return tgid, (f"{pid} is a thread of process {tgid} ({_printable(comm)}): "
                       f"watching the process",)
 
-    def open(self) -> None:
-        self.pid, said = self._process_of(self.pid)
-        pid = self.pid
+    def _watchable(self, pid: int) -> tuple[str, list[Mapping]]:
+        """(comm, maps) of a process heatmap can watch, else the one line why not."""
         try:
             comm, state = read_stat(self.proc, pid)
         except (FileNotFoundError, ProcessLookupError):
@@ -1921,6 +2008,12 @@ class LiveSource:
         missing = self.scope.missing(maps, pid, comm)
         if missing:
             raise HeatmapError(missing)
+        return comm, maps
+
+    def open(self) -> None:
+        self.pid, said = self._process_of(self.pid)
+        pid = self.pid
+        comm, maps = self._watchable(pid)
         missing = [] if getattr(self.factory, "checks_capabilities", False) else \
             self._missing_capabilities()
         if missing:
@@ -1936,14 +2029,7 @@ class LiveSource:
             raise HeatmapError("not permitted: " + CAPS_TEXT) from None
         except OSError as e:
             raise HeatmapError(f"kernel counts: {e}") from None
-        self.header = {"type": RECORD_TYPE, "version": RECORD_VERSION, "pid": pid,
-                       "comm": comm, "region_shift": self.shift,
-                       "page_size": self.page_size, "interval": self.interval,
-                       "aging_interval": self.aging_interval,
-                       "started": round(time.time(), 3),
-                       "source": getattr(self.counts, "name", "") or "mglru",
-                       "auto": bool(getattr(self.counts, "auto", False)),
-                       **self.scope.fields()}
+        self.header = self._header(pid, comm)
         self.comm = comm
         self.huge_pages = HugePages(self.proc, pid, self.shift, self.page_size)
         self.t0 = self.clock()
@@ -1957,6 +2043,16 @@ class LiveSource:
         if own:
             self.agings, self.calls = own, 1
         return counts
+
+    def _header(self, pid: int, comm: str) -> dict:
+        return {"type": RECORD_TYPE, "version": RECORD_VERSION, "pid": pid,
+                "comm": comm, "region_shift": self.shift,
+                "page_size": self.page_size, "interval": self.interval,
+                "aging_interval": self.aging_interval,
+                "started": round(time.time(), 3),
+                "source": getattr(self.counts, "name", "") or "mglru",
+                "auto": bool(getattr(self.counts, "auto", False)),
+                **self.scope.fields()}
 
     def due(self) -> float:
         """When the next aging is due (the column's last one ends it: take())."""
@@ -2030,12 +2126,7 @@ class LiveSource:
         if self.calls != self.agings:
             counts = [(r, nd, a * agings, f * agings) for r, nd, a, f in counts]
         now, wall = self.clock(), round(time.time(), 3)  # (the interval's end, both ways)
-        try:
-            maps = read_maps(self.proc, self.pid)
-        except (FileNotFoundError, ProcessLookupError):
-            raise TargetExited() from None
-        if not maps:
-            raise TargetExited()
+        maps = self._read_maps()
         comm = self._name()
         self._fit_capacity(maps)
         if not self.scope.whole:
@@ -2052,8 +2143,24 @@ class LiveSource:
         self._advance(now)
         counts.sort()
         return Sample(self.seq, round(now - self.t0, 6), round(aging, 6), dropped,
-                      read_rss_kb(self.proc, self.pid), maps if changed else None, counts,
-                      comm, partial, huge, agings, wall)
+                      self._rss_kb(), maps if changed else None, counts,
+                      comm, partial, huge, agings, wall, targets=self._targets_changed())
+
+    # (what ProcessSetSource, several processes, does otherwise)
+    def _read_maps(self) -> list[Mapping]:
+        try:
+            maps = read_maps(self.proc, self.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise TargetExited() from None
+        if not maps:
+            raise TargetExited()
+        return maps
+
+    def _rss_kb(self) -> int:
+        return read_rss_kb(self.proc, self.pid)
+
+    def _targets_changed(self):
+        return None
 
     def _fit_capacity(self, maps: list[Mapping]) -> None:
         """Resize the counts for the target's mappings when they changed (all of them:
@@ -2165,6 +2272,531 @@ class LiveSource:
             counts.close()
 
 
+# ---- 2.8b several processes: PIDs, --children, --cgroup --------------------------------
+#
+# A ProcessSet says which processes a run watches, now: the PIDs given (or the command's),
+# with --children everything they started since (found each interval), with --cgroup
+# every process of a cgroup v2 and its descendant cgroups.  ProcessSetSource is a LiveSource
+# over all of them, one slot each (TARGET_BITS): the mglru source watches them all with
+# one BPF object (a set of targets in kernel/heatmap.bpf.c, each scanned every
+# interval), idle and refs with one instance per process; damon's kdamond is one
+# process's here (said in one line).
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def read_ppids(proc_root: str) -> dict[int, int]:
+    """Every process's parent (pid -> ppid), from /proc/*/stat."""
+    out = {}
+    for entry in os.listdir(proc_root):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc_root}/{entry}/stat", encoding="utf-8", errors="replace") as f:
+                out[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return out
+
+
+def descendants(roots: list[int], ppids: dict[int, int]) -> list[int]:
+    """The processes roots started, and theirs, ..., parents before their children."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in sorted(ppids.items()):
+        children.setdefault(ppid, []).append(pid)
+    out: list[int] = []
+    seen = set(roots)
+    queue = collections.deque(roots)
+    while queue:
+        for child in children.get(queue.popleft(), ()):
+            if child not in seen:
+                seen.add(child)
+                out.append(child)
+                queue.append(child)
+    return out
+
+
+def cgroup_dir(path: str) -> str:
+    """The cgroup v2 directory --cgroup PATH names (relative paths also under
+    /sys/fs/cgroup), or the one line why it is none."""
+    found = path
+    if not os.path.exists(found) and not os.path.isabs(path):
+        found = os.path.join(CGROUP_ROOT, path)
+    if not os.path.exists(found):
+        raise HeatmapError(f"--cgroup {path}: no such directory")
+    if not os.path.isdir(found):
+        raise HeatmapError(f"--cgroup {path}: not a directory")
+    if not os.path.exists(os.path.join(found, "cgroup.procs")):
+        raise HeatmapError(f"--cgroup {path}: not a cgroup directory (no cgroup.procs)")
+    if not os.path.exists(os.path.join(found, "cgroup.controllers")):
+        raise HeatmapError(f"--cgroup {path}: a cgroup v1 directory; --cgroup needs cgroup "
+                           f"v2 (the unified hierarchy, usually {CGROUP_ROOT})")
+    return found
+
+
+def cgroup_procs(path: str) -> list[int]:
+    """The processes of a cgroup and its descendant cgroups ([] once it is removed)."""
+    out = []
+    for d, _dirs, files in os.walk(path):
+        if "cgroup.procs" not in files:
+            continue
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                out.extend(int(line) for line in f if line.strip())
+        except (OSError, ValueError):
+            continue  # removed meanwhile
+    return out
+
+
+class ProcessSet:
+    """Which processes a run watches: pids (a command's too), with children their
+    descendants, with cgroup a cgroup's processes."""
+
+    def __init__(self, pids: list[int], children: bool = False, cgroup: str | None = None,
+                 command: bool = False, proc_root: str = "/proc"):
+        self.pids = list(pids)
+        self.children = children
+        self.cgroup = cgroup
+        self.command = command  # pids[0] is -- CMD's: the run ends when it exits
+        self.proc = proc_root
+
+    @property
+    def changes(self) -> bool:
+        """Whether processes can join the scope while it runs."""
+        return self.children or self.cgroup is not None
+
+    def current(self) -> list[int]:
+        found = list(self.pids)
+        if self.cgroup is not None:
+            found += cgroup_procs(self.cgroup)
+        if self.children:
+            found += descendants(found, read_ppids(self.proc))
+        me = os.getpid()  # (heatmap in the cgroup it watches: not itself)
+        return [pid for pid in dict.fromkeys(found) if pid != me]
+
+    def describe(self) -> str:
+        return f"cgroup {self.cgroup}" if self.cgroup is not None else "the processes given"
+
+
+class _Target:
+    """One process of a ProcessSetSource."""
+
+    def __init__(self, slot: int, pid: int, comm: str, maps: list[Mapping]):
+        self.slot = slot
+        self.pid = pid
+        self.comm = comm
+        self.maps = maps
+        self.counts = None  # its own counts source (idle, refs), or None: the shared one
+        self.huge: HugePages | None = None
+
+
+class ProcessSetCounts:
+    """The counts source interface over every target of a ProcessSetSource: region indexes
+    come back offset by each target's slot."""
+
+    def __init__(self, source: ProcessSetSource, first):
+        self.source = source
+        self.name = getattr(first, "name", "")
+        self.auto = getattr(first, "auto", False)
+        self.notes = tuple(getattr(first, "notes", ()))
+
+    def _each(self):
+        return [t.counts for t in self.source.targets.values()]
+
+    def age(self) -> float:
+        if self.source.shared is not None:
+            return self.source.shared.age()
+        total = 0.0
+        for counts in self._each():
+            try:
+                total += counts.age()
+            except OSError:  # gone: the source finds out from /proc
+                pass
+        return total
+
+    def drain(self) -> list[tuple[int, int, int, int]]:
+        if self.source.shared is not None:
+            return self.source.shared.drain()
+        out = []
+        for t in self.source.targets.values():
+            off = t.slot << (TARGET_BITS - self.source.shift)
+            try:
+                out += [(r + off, n, a, f) for r, n, a, f in t.counts.drain()]
+            except OSError:
+                pass
+        return out
+
+    def dropped(self) -> int:
+        if self.source.shared is not None:
+            return self.source.shared.dropped()
+        return sum(c.dropped() for c in self._each())
+
+    def resize(self, max_regions: int) -> None:
+        for counts in [self.source.shared] if self.source.shared is not None else self._each():
+            counts.resize(max_regions)
+
+    def close(self) -> None:
+        pass  # (ProcessSetSource.close closes every target's)
+
+
+class _ProcessSetHuge:
+    """HugePages.find() over every target of a ProcessSetSource."""
+
+    def __init__(self, source: ProcessSetSource):
+        self.source = source
+
+    def find(self, maps) -> list[tuple[int, int]] | None:
+        out = []
+        for t in self.source.targets.values():
+            found = t.huge.find(t.maps)
+            if found is None:
+                return None
+            off = t.slot << (TARGET_BITS - self.source.shift)
+            out += [(r + off, n) for r, n in found]
+        return sorted(out)
+
+    def close(self) -> None:
+        pass
+
+
+class _SlotScope:
+    """A Scope (--range, --mapping) applied to each process of a ProcessSetSource in
+    its own addresses."""
+
+    def __init__(self, scope: Scope):
+        self.inner = scope
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def apply(self, maps: list[Mapping]) -> list[Mapping]:
+        out: list[Mapping] = []
+        for slot, group in itertools.groupby(maps, key=lambda m: target_slot(m.start)):
+            off = slot << TARGET_BITS
+            own = [m._replace(start=m.start - off, end=m.end - off) for m in group]
+            out += in_slot(self.inner.apply(own), slot)
+        return out
+
+
+class ProcessSetSource(LiveSource):
+    """A LiveSource over several processes (a ProcessSet): one slot each, processes that
+    exit dropped (one line each), new ones (--children, --cgroup) added each interval."""
+
+    def __init__(self, processes: ProcessSet, region_shift, interval, counts_factory,
+                 proc_root, clock, page_size=None, scope: Scope | None = None,
+                 aging_interval=None):
+        super().__init__(processes.pids[0] if processes.pids else 0, region_shift, interval,
+                         counts_factory, proc_root, clock, page_size, scope, aging_interval)
+        self.process_set = processes
+        self.scope = _SlotScope(self.scope)
+        self.targets: dict[int, _Target] = {}
+        self.shared = None  # a counts source that watches every target (mglru)
+        self.say = None  # callable(line): a process came or went
+        self._slots = itertools.count()
+        self._changed = True
+        self._gone: set[int] = set()  # (never watched again: a pid reused is another)
+
+    def _tell(self, text: str) -> None:
+        if self.say is not None:
+            self.say(text)
+
+    def open(self) -> None:
+        scope = self.process_set  # (not self.scope: the address range watched)
+        if scope.command:
+            scope.pids = [self.pid]
+        notes: list[str] = []
+        given = []
+        for pid in scope.pids:
+            tgid, said = self._process_of(pid)
+            notes += said
+            given.append(tgid)
+        scope.pids = list(dict.fromkeys(given))
+        found = [(pid, self._watchable(pid)) for pid in scope.pids]  # errors, for these
+        for pid in scope.current()[len(scope.pids):]:
+            with contextlib.suppress(HeatmapError):  # kernel threads, gone meanwhile
+                found.append((pid, self._watchable(pid)))
+        if not found:
+            raise HeatmapError(f"{scope.describe()} has no process to watch")
+        missing = [] if getattr(self.factory, "checks_capabilities", False) else \
+            self._missing_capabilities()
+        if missing:
+            raise HeatmapError(f"not permitted: {CAPS_TEXT}; missing {', '.join(missing)}")
+        self.capacity = map_capacity(sum(spanned_regions(maps, self.shift)
+                                         for _, (_, maps) in found))
+        self.counts = None
+        try:
+            for pid, (comm, maps) in found:
+                self._add(pid, comm, maps, warm=False)
+                single = getattr(self.targets[0].counts, "single_target", "")
+                if single and (len(found) > 1 or scope.changes):
+                    raise HeatmapError(f"the {self.counts.name} source watches one process "
+                                       f"({single}): for several use mglru, idle or refs")
+            if self.counts is None:
+                raise HeatmapError(f"{scope.describe()} has no process to watch")
+            self.notes = tuple(notes) + self.counts.notes
+            self.counts.age()  # (the first harvest is everything since forever)
+            self.counts.drain()
+        except PermissionError:
+            raise HeatmapError("not permitted: " + CAPS_TEXT) from None
+        except OSError as e:
+            raise HeatmapError(f"kernel counts: {e}") from None
+        first = next(iter(self.targets.values()))
+        self.pid, self.comm = first.pid, first.comm
+        self.header = self._header(first.pid, first.comm)
+        self.header["targets"] = self._target_list()
+        self._changed = False
+        self.huge_pages = _ProcessSetHuge(self)
+        self.t0 = self.clock()
+        self.next_due = self.t0 + self.interval
+
+    def _add(self, pid: int, comm: str, maps: list[Mapping], warm: bool = True) -> None:
+        """Watch one more process (warm: drop its first harvest, as open() does)."""
+        slot = next(self._slots)
+        t = _Target(slot, pid, comm, maps)
+        if self.counts is None:  # the first: it decides how the others are watched
+            counts = self.factory(pid, self.shift, self.capacity, interval=self.interval)
+            self.counts = ProcessSetCounts(self, counts)
+            if getattr(counts, "multi_target", False):
+                self.shared = counts
+            else:
+                t.counts = counts
+        elif self.shared is not None:
+            self.shared.add_target(pid, slot)
+            if warm:
+                self.shared.warm(slot)
+        else:
+            t.counts = self.factory(pid, self.shift, self.capacity, interval=self.interval)
+            if warm:
+                t.counts.age()
+                t.counts.drain()
+        t.huge = HugePages(self.proc, pid, self.shift, self.page_size)
+        self.targets[slot] = t
+        self._changed = True
+
+
+    def _drop(self, t: _Target, why: str) -> None:
+        del self.targets[t.slot]
+        self._gone.add(t.pid)
+        self._changed = True
+        if self.shared is not None:
+            with contextlib.suppress(HeatmapError):
+                self.shared.remove_target(t.slot)
+        elif t.counts is not None:
+            with contextlib.suppress(HeatmapError, OSError):
+                t.counts.close()
+        if t.huge is not None:
+            t.huge.close()
+        if self.targets:
+            n = len(self.targets)
+            self._tell(f"process {t.pid} ({_printable(t.comm)}) {why}; watching {n} "
+                       f"other{'' if n == 1 else 's'}")
+
+    def _exited(self) -> bool:
+        return not self.targets
+
+    def _read_maps(self) -> list[Mapping]:
+        """Every target's maps, in its slot; processes gone dropped, new ones added."""
+        for t in list(self.targets.values()):
+            try:
+                comm, state = read_stat(self.proc, t.pid)
+                maps = read_maps(self.proc, t.pid) if state not in ("Z", "X") else []
+            except OSError:
+                maps = []
+            if not maps:
+                if self.process_set.command and t.slot == 0:
+                    raise TargetExited()
+                self._drop(t, "exited")
+                continue
+            if comm != t.comm:
+                t.comm, self._changed = comm, True
+            t.maps = maps
+        if self.process_set.changes:
+            self._join()
+        if not self.targets:
+            raise TargetExited()
+        return [m for t in self.targets.values() for m in in_slot(t.maps, t.slot)]
+
+    def _join(self) -> None:
+        """Watch the processes that joined the scope since the last interval."""
+        watched = {t.pid for t in self.targets.values()} | self._gone
+        for pid in self.process_set.current():
+            if pid in watched:
+                continue
+            try:
+                comm, maps = self._watchable(pid)
+            except HeatmapError:
+                continue  # kernel threads, gone already
+            try:
+                self._add(pid, comm, maps)
+            except OSError:
+                continue
+            self._tell(f"process {pid} ({_printable(comm)}) joined; watching "
+                       f"{len(self.targets)}")
+
+    def _name(self) -> str | None:
+        return None  # (each target's name: in the targets list)
+
+    def resident(self, ranges) -> list[int | None]:
+        """LiveSource.resident() of each range's process, in its own addresses (None
+        for a process gone)."""
+        out: list[int | None] = []
+        pid = self.pid
+        for start, end, *_ in ranges:
+            t = self.targets.get(target_slot(start))
+            if t is None:
+                out.append(None)
+                continue
+            off = t.slot << TARGET_BITS
+            self.pid = t.pid
+            try:
+                out += super().resident([(start - off, end - off)])
+            finally:
+                self.pid = pid
+        return out
+
+    def zoom(self, lo: int, hi: int, rows: int) -> None:
+        raise HeatmapError("zoom watches one process: run heatmap on that PID alone")
+
+    def _rss_kb(self) -> int:
+        return sum(read_rss_kb(self.proc, t.pid) for t in self.targets.values())
+
+    def _target_list(self) -> list[list]:
+        return [[t.slot, t.pid, t.comm] for t in self.targets.values()]
+
+    def _targets_changed(self):
+        if not self._changed:
+            return None
+        self._changed = False
+        return self._target_list()
+
+    def close(self) -> None:
+        for t in list(self.targets.values()):
+            if t.huge is not None:
+                t.huge.close()
+            if t.counts is not None:
+                with contextlib.suppress(HeatmapError, OSError):
+                    t.counts.close()
+        self.targets.clear()
+        shared, self.shared = self.shared, None
+        if shared is not None:
+            shared.close()
+        self.counts = None
+
+
+# `-- CMD`: heatmap starts the command itself, held back until the counts are attached
+# so that the first interval sees its first accesses.  It runs in a process group of its
+# own (so stopping it stops what it started) and dies with heatmap (PR_SET_PDEATHSIG).
+PR_SET_PDEATHSIG = 1
+STOP_GRACE = 2.0  # seconds a command has to exit on SIGINT before SIGKILL
+
+
+def _exit_status(wait_status: int) -> int:
+    """A wait status as a shell's $? (a signal N as 128 + N)."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+class Command:
+    """The command of `heatmap.py -- CMD [ARGS...]`: forked held at a gate, started
+    (exec'd) by release(), stopped and reaped by stop()."""
+
+    def __init__(self, argv: list[str], stdin=None, stdout=None, stderr=None):
+        self.argv = argv
+        self.fds = (stdin, stdout, stderr)  # file descriptors for CMD, None: inherit
+        self.pid: int | None = None
+        self.status: int | None = None  # as a shell's $?, once reaped
+        self._gate = self._errors = None
+
+    def check(self) -> None:
+        """Fail with one line unless argv[0] names a program heatmap can run."""
+        import shutil
+
+        name = self.argv[0]
+        path = name if "/" in name else shutil.which(name)
+        if path is None or not os.path.exists(path):
+            raise HeatmapError(f"{name}: command not found")
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise HeatmapError(f"{name}: not an executable file")
+
+    def start(self) -> int:
+        """Fork the child, held before its exec; returns its pid."""
+        self.check()
+        gate_r, gate_w = os.pipe()
+        err_r, err_w = os.pipe()
+        os.set_inheritable(err_w, False)  # closed by a successful exec
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into heatmap's code
+            try:
+                self._child(gate_r, gate_w, err_r, err_w)
+            finally:
+                os._exit(127)
+        os.close(gate_r)
+        os.close(err_w)
+        self.pid, self._gate, self._errors = pid, gate_w, err_r
+        return pid
+
+    def _child(self, gate_r, gate_w, err_r, err_w) -> None:
+        try:
+            os.close(gate_w)
+            os.close(err_r)
+            os.setpgid(0, 0)
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM,
+                        signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            with open("/proc/self/comm", "w") as f:  # what exec will call it anyway
+                f.write(os.path.basename(self.argv[0])[:15])
+            for target, fd in enumerate(self.fds):
+                if fd is not None:
+                    os.dup2(fd, target)
+            if not os.read(gate_r, 1):  # heatmap gave up before starting it
+                os._exit(127)
+            os.execvp(self.argv[0], self.argv)
+        except OSError as e:
+            os.write(err_w, str(e.errno or 0).encode())
+
+    def release(self) -> None:
+        """Let the child exec CMD; one line if the exec fails."""
+        os.write(self._gate, b"x")
+        os.close(self._gate)
+        self._gate = None
+        with os.fdopen(self._errors, "rb") as f:  # EOF: the exec closed it
+            self._errors = None
+            failed = f.read()
+        if failed:
+            self.stop()
+            raise HeatmapError(f"cannot run {self.argv[0]}: {os.strerror(int(failed))}")
+
+    def exited(self) -> bool:
+        """Whether CMD has exited (reaping it)."""
+        if self.status is None and self.pid is not None:
+            pid, wait_status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = _exit_status(wait_status)
+        return self.status is not None
+
+    def stop(self) -> None:
+        """Stop CMD and everything in its process group (SIGINT, then SIGKILL after
+        STOP_GRACE seconds) and reap it; nothing stays behind."""
+        for fd in (self._gate, self._errors):
+            if fd is not None:
+                os.close(fd)
+        self._gate = self._errors = None
+        if self.pid is None:
+            return
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            if not self.exited():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, sig)
+            deadline = time.monotonic() + STOP_GRACE
+            while not self.exited() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with contextlib.suppress(ProcessLookupError):  # what CMD left in its group
+                os.killpg(self.pid, signal.SIGKILL)
+            if self.exited():
+                return
+
+
 # ---- 2.9 a recording (its format: the module docstring; its writer: section 7) -------
 
 RECORD_TYPE = "heatmap-record"
@@ -2208,9 +2840,17 @@ MAX_NODES = 1 << 10
 #: BPF side's u64 counters, 2^48 pages = 1 EiB of 4 KiB pages) and region indexes
 #: (a 64-bit address space at the smallest region size, 4 KiB).
 MAX_RECORDED_COUNT = 1 << 48
-MAX_REGION_INDEX = 1 << 52
+MAX_REGION_INDEX = MAX_TARGETS << (TARGET_BITS - 12)  # (process slots: TARGET_BITS)
 #: agings per interval: an interval is at most a day, an aging at least INTERVAL_RANGE[0]
 MAX_AGINGS = 1 << 20
+
+
+def _targets(value) -> list[list]:
+    """A recording's "targets" ([[slot, pid, comm], ...]), checked."""
+    out = [[_as_int(slot), _as_int(pid), str(comm)] for slot, pid, comm in value]
+    if any(not 0 <= slot < MAX_TARGETS for slot, _, _ in out):
+        raise ValueError("process slot out of range")
+    return out
 
 
 class ReplaySource:
@@ -2275,6 +2915,11 @@ class ReplaySource:
         except (KeyError, ValueError, TypeError):
             raise HeatmapError(f"{self.path}: bad recording header") from None
         try:
+            if header.get("targets") is not None:
+                header["targets"] = _targets(header["targets"])
+        except (ValueError, TypeError):
+            raise HeatmapError(f"{self.path}: bad recording header") from None
+        try:
             source_traits(header)
         except (KeyError, TypeError):
             raise HeatmapError(f"{self.path}: recorded from a source this heatmap does not "
@@ -2337,12 +2982,16 @@ class ReplaySource:
                     if not 1 <= agings <= MAX_AGINGS:
                         raise ValueError(f"agings out of range: {agings}")
                     when = obj.get("time")
+                    targets = obj.get("targets")
+                    if targets is not None:
+                        targets = _targets(targets)
                     s = Sample(_as_int(obj["seq"]), _as_finite(obj["t"]),
                                _as_finite(obj["aging"]),
                                _as_int(obj["dropped"]), _as_int(obj["rss_kb"]),
                                self._pending_maps, counts, comm,
                                obj.get("partial") is True, huge, agings,
-                               None if when is None else _as_finite(when))
+                               None if when is None else _as_finite(when),
+                               targets=targets)
                     self._pending_maps = None
                     return s
                 elif kind == SUMMARY_TYPE:
@@ -3072,6 +3721,8 @@ class Model:
         self.intervals += 1
         if sample.comm is not None:
             self.info["comm"] = sample.comm
+        if sample.targets is not None:
+            self.info["targets"] = sample.targets
         if sample.huge is not None:
             self.huge = dict(sample.huge)
         self.last = Sample(sample.seq, sample.t, sample.aging, sample.dropped,
@@ -3136,6 +3787,23 @@ class Model:
             return None
         region, total = min(self.region_totals.items(), key=lambda kv: (-kv[1], kv[0]))
         return region, total
+
+    def processes(self) -> dict[int, tuple[int, str]]:
+        """slot -> (pid, comm) of a run of several processes (a scope: several PIDs,
+        --children, --cgroup); {} for a run of one PID."""
+        return {slot: (pid, comm) for slot, pid, comm in self.info.get("targets") or ()}
+
+    def region_process(self, region: int) -> tuple[int | None, int]:
+        """(pid, address) of a region index: its process and its first byte there."""
+        return self.address_process(region << self.shift)
+
+    def address_process(self, addr: int) -> tuple[int | None, int]:
+        """(pid, address) of an address of the model: its process and where in it."""
+        slot = target_slot(addr)
+        pid = self.processes().get(slot, (None,))[0] if slot else self.info.get("pid")
+        if slot and pid is None:  # (a process already gone from the list)
+            pid = -1
+        return pid, addr & TARGET_MASK
 
     # -- rows ------------------------------------------------------------------------
     def shown_rows(self) -> RowLayout | None:
@@ -3380,7 +4048,11 @@ def header_items(model: Model, view: str, status: str = "") -> list[str]:
     last = model.last
     src = model.source
     comm = _printable(str(info.get("comm", "")))
-    items = [f"heatmap pid {info.get('pid')} ({comm})"]
+    processes = model.processes()
+    if processes:
+        items = [f"heatmap {len(processes)} processes"]
+    else:
+        items = [f"heatmap pid {info.get('pid')} ({comm})"]
     if last is not None:
         items.append("rss " + fmt_size(last.rss_kb * 1024))
     every = f"every {float(info.get('interval', 0)):g} s"
@@ -3513,12 +4185,18 @@ def selected_line(model: Model, rows: RowLayout, r: int, symbols: SymbolFiles | 
     mapping, its hottest symbols over the run (share of the row's young pages)."""
     lo, hi = rows.span(r)
     addr, name, more = rows.labels[r]
-    text = f"> {lo:x}-{hi:x} {_printable(name)}{f' +{more}' if more else ''} " \
-           f"({fmt_size(hi - lo)})"
+    text = f"> {lo & TARGET_MASK:x}-{hi & TARGET_MASK:x} {_printable(name)}" \
+           f"{f' +{more}' if more else ''} ({fmt_size(hi - lo)})"
     hot = hot_symbols(model, symbols, lo, hi) if symbols is not None else []
     if hot:
         text += ": " + "  ".join(f"{_printable(n)} {100 * w:.0f}%" for n, w in hot)
     return text[:width]
+
+
+def process_heading(pid, comm: str, width: int) -> str:
+    """The line above a process's rows when a run watches several."""
+    text = f"-- pid {pid} ({_printable(str(comm))}) "
+    return (text + "-" * max(0, width - len(text)))[:width]
 
 
 def render_frame(model: Model, view: str = "heat", width: int = 80, height: int = 24,
@@ -3554,15 +4232,16 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
         head = head[:1]
         nrows = max(1, height - 1 - len(legend))
     lines = list(head)
-    rows = model.rows_for(nrows)
+    processes = model.processes()  # several: a heading line above each one's rows
+    rows = model.rows_for(max(1, nrows - len(processes)) if processes else nrows)
     cursor = min(max(0, cursor), rows.n - 1) if selecting and rows.n else None
     if selecting:
         lines.append(note[:width] if note else "" if cursor is None else
                      selected_line(model, rows, cursor, symbols, width))
-    digits = max([len(f"{a:x}") for a, _, _ in rows.labels] or [1])
+    digits = max([len(f"{a & TARGET_MASK:x}") for a, _, _ in rows.labels] or [1])
     labels = []
     for addr, name, more in rows.labels:
-        text = f"{addr:0{digits}x} {_printable(name)}"
+        text = f"{addr & TARGET_MASK:0{digits}x} {_printable(name)}"
         labels.append(text + (f" +{more}" if more else ""))
     natural = max([len(s) for s in labels] or [0])
     label_w = min(natural, 36) if width >= 60 else min(natural, width // 3)
@@ -3575,7 +4254,13 @@ def render_frame(model: Model, view: str = "heat", width: int = 80, height: int 
     cells = [model.cells(col, rows) for col in shown]
     if rows.n == 0:
         lines.append(("(no mappings)")[:width])
+    heading = None
     for r in range(rows.n):
+        slot = target_slot(rows.labels[r][0])
+        if processes and slot != heading:
+            heading = slot
+            pid, comm = processes.get(slot, ("?", "exited"))
+            lines.append(process_heading(pid, comm, width))
         pages = rows.pages[r]
         label = labels[r][:label_w].ljust(label_w)
         if r == cursor:
@@ -3961,6 +4646,7 @@ def interval_json(sample: Sample, model: Model, symbols: SymbolFiles | None = No
     With symbols, regions of file-backed ELF mappings name the symbols in them."""
     info = model.info
     k = max(1, sample.agings)
+    processes = model.processes()
     tell_node, tell_kind = model.source.tells_node, model.source.tells_kind
     shift = model.shift
     size = 1 << shift
@@ -3988,6 +4674,7 @@ def interval_json(sample: Sample, model: Model, symbols: SymbolFiles | None = No
         lo = region << shift
         hi = lo + size
         j, name, pages = _mapped_in(maps, j, lo, hi, page_size)
+        pid, start = model.region_process(region)
         qname = names.get(name)
         if qname is None:
             qname = names[name] = json.dumps(name)
@@ -4003,7 +4690,8 @@ def interval_json(sample: Sample, model: Model, symbols: SymbolFiles | None = No
         huge = "null" if model.huge is None else model.huge.get(region, 0)
         named = symbols.inside(maps, lo, hi, j)[:HOT_SYMBOLS] if symbols else ()
         syms = f',"symbols":{_dump([name for name, _ in named])}' if named else ""
-        parts.append(f'{{"start":{lo},"end":{hi},"mapping":{qname},"pages":{pages},'
+        parts.append(f'{{"pid":{pid},"start":{start},"end":{start + size},'
+                     f'"mapping":{qname},"pages":{pages},'
                      f'"huge":{huge},"accessed":{per_aging(a + f, k)},{kinds},'
                      f'"node":{node_text},"nodes":{per_node}{syms}}}')
     wss = model.wss[-1] if model.wss else 0
@@ -4015,7 +4703,8 @@ def interval_json(sample: Sample, model: Model, symbols: SymbolFiles | None = No
         "dropped": sample.dropped, "rss_kb": sample.rss_kb,
         "wss_bytes": int(wss) if wss == int(wss) else round(wss),
         "region_size": size, "page_size": page_size, "partial": sample.partial,
-    })
+    } | ({"targets": [{"pid": pid, "comm": comm} for pid, comm in processes.values()]}
+         if processes else {}))
     return head[:-1] + ',"regions":[' + ",".join(parts) + "]}"
 
 
@@ -4067,6 +4756,8 @@ class Recorder:
                 record["partial"] = True
             if sample.huge is not None:
                 record["huge"] = [list(h) for h in sample.huge]
+            if sample.targets is not None:
+                record["targets"] = sample.targets
             f.write(_dump(record) + "\n")
             f.flush()
         except OSError as e:
@@ -4107,9 +4798,20 @@ def run_summary(model: Model, resident=None) -> dict:
                       "max": max(wss)} if wss else None,
         "never_touched_bytes": sum(b - a for a, b, _ in ranges),
         "never_touched_resident_bytes": sum(known) if len(known) == len(sizes) else None,
-        "never_touched": [{"start": a, "end": b, "mapping": name, "bytes": b - a,
-                           "resident_bytes": r} for (a, b, name), r in zip(ranges, sizes)],
+        "never_touched": [_untouched(model, a, b, name, r) for (a, b, name), r in
+                          zip(ranges, sizes)],
     }
+
+
+def _untouched(model: Model, start: int, end: int, name: str, resident) -> dict:
+    """One never-touched range of run_summary(); with several processes its pid and
+    its addresses in that process."""
+    out = {"start": start, "end": end, "mapping": name, "bytes": end - start,
+           "resident_bytes": resident}
+    if model.processes():
+        pid, own = model.address_process(start)
+        out = {"pid": pid, **out, "start": own, "end": own + end - start}
+    return out
 
 
 def untouched_lines(summary: dict, limit: int = UNTOUCHED_SHOWN) -> list[str]:
@@ -4125,7 +4827,8 @@ def untouched_lines(summary: dict, limit: int = UNTOUCHED_SHOWN) -> list[str]:
              + (f"; the largest {limit}:" if n > limit else ":")]
     for r in ranges[:limit]:
         rb = r["resident_bytes"]
-        lines.append(f"  {r['start']:#x}-{r['end']:#x} {_printable(r['mapping']) or 'anon'} "
+        who = f"pid {r['pid']} " if "pid" in r else ""
+        lines.append(f"  {r['start']:#x}-{r['end']:#x} {who}{_printable(r['mapping']) or 'anon'} "
                      f"{fmt_size(r['bytes'])}"
                      + (f", {fmt_size(rb)} resident" if rb is not None else ""))
     return lines
@@ -4180,6 +4883,7 @@ def _scan_recording(recording: str, limit) -> _RunScan:
     agings = 1  # (the most of any interval: a run has the same in every full one)
     wss: list[float] = []
     page_size = None
+    processes = {t[0]: t for t in src.header.get("targets") or ()}
     try:
         while True:
             s = src.take()
@@ -4196,9 +4900,13 @@ def _scan_recording(recording: str, limit) -> _RunScan:
                     huge[region] = max(n, huge.get(region, 0))
             if s.maps is not None:
                 snapshots.append(s.maps)
+            for slot, pid, name in s.targets or ():  # (every process of the run)
+                processes.setdefault(slot, [slot, pid, name])
             nodes.update(c[1] for c in s.counts if c[2] + c[3] > 0)
     finally:
         src.close()
+    if processes:
+        src.header["targets"] = sorted(processes.values())
     return _RunScan(src.header, snapshots, len(times), times, nodes,
                     src.header.get("comm") if comm is None else comm, huge, agings, wss)
 
@@ -4283,10 +4991,14 @@ def _svg_wss(w, g: _SvgGrid, wss: list[float]) -> None:
     w("</g>\n")
 
 
-def _svg_labels(w, g: _SvgGrid, layout: RowLayout, huge_rows: list[bool]) -> None:
+def _svg_labels(w, g: _SvgGrid, layout: RowLayout, huge_rows: list[bool],
+                processes: dict | None = None) -> None:
+    """Row labels; with several processes each begins with its process's pid."""
     w('<g class="labels">\n')
     for r, (addr, name, more) in enumerate(layout.labels):
-        text = _xml(f"{addr:x} {name}" + (f" +{more}" if more else ""))
+        pid = processes.get(target_slot(addr), ("?",))[0] if processes else None
+        text = _xml((f"{pid}: " if processes else "") + f"{addr & TARGET_MASK:x} {name}"
+                    + (f" +{more}" if more else ""))
         y = g.top + r * g.row_h
         w(f'<text x="{g.label_w - 6}" y="{y + g.row_h - 2}" text-anchor="end">{text}</text>\n')
         if huge_rows[r]:
@@ -4399,7 +5111,7 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
         w = f.write
         _svg_head(w, grid, scan.header, title)
         _svg_wss(w, grid, scan.wss)
-        _svg_labels(w, grid, layout, huge_rows)
+        _svg_labels(w, grid, layout, huge_rows, model.processes())
         _svg_cells(w, grid, recording, limit, model, layout, view)
         _svg_axes(w, grid, scan.times)
         _svg_legend(w, grid, head, entries, any(huge_rows))
@@ -4567,6 +5279,9 @@ sources (--source; auto takes the first the kernel offers):
 
 examples:
   heatmap.py 4242 --interval 2                   live view
+  heatmap.py --json -- ./bench --fast            start ./bench, watch it until it exits
+  heatmap.py 4242 4243 --children                two processes and what they start
+  heatmap.py --cgroup system.slice/nginx.service a cgroup v2's processes
   heatmap.py 4242 --count 30 --record run.jsonl.gz --svg run.svg
   heatmap.py 4242 --json --count 10 | jq '.regions[]? | select(.accessed > 100)'
   heatmap.py 4242 --aging-interval 0.5           4 agings per 2 s column: cells are means
@@ -4582,7 +5297,17 @@ def build_parser(out=None) -> _Parser:
                             "tracking, DAMON or clear_refs).",
                 epilog=EPILOG)
     p.out = out
-    p.add_argument("pid", nargs="?", metavar="PID", help="process to watch")
+    p.add_argument("pids", nargs="*", metavar="PID",
+                   help="processes to watch (each under a heading of its own); or, after "
+                        "the options, -- CMD [ARGS...] to start CMD and watch it")
+    p.add_argument("--children", action="store_true",
+                   help="also watch the processes they (or CMD) start, found each interval")
+    p.add_argument("--cgroup", metavar="PATH",
+                   help="watch the processes of a cgroup v2 (and its child cgroups), found "
+                        "each interval; PATH may be relative to /sys/fs/cgroup")
+    p.add_argument("--cmd-output", metavar="FILE",
+                   help="with -- CMD: where CMD's stdout and stderr go (default: heatmap's "
+                        "stderr; with the live view, the terminal once the view ends)")
     p.add_argument("-i", "--interval", type=_interval, metavar="SECONDS",
                    help="one column (default 2)")
     p.add_argument("--aging-interval", type=_interval, metavar="SECONDS",
@@ -4621,17 +5346,45 @@ def build_parser(out=None) -> _Parser:
     return p
 
 
+def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """heatmap's own arguments, and the CMD [ARGS...] after the first "--" (None if
+    there is no "--")."""
+    if "--" not in argv:
+        return argv, None
+    i = argv.index("--")
+    return argv[:i], argv[i + 1:]
+
+
+def _pid(text: str) -> int:
+    try:
+        pid = int(text)
+    except ValueError:
+        raise HeatmapError(f"PID must be a positive integer, not {text!r}") from None
+    if pid < 1:
+        raise HeatmapError(f"PID must be a positive integer, not {pid!r}")
+    return pid
+
+
 def parse_args(argv, out=None) -> argparse.Namespace:
-    args = build_parser(out).parse_args(argv)
+    argv, command = split_command(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser(out).parse_intermixed_args(argv)
+    args.command = command
+    if command is not None and not command:
+        raise HeatmapError("give the command to run after --")
+    if command is not None and (args.pids or args.replay is not None):
+        raise HeatmapError("give PIDs, -- CMD or --replay FILE, only one of them")
+    if command is None and args.cmd_output is not None:
+        raise HeatmapError("--cmd-output applies to -- CMD")
+    args.pids = list(dict.fromkeys(_pid(text) for text in args.pids))
+    args.pid = args.pids[0] if args.pids else None
+    if args.replay is not None and (args.children or args.cgroup is not None):
+        raise HeatmapError("--children and --cgroup apply to live runs")
+    if args.cgroup is not None:
+        args.cgroup = cgroup_dir(args.cgroup)
     if args.replay is None:
-        if args.pid is None:
-            raise HeatmapError("give a PID to watch or --replay FILE (see --help)")
-        try:
-            args.pid = int(args.pid)
-        except ValueError:
-            raise HeatmapError(f"PID must be a positive integer, not {args.pid!r}") from None
-        if args.pid < 1:
-            raise HeatmapError(f"PID must be a positive integer, not {args.pid!r}")
+        if args.pid is None and command is None and args.cgroup is None:
+            raise HeatmapError("give a PID to watch, -- CMD, --cgroup PATH or --replay FILE "
+                               "(see --help)")
         if args.speed is not None:
             raise HeatmapError("--speed only applies to --replay")
         args.interval = 2.0 if args.interval is None else args.interval
@@ -4733,9 +5486,11 @@ def summary_line(model: Model | None, reason: str) -> str:
     region, total = peak
     name, _ = region_info(model.maps, [m.start for m in model.maps], region, model.shift,
                           model.page_size)
-    lo, hi = region << model.shift, (region + 1) << model.shift
-    return text + (f"; hottest region {lo:#x}-{hi:#x} {_printable(name) or '(unmapped)'}: "
-                   f"{round(total)} young pages")
+    pid, lo = model.region_process(region)
+    hi = lo + (1 << model.shift)
+    where = f" of pid {pid}" if model.processes() else ""
+    return text + (f"; hottest region {lo:#x}-{hi:#x}{where} "
+                   f"{_printable(name) or '(unmapped)'}: {round(total)} young pages")
 
 
 def wss_figures(wss: list[float]) -> str:
@@ -4754,11 +5509,16 @@ def _source_for(args, counts_factory, proc_root: str, clock, stdout):
         speed = args.speed if args.speed is not None else (1.0 if tty and not args.json else 0.0)
         return ReplaySource(args.replay, speed, clock, args.count)
     lo, hi = args.range or (None, None)
-    return LiveSource(args.pid, args.region_size.bit_length() - 1, args.interval,
-                      counts_factory or SourceChoice(args.source, proc_root,
-                                                     args.aging_interval),
-                      proc_root, clock, scope=Scope(lo, hi, args.mapping),
-                      aging_interval=args.aging_interval)
+    factory = counts_factory or SourceChoice(args.source, proc_root, args.aging_interval)
+    shift = args.region_size.bit_length() - 1
+    scope = Scope(lo, hi, args.mapping)
+    if len(args.pids) > 1 or args.children or args.cgroup is not None:
+        processes = ProcessSet(args.pids, args.children, args.cgroup,
+                               args.command is not None, proc_root)
+        return ProcessSetSource(processes, shift, args.interval, factory, proc_root, clock,
+                                scope=scope, aging_interval=args.aging_interval)
+    return LiveSource(args.pid or 0, shift, args.interval, factory, proc_root, clock,
+                      scope=scope, aging_interval=args.aging_interval)
 
 
 def _catch_signals() -> dict:
@@ -4806,6 +5566,8 @@ class _Run:
         self.status = 0
         self.ok = False
         self.summary: dict | None = None  # what the whole run found (run_summary())
+        self.command: Command | None = None  # -- CMD
+        self.command_log: str | None = None  # CMD's output held while the live view runs
 
     def fail(self, message: str) -> None:
         _say(self.stderr, f"heatmap: {message}")
@@ -4814,7 +5576,7 @@ class _Run:
     def show(self, stdin, environ, clock, sleep) -> None:
         """Open the source and the outputs, show intervals until the run ends, close."""
         try:
-            self._open()
+            self._open(environ)
             ui = self._ui(stdin, environ, clock, sleep)
             with ui:
                 self._loop(ui)
@@ -4856,9 +5618,16 @@ class _Run:
         except OSError as e:
             self.fail(f"{e.strerror or e}")
 
-    def _open(self) -> None:
+    def _open(self, environ=None) -> None:
         args, source = self.args, self.source
+        if args.command is not None:
+            self.command = Command(args.command, *self._command_fds(environ or {}))
+            source.pid = self.command.start()
+        if isinstance(source, ProcessSetSource) and not self._live(environ or {}):
+            source.say = lambda text: _say(self.stderr, f"heatmap: {text}")
         source.open()
+        if self.command is not None:
+            self.command.release()
         for note in getattr(source, "notes", ()):
             _say(self.stderr, f"heatmap: {note}")
         self.model = Model(source.header)
@@ -4884,11 +5653,41 @@ class _Run:
             self._symbols = SymbolFiles(root, self.model.page_size)
         return self._symbols
 
+    def _live(self, environ) -> bool:
+        """Whether the run shows the live view (alternate screen, keys)."""
+        return _isatty(self.stdout) and not self.args.json and environ.get("TERM") != "dumb"
+
+    def _command_fds(self, environ) -> tuple:
+        """CMD's stdin, stdout and stderr (None: heatmap's own): never our stdout, which
+        carries frames or JSON.  --cmd-output FILE; or while the live view holds the
+        terminal, a temporary file shown there when the view ends; else our stderr."""
+        path = self.args.cmd_output
+        live = self._live(environ)
+        if path is None and live:
+            import tempfile
+
+            fd, path = tempfile.mkstemp(prefix="heatmap-cmd-", suffix=".out")
+            os.close(fd)
+            self.command_log = path
+        if path is not None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            except OSError as e:
+                raise HeatmapError(f"cannot write {path}: {e.strerror}") from None
+            stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if live else None
+            self._command_files = [f for f in (fd, stdin) if f is not None]
+            return stdin, fd, fd
+        try:
+            err = self.stderr.fileno()
+        except (OSError, ValueError, AttributeError):
+            err = None
+        return None, err, err
+
     def _ui(self, stdin, environ, clock, sleep):
         args, stdout = self.args, self.stdout
         is_tty = _isatty(stdout)
         color = color_mode(args.color, is_tty, environ)
-        if is_tty and not args.json and environ.get("TERM") != "dumb":
+        if self._live(environ):
             screen = LiveScreen(stdout, stdin, args.view, color, clock, self.symbols())
             screen.resident = getattr(self.source, "resident", None)  # (for key u)
             return screen
@@ -4991,6 +5790,8 @@ class _Run:
 
     def _close(self) -> None:
         recorder = self.recorder
+        if self.command is not None:
+            self._stop_command()
         for close in (self.source.close, recorder.close if recorder is not None else None):
             try:
                 if close is not None:
@@ -4998,6 +5799,38 @@ class _Run:
             except HeatmapError as e:
                 if not self.status:  # the first failure is the one to report
                     self.fail(str(e))
+
+    def _stop_command(self) -> None:
+        """Stop CMD (if it still runs), say how it ended, show what it wrote while the
+        live view held the terminal."""
+        command = self.command
+        command.stop()
+        for fd in getattr(self, "_command_files", ()):
+            os.close(fd)
+        self._command_files = []
+        if self.reason == "target exited":
+            self.reason = f"{command.argv[0]} exited with status {command.status}"
+        if self.command_log is not None:
+            log, self.command_log = self.command_log, None
+            try:
+                with open(log, errors="replace") as f:
+                    while True:
+                        chunk = f.read(1 << 16)
+                        if not chunk:
+                            break
+                        self.stdout.write(chunk)
+                self.stdout.flush()
+            except OSError:
+                pass
+            finally:
+                os.unlink(log)
+
+    def exit_status(self) -> int:
+        """heatmap's status: CMD's (as a shell's $?) for a run with -- CMD that ended
+        normally, else its own."""
+        if self.ok and self.command is not None and self.command.status is not None:
+            return self.command.status
+        return self.status
 
     def save_svg(self) -> None:
         """--svg, for a run that ended normally: drawn from its recording."""
@@ -5074,7 +5907,7 @@ def main(argv=None, *, counts_factory=None, proc_root: str = "/proc", clock=None
         _restore_signals(old_handlers)
     if run.ok:
         _say(stderr, run.last_line())
-    return run.status
+    return run.exit_status()
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * heatmap: per-region counts of the pages the multi-gen LRU finds young in one
- * process, fed by the lru_gen_young_tp tracepoint of kernel/patches.
+ * heatmap: per-region counts of the pages the multi-gen LRU finds young in a
+ * set of processes (the targets), fed by the lru_gen_young_tp tracepoint of
+ * kernel/patches.
  *
- * Every interval user space runs the syscall program "scan": it asks the kernel
- * to harvest the accessed bits of the target's page tables without aging
- * (bpf_lru_gen_scan_task(), which also flushes the target's TLB) and remembers
- * the target's mm. The tracepoint reports runs of contiguous young pages of
- * every mm the kernel harvests, by that scan, by reclaim's own aging and by
- * eviction; we keep the target's and add its pages to a hash map keyed by
- * (address >> region_shift, node), split anon/file. User space drains the map
- * after every scan.
+ * Every interval user space runs the syscall program "scan" once per target
+ * (identified by a slot number it chooses): it asks the kernel to harvest the
+ * accessed bits of the target's page tables without aging
+ * (bpf_lru_gen_scan_task(), which also flushes the target's TLB) and files the
+ * target's mm under its slot. The tracepoint reports runs of contiguous young
+ * pages of every mm the kernel harvests, by those scans, by reclaim's own aging
+ * and by eviction; we keep the targets' and add their pages to a hash map keyed
+ * by (address >> region_shift, node, slot), split anon/file. User space drains
+ * the map after every round of scans.
  *
  * Built with Debian 12's clang 14 and libbpf-dev 1.1 headers (make bpf); the
  * object is committed so users need no compiler.
@@ -29,7 +31,7 @@ struct task_struct {
 struct region_key {
 	__u64 region;	/* virtual address >> region_shift */
 	__u32 node;
-	__u32 pad;
+	__u32 slot;	/* the target's */
 };
 
 struct region_val {
@@ -45,13 +47,29 @@ struct {
 	__type(value, struct region_val);
 } counts SEC(".maps");
 
-/* set before load; region_shift >= page_shift (user space checks) */
+/* the targets' mms -> their slots: found by the tracepoint, filed by "scan" */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u32);
+} target_slots SEC(".maps");
+
+/* slot -> the mm filed for it: an exec replaces it, user space unfiles a target */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+} slot_mms SEC(".maps");
+
+/*
+ * Set before load; region_shift >= page_shift (user space checks). target_tgid
+ * is slot 0's process, scanned when a scan names no tgid.
+ */
 const volatile __s32 target_tgid;
 const volatile __u32 region_shift = 21;
 const volatile __u32 page_shift = 12;
-
-/* the target's mm, as the last scan found it (it changes on exec) */
-__u64 target_mm;
 
 /* read by user space: young pages not counted because the map was full */
 __u64 dropped_pages;
@@ -60,9 +78,10 @@ __u64 dropped_pages;
 #define LRU_GEN_YOUNG_ANON		1
 #define BPF_LRU_GEN_SCAN_FLUSH_TLB	1
 
-static __always_inline void add(__u64 region, int node, __u64 pages, _Bool anon)
+static __always_inline void add(__u64 region, int node, __u32 slot, __u64 pages,
+				_Bool anon)
 {
-	struct region_key key = { .region = region, .node = node };
+	struct region_key key = { .region = region, .node = node, .slot = slot };
 	struct region_val *val, init = {};
 	long err;
 
@@ -95,6 +114,7 @@ static __always_inline void add(__u64 region, int node, __u64 pages, _Bool anon)
 struct run {
 	__u64 start, end;	/* bytes */
 	int node;
+	__u32 slot;
 	_Bool anon;
 };
 
@@ -108,7 +128,7 @@ static long add_region(__u64 i, struct run *run)
 	if (hi > run->end)
 		hi = run->end;
 	if (lo < hi)
-		add(region, run->node, (hi - lo) >> page_shift, run->anon);
+		add(region, run->node, run->slot, (hi - lo) >> page_shift, run->anon);
 	return 0;
 }
 
@@ -116,12 +136,15 @@ SEC("tp_btf/lru_gen_young_tp")
 int BPF_PROG(young, struct mm_struct *mm, int nid, unsigned long addr,
 	     unsigned long nr_pages, unsigned int flags)
 {
+	__u64 key = (__u64)mm, first, last;
 	struct run run;
-	__u64 first, last;
+	__u32 *slot;
 
-	if ((__u64)mm != target_mm || !target_mm || !nr_pages)
+	slot = bpf_map_lookup_elem(&target_slots, &key);
+	if (!slot || !nr_pages)
 		return 0;
 
+	run.slot = *slot;
 	run.start = addr;
 	run.end = addr + (nr_pages << page_shift);
 	run.node = nid;
@@ -129,7 +152,7 @@ int BPF_PROG(young, struct mm_struct *mm, int nid, unsigned long addr,
 	first = run.start >> region_shift;
 	last = (run.end - 1) >> region_shift;
 	if (first == last)	/* the usual case: a run in one region */
-		add(first, nid, nr_pages, run.anon);
+		add(first, nid, run.slot, nr_pages, run.anon);
 	else
 		bpf_loop(last - first + 1, add_region, &run, 0);
 	return 0;
@@ -141,24 +164,43 @@ extern int bpf_lru_gen_scan_task(struct task_struct *task, __u64 flags) __ksym;
 
 struct scan_args {
 	__s32 ret;	/* out: 0, or -errno (-ESRCH: the target is gone) */
+	__u32 slot;	/* in: the target's slot */
+	__s32 tgid;	/* in: the target, 0 for target_tgid, -1: unfile the slot */
 	__u32 pad;
 };
 
+/* file the target's mm under its slot (a new one after an exec) */
+static __always_inline void file_mm(__u32 slot, __u64 mm)
+{
+	__u64 *filed = bpf_map_lookup_elem(&slot_mms, &slot);
+
+	if (!filed || *filed == mm)
+		return;
+	if (*filed)
+		bpf_map_delete_elem(&target_slots, filed);
+	*filed = mm;
+	if (mm)
+		bpf_map_update_elem(&target_slots, &mm, &slot, BPF_ANY);
+}
+
 /*
- * Harvest the target's accessed bits: the tracepoint reports what was young.
+ * Harvest a target's accessed bits: the tracepoint reports what was young.
  * The TLB flush makes a page the target keeps accessing through a cached
  * translation set its accessed bit again, so the next scan sees it.
  */
 SEC("syscall")
 int scan(struct scan_args *args)
 {
-	struct task_struct *task = bpf_task_from_pid(target_tgid);
+	__u32 slot = args->slot;
+	struct task_struct *task;
 
+	task = bpf_task_from_pid(args->tgid ? args->tgid : target_tgid);
 	if (!task) {
+		file_mm(slot, 0);
 		args->ret = -ESRCH;
 		return 0;
 	}
-	target_mm = (__u64)task->mm;
+	file_mm(slot, (__u64)task->mm);
 	args->ret = bpf_lru_gen_scan_task(task, BPF_LRU_GEN_SCAN_FLUSH_TLB);
 	bpf_task_release(task);
 	return 0;

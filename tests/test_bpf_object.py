@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -39,6 +40,13 @@ def test_committed_object_is_what_the_source_builds_to(tmp_path, var, shipped):
         f"kernel/{shipped.name} is stale: run 'make bpf' and commit the result"
 
 
+def heatmap_max_targets() -> int:
+    sys.path.insert(0, str(REPO))
+    import heatmap
+
+    return heatmap.MAX_TARGETS
+
+
 def test_shipped_object_shape():
     obj = elf_reader.read(SHIPPED)
     assert obj.license == "GPL"
@@ -50,7 +58,12 @@ def test_shipped_object_shape():
     counts = obj.maps["counts"]
     assert (counts.type, counts.key_size, counts.value_size) == (MapType.HASH, 16, 16)
     assert {v for v in obj.variables} >= {"target_tgid", "region_shift", "page_shift",
-                                          "dropped_pages", "target_mm"}
+                                          "dropped_pages"}
+    # the set of targets: mm -> slot for the tracepoint, slot -> mm for the scans
+    assert (obj.maps["target_slots"].type, obj.maps["target_slots"].key_size,
+            obj.maps["target_slots"].value_size) == (MapType.HASH, 8, 4)
+    assert (obj.maps["slot_mms"].type, obj.maps["slot_mms"].max_entries) == \
+        (MapType.ARRAY, heatmap_max_targets())
     for rodata in ("target_tgid", "region_shift", "page_shift"):
         assert obj.variables[rodata].section == ".rodata"
     # the series' kfunc is required: without it the object is for no kernel

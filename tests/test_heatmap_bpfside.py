@@ -28,9 +28,10 @@ class _Scan:
 
     def test_run(self, ctx: bytes):
         self.ctx_in = ctx
+        _, slot, tgid, pad = struct.unpack("<iIiI", ctx)
         ret = self.rets[min(self.calls, len(self.rets) - 1)]
         self.calls += 1
-        return type("Run", (), {"ctx": struct.pack("<iI", ret, 0)})()
+        return type("Run", (), {"ctx": struct.pack("<iIiI", ret, slot, tgid, pad)})()
 
 
 def _counts(*rets: int) -> tuple[heatmap.KernelCounts, _Scan]:
@@ -38,7 +39,7 @@ def _counts(*rets: int) -> tuple[heatmap.KernelCounts, _Scan]:
 
     scan = _Scan(*rets)
     counts = object.__new__(heatmap.KernelCounts)
-    counts.pid, counts._bpfload = 42, bpfload
+    counts.pid, counts._bpfload, counts.targets = 42, bpfload, {0: 0}
     counts._obj = type("Obj", (), {"program": lambda self, name: {"scan": scan}[name]})()
     return counts, scan
 
@@ -46,7 +47,8 @@ def _counts(*rets: int) -> tuple[heatmap.KernelCounts, _Scan]:
 def test_a_scan_that_worked_is_timed():
     counts, scan = _counts(0)
     assert counts.age() >= 0
-    assert scan.ctx_in == struct.pack("<iI", 0, 0)  # struct scan_args, ret cleared
+    # struct scan_args: ret cleared, slot 0, tgid 0 (the object's target_tgid)
+    assert scan.ctx_in == struct.pack("<iIiI", 0, 0, 0, 0)
 
 
 def test_a_target_without_memory_is_a_lookup_error_the_run_checks():

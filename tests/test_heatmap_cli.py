@@ -52,7 +52,7 @@ def run(tmp_path, *args, script=None, on_age=None, fail_at=None, caps=None, maps
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "give a PID to watch or --replay FILE (see --help)"),
+    ([], "give a PID to watch, -- CMD, --cgroup PATH or --replay FILE (see --help)"),
     (["abc"], "PID must be a positive integer, not 'abc'"),
     (["0"], "PID must be a positive integer, not 0"),
     (["1", "--region-size", "3M"],

@@ -68,9 +68,9 @@ def test_json_schema_and_values(tmp_path):
                                                                            4096)
     # the warm-up's 99999 pages never show up; regions come sorted by address
     assert first["regions"] == [
-        {"start": 0x400000, "end": 0x600000, "mapping": "hotspot", "pages": 512,
+        {"pid": 4242, "start": 0x400000, "end": 0x600000, "mapping": "hotspot", "pages": 512,
          "huge": None, "accessed": 10, "anon": 0, "file": 10, "node": 0, "nodes": {"0": 10}},
-        {"start": 0x10000000, "end": 0x10200000, "mapping": "[heap]", "pages": 512,
+        {"pid": 4242, "start": 0x10000000, "end": 0x10200000, "mapping": "[heap]", "pages": 512,
          "huge": None, "accessed": 512, "anon": 512, "file": 0, "node": 0, "nodes": {"0": 512}},
     ]
     assert [r["mapping"] for r in objs[1]["regions"]] == ["[heap]", "[stack]"]

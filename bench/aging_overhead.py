@@ -55,13 +55,14 @@ for line in sys.stdin:
 """
 
 
-SCAN_ARGS = struct.Struct("<iI")  # struct scan_args of kernel/heatmap.bpf.c
+#: struct scan_args of kernel/heatmap.bpf.c: ret, slot, tgid (0: target_tgid), pad
+SCAN_ARGS = struct.Struct("<iIiI")
 
 
 def _scan(prog) -> float:
     """One scan of the worker on every node, through the kfunc; its wall time."""
     t0 = time.perf_counter()
-    ctx = prog.test_run(SCAN_ARGS.pack(0, 0)).ctx
+    ctx = prog.test_run(SCAN_ARGS.pack(0, 0, 0, 0)).ctx
     elapsed = time.perf_counter() - t0
     ret = SCAN_ARGS.unpack(ctx)[0]
     if ret:

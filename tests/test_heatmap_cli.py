@@ -376,6 +376,13 @@ def read_until(fd, needle: bytes, timeout=20.0) -> bytes:
     return buf
 
 
+def terminal_env() -> dict:
+    """The environment of a heatmap on a colour terminal of the pty's own size."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env["TERM"] = "xterm-256color"
+    return env
+
+
 def set_winsize(fd, rows, cols):
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -387,8 +394,7 @@ def pty_replay(tmp_path):
     master, slave = os.openpty()
     set_winsize(slave, 24, 80)
     before = termios.tcgetattr(slave)
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
-    env["TERM"] = "xterm-256color"
+    env = terminal_env()
     def controlling_tty():  # a session of its own with the pty as its terminal (^C)
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -546,8 +552,7 @@ def replay_on_pty(rec, rows: int, cols: int):
     (process, master fd) and kills and closes whatever is left."""
     master, slave = os.openpty()
     set_winsize(slave, rows, cols)
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
-    env["TERM"] = "xterm-256color"
+    env = terminal_env()
     proc = subprocess.Popen([sys.executable, str(HEATMAP), "--replay", str(rec), "--speed", "0"],
                             stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env)
     try:

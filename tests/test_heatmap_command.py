@@ -16,7 +16,7 @@ import termios
 import pytest
 from heatmap_fakes import HEATMAP, end_of_run, heatmap, json_intervals
 from interrupt import foreground_sigint
-from test_heatmap_cli import read_until, set_winsize
+from test_heatmap_cli import read_until, set_winsize, terminal_env
 
 ARGS = ("--source", "refs", "--interval", "0.2")
 
@@ -148,8 +148,7 @@ def test_live_view_keeps_the_commands_output_for_the_terminal():
     the run and stops CMD (in a process group of its own, the terminal does not)."""
     master, slave = os.openpty()
     set_winsize(slave, 24, 80)
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
-    env["TERM"] = "xterm-256color"
+    env = terminal_env()
 
     def controlling_tty():
         os.setsid()

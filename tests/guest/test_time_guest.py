@@ -126,13 +126,35 @@ def band_shares(interval: dict, starts: list[int]) -> list[float]:
     return [got.get(s, 0) / PAGES for s in starts]
 
 
+TRIES = 3  # runs of the phased workload before the test gives up
+
+
 @pytest.mark.parametrize("source", ["mglru", "refs"])
-def test_bands_young_every_2nd_and_4th_aging_read_1_half_and_quarter(bands, source):
-    intervals = run_in_phase(bands, source)
-    assert len(intervals) == COLUMNS
-    assert all(iv["agings"] == AGINGS and iv["source"] == source for iv in intervals)
+def test_bands_young_every_2nd_and_4th_aging_read_1_half_and_quarter(source):
+    """Exact shares in every settled column of one run.  The workload's writes are
+    phased by wall clock; when an aging overruns its slot under emulation, heatmap moves
+    its aging grid later (it skips rather than bursts) and the workload is out of phase
+    for the rest of that run, so the test takes up to TRIES runs.  A source that counts
+    agings wrongly reads wrong shares in every run (1, 1, 1 if every aging counted fully;
+    1/4, 1/4, 1/4 if only one did), so no number of tries passes it.  Each run has a
+    fresh workload, as it takes its phase once."""
+    tries = []
+    for _ in range(TRIES):
+        bands = start_bands()
+        try:
+            intervals = run_in_phase(bands, source)
+        finally:
+            bands[0].kill()
+            bands[0].wait()
+        assert len(intervals) == COLUMNS
+        assert all(iv["agings"] == AGINGS and iv["source"] == source for iv in intervals)
+        shares = [band_shares(iv, bands[1][:3]) for iv in intervals[SETTLED:]]
+        tries.append(shares)
+        if all(got == [1.0, 0.5, 0.25] for got in shares):
+            break
+    else:
+        pytest.fail(f"no run of {TRIES} read [1, 1/2, 1/4] in every settled column: {tries}")
     for iv in intervals[SETTLED:]:
-        assert band_shares(iv, bands[1][:3]) == [1.0, 0.5, 0.25], iv["seq"]
         # the working set: the three bands' mean young bytes per aging
         assert iv["wss_bytes"] >= (1 + 0.5 + 0.25) * PAGES * 4096
 

@@ -100,7 +100,9 @@ cgroups, found each interval): each process's rows come under a heading line wit
 pid and name; one that exits is said in one line and the others are watched on; the
 run ends when none is left (with -- CMD: when CMD exits).  mglru watches them all with
 one BPF object (a set of targets, each scanned every interval), idle and refs with one
-instance each; damon runs its kdamond on one process only and says so.
+instance each; damon gives its kdamond one target per process (a process that
+joins goes in with a DAMON commit; --cgroup's processes are targets like PIDs: DAMON's
+vaddr operations watch pids, not cgroups).
 
 PID may be a thread's id: heatmap watches its process (the counts are per process)
 and says so.  The process name follows an exec.  A run that ends between intervals
@@ -1210,6 +1212,15 @@ class IdleCounts(FileSource):
 # started them: /run/heatmap-damon holds our record of the one we run, locked while we
 # run, so that a later run can tell a kdamond a killed run left behind (and stop it)
 # from someone else's (never touched).
+#
+# Several processes (PIDs, --children, --cgroup) are the kdamond's targets, one per
+# process; the tracepoint names a target by its index in the kdamond's list, so we keep
+# which slot (ProcessSetSource) each index stands for.  A process that joins goes into
+# the list with a `commit` (DAMON applies it between two aggregations) in the hole of
+# one that exited, else at the end; the kdamond keeps an exited process's target until
+# then (a commit with its reaped pid would fail).  Around a commit the aggregations of
+# an index whose process changed are not counted: we cannot tell on which side of the
+# commit they were sampled.
 
 DAMON_KDAMONDS = "/sys/kernel/mm/damon/admin/kdamonds"
 DAMON_RUN_DIR = "/run/heatmap-damon"
@@ -1221,7 +1232,7 @@ DAMON_MAP_ENTRIES = 2 * DAMON_AGGREGATIONS * DAMON_NR_REGIONS[1]
 # byte offsets of the tracepoint's fields that kernel/damon.bpf.c reads
 DAMON_EVENT_FIELDS = {"target_id": 8, "nr_regions": 16, "start": 24, "end": 32,
                       "nr_accesses": 40}
-_DAMON_KEY = struct.Struct("<QQ")  # struct region_key: aggregation, start
+_DAMON_KEY = struct.Struct("<QIIQ")  # struct region_key: aggregation, target, pad, start
 _DAMON_VAL = struct.Struct("<QII")  # struct region_val: end, nr_accesses, nr_regions
 
 
@@ -1255,26 +1266,49 @@ def damon_intervals(interval: float, aging_interval: float | None = None
     return sample, aggr, max(aggr, min(1_000_000, update))
 
 
-def damon_frequencies(records, carry=()) -> tuple[dict, int, list]:
-    """From drained records (aggregation, start, end, nr_accesses, nr_regions): the
-    nr_accesses summed per (start, end) over the complete aggregations, how many
-    aggregations that is, and the records of the newest one if it is still incomplete
-    (the kdamond was reporting it while we drained), to be kept for the next drain."""
-    by_agg: dict[int, list] = {}
+def damon_frequencies(records, carry=()) -> tuple[dict, dict, list]:
+    """From drained records (aggregation, target, start, end, nr_accesses, nr_regions):
+    per target, the nr_accesses summed per (target, start, end) over its complete
+    aggregations and how many aggregations that is ({target: n}), and the records of a
+    target's newest aggregation if it is still incomplete (the kdamond was reporting it
+    while we drained), to be kept for the next drain.  Counted per target, so that an
+    aggregation whose targets a drain split counts once for each."""
+    by_agg: dict[tuple[int, int], list] = {}
     for rec in itertools.chain(carry, records):
-        by_agg.setdefault(rec[0], []).append(rec)
-    if not by_agg:
-        return {}, 0, []
-    newest = max(by_agg)
-    pending = by_agg[newest]
-    kept = []
-    if len(pending) < pending[0][4]:
-        kept = by_agg.pop(newest)
-    sums: dict[tuple[int, int], int] = {}
-    for recs in by_agg.values():
-        for _agg, start, end, acc, _n in recs:
-            sums[(start, end)] = sums.get((start, end), 0) + acc
-    return sums, len(by_agg), kept
+        by_agg.setdefault((rec[1], rec[0]), []).append(rec)
+    kept: list = []
+    newest: dict[int, int] = {}
+    for target, agg in by_agg:
+        newest[target] = max(agg, newest.get(target, agg))
+    for target, agg in newest.items():
+        pending = by_agg[(target, agg)]
+        if len(pending) < pending[0][5]:
+            kept += by_agg.pop((target, agg))
+    sums: dict[tuple[int, int, int], int] = {}
+    aggs: dict[int, int] = {}
+    for (target, _agg), recs in by_agg.items():
+        aggs[target] = aggs.get(target, 0) + 1
+        for _a, _t, start, end, acc, _n in recs:
+            sums[(target, start, end)] = sums.get((target, start, end), 0) + acc
+    return sums, aggs, kept
+
+
+def damon_target_order(order: list, joining: list) -> list:
+    """The kdamond's targets after a commit, from its list now (slots; None for a
+    process that exited) and the slots that join: each joiner in the first hole, else
+    at the end; a hole left over filled with the last target (or dropped, at the end),
+    so that as few indexes as can be change their process."""
+    out = list(order)
+    for slot in joining:
+        if None in out:
+            out[out.index(None)] = slot
+        else:
+            out.append(slot)
+    while None in out:
+        last = out.pop()
+        if last is not None:
+            out[out.index(None)] = last
+    return out
 
 
 def spread_over_regions(ranges, maps: list[Mapping], shift: int, page_shift: int
@@ -1312,6 +1346,11 @@ def _kallsyms_has(prefix: bytes) -> bool | None:
     return False
 
 
+def _recorded_pids(record: dict) -> list:
+    """The pids a record of ours says its run gave DAMON (older ones: "target")."""
+    return list(record.get("targets") or [record.get("target")])
+
+
 class DamonCounts(CountsSource):
     """Access frequencies from a kdamond of our own (CONFIG_DAMON_VADDR, DAMON_SYSFS)."""
 
@@ -1322,7 +1361,9 @@ class DamonCounts(CountsSource):
     samples_itself = True  # every sampling interval; --aging-interval sets it
     aging_word = "sample"
     capabilities = CAPS  # sysfs as root; the BPF side
-    single_target = "heatmap's kdamond has one target"  # (ProcessSetSource says so)
+    # several processes (ProcessSetCounts): the kdamond's targets, one slot each;
+    # counts come back with region_index + (slot << (TARGET_BITS - region_shift))
+    multi_target = True
 
     NO_SYSFS = (f"the kernel has no DAMON sysfs interface ({DAMON_KDAMONDS} is missing: "
                 f"CONFIG_DAMON, CONFIG_DAMON_SYSFS)")
@@ -1379,18 +1420,22 @@ class DamonCounts(CountsSource):
 
     @staticmethod
     def _is_leftover(record: dict, kdamonds: list[str]) -> bool:
-        """Whether the kdamonds are the one a dead heatmap run recorded."""
+        """Whether the kdamonds are the one a dead heatmap run recorded: its targets
+        all pids the run gave it (or 0, a target directory not written yet)."""
         if len(kdamonds) != 1:
             return False
         k = kdamonds[0]
+        targets = f"{k}/contexts/0/targets"
         try:
-            target = int(_read(f"{k}/contexts/0/targets/0/pid_target"))
+            pids = {int(_read(f"{targets}/{i}/pid_target"))
+                    for i in range(int(_read(f"{targets}/nr_targets")))}
             ops = _read(f"{k}/contexts/0/operations").strip()
             running = _read(f"{k}/state").strip() == "on"
             pid = int(_read(f"{k}/pid")) if running else 0
         except (OSError, ValueError):
             return False
-        return (ops == "vaddr" and target == record.get("target")
+        ours = set(_recorded_pids(record)) | {0}
+        return (ops == "vaddr" and bool(pids) and pids <= ours
                 and (not running or not record.get("kdamond") or pid == record["kdamond"]))
 
     def __init__(self, pid: int, region_shift: int, max_regions: int, interval=2.0,
@@ -1415,6 +1460,12 @@ class DamonCounts(CountsSource):
         self._pending = []
         self._kdamond = 0
         self._cpu = 0.0
+        self.targets = {0: pid}  # slot -> pid: the processes watched
+        self._order: list[int | None] = [0]  # the kdamond's targets: index -> slot
+        # index -> [(from aggregation, slot or None: not counted)], oldest first
+        self._history: dict[int, list] = {0: [(0, 0)]}
+        self._joining: list[int] = []  # slots added since the last commit
+        self._pids = [pid]  # every pid given to the kdamond (our record)
         try:
             self._claim()
             self._start()
@@ -1453,14 +1504,18 @@ class DamonCounts(CountsSource):
             self._made = True
             pid = record.get("kdamond")
             self._teardown()
+            watched = _recorded_pids(record)
             self.notes = (f"stopped the kdamond{f' (pid {pid})' if pid else ''} that an "
-                          f"earlier heatmap run (pid {record.get('heatmap')}, watching pid "
-                          f"{record.get('target')}) left behind",)
+                          f"earlier heatmap run (pid {record.get('heatmap')}, watching "
+                          f"pid{'s' if len(watched) > 1 else ''} "
+                          f"{', '.join(map(str, watched))}) left behind",)
         self._save_record(0)
 
     def _save_record(self, kdamond: int) -> None:
+        """Our record: before a pid goes into DAMON's sysfs files, so that whatever
+        a kill leaves there, the next run knows it for ours."""
         tmp = self._record_path + ".tmp"
-        _write(tmp, json.dumps({"heatmap": os.getpid(), "target": self.pid,
+        _write(tmp, json.dumps({"heatmap": os.getpid(), "targets": self._pids,
                                 "kdamond": kdamond}))
         os.replace(tmp, self._record_path)
 
@@ -1481,14 +1536,17 @@ class DamonCounts(CountsSource):
         _write(f"{attrs}/intervals/update_us", self.update_us)
         _write(f"{attrs}/nr_regions/min", DAMON_NR_REGIONS[0])
         _write(f"{attrs}/nr_regions/max", DAMON_NR_REGIONS[1])
-        _write(f"{ctx}/targets/nr_targets", 1)
-        _write(f"{ctx}/targets/0/pid_target", self.pid)
+        self._write_targets(self._order)
         self._load()
         try:
-            _write(f"{k}/state", "on")
+            self._turn_on()
         except OSError as e:
             raise HeatmapError(f"DAMON would not start watching pid {self.pid}: "
                                f"{e.strerror}") from None
+
+    def _turn_on(self) -> None:
+        k = f"{DAMON_KDAMONDS}/0"
+        _write(f"{k}/state", "on")
         self._kdamond = int(_read(f"{k}/pid"))
         self._follow(self._kdamond)
         self._save_record(self._kdamond)
@@ -1497,6 +1555,100 @@ class DamonCounts(CountsSource):
     def _follow(self, kdamond: int) -> None:
         """Keep the tracepoint's reports of this kdamond thread (and only of it)."""
         self._obj.set("kdamond_pid", kdamond)
+
+    def _write_targets(self, order: list[int]) -> None:
+        """The targets DAMON's sysfs files hold (for `on` and `commit`)."""
+        targets = f"{DAMON_KDAMONDS}/0/contexts/0/targets"
+        _write(f"{targets}/nr_targets", len(order))
+        for i, slot in enumerate(order):
+            _write(f"{targets}/{i}/pid_target", self.targets[slot])
+
+    # -- several processes: targets joining and leaving ---------------------------------
+    def add_target(self, pid: int, slot: int) -> None:
+        """Watch one more process, from the next age() on (one commit for all that
+        joined meanwhile)."""
+        if not 0 < slot < MAX_TARGETS:
+            raise HeatmapError(f"the damon source watches at most {MAX_TARGETS} processes")
+        self.targets[slot] = pid
+        self._joining.append(slot)
+
+    def warm(self, slot: int) -> None:
+        """(Nothing to drop: DAMON samples a joining process from its commit on.)"""
+
+    def remove_target(self, slot: int) -> None:
+        """Forget a process that exited; its target stays in the kdamond (reporting
+        nothing we count) until the next commit gives its index to another."""
+        if self.targets.pop(slot, None) is not None:
+            self._order = [None if s == slot else s for s in self._order]
+            self._joining = [s for s in self._joining if s != slot]
+
+    def _forget_gone(self) -> None:
+        """Processes reaped since the run last looked: a commit with their pid would
+        fail (or, the pid reused, watch another process)."""
+        for slot, pid in list(self.targets.items()):
+            if not os.path.exists(f"/proc/{pid}"):
+                self.remove_target(slot)
+
+    def _commit(self) -> None:
+        """Give the kdamond the processes that joined: a commit, which DAMON applies
+        between two aggregations (the kdamond started again if it had stopped: every
+        target it had exited)."""
+        k = f"{DAMON_KDAMONDS}/0"
+        problem = None
+        for _ in range(3):  # (a process reaped meanwhile fails the commit: again)
+            self._forget_gone()
+            if not self._joining:
+                return
+            order = damon_target_order(self._order, self._joining)
+            self._pids += [self.targets[s] for s in self._joining]
+            self._save_record(self._kdamond)
+            before = self._obj.get("aggregations")
+            try:
+                self._write_targets(order)
+                if _read(f"{k}/state").strip() == "on":
+                    _write(f"{k}/state", "commit")
+                else:
+                    self._turn_on()
+            except OSError as e:
+                problem = e
+                continue
+            self._remap(order, before, self._obj.get("aggregations"))
+            self._joining = []
+            return
+        pids = ", ".join(str(self.targets[s]) for s in self._joining)
+        raise HeatmapError(f"DAMON would not start watching pid {pids}: "
+                           f"{problem.strerror or problem}")
+
+    def _remap(self, order: list[int], before: int, after: int) -> None:
+        """After a commit: an index whose process changed is counted again from the
+        second aggregation after the commit returned (the commit came after
+        aggregation `before` and, at the latest, just before aggregation after + 1)."""
+        old, self._order = self._order, list(order)
+        for i in range(max(len(old), len(order))):
+            was = old[i] if i < len(old) else None
+            now = order[i] if i < len(order) else None
+            if was is not None and was == now:
+                continue
+            history = self._history.setdefault(i, [])
+            history.append((before + 1, None))
+            if now is not None:
+                history.append((after + 2, now))
+
+    def _slot_at(self, index: int, aggregation: int) -> int | None:
+        """The slot a record of the kdamond's target `index` in `aggregation` is
+        for (None: not counted)."""
+        slot = None
+        for start, s in self._history.get(index, ()):
+            if start > aggregation:
+                break
+            slot = s
+        return slot
+
+    def _prune(self, oldest: int) -> None:
+        """Forget what the indexes stood for before aggregation `oldest`."""
+        for history in self._history.values():
+            while len(history) > 1 and history[1][0] <= oldest:
+                history.pop(0)
 
     def _load(self) -> None:
         """Load and attach kernel/damon.bpf.o (before the kdamond starts)."""
@@ -1533,26 +1685,43 @@ class DamonCounts(CountsSource):
             return self._cpu  # stopped: its target exited
 
     def age(self) -> float:
+        self._commit()
         cpu = self._kdamond_cpu()
         took, self._cpu = cpu - self._cpu, cpu
-        sums, aggs, self._carry = damon_frequencies(self._records(), self._carry)
+        oldest = self._obj.get("aggregations")  # (what comes later is of this one on)
+        records = []
+        for agg, index, start, end, acc, nr in self._records():
+            slot = self._slot_at(index, agg)
+            if slot in self.targets:
+                records.append((agg, slot, start, end, acc, nr))
+        sums, aggs, self._carry = damon_frequencies(records, self._carry)
+        self._prune(min([oldest] + [rec[0] for rec in self._carry]))
         samples = max(1, self.aggr_us // self.sample_us)
-        ranges = [(s, e, acc / (aggs * samples)) for (s, e), acc in sums.items()]
-        ranges.sort()
-        young = spread_over_regions(ranges, shown_mappings(read_maps("/proc", self.pid)),
-                                    self.region_shift, self.page_shift)
-        self._pending = [(r, 0, round(y), 0) for r, y in young.items() if round(y)]
+        ranges: dict[int, list] = {}
+        for (slot, s, e), acc in sorted(sums.items()):
+            ranges.setdefault(slot, []).append((s, e, acc / (aggs[slot] * samples)))
+        self._pending = []
+        for slot, found in ranges.items():
+            try:
+                maps = shown_mappings(read_maps("/proc", self.targets[slot]))
+            except (OSError, KeyError):
+                if len(self.targets) == 1:
+                    raise
+                continue  # gone: the run finds out from /proc
+            off = slot << (TARGET_BITS - self.region_shift)
+            young = spread_over_regions(found, maps, self.region_shift, self.page_shift)
+            self._pending += [(r + off, 0, round(y), 0) for r, y in young.items() if round(y)]
         return took
 
-    def _records(self) -> list[tuple[int, int, int, int, int]]:
-        """What the tracepoint stored since the last call: (aggregation, start, end,
-        nr_accesses, nr_regions) per region."""
+    def _records(self) -> list[tuple[int, int, int, int, int, int]]:
+        """What the tracepoint stored since the last call: (aggregation, target index,
+        start, end, nr_accesses, nr_regions) per region."""
         try:
             keys, values, _n = self._obj.map("regions").lookup_batch(delete=True)
         except self._bpfload.BPFLoadError as e:
             raise _bpf_error(e) from None
-        return [(agg, start, end, acc, nr) for (agg, start), (end, acc, nr) in
-                zip(_DAMON_KEY.iter_unpack(keys), _DAMON_VAL.iter_unpack(values))]
+        return [(agg, index, start, end, acc, nr) for (agg, index, _pad, start), (end, acc, nr)
+                in zip(_DAMON_KEY.iter_unpack(keys), _DAMON_VAL.iter_unpack(values))]
 
     def dropped(self) -> int:
         return self._obj.get("dropped_regions") if self._obj is not None else 0
@@ -2279,8 +2448,8 @@ class LiveSource:
 # every process of a cgroup v2 and its descendant cgroups.  ProcessSetSource is a LiveSource
 # over all of them, one slot each (TARGET_BITS): the mglru source watches them all with
 # one BPF object (a set of targets in kernel/heatmap.bpf.c, each scanned every
-# interval), idle and refs with one instance per process; damon's kdamond is one
-# process's here (said in one line).
+# interval), idle and refs with one instance per process, damon with one kdamond
+# target per process (2.5).
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -2527,10 +2696,6 @@ class ProcessSetSource(LiveSource):
         try:
             for pid, (comm, maps) in found:
                 self._add(pid, comm, maps, warm=False)
-                single = getattr(self.targets[0].counts, "single_target", "")
-                if single and (len(found) > 1 or scope.changes):
-                    raise HeatmapError(f"the {self.counts.name} source watches one process "
-                                       f"({single}): for several use mglru, idle or refs")
             if self.counts is None:
                 raise HeatmapError(f"{scope.describe()} has no process to watch")
             self.notes = tuple(notes) + self.counts.notes
@@ -2554,7 +2719,7 @@ class ProcessSetSource(LiveSource):
         slot = next(self._slots)
         t = _Target(slot, pid, comm, maps)
         if self.counts is None:  # the first: it decides how the others are watched
-            counts = self.factory(pid, self.shift, self.capacity, interval=self.interval)
+            counts = self._open_counts(pid)  # (DAMON: samples per column its own)
             self.counts = ProcessSetCounts(self, counts)
             if getattr(counts, "multi_target", False):
                 self.shared = counts

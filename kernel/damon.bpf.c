@@ -3,11 +3,13 @@
  * heatmap --source damon: DAMON's monitoring results as they are aggregated.
  *
  * The damon:damon_aggregated tracepoint fires once per region of every target at
- * the end of each aggregation interval, regions in address order. We keep those of
- * heatmap's own kdamond (its thread id, set by user space once it runs) and store
- * each region under (aggregation number, start) in a hash map that user space
- * drains every interval; an aggregation is complete when it holds nr_regions
- * entries, so a drain that races with the kdamond never sees half of one.
+ * the end of each aggregation interval, target by target (target_id is the
+ * target's index in the kdamond's list), each target's regions in address order.
+ * We keep those of heatmap's own kdamond (its thread id, set by user space once it
+ * runs) and store each region under (aggregation number, target, start) in a hash
+ * map that user space drains every interval; a target's part of an aggregation is
+ * complete when it holds that target's nr_regions entries, so a drain that races
+ * with the kdamond never counts half of one.
  *
  * Built with Debian 12's clang 14 and libbpf-dev 1.1 headers (make bpf); the
  * object is committed so users need no compiler.
@@ -29,13 +31,15 @@ struct damon_aggregated {
 
 struct region_key {
 	__u64 aggregation;	/* 1, 2, ... since the program was loaded */
+	__u32 target;		/* the target's index in the kdamond's list */
+	__u32 pad;
 	__u64 start;
 };
 
 struct region_val {
 	__u64 end;
 	__u32 nr_accesses;	/* samples that found the region accessed */
-	__u32 nr_regions;	/* regions in this aggregation */
+	__u32 nr_regions;	/* the target's regions in this aggregation */
 };
 
 /* max_entries is set from user space: regions x aggregations per interval, twice */
@@ -54,6 +58,7 @@ __u64 aggregations;
 __u64 dropped_regions;	/* not stored because the map was full */
 
 /* the kdamond's own state, only ever touched by its single thread */
+__u64 last_target;
 __u64 last_start;
 
 SEC("tracepoint/damon/damon_aggregated")
@@ -63,14 +68,18 @@ int aggregated(struct damon_aggregated *ctx)
 	struct region_val val;
 	__u32 pid = kdamond_pid;
 
-	if (!pid || (__u32)bpf_get_current_pid_tgid() != pid || ctx->target_id)
+	if (!pid || (__u32)bpf_get_current_pid_tgid() != pid)
 		return 0;
-	/* regions come in address order: a start not above the last one begins the
-	 * next aggregation */
-	if (!aggregations || ctx->start <= last_start)
+	/* regions come in (target, address) order: one not after the last one begins
+	 * the next aggregation */
+	if (!aggregations || ctx->target_id < last_target ||
+	    (ctx->target_id == last_target && ctx->start <= last_start))
 		aggregations++;
+	last_target = ctx->target_id;
 	last_start = ctx->start;
 	key.aggregation = aggregations;
+	key.target = ctx->target_id;
+	key.pad = 0;
 	key.start = ctx->start;
 	val.end = ctx->end;
 	val.nr_accesses = ctx->nr_accesses;

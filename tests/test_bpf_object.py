@@ -77,5 +77,7 @@ def test_damon_object_shape():
     assert progs == {"aggregated": ("tracepoint/damon/damon_aggregated",
                                     "damon/damon_aggregated")}
     regions = obj.maps["regions"]
-    assert (regions.type, regions.key_size, regions.value_size) == (MapType.HASH, 16, 16)
-    assert {v for v in obj.variables} >= {"kdamond_pid", "aggregations", "dropped_regions"}
+    # key: aggregation, target index (and pad), start
+    assert (regions.type, regions.key_size, regions.value_size) == (MapType.HASH, 24, 16)
+    assert {v for v in obj.variables} >= {"kdamond_pid", "aggregations", "dropped_regions",
+                                          "last_target", "last_start"}

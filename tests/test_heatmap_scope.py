@@ -165,19 +165,6 @@ def test_a_recording_of_several_processes_replays_the_same(tmp_path):
     assert any(">200: 10000000 [heap]<" in line for line in labels)
 
 
-def test_the_damon_source_says_it_watches_one_process(tmp_path):
-    two_processes(tmp_path)
-    clock = FakeClock()
-    factory = per_pid_factory({}, clock)
-    factory.single_target = heatmap.DamonCounts.single_target
-    factory.name = "damon"
-    rc, _, err = run(tmp_path, "100", "200", factory=factory, clock=clock)
-    assert rc == 1
-    assert err == ("heatmap: the damon source watches one process (heatmap's kdamond has one "
-                   "target): for several use mglru, idle or refs\n")
-    assert all(c.closed == 1 for c in factory.instances)
-
-
 def test_a_given_pid_that_does_not_exist_is_one_line(tmp_path):
     two_processes(tmp_path)
     rc, _, err = run(tmp_path, "100", "300", factory=per_pid_factory({}, FakeClock()))
@@ -224,6 +211,19 @@ class SharedCounts:
 
     def close(self):
         self.log.append(("close",))
+
+
+def test_a_shared_source_that_samples_itself_sets_the_agings_per_column(tmp_path):
+    # like DamonCounts: one source for every process, several samples per column
+    two_processes(tmp_path)
+    counts = type("Sampling", (SharedCounts,), {"instances": [], "samples_per_column": 5})
+    rc, out, err = run(tmp_path, "100", "200", "--json", "--count", 2, factory=counts)
+    assert rc == 0, err
+    objs = json_intervals(out)
+    assert [o["agings"] for o in objs] == [5, 5]
+    (shared,) = counts.instances
+    assert ("add", 200, 1) in shared.log
+    assert {r["pid"] for r in objs[-1]["regions"]} == {100, 200}
 
 
 def write_stat(root, pid, ppid, comm):

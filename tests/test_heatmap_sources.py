@@ -260,14 +260,106 @@ def test_damon_intervals_from_the_heatmap_interval():
 
 
 def test_damon_frequencies_keep_an_incomplete_aggregation_for_later():
-    # aggregation 1 complete (2 regions), 2 complete, 3 half reported so far
-    recs = [(1, 0, 10, 4, 2), (1, 10, 20, 0, 2), (2, 0, 10, 6, 2), (2, 10, 20, 2, 2),
-            (3, 0, 10, 9, 2)]
+    # target 0: aggregation 1 complete (2 regions), 2 complete, 3 half reported so far
+    recs = [(1, 0, 0, 10, 4, 2), (1, 0, 10, 20, 0, 2), (2, 0, 0, 10, 6, 2),
+            (2, 0, 10, 20, 2, 2), (3, 0, 0, 10, 9, 2)]
     sums, n, kept = heatmap.damon_frequencies(recs)
-    assert (sums, n, kept) == ({(0, 10): 10, (10, 20): 2}, 2, [(3, 0, 10, 9, 2)])
-    sums, n, kept = heatmap.damon_frequencies([(3, 10, 20, 1, 2)], kept)
-    assert (sums, n, kept) == ({(0, 10): 9, (10, 20): 1}, 1, [])
-    assert heatmap.damon_frequencies([]) == ({}, 0, [])
+    assert (sums, n, kept) == ({(0, 0, 10): 10, (0, 10, 20): 2}, {0: 2}, [(3, 0, 0, 10, 9, 2)])
+    sums, n, kept = heatmap.damon_frequencies([(3, 0, 10, 20, 1, 2)], kept)
+    assert (sums, n, kept) == ({(0, 0, 10): 9, (0, 10, 20): 1}, {0: 1}, [])
+    assert heatmap.damon_frequencies([]) == ({}, {}, [])
+
+
+def test_damon_frequencies_count_each_target_apart():
+    # aggregation 5: target 1 (one region) and target 2 (two); a drain saw target 2's
+    # first region only; the kdamond had reported target 1 of aggregation 6 already
+    recs = [(5, 1, 0, 10, 3, 1), (5, 2, 100, 200, 7, 2), (6, 1, 0, 10, 1, 1)]
+    sums, n, kept = heatmap.damon_frequencies(recs)
+    assert sums == {(1, 0, 10): 4} and n == {1: 2}
+    assert kept == [(5, 2, 100, 200, 7, 2)]
+    # the rest of target 2's part of aggregation 5 comes with the next drain
+    sums, n, kept = heatmap.damon_frequencies([(5, 2, 200, 300, 1, 2)], kept)
+    assert (sums, n, kept) == ({(2, 100, 200): 7, (2, 200, 300): 1}, {2: 1}, [])
+
+
+@pytest.mark.parametrize("order, joining, want", [
+    ([0], [1], [0, 1]),  # appended: no index changes its process
+    ([0, None, 2], [3], [0, 3, 2]),  # the hole of one that exited
+    ([0, None, 2, None], [3, 4, 5], [0, 3, 2, 4, 5]),
+    ([None, 1, 2], [], [2, 1]),  # a hole filled with the last
+    ([0, 1, None, None], [5], [0, 1, 5]),  # a hole at the end dropped
+    ([None, None], [7], [7]),
+])
+def test_damon_target_order_changes_as_few_indexes_as_it_can(order, joining, want):
+    assert heatmap.damon_target_order(order, joining) == want
+
+
+def bare_damon(targets: dict, order: list):
+    """A DamonCounts' bookkeeping of targets, without a kdamond."""
+    d = heatmap.DamonCounts.__new__(heatmap.DamonCounts)
+    d.targets, d._order, d._joining = dict(targets), list(order), []
+    d._history = {i: [(0, s)] for i, s in enumerate(order)}
+    return d
+
+
+def test_damon_commit_remaps_only_the_indexes_whose_process_changed():
+    d = bare_damon({0: 100, 2: 300}, [0, None, 2])
+    d.add_target(400, 3)
+    d.add_target(500, 4)
+    order = heatmap.damon_target_order(d._order, d._joining)
+    assert order == [0, 3, 2, 4]
+    d._remap(order, 10, 12)  # aggregations 10 before the commit, 12 after it returned
+    # index 0 and 2 kept their process throughout
+    assert [d._slot_at(0, a) for a in (9, 11, 13, 20)] == [0, 0, 0, 0]
+    assert [d._slot_at(2, a) for a in (9, 11, 13, 20)] == [2, 2, 2, 2]
+    # index 1: the exited process's (1) before, nobody's around the commit, 3's after
+    assert [d._slot_at(1, a) for a in (10, 11, 12, 13, 14)] == [None, None, None, None, 3]
+    assert [d._slot_at(3, a) for a in (10, 11, 13, 14)] == [None, None, None, 4]
+    d._prune(14)
+    assert d._history[1] == [(14, 3)] and d._slot_at(1, 14) == 3
+
+
+def test_damon_forgets_a_process_that_exits_until_a_commit_reuses_its_index():
+    d = bare_damon({0: 100, 1: 200}, [0, 1])
+    d.add_target(300, 2)
+    d.remove_target(1)
+    d.remove_target(2)  # gone before its commit
+    assert (d.targets, d._order, d._joining) == ({0: 100}, [0, None], [])
+    with pytest.raises(heatmap.HeatmapError, match="at most 1024 processes"):
+        d.add_target(1, heatmap.MAX_TARGETS)
+
+
+def kdamond_files(root, targets: list[int], state="on", kpid=4242):
+    k = root / "0"
+    (k / "contexts" / "0" / "targets").mkdir(parents=True)
+    (root / "nr_kdamonds").write_text("1\n")
+    (k / "state").write_text(state + "\n")
+    (k / "pid").write_text(f"{kpid}\n")
+    (k / "contexts" / "0" / "operations").write_text("vaddr\n")
+    t = k / "contexts" / "0" / "targets"
+    (t / "nr_targets").write_text(f"{len(targets)}\n")
+    for i, pid in enumerate(targets):
+        (t / str(i)).mkdir()
+        (t / str(i) / "pid_target").write_text(f"{pid}\n")
+    return [str(k)]
+
+
+@pytest.mark.parametrize("targets, ours", [
+    ([11, 22], True),
+    ([22, 0], True),  # killed while writing a target's directory
+    ([11, 33], False),  # a pid the run never gave DAMON: someone else's
+    ([], False),
+])
+def test_a_leftover_kdamond_is_ours_when_every_target_is_in_our_record(tmp_path, targets,
+                                                                      ours):
+    kdamonds = kdamond_files(tmp_path, targets)
+    record = {"heatmap": 1, "targets": [11, 22], "kdamond": 4242}
+    assert heatmap.DamonCounts._is_leftover(record, kdamonds) is ours
+    # a record of a heatmap from before several targets
+    assert heatmap.DamonCounts._is_leftover({"target": 11, "kdamond": 4242},
+                                            kdamond_files(tmp_path / "old", [11]))
+    assert not heatmap.DamonCounts._is_leftover(record, kdamond_files(tmp_path / "k2",
+                                                                      [11], kpid=1))
 
 
 def test_damon_ranges_spread_over_mapped_pages_of_regions():

@@ -319,6 +319,20 @@ def test_damon_commit_remaps_only_the_indexes_whose_process_changed():
     assert d._history[1] == [(14, 3)] and d._slot_at(1, 14) == 3
 
 
+def test_damon_commit_moves_the_last_target_into_a_hole_left_over():
+    d = bare_damon({0: 100, 2: 300, 3: 400}, [0, None, None, 3])
+    d.remove_target(0)
+    d.add_target(500, 4)
+    order = heatmap.damon_target_order(d._order, d._joining)
+    assert order == [4, 3]
+    d._remap(order, 7, 7)
+    # 3 moved from index 3 to 1: counted there from the second aggregation after the
+    # commit returned, at its old index up to the aggregation before the commit
+    assert [d._slot_at(3, a) for a in (7, 8)] == [3, None]
+    assert [d._slot_at(1, a) for a in (7, 8, 9)] == [None, None, 3]
+    assert [d._slot_at(0, a) for a in (7, 8, 9)] == [0, None, 4]
+
+
 def test_damon_forgets_a_process_that_exits_until_a_commit_reuses_its_index():
     d = bare_damon({0: 100, 1: 200}, [0, 1])
     d.add_target(300, 2)

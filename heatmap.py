@@ -1702,9 +1702,11 @@ class DamonCounts(CountsSource):
             ranges.setdefault(slot, []).append((s, e, acc / (aggs[slot] * samples)))
         self._pending = []
         for slot, found in ranges.items():
+            if slot not in self.targets:
+                continue  # (carried over from before it exited)
             try:
                 maps = shown_mappings(read_maps("/proc", self.targets[slot]))
-            except (OSError, KeyError):
+            except OSError:
                 if len(self.targets) == 1:
                     raise
                 continue  # gone: the run finds out from /proc

@@ -79,7 +79,12 @@ The header names the source ("via idle (auto)").  The picture:
     counts are reopened with it (mglru: the BPF object reloaded with the smaller
     region shift; refs stays per mapping) and the header says "range ... zoom N
     region ...".  Each zoom level starts its own history; zooming out goes on with
-    the one from before.  Not while recording (a recording keeps one region size).
+    the one from before.  A recording (--record, --svg) keeps the zooms (a zoom record
+    per change) and replays them as they happened.  In a replay, z and x zoom the
+    view only: the selected row's part of the recording at its recorded region size
+    (nothing finer was counted: rows are at most one per recorded region), with its
+    history so far, the header saying "view zoom N region ... as recorded"; a zoom the
+    recording itself makes ends it.
 
 --range START-END (hexadecimal 0x... or decimal, END exclusive, widened to whole pages)
 and --mapping NAME (a row label such as [heap] or libc.so.6, or a full path) watch part
@@ -150,6 +155,9 @@ JSON (--json): one object per interval and line on stdout:
      ],
      "targets": [{"pid", "comm"}, ...]}  several processes (a scope) only: every one
                                watched in this interval; "pid"/"comm" above: the first
+     "zoom": {"level": 1, "start": ..., "end": ...}  an interval of the live view zoomed
+                               in (absent at the run's own view): the level and the
+                               addresses it watched, at "region_size"
 
 and, as the last line, the run's summary (also the recording's last record):
 
@@ -169,7 +177,8 @@ The end-of-run line on stderr is followed by the same list (its largest 5 ranges
 Recording (--record FILE; gzip-compressed when FILE ends in .gz): JSON lines, one
 object each, the kind in "type":
 
-    {"type": "heatmap-record", "version": 1, "pid", "comm", "region_shift",
+    {"type": "heatmap-record", "version": 1 (2: of a live view, which may hold zoom
+     records; a heatmap from before them refuses it), "pid", "comm", "region_shift",
      "page_size", "interval", "aging_interval", "started" (Unix time), "source"
      (mglru if absent), "auto" (true if --source auto chose it), "range" ([start,
      end] of --range), "mapping" (--mapping's name),
@@ -188,6 +197,12 @@ object each, the kind in "type":
         node 0 and every page anon for sources that cannot tell).  With several
         processes, process slot s's addresses (maps, region indexes) are offset by
         s << 57 (TARGET_BITS); recordings without "targets" are of one process
+    {"type": "zoom", "zoom": N, "region_shift", "range" ([start, end]), "mapping"}
+        the live view zoomed in to level N (0: back at the run's own view, the header's
+        region_shift, range and mapping) before the next interval, whose maps (the
+        zoomed range's) follow at once; from there on the counts are at this
+        region_shift.  Checked on replay: a level N > 0 watches a range inside the
+        header's (of the same mapping) at a region size no coarser; only in version 2
     {"type": "summary", ...}  the run's summary (as in --json), the last record
 
 --replay FILE renders a recording (no root, no patched kernel), with its source's legend:
@@ -195,7 +210,10 @@ at the recorded pace on a terminal (--speed FACTOR, 0 = at once), at once otherw
 ends with the recording; on a terminal its last frame stays on the screen.  A recording
 cut short (an interrupted run) is shown up to the cut; one with a damaged record is shown
 up to that record, says where it broke and exits 1.  Replaying with --record writes an
-identical file.  --svg FILE writes the whole run as one SVG image.
+identical file.  --svg FILE writes the whole run as one SVG image; a run that zoomed gets
+a panel per view (the run's own and each zoom level's: their rows, at their region size),
+stacked on one time axis, each interval drawn in the panel of the view it watched, a
+dashed line where the view changed.
 
 Contents, in reading order (each section builds on the ones above it; the live source
 alone looks ahead, to size the kernel's map with the layout's spanned_regions()):
@@ -289,10 +307,10 @@ class Sample:
     """One interval as a source (live or replayed) delivers it."""
 
     __slots__ = ("seq", "t", "aging", "dropped", "rss_kb", "maps", "counts", "comm",
-                 "partial", "huge", "agings", "time", "targets")
+                 "partial", "huge", "agings", "time", "targets", "zoom")
 
     def __init__(self, seq, t, aging, dropped, rss_kb, maps, counts, comm=None,
-                 partial=False, huge=None, agings=1, time=None, targets=None):
+                 partial=False, huge=None, agings=1, time=None, targets=None, zoom=None):
         self.seq = seq  # interval number, from 1
         self.t = t  # seconds since the start, end of the interval
         self.aging = aging  # seconds spent aging
@@ -310,6 +328,9 @@ class Sample:
         self.time = time  # Unix time at the end of the interval (None: unknown)
         # several processes: [[slot, pid, comm], ...] when the set or a name changed
         self.targets = targets
+        # the live view zoomed (or back out) since the last sample: from this interval
+        # on, the view is {"zoom": level, "region_shift": ..., "range"?, "mapping"?}
+        self.zoom = zoom
 
 
 class Mapping(collections.namedtuple("Mapping", "start end perms offset dev inode path")):
@@ -401,6 +422,12 @@ class Scope:
         if self.lo is not None:
             parts.append(f"range {self.lo:#x}-{self.hi:#x}")
         return " in ".join(parts) or "everything"
+
+    def narrowed(self, lo: int, hi: int) -> Scope:
+        """[lo, hi) of this scope (a zoom into part of it)."""
+        if self.lo is not None:
+            lo, hi = max(lo, self.lo), min(hi, self.hi)
+        return Scope(lo, hi, self.mapping)
 
     def fields(self) -> dict:
         """What a recording's header keeps of it."""
@@ -2062,6 +2089,21 @@ class HugePages:
 
 
 ZOOM_REGIONS = 1 << 18  # regions a zoomed-in counts map may hold per node (~16 MiB)
+MAX_ZOOM = 64  # zoom levels (each at least halves the range: 64-bit addresses, < 64)
+
+
+def zoomed_header(header: dict, zoom: dict) -> dict:
+    """The recording header a zoom level's model reads: the run's, with the level's
+    region shift, scope and depth (`zoom`: a zoom record's fields)."""
+    out = {k: v for k, v in header.items() if k not in ("range", "mapping", "zoom")}
+    return out | zoom
+
+
+def zoom_view(info: dict) -> tuple:
+    """What tells one zoom level's view from another in a header: level, region shift
+    and scope."""
+    return (info.get("zoom") or 0, info["region_shift"], tuple(info.get("range") or ()),
+            info.get("mapping"))
 
 
 def zoom_shift(span: int, rows: int, page_size: int, shift: int, maps) -> int:
@@ -2091,6 +2133,7 @@ class LiveSource:
 
     truncated = False  # (a live run never ends mid-record; see ReplaySource)
     damaged = None
+    can_zoom = True  # (a recording of its live view may hold zoom records)
 
     def __init__(self, pid, region_shift, interval, counts_factory, proc_root, clock,
                  page_size=None, scope: Scope | None = None, aging_interval=None):
@@ -2118,6 +2161,7 @@ class LiveSource:
         self.prev_maps = None
         self.prev_all = None  # every mapping, as the capacity was last fitted to
         self.zooms: list[tuple[Scope, int]] = []  # (scope, shift) before each zoom
+        self.zoomed: dict | None = None  # the view a zoom left, for the next sample
         self.comm = ""
         self.huge_pages: HugePages | None = None
         self.prev_huge = None
@@ -2313,9 +2357,11 @@ class LiveSource:
         self.prev_maps = maps
         self._advance(now)
         counts.sort()
+        zoomed, self.zoomed = self.zoomed, None
         return Sample(self.seq, round(now - self.t0, 6), round(aging, 6), dropped,
                       self._rss_kb(), maps if changed else None, counts,
-                      comm, partial, huge, agings, wall, targets=self._targets_changed())
+                      comm, partial, huge, agings, wall, targets=self._targets_changed(),
+                      zoom=zoomed)
 
     # (what ProcessSetSource, several processes, does otherwise)
     def _read_maps(self) -> list[Mapping]:
@@ -2382,9 +2428,7 @@ class LiveSource:
         fine as gives each of `rows` rows a region of its own (page size at least,
         the whole process's map within ZOOM_REGIONS); the counts are reopened with it
         (for mglru: its BPF object reloaded with the smaller region shift)."""
-        scope = Scope(lo, hi, self.scope.mapping)
-        if self.scope.lo is not None:
-            scope.lo, scope.hi = max(lo, self.scope.lo), min(hi, self.scope.hi)
+        scope = self.scope.narrowed(lo, hi)
         if scope.lo >= scope.hi:
             raise HeatmapError("nothing to zoom into")
         shift = self.shift
@@ -2430,9 +2474,8 @@ class LiveSource:
             self.huge_pages = HugePages(self.proc, self.pid, shift, self.page_size)
         self.scope = scope
         self.prev_maps = self.prev_huge = None  # the next sample has them all
-        for key in ("range", "mapping"):
-            self.header.pop(key, None)
-        self.header.update(region_shift=shift, zoom=depth, **scope.fields())
+        self.zoomed = {"zoom": depth, "region_shift": shift, **scope.fields()}
+        self.header = zoomed_header(self.header, self.zoomed)
         self.resync()  # (what the old scope counted meanwhile is not this one's)
 
     def close(self) -> None:
@@ -2821,6 +2864,8 @@ class ProcessSetSource(LiveSource):
                 self.pid = pid
         return out
 
+    can_zoom = False
+
     def zoom(self, lo: int, hi: int, rows: int) -> None:
         raise HeatmapError("zoom watches one process: run heatmap on that PID alone")
 
@@ -2968,6 +3013,10 @@ class Command:
 
 RECORD_TYPE = "heatmap-record"
 RECORD_VERSION = 1
+#: a recording that may hold zoom records (one of the live view: keys can zoom it), so
+#: that a heatmap from before them refuses it instead of misreading what follows one
+RECORD_VERSION_ZOOM = 2
+ZOOM_TYPE = "zoom"
 
 
 def _open_text(path: str, mode: str):
@@ -3040,6 +3089,7 @@ class ReplaySource:
         self.truncated = False  # the file ends mid-record (an interrupted run)
         self.damaged: str | None = None  # where a damaged record stopped the replay, why
         self.summary: dict | None = None  # the run's summary record, once read
+        self._pending_zoom: dict | None = None
 
     def open(self) -> None:
         try:
@@ -3060,9 +3110,10 @@ class ReplaySource:
             header = None
         if not isinstance(header, dict) or header.get("type") != RECORD_TYPE:
             raise HeatmapError(f"{self.path}: not a heatmap recording")
-        if header.get("version") != RECORD_VERSION:
+        if header.get("version") not in (RECORD_VERSION, RECORD_VERSION_ZOOM):
             raise HeatmapError(f"{self.path}: recording version {header.get('version')!r}, "
-                               f"this heatmap reads version {RECORD_VERSION}")
+                               f"this heatmap reads versions {RECORD_VERSION} and "
+                               f"{RECORD_VERSION_ZOOM}")
         try:
             shift = _as_int(header["region_shift"])
             page_size = _as_int(header.get("page_size", 4096))
@@ -3152,20 +3203,60 @@ class ReplaySource:
                     targets = obj.get("targets")
                     if targets is not None:
                         targets = _targets(targets)
+                    if self._pending_zoom is not None and self._pending_maps is None:
+                        raise ValueError("the first interval after a zoom comes without "
+                                         "the maps of the zoomed view")
                     s = Sample(_as_int(obj["seq"]), _as_finite(obj["t"]),
                                _as_finite(obj["aging"]),
                                _as_int(obj["dropped"]), _as_int(obj["rss_kb"]),
                                self._pending_maps, counts, comm,
                                obj.get("partial") is True, huge, agings,
                                None if when is None else _as_finite(when),
-                               targets=targets)
-                    self._pending_maps = None
+                               targets=targets, zoom=self._pending_zoom)
+                    self._pending_maps = self._pending_zoom = None
                     return s
+                elif kind == ZOOM_TYPE:
+                    self._pending_zoom = self._zoom_record(obj)
                 elif kind == SUMMARY_TYPE:
                     self.summary = obj  # (its resident bytes: resident())
                 # other types: from a newer writer; skipped
             except (KeyError, ValueError, TypeError) as e:
                 return self._bad(f"bad {kind} record ({e})")
+
+    def _zoom_record(self, obj: dict) -> dict:
+        """A zoom record's view, checked against what a live zoom can write: level 0 is
+        the recording's own view; a level above it a range inside that one (of the
+        same --mapping), at a region size no coarser."""
+        header = self.header
+        if header["version"] != RECORD_VERSION_ZOOM:
+            raise ValueError(f"a version {header['version']} recording has none")
+        depth, shift = _as_int(obj["zoom"]), _as_int(obj["region_shift"])
+        zoom = {"zoom": depth, "region_shift": shift}
+        if "range" in obj:
+            lo, hi = map(_as_int, obj["range"])
+            zoom["range"] = [lo, hi]
+        if "mapping" in obj:
+            zoom["mapping"] = obj["mapping"]
+        if not 0 <= depth <= MAX_ZOOM:
+            raise ValueError(f"zoom level {depth} out of range")
+        if obj.get("mapping") != header.get("mapping"):
+            raise ValueError("a mapping other than the recording's")
+        if depth == 0:
+            if shift != header["region_shift"] or zoom.get("range") != header.get("range"):
+                raise ValueError("level 0 other than the recording's own view")
+            return zoom
+        if "range" not in zoom:
+            raise ValueError(f"level {depth} without its range")
+        lo, hi = zoom["range"]
+        outer_lo, outer_hi = header.get("range") or (0, ADDRESS_LIMIT)
+        if not outer_lo <= lo < hi <= outer_hi:
+            raise ValueError(f"range {lo:#x}-{hi:#x} outside the recording's")
+        if shift > header["region_shift"]:
+            raise ValueError(f"region_shift {shift} coarser than the recording's "
+                             f"({header['region_shift']})")
+        if shift < 12:
+            raise ValueError(f"region_shift {shift} finer than a 4 KiB page")
+        return zoom
 
     def due(self) -> float:
         if not self._peeked:
@@ -3185,6 +3276,11 @@ class ReplaySource:
         if s is not None:
             self._taken += 1
         return s
+
+    @property
+    def taken(self) -> int:
+        """Intervals handed out so far."""
+        return self._taken
 
     def resync(self) -> None:
         self._base = None
@@ -4034,6 +4130,49 @@ class Model:
         return col.c_young, col.c_anon, col.c_node
 
 
+class ViewZoom:
+    """A replay's zoom into one row: that part of a model at the recorded region size
+    (a recording has nothing finer, so its rows are at most one per region), with a
+    history of its own, rebuilt from the recording and fed the intervals that follow."""
+
+    def __init__(self, base: Model, lo: int, hi: int, level: int):
+        info = base.info
+        self.scope = Scope(*(info.get("range") or (None, None)), info.get("mapping"))
+        self.scope = self.scope.narrowed(lo, hi)
+        shown = {k: v for k, v in info.items() if k != "range"}
+        self.model = Model(shown | self.scope.fields() | {"view_zoom": level},
+                           history=base.columns.maxlen or HISTORY_MIN)
+        self.maps: list[Mapping] = []  # the scope's part of the recorded maps
+
+    def feed(self, sample: Sample) -> None:
+        """One recorded interval, cut to the scope (as a live --range would count it)."""
+        maps = None
+        if sample.maps is not None:
+            maps = self.maps = self.scope.apply(sample.maps)
+        counts = counted_in(sample.counts, self.maps, self.model.shift)
+        self.model.add(Sample(sample.seq, sample.t, sample.aging, sample.dropped,
+                              sample.rss_kb, maps, counts, sample.comm, sample.partial,
+                              sample.huge, sample.agings, sample.time))
+
+    def rebuild(self, recording: str, taken: int, level: tuple) -> None:
+        """The history so far: the first `taken` intervals of the recording, those of
+        the recorded zoom level shown (zoom_view() `level`)."""
+        src = ReplaySource(recording, limit=taken)
+        src.open()
+        view = zoom_view(src.header)
+        try:
+            while True:
+                s = src.take()
+                if s is None:
+                    return
+                if s.zoom is not None:
+                    view = zoom_view(zoomed_header(src.header, s.zoom))
+                if view == level:
+                    self.feed(s)
+        finally:
+            src.close()
+
+
 # =====================================================================================
 # 5. rendering: frames, legend, views
 # =====================================================================================
@@ -4233,7 +4372,10 @@ def header_items(model: Model, view: str, status: str = "") -> list[str]:
         items.append(scope.describe())
     if info.get("zoom"):
         items.append(f"zoom {info['zoom']}")
-    items.append("region " + fmt_size(1 << model.shift))
+    if info.get("view_zoom"):  # (a replay's: rows no finer than the recorded regions)
+        items.append(f"view zoom {info['view_zoom']}")
+    items.append("region " + fmt_size(1 << model.shift)
+                 + (" as recorded" if info.get("view_zoom") else ""))
     items.append("view " + view)
     if last is not None:
         items.append(f"#{last.seq} {last.t:.1f} s")
@@ -4871,8 +5013,16 @@ def interval_json(sample: Sample, model: Model, symbols: SymbolFiles | None = No
         "wss_bytes": int(wss) if wss == int(wss) else round(wss),
         "region_size": size, "page_size": page_size, "partial": sample.partial,
     } | ({"targets": [{"pid": pid, "comm": comm} for pid, comm in processes.values()]}
-         if processes else {}))
+         if processes else {}) | _zoom_json(info))
     return head[:-1] + ',"regions":[' + ",".join(parts) + "]}"
+
+
+def _zoom_json(info: dict) -> dict:
+    """A zoomed-in interval's "zoom": its level and the range it watched."""
+    if not info.get("zoom"):
+        return {}
+    lo, hi = info["range"]
+    return {"zoom": {"level": info["zoom"], "start": lo, "end": hi}}
 
 
 def sample_time(sample: Sample, info: dict) -> float | None:
@@ -4908,6 +5058,8 @@ class Recorder:
     def write(self, sample: Sample, model: Model | None = None) -> None:
         f = self.f
         try:
+            if sample.zoom is not None:  # (the maps of the zoomed view follow)
+                f.write(_dump({"type": ZOOM_TYPE, **sample.zoom}) + "\n")
             if sample.maps is not None:
                 f.write(_dump({"type": "maps", "maps": [list(m) for m in sample.maps]}) + "\n")
             record = {"type": "interval", "seq": sample.seq, "t": sample.t,
@@ -5033,20 +5185,35 @@ def _hex(rgb) -> str:
 
 
 class _RunScan(collections.namedtuple(
-        "_RunScan", "header snapshots intervals times nodes comm huge agings wss")):
-    """What write_svg() needs to know of a whole recording before drawing it."""
+        "_RunScan", "header panels panel_of intervals times nodes comm agings wss")):
+    """What write_svg() needs to know of a whole recording before drawing it: its
+    panels (one per zoom level's view) and the panel of each interval."""
+
+
+class _Panel:
+    """One view of a recording (the run's own, or a zoom level's) as write_svg() draws
+    it: its header, maps snapshots, huge pages and intervals (0-based, in order)."""
+
+    def __init__(self, info: dict, index: int):
+        self.info = info
+        self.index = index  # (panels top to bottom in the order the run first showed them)
+        self.snapshots: list = []
+        self.huge: dict[int, int] | None = None  # the most pages huge pages backed
+        self.columns: list[int] = []
 
 
 def _scan_recording(recording: str, limit) -> _RunScan:
-    """The first pass over a recording: header, maps snapshots, intervals, time span and
-    the nodes seen (for the legend)."""
+    """The first pass over a recording: header, the views it shows (a zoom record
+    starts another, or goes back to one), intervals, time span and the nodes seen (for
+    the legend)."""
     src = ReplaySource(recording, limit=limit)
     src.open()
-    snapshots = []
+    panel = _Panel(src.header, 0)
+    panels = {zoom_view(src.header): panel}
+    panel_of: list[int] = []
     times: list[float] = []
     nodes: set[int] = set()
     comm = None
-    huge: dict[int, int] | None = None  # the most pages huge pages backed, per region
     agings = 1  # (the most of any interval: a run has the same in every full one)
     wss: list[float] = []
     page_size = None
@@ -5056,17 +5223,24 @@ def _scan_recording(recording: str, limit) -> _RunScan:
             s = src.take()
             if s is None:
                 break
+            if s.zoom is not None:
+                info = zoomed_header(src.header, s.zoom)
+                if zoom_view(info) not in panels:
+                    panels[zoom_view(info)] = _Panel(info, len(panels))
+                panel = panels[zoom_view(info)]
+            panel_of.append(panel.index)
+            panel.columns.append(len(times))
             page_size = page_size or int(src.header.get("page_size", 4096))
             times.append(s.t)
             agings = max(agings, s.agings)
             wss.append(sum(c[2] + c[3] for c in s.counts) * page_size / max(1, s.agings))
             comm = s.comm if s.comm is not None else comm
             if s.huge is not None:
-                huge = {} if huge is None else huge
+                panel.huge = {} if panel.huge is None else panel.huge
                 for region, n in s.huge:
-                    huge[region] = max(n, huge.get(region, 0))
+                    panel.huge[region] = max(n, panel.huge.get(region, 0))
             if s.maps is not None:
-                snapshots.append(s.maps)
+                panel.snapshots.append(s.maps)
             for slot, pid, name in s.targets or ():  # (every process of the run)
                 processes.setdefault(slot, [slot, pid, name])
             nodes.update(c[1] for c in s.counts if c[2] + c[3] > 0)
@@ -5074,8 +5248,8 @@ def _scan_recording(recording: str, limit) -> _RunScan:
         src.close()
     if processes:
         src.header["targets"] = sorted(processes.values())
-    return _RunScan(src.header, snapshots, len(times), times, nodes,
-                    src.header.get("comm") if comm is None else comm, huge, agings, wss)
+    return _RunScan(src.header, list(panels.values()), panel_of, len(times), times, nodes,
+                    src.header.get("comm") if comm is None else comm, agings, wss)
 
 
 # Text is monospace: its width is known from its length.  Lines above the plot sit a
@@ -5089,20 +5263,22 @@ SVG_MARGIN = 20
 SVG_TICK_STEPS = (1, 2, 5)  # times powers of ten: intervals between time ticks
 SVG_WSS_H = 36  # px of the working-set strip's tallest bar
 SVG_WSS_GAP = 4  # px between the strip and the subtitle above, the heading below
+SVG_PANEL_GAP = SVG_LINE + 8  # px between two panels (zoom levels): the lower one's heading
 
 
 class _SvgGrid(collections.namedtuple(
-        "_SvgGrid", "n cell_w row_h label_w top plot_w plot_h width height")):
-    """Where write_svg() draws: n intervals of cell_w, rows of row_h, labels left."""
+        "_SvgGrid", "n cell_w row_h label_w top plot_w plot_h width height tops")):
+    """Where write_svg() draws: n intervals of cell_w, rows of row_h, labels left; the
+    panels (one per zoom level's view) from tops[p] down, a heading line apart."""
 
 
 def _text_w(text: str, size: int = 10) -> float:
     return len(text) * SVG_CHAR_W[size]
 
 
-def _svg_grid(intervals: int, nrows: int, text_w: float) -> _SvgGrid:
+def _svg_grid(intervals: int, panel_rows: list[int], text_w: float) -> _SvgGrid:
     """The canvas as wide as its widest line of text or its plot, whichever is wider;
-    a short run's cells widen to fill it."""
+    a short run's cells widen to fill it.  Panels of panel_rows rows each, stacked."""
     n = max(1, intervals)
     label_w = SVG_LABEL_W
     narrow = max(1, min(SVG_CELL_MAX, SVG_PLOT_MAX // n))
@@ -5112,9 +5288,13 @@ def _svg_grid(intervals: int, nrows: int, text_w: float) -> _SvgGrid:
     # title, subtitle, the working-set strip, column heading
     top = 18 + 2 * SVG_LINE + 8 + SVG_WSS_H + 2 * SVG_WSS_GAP
     plot_w = n * cell_w
-    plot_h = nrows * row_h
+    tops = [top]
+    for nrows in panel_rows[:-1]:
+        tops.append(tops[-1] + nrows * row_h + SVG_PANEL_GAP)
+    plot_h = tops[-1] - top + panel_rows[-1] * row_h
     height = top + plot_h + 110
-    return _SvgGrid(intervals, cell_w, row_h, label_w, top, plot_w, plot_h, width, height)
+    return _SvgGrid(intervals, cell_w, row_h, label_w, top, plot_w, plot_h, width, height,
+                    tops)
 
 
 def _svg_title(header: dict, model: Model, view: str, intervals: int) -> str:
@@ -5158,15 +5338,15 @@ def _svg_wss(w, g: _SvgGrid, wss: list[float]) -> None:
     w("</g>\n")
 
 
-def _svg_labels(w, g: _SvgGrid, layout: RowLayout, huge_rows: list[bool],
+def _svg_labels(w, g: _SvgGrid, top: int, layout: RowLayout, huge_rows: list[bool],
                 processes: dict | None = None) -> None:
-    """Row labels; with several processes each begins with its process's pid."""
+    """Row labels of a panel; with several processes each begins with its process's pid."""
     w('<g class="labels">\n')
     for r, (addr, name, more) in enumerate(layout.labels):
         pid = processes.get(target_slot(addr), ("?",))[0] if processes else None
         text = _xml((f"{pid}: " if processes else "") + f"{addr & TARGET_MASK:x} {name}"
                     + (f" +{more}" if more else ""))
-        y = g.top + r * g.row_h
+        y = top + r * g.row_h
         w(f'<text x="{g.label_w - 6}" y="{y + g.row_h - 2}" text-anchor="end">{text}</text>\n')
         if huge_rows[r]:
             w(f'<rect class="huge" x="{g.label_w - 4}" y="{y}" width="3" height="{g.row_h}" '
@@ -5174,10 +5354,10 @@ def _svg_labels(w, g: _SvgGrid, layout: RowLayout, huge_rows: list[bool],
     w("</g>\n")
 
 
-def _svg_cells(w, g: _SvgGrid, recording: str, limit, model: Model, layout: RowLayout,
+def _svg_cells(w, g: _SvgGrid, recording: str, limit, drawn: list, panel_of: list[int],
                view: str) -> None:
-    """The second pass: every interval of the recording as one column of cells."""
-    told = tells(model.source, view)
+    """The second pass: every interval of the recording as one column of cells, in the
+    panel of its view (drawn[p]: (model, layout, top) of panel p)."""
     w('<g class="cells">\n')
     src = ReplaySource(recording, limit=limit)
     src.open()
@@ -5187,17 +5367,55 @@ def _svg_cells(w, g: _SvgGrid, recording: str, limit, model: Model, layout: RowL
             s = src.take()
             if s is None:
                 break
-            s.maps = None  # every interval is drawn on the union layout
+            s.maps = None  # every interval is drawn on its panel's union layout
+            model, layout, top = drawn[panel_of[j]]
+            told = tells(model.source, view)
             col = model.add(s)
             y, a, nd = model.cells(col, layout)
             x = g.label_w + j * g.cell_w
             for r in range(layout.n):
                 rgb = cell_class(view, y[r], a[r], nd[r], layout.pages[r], told)[1]
-                w(f'<rect class="cell" x="{x}" y="{g.top + r * g.row_h}" width="{g.cell_w}" '
+                w(f'<rect class="cell" x="{x}" y="{top + r * g.row_h}" width="{g.cell_w}" '
                   f'height="{g.row_h}" fill="{_hex(rgb)}"/>\n')
             j += 1
     finally:
         src.close()
+    w("</g>\n")
+
+
+def interval_spans(columns: list[int]) -> str:
+    """0-based interval indexes as the 1-based runs a reader counts: "1-3, 7, 9-12"."""
+    runs: list[list[int]] = []
+    for c in columns:
+        if runs and runs[-1][1] == c:
+            runs[-1][1] = c + 1
+        else:
+            runs.append([c, c + 1])
+    return ", ".join(f"{a + 1}" if b == a + 1 else f"{a + 1}-{b}" for a, b in runs)
+
+
+def _panel_heading(panel: _Panel) -> str:
+    """What a panel of a zoomed run shows: its level, addresses, region size and
+    intervals (its other columns are blank: those intervals watched another view)."""
+    info = panel.info
+    scope = Scope(*(info.get("range") or (None, None)), info.get("mapping"))
+    level = f"zoom {info['zoom']}" if info.get("zoom") else "the run's own view"
+    return (f"{level}: {scope.describe()}, {fmt_size(1 << info['region_shift'])} regions, "
+            f"intervals {interval_spans(panel.columns)} (blank: another zoom level)")
+
+
+def _svg_panel_headings(w, g: _SvgGrid, panels: list[_Panel], changes: list[int]) -> None:
+    """A run that zoomed: each panel's heading, and a dashed line across the working-set
+    strip and every panel where the view changed."""
+    w('<g class="zoom">\n')
+    for panel, top in zip(panels, g.tops):
+        w(f'<text class="panel" x="{g.label_w}" y="{top - 8}">'
+          f'{_xml(_panel_heading(panel))}</text>\n')
+    y0 = g.top - SVG_LINE - SVG_WSS_GAP - SVG_WSS_H
+    for j in changes:
+        x = g.label_w + j * g.cell_w
+        w(f'<line class="zoom" x1="{x}" y1="{y0}" x2="{x}" y2="{g.top + g.plot_h}" '
+          f'stroke="#d62728" stroke-dasharray="3,2"/>\n')
     w("</g>\n")
 
 
@@ -5260,28 +5478,44 @@ def write_svg(out_path: str, recording: str, view: str = "heat", limit=None,
     """Render a recording as one SVG image: one <rect class="cell"> per row and
     interval, row labels, time axis, title and legend.  Two streaming passes over the
     recording (the first for the union of the run's mappings), so memory stays small.
-    Returns the number of intervals drawn."""
+    A run that zoomed gets a panel per view, stacked on one time axis: a zoom level's
+    rows are another address range at another region size, which the run's own rows
+    could only show by calling what was not watched cold.  Returns the number of
+    intervals drawn."""
     scan = _scan_recording(recording, limit)
-    model = Model(scan.header, history=1)
-    model.set_maps(union_maps(scan.snapshots))
-    layout = model.rows_for(rows)
-    model.info["comm"] = scan.comm
-    model.huge = scan.huge
-    huge_rows = model.huge_rows(layout)
+    panels = [p for p in scan.panels if p.columns] or scan.panels[:1]
+    drawn: list = [None] * len(scan.panels)
+    for panel in panels:
+        model = Model(panel.info, history=1)
+        model.set_maps(union_maps(panel.snapshots))
+        model.info["comm"] = scan.comm
+        model.huge = panel.huge
+        drawn[panel.index] = [model, model.rows_for(rows)]
+    model, layout = drawn[panels[0].index]
+    huge_rows = [drawn[p.index][0].huge_rows(drawn[p.index][1]) for p in panels]
     title = _svg_title(scan.header, model, view, scan.intervals)
     head = legend_head(view, "grey", shaded=True, src=model.source, agings=scan.agings)
     entries = legend_entries(view, sorted(scan.nodes), model.source)
+    headings = [_panel_heading(p) for p in panels] if len(panels) > 1 else []
     text_w = max(_text_w(title, 13), _text_w(_svg_subtitle(scan.header)), _text_w(head),
-                 sum(_swatch_w(text) for _, _, text in entries), 18 + _text_w(HUGE_NOTE))
-    grid = _svg_grid(scan.intervals, layout.n, text_w)
+                 sum(_swatch_w(text) for _, _, text in entries), 18 + _text_w(HUGE_NOTE),
+                 *(SVG_LABEL_W + _text_w(h) for h in headings))
+    grid = _svg_grid(scan.intervals, [drawn[p.index][1].n for p in panels], text_w)
+    for panel, top in zip(panels, grid.tops):
+        drawn[panel.index].append(top)
     with output_file(out_path) as f:
         w = f.write
         _svg_head(w, grid, scan.header, title)
         _svg_wss(w, grid, scan.wss)
-        _svg_labels(w, grid, layout, huge_rows, model.processes())
-        _svg_cells(w, grid, recording, limit, model, layout, view)
+        if headings:
+            _svg_panel_headings(w, grid, panels, [j for j in range(1, scan.intervals)
+                                                  if scan.panel_of[j] != scan.panel_of[j - 1]])
+        for panel, top, huge in zip(panels, grid.tops, huge_rows):
+            model, layout, _ = drawn[panel.index]
+            _svg_labels(w, grid, top, layout, huge, model.processes())
+        _svg_cells(w, grid, recording, limit, drawn, scan.panel_of, view)
         _svg_axes(w, grid, scan.times)
-        _svg_legend(w, grid, head, entries, any(huge_rows))
+        _svg_legend(w, grid, head, entries, any(map(any, huge_rows)))
         w("</svg>\n")
     return grid.n
 
@@ -5431,7 +5665,8 @@ during the interval: blank none, '.' <1%, ':' 1-2%, '-' 2-5%, '=' 5-10%,
 node holding >=75% of the young pages (* mixed).  anon view = anon (a), file (f) or
 mixed (*); in colour these two shade the hue by heat (brighter: hotter).  Keys
 (live view): h heat, n node, a anon/file, v next view, j/k select a row, z zoom
-into it, x zoom out, p/space pause, q quit.
+into it, x zoom out, p/space pause, q quit (in a replay z/x zoom the view only, at
+the recorded region size).
 
 sources (--source; auto takes the first the kernel offers):
   mglru  root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with the series in
@@ -5728,7 +5963,9 @@ class _Run:
         self.spool: str | None = None  # --svg of a live run without --record: its recording
         self.sinks: list = []
         self._symbols: SymbolFiles | None = None
-        self.outer: list[Model] = []  # the models of the zoom levels above the shown one
+        self.outer: list[Model | None] = []  # the models of the zoom levels above this one
+        self.views: list[ViewZoom] = []  # a replay's view zooms, innermost last
+        self.fed: Model | None = None  # the model the last interval went to
         self.reason: str | None = None
         self.status = 0
         self.ok = False
@@ -5771,11 +6008,11 @@ class _Run:
     def _finish(self) -> None:
         """A run that showed intervals ends with its summary: in the recording, as the
         last --json object, and (last_lines()) on stderr."""
-        if not self.ok or self.model is None or not self.model.intervals or \
+        if not self.ok or self.fed is None or \
                 getattr(self.source, "damaged", None):  # (a damaged recording: not whole)
             return
-        try:
-            self.summary = run_summary(self.model, getattr(self.source, "resident", None))
+        try:  # (of the level the last interval counted: a zoom without one is not recorded)
+            self.summary = run_summary(self.fed, getattr(self.source, "resident", None))
             for sink in self.sinks:
                 sink.finish(self.summary)
         except BrokenPipeError:
@@ -5807,7 +6044,10 @@ class _Run:
             os.close(fd)
             self.recorder = Recorder(self.spool)
         if self.recorder is not None:
-            self.recorder.start(source.header)
+            header = source.header
+            if getattr(source, "can_zoom", False) and self._live(environ or {}):
+                header = dict(header, version=RECORD_VERSION_ZOOM)  # (keys may zoom it)
+            self.recorder.start(header)
         json_sink = JsonSink(self.stdout, self.symbols()) if args.json else None
         self.sinks = [s for s in (self.recorder, json_sink) if s]
 
@@ -5892,50 +6132,120 @@ class _Run:
                 if source.damaged:  # shown up to there; last_line() says where it broke
                     self.status = 1
                 if isinstance(ui, LiveScreen):
-                    ui.keep(model)
+                    ui.keep(self.shown())
                 return
-            model.add(sample)
-            for sink in self.sinks:
-                sink.write(sample, model)
-            ui.show(model)
+            if sample.zoom is not None and not isinstance(source, LiveSource):
+                model = self._follow_zoom(ui, sample.zoom)
+            self._add(sample)
+            ui.show(self.shown())
             if self.args.count and model.intervals >= self.args.count:
                 self.reason = "count reached"
                 return
 
+    def _add(self, sample: Sample) -> None:
+        """One interval into the shown level's model, the view zooms and the outputs."""
+        self.model.add(sample)
+        self.fed = self.model
+        for view in self.views:
+            view.feed(sample)
+        for sink in self.sinks:
+            sink.write(sample, self.model)
+
+    def shown(self) -> Model:
+        """The model on the screen: the innermost view zoom's, else the level's."""
+        return self.views[-1].model if self.views else self.model
+
+    def _level_model(self, info: dict) -> Model:
+        """A new zoom level's model (its regions have another size), going on with the
+        run's figures."""
+        model = Model(info)
+        model.share_run(self.model)
+        model.info["comm"] = self.model.info.get("comm")  # (as of now: an exec)
+        model.intervals = self.model.intervals
+        return model
+
     def _zoom(self, ui, closer: bool) -> Model:
         """Zoom the live view into its selected row, or back out; the model shown from
         then on (a new one per zoom level: its regions have another size; zooming out
-        goes on with the history from before the zoom)."""
+        goes on with the history from before the zoom).  A recording gets the new view
+        with the next interval (LiveSource.zoomed); a replay zooms its view only."""
         source, model = self.source, self.model
-        why = ("zoom needs a live run" if not isinstance(source, LiveSource) else
-               "no zoom while recording: a recording keeps one region size"
-               if self.recorder is not None else "")
-        if not why:
-            try:
-                if not closer:
-                    if source.unzoom():
-                        model = self.outer.pop()
-                        model.intervals = self.model.intervals
-                    else:
-                        why = "not zoomed in"
-                elif ui.selected() is None:
-                    why = "no row to zoom into"
-                else:
-                    (lo, hi), rows = ui.selected()
-                    source.zoom(lo, hi, rows)
-                    self.outer.append(model)
-                    model = Model(source.header)
-                    model.share_run(self.model)
-                    # its rows at once; the counts follow at the next interval
-                    model.set_maps(source.scope.apply(source.prev_all or []))
+        if not isinstance(source, LiveSource):
+            self._view_zoom(ui, closer)
+            return model
+        why = ""
+        try:
+            if not closer:
+                if source.unzoom():
+                    model = self.outer.pop() or self._level_model(source.header)
                     model.intervals = self.model.intervals
-                    ui.cursor = 0
-            except HeatmapError as e:
-                why = f"zoom: {e}"
+                else:
+                    why = "not zoomed in"
+            elif ui.selected() is None:
+                why = "no row to zoom into"
+            else:
+                (lo, hi), rows = ui.selected()
+                source.zoom(lo, hi, rows)
+                self.outer.append(model)
+                model = self._level_model(source.header)
+                # its rows at once; the counts follow at the next interval
+                model.set_maps(source.scope.apply(source.prev_all or []))
+                ui.cursor = 0
+        except HeatmapError as e:
+            why = f"zoom: {e}"
         ui.note = why
         self.model = model
         ui.show(model)
         return model
+
+    def _follow_zoom(self, ui, zoom: dict) -> Model:
+        """A replay at a recorded zoom (or zoom out): its models go the way the live
+        run's went in _zoom(), so that frames, --json and the summary come out the
+        same.  A zoom record gives the level reached between two intervals: levels
+        passed on the way have no model until one is shown."""
+        info = zoomed_header(self.source.header, zoom)
+        depth, model = zoom["zoom"], self.model
+        if depth > len(self.outer):
+            self.outer.append(model)
+            self.outer.extend([None] * (depth - len(self.outer)))
+            model = None
+        while len(self.outer) > depth:
+            model = self.outer.pop()
+        if model is None or zoom_view(model.info) != zoom_view(info):
+            model = self._level_model(info)  # (another row at the same level)
+        model.intervals = self.model.intervals
+        if self.views:
+            self.views = []
+            ui.note = "the recording zooms here: the view zoom ends"
+        self.model = model
+        return model
+
+    def _view_zoom(self, ui, closer: bool) -> None:
+        """A replay's zoom into the selected row (ViewZoom), or back out."""
+        why = ""
+        if not closer:
+            if self.views:
+                self.views.pop()
+            else:
+                why = "not zoomed in"
+        elif ui.selected() is None:
+            why = "no row to zoom into"
+        else:
+            (lo, hi), _rows = ui.selected()
+            base = self.shown()
+            if lo >> base.shift == (hi - 1) >> base.shift:
+                why = (f"one recorded region ({fmt_size(1 << base.shift)}): a recording "
+                       f"has nothing finer")
+            else:
+                view = ViewZoom(base, lo, hi, len(self.views) + 1)
+                try:
+                    view.rebuild(self.source.path, self.source.taken, zoom_view(self.model.info))
+                    self.views.append(view)
+                    ui.cursor = 0
+                except HeatmapError as e:
+                    why = f"zoom: {e}"
+        ui.note = why
+        ui.show(self.shown())
 
     def _partial(self, ui) -> None:
         """The run ends between two intervals: what the one under way counted so far
@@ -5950,10 +6260,8 @@ class _Run:
             sample = source.take(partial=True)
         except TargetExited:
             return
-        model.add(sample)
-        for sink in self.sinks:
-            sink.write(sample, model)
-        ui.show(model)
+        self._add(sample)
+        ui.show(self.shown())
 
     def _close(self) -> None:
         recorder = self.recorder

@@ -326,12 +326,12 @@ def test_zoom_keys_are_in_the_legend():
     assert len(heatmap.KEYS_HINT) <= 80
 
 
-def live_run_on_a_pty(tmp_path, keys_at: dict, *args):
+def live_run_on_a_pty(tmp_path, keys_at: dict, *args, young=None):
     """main() on a pseudo-terminal with fake counts, `keys_at[n]` typed during the n-th
-    aging of any counts instance; (status, frames without escapes, stderr, factory)."""
+    aging of any counts instance; (status, frames without escapes, stderr, factory).
+    young(region_shift), if given, is what every drain after the warm-up finds."""
     import fcntl
     import pty
-    import re
     import struct
     import termios
     import threading
@@ -347,6 +347,8 @@ def live_run_on_a_pty(tmp_path, keys_at: dict, *args):
             os.write(master, keys_at[agings[0]])
 
     factory = make_factory(small_script() * 4, on_age=on_age)
+    if young is not None:
+        factory.drain = lambda self: young(self.region_shift) if self.ages > 1 else []
     chunks: list[bytes] = []
 
     def drain():
@@ -369,10 +371,16 @@ def live_run_on_a_pty(tmp_path, keys_at: dict, *args):
     os.close(slave)
     reader.join(5)
     os.close(master)
+    return rc, screen_frames(chunks), err.getvalue(), factory
+
+
+def screen_frames(chunks: list[bytes]) -> list[str]:
+    """What a terminal was sent, as frames (one per cursor-home) without escapes."""
+    import re
+
     text = b"".join(chunks).decode("latin-1")
-    frames = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", f).replace("\r", "")
-              for f in text.split("\x1b[H")]
-    return rc, frames, err.getvalue(), factory
+    return [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", f).replace("\r", "")
+            for f in text.split("\x1b[H")]
 
 
 def test_zoom_in_twice_and_back_out_on_a_terminal(tmp_path):
@@ -403,12 +411,146 @@ def test_zoom_in_twice_and_back_out_on_a_terminal(tmp_path):
     assert "zoom" not in heads[back].splitlines()[1] and "region 2 MiB" in heads[back]
 
 
-def test_no_zoom_while_recording(tmp_path):
-    rc, frames, err, factory = live_run_on_a_pty(
-        tmp_path, {2: b"z"}, "--count", "2", "--record", str(tmp_path / "r.jsonl"))
+# -- zoom in a recording: the zoom record, its replay, its checks, --svg --------------
+
+def heap_pages(shift):
+    """Young pages the fake kernel finds at any region size: 4 of every 16 KiB in
+    the heap's first 256 KiB (a band finer than 2 MiB regions can tell)."""
+    young: dict[int, int] = {}
+    for addr in range(HEAP, HEAP + (256 << 10), 4 << 12):
+        young[addr >> shift] = young.get(addr >> shift, 0) + 4
+    return [(r, 0, n, 0) for r, n in sorted(young.items())]
+
+
+def recorded_live_run(tmp_path, monkeypatch, keys_at, *args):
+    """A live run on a pty with --record and zoom keys; (recording, the JSON of every
+    interval and the summary as the live run's models gave them, factory)."""
+    rec = tmp_path / "zoomed.jsonl"
+    live: list[dict] = []
+    write, finish = heatmap.Recorder.write, heatmap.Recorder.finish
+
+    def spy_write(self, sample, model=None):
+        write(self, sample, model)
+        live.append(json.loads(heatmap.interval_json(sample, model)))
+
+    def spy_finish(self, summary):
+        finish(self, summary)
+        live.append(summary)
+
+    monkeypatch.setattr(heatmap.Recorder, "write", spy_write)
+    monkeypatch.setattr(heatmap.Recorder, "finish", spy_finish)
+    rc, frames, err, factory = live_run_on_a_pty(tmp_path, keys_at, "--record", str(rec),
+                                                 *args, young=heap_pages)
     assert rc == 0, err
-    assert [c.region_shift for c in factory.instances] == [21]
-    assert any("no zoom while recording" in f for f in frames)
+    return rec, live, frames, factory
+
+
+def replay_json(rec, *args):
+    out, err = io.StringIO(), io.StringIO()
+    rc = heatmap.main(["--replay", str(rec), "--json", *args], stdout=out, stderr=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_zoom_while_recording_replays_identically(tmp_path, monkeypatch):
+    # intervals 1 at the top, 2 zoomed into the heap's first row, 3 into a row of
+    # that, 4 back at level 1, 5 and 6 at the top again
+    rec, live, frames, factory = recorded_live_run(
+        tmp_path, monkeypatch, {2: b"jz", 4: b"z", 6: b"x", 8: b"x"}, "--count", "6")
+    shifts = [c.region_shift for c in factory.instances]
+    assert shifts[0] == shifts[4] == 21 and 21 > shifts[1] == shifts[3] > shifts[2]
+    records = [json.loads(line) for line in rec.read_text().splitlines()]
+    assert records[0]["version"] == heatmap.RECORD_VERSION_ZOOM
+    zooms = [(i, r) for i, r in enumerate(records) if r["type"] == "zoom"]
+    assert [(r["zoom"], r["region_shift"]) for _, r in zooms] == [
+        (1, shifts[1]), (2, shifts[2]), (1, shifts[1]), (0, 21)]
+    assert zooms[0][1]["range"] == [HEAP, HEAP + 2 * MiB] and "range" not in zooms[3][1]
+    assert all(records[i + 1]["type"] == "maps" for i, _ in zooms)
+    # the live run's JSON, interval by interval, is the replay's
+    rc, out, err = replay_json(rec)
+    assert rc == 0, err
+    assert json_intervals(out) + [json.loads(out.splitlines()[-1])] == live
+    sizes = [o["region_size"] for o in live[:-1]]
+    assert sizes == [2 * MiB, 1 << shifts[1], 1 << shifts[2], 1 << shifts[1], 2 * MiB, 2 * MiB]
+    assert [o.get("zoom", {}).get("level", 0) for o in live[:-1]] == [0, 1, 2, 1, 0, 0]
+    # the deepest zoom counts the part of the band in its range, in finer regions
+    lo, hi = zooms[1][1]["range"]
+    fine = live[2]["regions"]
+    assert fine and all(lo <= r["start"] < r["end"] <= hi for r in fine)
+    assert sum(r["accessed"] for r in fine) == 4 * len(range(lo, min(hi, HEAP + (256 << 10)),
+                                                               16 << 10))
+    assert [(r["start"], r["accessed"], r["pages"]) for r in live[0]["regions"]] == [
+        (HEAP, 64, 512)]
+    # and the replay's live view shows each level as the live run did
+    again = tmp_path / "again.jsonl"
+    rc, _, err = replay_json(rec, "--record", str(again))
+    assert rc == 0, err
+    assert again.read_bytes() == rec.read_bytes()
+
+
+def test_a_recording_no_key_can_zoom_stays_version_1(tmp_path):
+    rec = tmp_path / "plain.jsonl"
+    rc, _, err = run(tmp_path, "--count", "2", "--record", str(rec))
+    assert rc == 0, err
+    records = [json.loads(line) for line in rec.read_text().splitlines()]
+    assert records[0]["version"] == 1 and "zoom" not in {r["type"] for r in records}
+
+
+def zoom_recording(path, zoom: dict, version=2, maps_after=True, header=None):
+    """A recording: an interval at 2 MiB, the zoom record, an interval after it."""
+    head = {"type": "heatmap-record", "version": version, "pid": 1, "comm": "x",
+            "region_shift": 21, "page_size": 4096, "interval": 1.0, "started": 0,
+            **(header or {})}
+    maps = {"type": "maps", "maps": [[HEAP, HEAP + 16 * MiB, "rw-p", 0, "00:00", 0, "[heap]"]]}
+    lines = [head, maps,
+             {"type": "interval", "seq": 1, "t": 1.0, "aging": 0, "dropped": 0, "rss_kb": 1,
+              "counts": [[HEAP >> 21, 0, 8, 0]]},
+             {"type": "zoom", **zoom}] + ([maps] if maps_after else []) + [
+             {"type": "interval", "seq": 2, "t": 2.0, "aging": 0, "dropped": 0, "rss_kb": 1,
+              "counts": [[HEAP >> 16, 0, 8, 0]]}]
+    path.write_text("".join(json.dumps(o) + "\n" for o in lines))
+    return path
+
+
+def test_a_recorded_zoom_replays_at_its_region_size(tmp_path):
+    rec = zoom_recording(tmp_path / "z.jsonl", {"zoom": 1, "region_shift": 16,
+                                                 "range": [HEAP, HEAP + 2 * MiB]})
+    rc, out, err = replay_json(rec)
+    assert rc == 0, err
+    one, two = json_intervals(out)
+    assert one["region_size"] == 2 * MiB and "zoom" not in one
+    assert two["region_size"] == 64 << 10
+    assert two["zoom"] == {"level": 1, "start": HEAP, "end": HEAP + 2 * MiB}
+    assert [(r["start"], r["accessed"], r["pages"]) for r in two["regions"]] == [
+        (HEAP, 8, 16)]
+
+
+@pytest.mark.parametrize("zoom,kw,why", [
+    ({"zoom": 1, "region_shift": 22, "range": [HEAP, HEAP + MiB]}, {},
+     "region_shift 22 coarser than the recording's"),
+    ({"zoom": 1, "region_shift": 11, "range": [HEAP, HEAP + MiB]}, {},
+     "region_shift 11 finer than a 4 KiB page"),
+    ({"zoom": 1, "region_shift": 16}, {}, "level 1 without its range"),
+    ({"zoom": 1, "region_shift": 16, "range": [HEAP, HEAP + MiB]}, {"header": {
+        "range": [HEAP + MiB, HEAP + 4 * MiB]}},
+     "range 0x10000000-0x10100000 outside the recording's"),
+    ({"zoom": 0, "region_shift": 16}, {}, "level 0 other than the recording's own view"),
+    ({"zoom": 1, "region_shift": 16, "range": [HEAP, HEAP + MiB], "mapping": "libc.so.6"},
+     {}, "a mapping other than the recording's"),
+    ({"zoom": -1, "region_shift": 16}, {}, "zoom level -1 out of range"),
+    ({"zoom": 1, "region_shift": "16", "range": [HEAP, HEAP + MiB]}, {}, "not an integer"),
+    ({"zoom": 1, "region_shift": 16, "range": [HEAP, HEAP + MiB]}, {"maps_after": False},
+     "the first interval after a zoom comes without the maps of the zoomed view"),
+    ({"zoom": 1, "region_shift": 16, "range": [HEAP, HEAP + MiB]}, {"version": 1},
+     "a version 1 recording has none"),
+])
+def test_a_malformed_zoom_record_is_refused_in_one_line(tmp_path, zoom, kw, why):
+    rec = zoom_recording(tmp_path / "bad.jsonl", zoom, **kw)
+    rc, out, err = replay_json(rec)
+    assert rc == 1
+    where = "5: bad interval record" if "maps_after" in kw else "4: bad zoom record"
+    assert err.startswith(f"heatmap: {rec}:{where} (") and err.count("\n") == 1, err
+    assert f"({why}" in err and err.endswith("; shown: the 1 interval before it\n"), err
+    assert [o["seq"] for o in map(json.loads, out.splitlines())] == [1]
 
 
 ALIASED = """\
@@ -436,3 +578,202 @@ def test_a_zero_size_label_does_not_hide_the_symbol_it_shares_an_address_with(tm
         syms = heatmap.ElfSymbols(f)
     assert syms.inside(0, 1) == [("sized", 1)]
     assert syms.inside(0, 8192) == [("sized", 4096)]
+
+
+# -- a replay's view zoom: the selected row at the recorded region size -------------------
+
+BIG_HEAP = 256 * MiB  # 128 regions of 2 MiB: a screen row holds several
+
+
+def long_recording(path, intervals=40, step=0.05, zoom_at=None):
+    """A recording of a 256 MiB heap after a binary; each interval finds heap region
+    (seq % 4) young (all 512 pages) and region 100 half young.  zoom_at: the interval
+    before which the recorded run zoomed into the heap's first 8 MiB at 64 KiB."""
+    maps = {"type": "maps", "maps": [
+        [0x400000, 0x600000, "r-xp", 0, "08:01", 7, "/usr/bin/hotspot"],
+        [HEAP, HEAP + BIG_HEAP, "rw-p", 0, "00:00", 0, "[heap]"]]}
+    lines = [{"type": "heatmap-record", "version": 2, "pid": 1, "comm": "x",
+              "region_shift": 21, "page_size": 4096, "interval": step, "started": 0}, maps]
+    shift = 21
+    for seq in range(1, intervals + 1):
+        if seq == zoom_at:
+            shift = 16
+            lines += [{"type": "zoom", "zoom": 1, "region_shift": 16,
+                       "range": [HEAP, HEAP + 8 * MiB]},
+                      {"type": "maps", "maps": [[HEAP, HEAP + 8 * MiB, "rw-p", 0, "00:00", 0,
+                                                 "[heap]"]]}]  # (what a live zoom writes)
+        counts = [[(HEAP >> shift) + (seq % 4 << (21 - shift)), 0, 512 >> (21 - shift), 0]]
+        if shift == 21:
+            counts.append([(HEAP >> 21) + 100, 0, 256, 0])
+        lines.append({"type": "interval", "seq": seq, "t": round(seq * step, 3), "aging": 0,
+                      "dropped": 0, "rss_kb": 1, "counts": counts})
+    path.write_text("".join(json.dumps(o) + "\n" for o in lines))
+    return path
+
+
+def test_a_view_zoom_narrows_the_rows_at_the_recorded_region_size(tmp_path):
+    rec = long_recording(tmp_path / "r.jsonl", intervals=10, zoom_at=7)
+    src = heatmap.ReplaySource(str(rec))
+    src.open()
+    base = heatmap.Model(src.header)
+    for _ in range(6):
+        base.add(src.take())
+    src.close()
+    lo, hi = HEAP, HEAP + 16 * MiB
+    view = heatmap.ViewZoom(base, lo, hi, 1)
+    # the first 9 intervals: 6 at the recording's own view, then 3 zoomed in (not this
+    # level's, so not in its history)
+    view.rebuild(str(rec), 9, heatmap.zoom_view(base.info))
+    model = view.model
+    assert model.shift == 21 and model.intervals == 6
+    rows = model.rows_for(20)
+    assert [rows.span(r) for r in range(rows.n)] == [
+        (lo + i * 2 * MiB, lo + (i + 1) * 2 * MiB) for i in range(8)]
+    assert set(model.region_totals) == {HEAP >> 21, (HEAP >> 21) + 1, (HEAP >> 21) + 2,
+                                        (HEAP >> 21) + 3}  # (region 100: outside)
+    young = [model.cells(col, rows)[0][:4] for col in model.columns]
+    assert [list(y).index(512) for y in young] == [1, 2, 3, 0, 1, 2]
+    items = heatmap.header_items(model, "heat")
+    assert "range 0x10000000-0x11000000" in items and "view zoom 1" in items
+    assert "region 2 MiB as recorded" in items
+    # an interval that follows, of this level, goes in too
+    view.feed(heatmap.Sample(11, 0.55, 0, 0, 1, None, [((HEAP >> 21) + 7, 0, 5, 0),
+                                                        ((HEAP >> 21) + 8, 0, 5, 0)]))
+    assert model.intervals == 7 and model.region_totals[(HEAP >> 21) + 7] == 5
+    assert (HEAP >> 21) + 8 not in model.region_totals
+
+
+def replay_on_a_pty(tmp_path, rec, steps, *args):
+    """main() replaying `rec` on an 80x24 pseudo-terminal: each (text, keys) of steps
+    typed once the screen has shown text (after the previous step's); (status, frames
+    without escapes, stderr)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    chunks: list[bytes] = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    missed: list[str] = []
+
+    def type_keys():
+        seen = 0
+        for text, keys in steps:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                frames = screen_frames(list(chunks))
+                hit = next((i for i in range(seen, len(frames)) if text in frames[i]), None)
+                if hit is not None:
+                    seen = hit + 1
+                    os.write(master, keys)
+                    break
+                time.sleep(0.01)
+            else:
+                missed.append(text)
+                os.write(master, b"q")  # (a paused replay would wait for ever)
+                return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    typist = threading.Thread(target=type_keys, daemon=True)
+    reader.start()
+    typist.start()
+    err = io.StringIO()
+    with open(slave, "w", closefd=False) as out, open(os.dup(slave)) as inp:
+        rc = heatmap.main(["--replay", str(rec), *args], stdin=inp, stdout=out, stderr=err,
+                          environ={"TERM": "xterm", "NO_COLOR": "1"})
+    typist.join(1)
+    os.close(slave)
+    reader.join(5)
+    os.close(master)
+    frames = screen_frames(chunks)
+    assert not missed, f"never shown: {missed[0]!r}; the last frame:\n{frames[-1]}"
+    return rc, frames, err.getvalue()
+
+
+def row_starts(frame: str) -> list[int]:
+    """The start addresses of a frame's rows."""
+    return [int(line.split()[0], 16) for line in frame.splitlines()
+            if "|" in line and line[:1] in "0123456789abcdef" and " " in line]
+
+
+def test_replay_keys_zoom_the_view_into_a_row_and_back_out(tmp_path):
+    rec = long_recording(tmp_path / "r.jsonl", intervals=400, step=0.01)
+    rc, frames, err = replay_on_a_pty(tmp_path, rec, [
+        ("#5 ", b"p"),  # paused: nothing moves while the keys act
+        ("paused", b"z"),  # row 0: the binary, one recorded region
+        ("one recorded region (2 MiB): a recording has nothing finer", b"jz"),
+        ("view zoom 1", b"z"),  # row 0 of the zoomed view: one region again
+        ("one recorded region", b"x"),
+        ("1f000000 [heap]", b"x"),  # (back out: the top view's rows again)
+        ("not zoomed in", b"q"),
+    ], "--speed", "1")
+    assert rc == 0, err
+    assert "quit" in err
+
+    def first(text, after=0):
+        return next(i for i in range(after, len(frames)) if text in frames[i])
+
+    zoomed = first("view zoom 1")
+    head = "\n".join(frames[zoomed].splitlines()[:2])
+    top_rows = row_starts(frames[zoomed - 1])
+    lo, hi = top_rows[1], top_rows[2]  # (the heap's first row on the unzoomed screen)
+    assert f"range {lo:#x}-{hi:#x}" in head and "region 2 MiB as recorded" in head
+    rows = row_starts(frames[zoomed])
+    assert rows == list(range(lo, hi, 2 * MiB)) and len(rows) > 1
+    # the zoomed view has the history so far (paused at #5): the first row hot at
+    # every 4th interval, the second at the 1st and 5th
+    assert "#5 " in frames[zoomed - 1]
+    cells = [x.split("|", 1)[1] for x in frames[zoomed].splitlines() if x[:1] == "1"]
+    assert [row[-5:] for row in cells[:5]] == ["   @ ", "@   @", " @   ", "  @  ", "     "]
+    assert all(not row[:-5].strip() for row in cells)
+    back = first("1f000000 [heap]", zoomed)
+    assert "view zoom" not in frames[back] and row_starts(frames[back]) == top_rows
+    assert first("not zoomed in", back) > back
+
+
+def test_svg_of_a_zoomed_run_draws_a_panel_per_view(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://www.w3.org/2000/svg}"
+    rec = long_recording(tmp_path / "r.jsonl", intervals=10, zoom_at=7)
+    svg = tmp_path / "r.svg"
+    assert heatmap.write_svg(str(svg), str(rec)) == 10
+    root = ET.parse(svg).getroot()
+    texts = [t.text for t in root.iter(ns + "text") if t.text]
+    assert "the run's own view: everything, 2 MiB regions, intervals 1-6 (blank: another " \
+           "zoom level)" in texts
+    assert "zoom 1: range 0x10000000-0x10800000, 64 KiB regions, intervals 7-10 (blank: " \
+           "another zoom level)" in texts
+    cells = [r for r in root.iter(ns + "rect") if r.get("class") == "cell"]
+    xs = sorted({float(r.get("x")) for r in cells})
+    by_column = [[r for r in cells if float(r.get("x")) == x] for x in xs]
+    top = [min(float(r.get("y")) for r in col) for col in by_column]
+    # the first 6 columns in the upper panel, the last 4 in the lower one, no column in both
+    assert len(set(top[:6])) == 1 and len(set(top[6:])) == 1 and top[6] > top[0]
+    upper = {float(r.get("y")) for col in by_column[:6] for r in col}
+    lower = {float(r.get("y")) for col in by_column[6:] for r in col}
+    assert max(upper) < min(lower)
+    assert len(lower) == len(by_column[6]) and len(lower) > 16  # (64 KiB rows of 8 MiB)
+    # the zoomed panel's rows: the zoomed range, 64 KiB regions drawn from its counts
+    labels = [t.text for t in root.iter(ns + "text") if t.text and t.text.endswith("[heap]")]
+    assert HEAP + 7 * MiB <= int(labels[-1].split()[0], 16) < HEAP + 8 * MiB
+    lines = [e for e in root.iter(ns + "line") if e.get("class") == "zoom"]
+    assert len(lines) == 1 and float(lines[0].get("x1")) == xs[6]
+    # a run without zooms: one panel, no zoom marks (as before)
+    plain = tmp_path / "plain.svg"
+    heatmap.write_svg(str(plain), str(long_recording(tmp_path / "p.jsonl", intervals=10)))
+    assert not [g for g in ET.parse(plain).getroot().iter(ns + "g") if g.get("class") == "zoom"]

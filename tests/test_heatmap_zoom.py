@@ -480,11 +480,40 @@ def test_zoom_while_recording_replays_identically(tmp_path, monkeypatch):
                                                                16 << 10))
     assert [(r["start"], r["accessed"], r["pages"]) for r in live[0]["regions"]] == [
         (HEAP, 64, 512)]
-    # and the replay's live view shows each level as the live run did
+    # the replay's live view: each level as the live run showed it, its history too
+    # (back at the top, interval 1 from before the zooms is there)
+    rc, shown, err = replay_on_a_pty(tmp_path, rec, [], "--speed", "0")
+    assert rc == 0, err
+    for seq in range(1, 7):  # (the frame each interval brought)
+        assert first_frame(shown, f"#{seq} ") == first_frame(frames, f"#{seq} ")
+    # (the top level's own columns: intervals 1, 5 and 6, side by side)
+    assert first_frame(shown, "#6 ").splitlines()[4][-4:] == " +++"
     again = tmp_path / "again.jsonl"
     rc, _, err = replay_json(rec, "--record", str(again))
     assert rc == 0, err
     assert again.read_bytes() == rec.read_bytes()
+
+
+def first_frame(frames: list[str], text: str) -> str:
+    """The first frame with text, up to its keys line (a replay's last frame is
+    followed by the copy it leaves on the terminal's own screen)."""
+    return next(f for f in frames if text in f).split("q quit")[0]
+
+
+def test_a_zoom_no_interval_followed_is_not_recorded(tmp_path, monkeypatch):
+    # paused (no partial interval at the end), zoomed in, quit: the run's last view
+    # counted nothing, so neither the recording nor its summary has it
+    rec, live, frames, factory = recorded_live_run(
+        tmp_path, monkeypatch, {4: b"pjz", 5: b"q"}, "--count", "6")
+    assert [c.region_shift < 21 for c in factory.instances] == [False, True]
+    assert any("zoom 1" in f for f in frames)
+    records = [json.loads(line) for line in rec.read_text().splitlines()]
+    assert [r["type"] for r in records].count("zoom") == 0
+    # 3 intervals, the summary: of the whole process (the zoomed view has no stack)
+    assert len(live) == 4 and "[stack]" in {r["mapping"] for r in live[-1]["never_touched"]}
+    rc, out, err = replay_json(rec)
+    assert rc == 0, err
+    assert json_intervals(out) + [json.loads(out.splitlines()[-1])] == live
 
 
 def test_a_recording_no_key_can_zoom_stays_version_1(tmp_path):
@@ -711,9 +740,9 @@ def row_starts(frame: str) -> list[int]:
 
 
 def test_replay_keys_zoom_the_view_into_a_row_and_back_out(tmp_path):
-    rec = long_recording(tmp_path / "r.jsonl", intervals=400, step=0.01)
+    rec = long_recording(tmp_path / "r.jsonl", intervals=3000, step=0.01)
     rc, frames, err = replay_on_a_pty(tmp_path, rec, [
-        ("#5 ", b"p"),  # paused: nothing moves while the keys act
+        ("#5 ", b"p"),  # paused (at #5 or a little later): nothing moves while keys act
         ("paused", b"z"),  # row 0: the binary, one recorded region
         ("one recorded region (2 MiB): a recording has nothing finer", b"jz"),
         ("view zoom 1", b"z"),  # row 0 of the zoomed view: one region again
@@ -734,12 +763,15 @@ def test_replay_keys_zoom_the_view_into_a_row_and_back_out(tmp_path):
     assert f"range {lo:#x}-{hi:#x}" in head and "region 2 MiB as recorded" in head
     rows = row_starts(frames[zoomed])
     assert rows == list(range(lo, hi, 2 * MiB)) and len(rows) > 1
-    # the zoomed view has the history so far (paused at #5): the first row hot at
-    # every 4th interval, the second at the 1st and 5th
-    assert "#5 " in frames[zoomed - 1]
+    # the zoomed view has the history so far (paused at #n): row i hot at the
+    # intervals k with k % 4 == i, the others never
+    n = int(frames[zoomed - 1].split("  #")[1].split()[0])
+    m = min(n, 40)  # (the newest m intervals: all of them, on a screen this wide)
     cells = [x.split("|", 1)[1] for x in frames[zoomed].splitlines() if x[:1] == "1"]
-    assert [row[-5:] for row in cells[:5]] == ["   @ ", "@   @", " @   ", "  @  ", "     "]
-    assert all(not row[:-5].strip() for row in cells)
+    assert [row[-m:] for row in cells[:5]] == [
+        "".join("@" if k % 4 == i else " " for k in range(n - m + 1, n + 1))
+        for i in range(4)] + [" " * m]
+    assert n > m or all(not row[:-n].strip() for row in cells)
     back = first("1f000000 [heap]", zoomed)
     assert "view zoom" not in frames[back] and row_starts(frames[back]) == top_rows
     assert first("not zoomed in", back) > back

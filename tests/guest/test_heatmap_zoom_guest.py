@@ -125,3 +125,45 @@ def test_zoom_to_pages_finds_the_hot_bands_exact_edges():
         proc.kill()
         proc.wait()
     assert not leftovers(before), "the zoom left BPF objects in the kernel"
+
+
+def test_a_recorded_zoom_replays_the_bands_exact_edges(tmp_path):
+    """The recording path with the mglru source: the zoom reaches the recording (a
+    zoom record, the zoomed maps, counts at 4 KiB) and its replay's JSON has the band's
+    exact pages, between intervals at 2 MiB."""
+    before = kernel_ids()
+    proc = subprocess.Popen([sys.executable, "-c", BAND, "120"], stdout=subprocess.PIPE,
+                            text=True)
+    base = int(proc.stdout.readline())
+    window = (base, base + (2 << 20))
+    source = heatmap.LiveSource(proc.pid, 21, 1.0, heatmap.SourceChoice("mglru"), "/proc",
+                                time.monotonic, scope=heatmap.Scope(base, base + (4 << 20)))
+    rec = tmp_path / "zoomed.jsonl.gz"
+    recorder = heatmap.Recorder(str(rec))
+    try:
+        source.open()
+        recorder.start(dict(source.header, version=heatmap.RECORD_VERSION_ZOOM))
+        for step in ("coarse", "zoom", "unzoom"):
+            if step == "zoom":
+                source.zoom(*window, 512)
+            elif step == "unzoom":
+                assert source.unzoom()
+            time.sleep(1)
+            recorder.write(source.take())
+    finally:
+        recorder.close()
+        source.close()
+        proc.kill()
+        proc.wait()
+    assert not leftovers(before), "the zoom left BPF objects in the kernel"
+    r = run_heatmap("--replay", rec, "--json")
+    assert r.returncode == 0, r.stderr
+    coarse, fine, back = json_intervals(r.stdout)
+    for iv in (coarse, back):
+        assert iv["region_size"] == 2 << 20 and "zoom" not in iv
+        assert [(x["start"], x["accessed"]) for x in iv["regions"]] == [(base, HOT_HI - HOT_LO)]
+    assert fine["region_size"] == PAGE
+    assert fine["zoom"] == {"level": 1, "start": window[0], "end": window[1]}
+    assert [x["start"] for x in fine["regions"]] == [base + p * PAGE
+                                                     for p in range(HOT_LO, HOT_HI)]
+    assert all(x["accessed"] == 1 and x["pages"] == 1 for x in fine["regions"])

@@ -3282,6 +3282,18 @@ class ReplaySource:
         """Intervals handed out so far."""
         return self._taken
 
+    def watched(self):
+        """(header of the view it watched, sample) for each interval left: the
+        recording's own, or since a zoom record that zoom level's (zoomed_header())."""
+        view = self.header
+        while True:
+            s = self.take()
+            if s is None:
+                return
+            if s.zoom is not None:
+                view = zoomed_header(self.header, s.zoom)
+            yield view, s
+
     def resync(self) -> None:
         self._base = None
 
@@ -4159,15 +4171,9 @@ class ViewZoom:
         the recorded zoom level shown (zoom_view() `level`)."""
         src = ReplaySource(recording, limit=taken)
         src.open()
-        view = zoom_view(src.header)
         try:
-            while True:
-                s = src.take()
-                if s is None:
-                    return
-                if s.zoom is not None:
-                    view = zoom_view(zoomed_header(src.header, s.zoom))
-                if view == level:
+            for view, s in src.watched():
+                if zoom_view(view) == level:
                     self.feed(s)
         finally:
             src.close()
@@ -5208,8 +5214,7 @@ def _scan_recording(recording: str, limit) -> _RunScan:
     the legend)."""
     src = ReplaySource(recording, limit=limit)
     src.open()
-    panel = _Panel(src.header, 0)
-    panels = {zoom_view(src.header): panel}
+    panels = {zoom_view(src.header): _Panel(src.header, 0)}
     panel_of: list[int] = []
     times: list[float] = []
     nodes: set[int] = set()
@@ -5219,15 +5224,10 @@ def _scan_recording(recording: str, limit) -> _RunScan:
     page_size = None
     processes = {t[0]: t for t in src.header.get("targets") or ()}
     try:
-        while True:
-            s = src.take()
-            if s is None:
-                break
-            if s.zoom is not None:
-                info = zoomed_header(src.header, s.zoom)
-                if zoom_view(info) not in panels:
-                    panels[zoom_view(info)] = _Panel(info, len(panels))
-                panel = panels[zoom_view(info)]
+        for info, s in src.watched():
+            if zoom_view(info) not in panels:
+                panels[zoom_view(info)] = _Panel(info, len(panels))
+            panel = panels[zoom_view(info)]
             panel_of.append(panel.index)
             panel.columns.append(len(times))
             page_size = page_size or int(src.header.get("page_size", 4096))

@@ -326,52 +326,68 @@ def test_zoom_keys_are_in_the_legend():
     assert len(heatmap.KEYS_HINT) <= 80
 
 
+class Terminal:
+    """An 80x24 pseudo-terminal for main(), its output collected by a thread."""
+
+    def __init__(self):
+        import fcntl
+        import pty
+        import struct
+        import termios
+        import threading
+
+        self.master, self.slave = pty.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        self.chunks: list[bytes] = []
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+
+    def _drain(self):
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def main(self, argv, **kw) -> tuple[int, str]:
+        """main(argv) on the terminal, then closed; (status, stderr)."""
+        err = io.StringIO()
+        try:
+            with open(self.slave, "w", closefd=False) as out, open(os.dup(self.slave)) as inp:
+                rc = heatmap.main(argv, stdin=inp, stdout=out, stderr=err,
+                                  environ={"TERM": "xterm", "NO_COLOR": "1"}, **kw)
+        finally:
+            os.close(self.slave)
+            self.reader.join(5)
+            os.close(self.master)
+        return rc, err.getvalue()
+
+
 def live_run_on_a_pty(tmp_path, keys_at: dict, *args, young=None):
     """main() on a pseudo-terminal with fake counts, `keys_at[n]` typed during the n-th
     aging of any counts instance; (status, frames without escapes, stderr, factory).
     young(region_shift), if given, is what every drain after the warm-up finds."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-    import threading
-
     make_proc(tmp_path, 4242, SMALL_MAPS)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    term = Terminal()
     agings = [0]
 
     def on_age(_n):
         agings[0] += 1
         if agings[0] in keys_at:
-            os.write(master, keys_at[agings[0]])
+            term.type(keys_at[agings[0]])
 
     factory = make_factory(small_script() * 4, on_age=on_age)
     if young is not None:
         factory.drain = lambda self: young(self.region_shift) if self.ages > 1 else []
-    chunks: list[bytes] = []
-
-    def drain():
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    err = io.StringIO()
-    with open(slave, "w", closefd=False) as out, open(os.dup(slave)) as inp:
-        rc = heatmap.main(["4242", "--interval", "0.1", *args], counts_factory=factory,
-                          proc_root=str(tmp_path), stdin=inp, stdout=out, stderr=err,
-                          environ={"TERM": "xterm", "NO_COLOR": "1"})
-    os.close(slave)
-    reader.join(5)
-    os.close(master)
-    return rc, screen_frames(chunks), err.getvalue(), factory
+    rc, err = term.main(["4242", "--interval", "0.1", *args], counts_factory=factory,
+                        proc_root=str(tmp_path))
+    return rc, screen_frames(term.chunks), err, factory
 
 
 def screen_frames(chunks: list[bytes]) -> list[str]:
@@ -676,27 +692,10 @@ def replay_on_a_pty(tmp_path, rec, steps, *args):
     """main() replaying `rec` on an 80x24 pseudo-terminal: each (text, keys) of steps
     typed once the screen has shown text (after the previous step's); (status, frames
     without escapes, stderr)."""
-    import fcntl
-    import pty
-    import struct
-    import termios
     import threading
     import time
 
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    chunks: list[bytes] = []
-
-    def drain():
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            chunks.append(data)
-
+    term = Terminal()
     missed: list[str] = []
 
     def type_keys():
@@ -704,33 +703,25 @@ def replay_on_a_pty(tmp_path, rec, steps, *args):
         for text, keys in steps:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                frames = screen_frames(list(chunks))
+                frames = screen_frames(list(term.chunks))
                 hit = next((i for i in range(seen, len(frames)) if text in frames[i]), None)
                 if hit is not None:
                     seen = hit + 1
-                    os.write(master, keys)
+                    term.type(keys)
                     break
                 time.sleep(0.01)
             else:
                 missed.append(text)
-                os.write(master, b"q")  # (a paused replay would wait for ever)
+                term.type(b"q")  # (a paused replay would wait for ever)
                 return
 
-    reader = threading.Thread(target=drain, daemon=True)
     typist = threading.Thread(target=type_keys, daemon=True)
-    reader.start()
     typist.start()
-    err = io.StringIO()
-    with open(slave, "w", closefd=False) as out, open(os.dup(slave)) as inp:
-        rc = heatmap.main(["--replay", str(rec), *args], stdin=inp, stdout=out, stderr=err,
-                          environ={"TERM": "xterm", "NO_COLOR": "1"})
+    rc, err = term.main(["--replay", str(rec), *args])
     typist.join(1)
-    os.close(slave)
-    reader.join(5)
-    os.close(master)
-    frames = screen_frames(chunks)
+    frames = screen_frames(term.chunks)
     assert not missed, f"never shown: {missed[0]!r}; the last frame:\n{frames[-1]}"
-    return rc, frames, err.getvalue()
+    return rc, frames, err
 
 
 def row_starts(frame: str) -> list[int]:

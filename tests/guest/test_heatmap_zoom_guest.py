@@ -4,6 +4,7 @@ region size that finds a hot band's exact edges (mglru source)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -82,15 +83,28 @@ def young_pages(sample) -> set[int]:
     return {region for region, _node, anon, file in sample.counts if anon + file}
 
 
-def test_zoom_to_pages_finds_the_hot_bands_exact_edges():
+@contextlib.contextmanager
+def band_watched():
+    """BAND running, a mglru LiveSource on its 4 MiB (not opened yet); (its first 2
+    MiB, the source).  Afterwards: BAND stopped, no BPF object left."""
     before = kernel_ids()
     proc = subprocess.Popen([sys.executable, "-c", BAND, "120"], stdout=subprocess.PIPE,
                             text=True)
     base = int(proc.stdout.readline())
-    window = (base, base + (2 << 20))
     source = heatmap.LiveSource(proc.pid, 21, 1.0, heatmap.SourceChoice("mglru"), "/proc",
                                 time.monotonic, scope=heatmap.Scope(base, base + (4 << 20)))
     try:
+        yield (base, base + (2 << 20)), source
+    finally:
+        source.close()
+        proc.kill()
+        proc.wait()
+    assert not leftovers(before), "the zoom left BPF objects in the kernel"
+
+
+def test_zoom_to_pages_finds_the_hot_bands_exact_edges():
+    with band_watched() as (window, source):
+        base = window[0]
         source.open()
         time.sleep(1)
         coarse = source.take()
@@ -120,27 +134,16 @@ def test_zoom_to_pages_finds_the_hot_bands_exact_edges():
         back = source.take()
         assert young_pages(back) == {base >> 21}
         assert [(m.start, m.end) for m in back.maps] == [(base, base + (4 << 20))]
-    finally:
-        source.close()
-        proc.kill()
-        proc.wait()
-    assert not leftovers(before), "the zoom left BPF objects in the kernel"
 
 
 def test_a_recorded_zoom_replays_the_bands_exact_edges(tmp_path):
     """The recording path with the mglru source: the zoom reaches the recording (a
     zoom record, the zoomed maps, counts at 4 KiB) and its replay's JSON has the band's
     exact pages, between intervals at 2 MiB."""
-    before = kernel_ids()
-    proc = subprocess.Popen([sys.executable, "-c", BAND, "120"], stdout=subprocess.PIPE,
-                            text=True)
-    base = int(proc.stdout.readline())
-    window = (base, base + (2 << 20))
-    source = heatmap.LiveSource(proc.pid, 21, 1.0, heatmap.SourceChoice("mglru"), "/proc",
-                                time.monotonic, scope=heatmap.Scope(base, base + (4 << 20)))
     rec = tmp_path / "zoomed.jsonl.gz"
     recorder = heatmap.Recorder(str(rec))
-    try:
+    with band_watched() as (window, source), contextlib.closing(recorder):
+        base = window[0]
         source.open()
         recorder.start(dict(source.header, version=heatmap.RECORD_VERSION_ZOOM))
         for step in ("coarse", "zoom", "unzoom"):
@@ -150,12 +153,6 @@ def test_a_recorded_zoom_replays_the_bands_exact_edges(tmp_path):
                 assert source.unzoom()
             time.sleep(1)
             recorder.write(source.take())
-    finally:
-        recorder.close()
-        source.close()
-        proc.kill()
-        proc.wait()
-    assert not leftovers(before), "the zoom left BPF objects in the kernel"
     r = run_heatmap("--replay", rec, "--json")
     assert r.returncode == 0, r.stderr
     coarse, fine, back = json_intervals(r.stdout)

@@ -6165,38 +6165,47 @@ class _Run:
         return model
 
     def _zoom(self, ui, closer: bool) -> Model:
-        """Zoom the live view into its selected row, or back out; the model shown from
-        then on (a new one per zoom level: its regions have another size; zooming out
-        goes on with the history from before the zoom).  A recording gets the new view
-        with the next interval (LiveSource.zoomed); a replay zooms its view only."""
-        source, model = self.source, self.model
-        if not isinstance(source, LiveSource):
-            self._view_zoom(ui, closer)
-            return model
+        """Zoom into the selected row, or back out; the model shown from then on.  A
+        live run's counts follow (a new model per zoom level: its regions have another
+        size; zooming out goes on with the history from before the zoom; a recording
+        gets the new view with the next interval, LiveSource.zoomed); a replay zooms
+        its view only (ViewZoom)."""
+        live = isinstance(self.source, LiveSource)
         why = ""
         try:
             if not closer:
-                if source.unzoom():
-                    model = self.outer.pop() or self._level_model(source.header)
-                    model.intervals = self.model.intervals
-                else:
+                if not (self._live_unzoom() if live else self.views and self.views.pop()):
                     why = "not zoomed in"
             elif ui.selected() is None:
                 why = "no row to zoom into"
             else:
                 (lo, hi), rows = ui.selected()
-                source.zoom(lo, hi, rows)
-                self.outer.append(model)
-                model = self._level_model(source.header)
-                # its rows at once; the counts follow at the next interval
-                model.set_maps(source.scope.apply(source.prev_all or []))
-                ui.cursor = 0
+                why = self._live_zoom(lo, hi, rows) if live else self._view_zoom(lo, hi)
+                if not why:
+                    ui.cursor = 0
         except HeatmapError as e:
             why = f"zoom: {e}"
         ui.note = why
+        ui.show(self.shown())
+        return self.model
+
+    def _live_unzoom(self) -> bool:
+        if not self.source.unzoom():
+            return False
+        model = self.outer.pop() or self._level_model(self.source.header)
+        model.intervals = self.model.intervals
         self.model = model
-        ui.show(model)
-        return model
+        return True
+
+    def _live_zoom(self, lo: int, hi: int, rows: int) -> str:
+        source = self.source
+        source.zoom(lo, hi, rows)
+        self.outer.append(self.model)
+        model = self._level_model(source.header)
+        # its rows at once; the counts follow at the next interval
+        model.set_maps(source.scope.apply(source.prev_all or []))
+        self.model = model
+        return ""
 
     def _follow_zoom(self, ui, zoom: dict) -> Model:
         """A replay at a recorded zoom (or zoom out): its models go the way the live
@@ -6220,32 +6229,16 @@ class _Run:
         self.model = model
         return model
 
-    def _view_zoom(self, ui, closer: bool) -> None:
-        """A replay's zoom into the selected row (ViewZoom), or back out."""
-        why = ""
-        if not closer:
-            if self.views:
-                self.views.pop()
-            else:
-                why = "not zoomed in"
-        elif ui.selected() is None:
-            why = "no row to zoom into"
-        else:
-            (lo, hi), _rows = ui.selected()
-            base = self.shown()
-            if lo >> base.shift == (hi - 1) >> base.shift:
-                why = (f"one recorded region ({fmt_size(1 << base.shift)}): a recording "
-                       f"has nothing finer")
-            else:
-                view = ViewZoom(base, lo, hi, len(self.views) + 1)
-                try:
-                    view.rebuild(self.source.path, self.source.taken, zoom_view(self.model.info))
-                    self.views.append(view)
-                    ui.cursor = 0
-                except HeatmapError as e:
-                    why = f"zoom: {e}"
-        ui.note = why
-        ui.show(self.shown())
+    def _view_zoom(self, lo: int, hi: int) -> str:
+        """A replay's zoom into [lo, hi) (ViewZoom), or why not."""
+        base = self.shown()
+        if lo >> base.shift == (hi - 1) >> base.shift:
+            return (f"one recorded region ({fmt_size(1 << base.shift)}): a recording has "
+                    f"nothing finer")
+        view = ViewZoom(base, lo, hi, len(self.views) + 1)
+        view.rebuild(self.source.path, self.source.taken, zoom_view(self.model.info))
+        self.views.append(view)
+        return ""
 
     def _partial(self, ui) -> None:
         """The run ends between two intervals: what the one under way counted so far

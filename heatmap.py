@@ -2089,7 +2089,7 @@ class HugePages:
 
 
 ZOOM_REGIONS = 1 << 18  # regions a zoomed-in counts map may hold per node (~16 MiB)
-MAX_ZOOM = 64  # zoom levels (each at least halves the range: 64-bit addresses, < 64)
+MAX_ZOOM = 64  # zoom levels a run may go down (a recording's zoom records are checked)
 
 
 def zoomed_header(header: dict, zoom: dict) -> dict:
@@ -2431,6 +2431,8 @@ class LiveSource:
         scope = self.scope.narrowed(lo, hi)
         if scope.lo >= scope.hi:
             raise HeatmapError("nothing to zoom into")
+        if len(self.zooms) >= MAX_ZOOM:
+            raise HeatmapError(f"{MAX_ZOOM} levels deep: zoom out first")
         shift = self.shift
         if not getattr(self.counts, "per_mapping", False):
             shift = zoom_shift(scope.hi - scope.lo, rows, self.page_size, self.shift,

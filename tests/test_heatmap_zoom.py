@@ -312,6 +312,20 @@ def test_zoom_region_sizes(span, rows, shift, expected):
     assert heatmap.zoom_shift(span, rows, 4096, shift, heatmap.parse_maps(SMALL_MAPS)) == expected
 
 
+def test_zoom_stops_at_the_deepest_level_a_recording_takes(tmp_path, monkeypatch):
+    make_proc(tmp_path, 4242, SMALL_MAPS)
+    source = heatmap.LiveSource(4242, 21, 1.0, make_factory(small_script()), str(tmp_path),
+                                FakeClock())
+    source.open()
+    monkeypatch.setattr(heatmap, "MAX_ZOOM", 2)
+    source.zoom(HEAP, HEAP + 2 * MiB, 16)
+    source.zoom(HEAP, HEAP + MiB, 16)
+    with pytest.raises(heatmap.HeatmapError, match="^2 levels deep: zoom out first$"):
+        source.zoom(HEAP, HEAP + MiB // 2, 16)
+    assert source.unzoom() and source.unzoom() and not source.unzoom()
+    source.close()
+
+
 def test_zoom_keeps_the_whole_processs_map_bounded():
     big = heatmap.parse_maps(maps_line(0x7e0000000000, 0x7e0000000000 + (4 << 30)) + "\n")
     assert heatmap.zoom_shift(64 << 10, 16, 4096, 21, big) == 14  # 4 GiB / 2^18 regions

@@ -1,7 +1,8 @@
 """The damon source with several processes in the QEMU guest: one kdamond target per
 process.  Two PIDs at the same addresses with different hot regions are told apart;
 under --children a child started mid-run joins (a DAMON commit), and a second child
-started after the first exited takes its place in the kdamond; a kdamond with two
+started after the first exited takes its place in the kdamond; --cgroup's processes
+are targets too (one joining mid-run, one outside never seen); a kdamond with two
 targets that a killed run left is stopped by the next run.  DAMON samples one page
 per adaptive region, and under TCG not often: each process's hot regions must come out
 hotter than its others (in order), not exact."""
@@ -18,7 +19,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heatmap_fakes import end_of_run, json_intervals  # noqa: E402
 from test_heatmap_guest import REPO, WORKER  # noqa: E402
-from test_heatmap_scope_guest import regions_of, start_worker, stop, worker_with_hot  # noqa: E402
+from test_heatmap_scope_guest import (  # noqa: E402
+    cgroup,  # noqa: F401 (the fixture)
+    regions_of,
+    start_worker,
+    stop,
+    worker_with_hot,
+)
 from test_sources_guest import KDAMONDS, RECORD  # noqa: E402
 
 from kernelstate import kernel_ids, leftovers  # noqa: E402
@@ -131,6 +138,39 @@ def test_children_started_mid_run_join_the_kdamond(tmp_path):
     assert with_target(intervals, first)[-1] is not intervals[-1]  # (it exited first)
     assert "Traceback" not in r.stderr
     assert_clean(before, "--children")
+
+
+def test_a_cgroups_processes_are_the_kdamonds_targets(cgroup):  # noqa: F811
+    before = kernel_ids()
+    a, base = start_worker(worker_with_hot(4, 8))
+    b, _ = start_worker(worker_with_hot(10, 12))
+    outside, _ = start_worker(worker_with_hot(0, 16))
+    (cgroup / "cgroup.procs").write_text(str(a.pid))
+    heat = subprocess.Popen([*HEATMAP, "--cgroup", cgroup.name, "--json", "--count", "6",
+                             "--interval", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [heat.stdout.readline()]
+        (cgroup / "cgroup.procs").write_text(str(b.pid))  # joins mid-run
+        rest, err = heat.communicate(timeout=180)
+    finally:
+        stop(a, b, outside)
+        if heat.poll() is None:
+            heat.kill()
+    assert heat.returncode == 0, err
+    intervals = json_intervals("".join(lines) + rest)
+    assert [t["pid"] for t in intervals[0]["targets"]] == [a.pid]
+    assert [t["pid"] for t in intervals[-1]["targets"]] == [a.pid, b.pid]
+    regions = regions_of(base)
+    hot_a, hot_b, cold = regions[4:8], regions[10:12], regions[13:16]
+    later = with_target(intervals, b.pid)[1:]  # (its first: DAMON's regions to come)
+    assert later
+    assert shares(later, a.pid, hot_a) > max(shares(later, a.pid, hot_b),
+                                             shares(later, a.pid, cold)), later
+    assert shares(later, b.pid, hot_b) > max(shares(later, b.pid, hot_a),
+                                             shares(later, b.pid, cold)), later
+    assert outside.pid not in {x["pid"] for iv in intervals for x in iv["regions"]}
+    assert_clean(before, "--cgroup")
 
 
 def test_a_killed_runs_kdamond_with_two_targets_is_stopped_by_the_next():

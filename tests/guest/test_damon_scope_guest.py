@@ -18,12 +18,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heatmap_fakes import end_of_run, json_intervals  # noqa: E402
-from test_heatmap_guest import REPO, WORKER  # noqa: E402
+from test_heatmap_guest import REPO  # noqa: E402
 from test_heatmap_scope_guest import (  # noqa: E402
     cgroup,  # noqa: F401 (the fixture)
+    cgroup_run,
+    children_run,
     regions_of,
     start_worker,
     stop,
+    two_pids_run,
     worker_with_hot,
 )
 from test_sources_guest import KDAMONDS, RECORD  # noqa: E402
@@ -58,23 +61,7 @@ def with_target(intervals, pid: int) -> list[dict]:
 
 def test_two_pids_at_the_same_addresses_each_get_their_own_hot_regions():
     before = kernel_ids()
-    a, base = start_worker(worker_with_hot(4, 8))
-    b, base_b = start_worker(worker_with_hot(10, 12))
-    assert base == base_b  # (the point: the same addresses in both)
-    heat = subprocess.Popen([*HEATMAP, str(a.pid), str(b.pid), "--json", "--count", "6",
-                             "--interval", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        lines = [heat.stdout.readline() for _ in range(4)]
-        stop(b)  # exits mid-run; a lives on
-        rest, err = heat.communicate(timeout=180)
-    finally:
-        stop(a, b)
-        if heat.poll() is None:
-            heat.kill()
-    assert heat.returncode == 0, err
-    intervals = json_intervals("".join(lines) + rest)
-    assert len(intervals) == 6
+    intervals, err, a, b, base = two_pids_run(HEATMAP, 6, 4)
     regions = regions_of(base)
     hot_a, hot_b, cold = regions[4:8], regions[10:12], regions[13:16]
     both = intervals[1:4]  # (the first: DAMON's regions still adapting)
@@ -109,13 +96,8 @@ for hot, seconds in (("range(4, 8)", "4"), ("range(10, 12)", "5")):
 
 def test_children_started_mid_run_join_the_kdamond(tmp_path):
     before = kernel_ids()
-    out = tmp_path / "cmd.out"
-    r = subprocess.run([*HEATMAP, "--children", "--json", "--interval", "1", "--cmd-output",
-                        out, "--", sys.executable, "-c", PARENT, WORKER],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    (first, base1), (second, base2) = [map(int, line.split())
-                                       for line in out.read_text().splitlines()]
+    r, printed = children_run(HEATMAP, PARENT, tmp_path)
+    (first, base1), (second, base2) = [map(int, line.split()) for line in printed.splitlines()]
     intervals = json_intervals(r.stdout)
     parent = intervals[0]["targets"][0]["pid"]
     assert [t["pid"] for t in intervals[0]["targets"]] == [parent]
@@ -142,23 +124,7 @@ def test_children_started_mid_run_join_the_kdamond(tmp_path):
 
 def test_a_cgroups_processes_are_the_kdamonds_targets(cgroup):  # noqa: F811
     before = kernel_ids()
-    a, base = start_worker(worker_with_hot(4, 8))
-    b, _ = start_worker(worker_with_hot(10, 12))
-    outside, _ = start_worker(worker_with_hot(0, 16))
-    (cgroup / "cgroup.procs").write_text(str(a.pid))
-    heat = subprocess.Popen([*HEATMAP, "--cgroup", cgroup.name, "--json", "--count", "6",
-                             "--interval", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        lines = [heat.stdout.readline()]
-        (cgroup / "cgroup.procs").write_text(str(b.pid))  # joins mid-run
-        rest, err = heat.communicate(timeout=180)
-    finally:
-        stop(a, b, outside)
-        if heat.poll() is None:
-            heat.kill()
-    assert heat.returncode == 0, err
-    intervals = json_intervals("".join(lines) + rest)
+    intervals, a, b, outside, base = cgroup_run(HEATMAP, cgroup, 6)
     assert [t["pid"] for t in intervals[0]["targets"]] == [a.pid]
     assert [t["pid"] for t in intervals[-1]["targets"]] == [a.pid, b.pid]
     regions = regions_of(base)

@@ -109,27 +109,35 @@ def stop(*procs) -> None:
         p.wait()
 
 
-def test_several_pids_at_the_same_addresses_are_told_apart():
-    """Two workers without ASLR: the same addresses, different hot regions; then one
-    exits and the other is watched on."""
-    before = kernel_ids()
+def two_pids_run(heatmap: list, count: int, exit_after: int):
+    """heatmap on two workers without ASLR (the same addresses; hot regions 4-8 in a,
+    10-12 in b); b exits after `exit_after` intervals.  Returns the JSON intervals,
+    heatmap's stderr, the workers a and b and their base address."""
     a, base = start_worker(worker_with_hot(4, 8))
     b, base_b = start_worker(worker_with_hot(10, 12))
     assert base == base_b  # (the point: the same addresses in both)
-    heat = subprocess.Popen([*HEATMAP, str(a.pid), str(b.pid), "--json", "--count", "4",
-                             "--interval", "1"], stdout=subprocess.PIPE,
+    heat = subprocess.Popen([*heatmap, str(a.pid), str(b.pid), "--json", "--count",
+                             str(count), "--interval", "1"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        lines = [heat.stdout.readline(), heat.stdout.readline()]
+        lines = [heat.stdout.readline() for _ in range(exit_after)]
         stop(b)  # exits mid-run; a lives on
-        rest, err = heat.communicate(timeout=120)
+        rest, err = heat.communicate(timeout=180)
     finally:
         stop(a, b)
         if heat.poll() is None:
             heat.kill()
     assert heat.returncode == 0, err
     intervals = json_intervals("".join(lines) + rest)
-    assert len(intervals) == 4
+    assert len(intervals) == count
+    return intervals, err, a, b, base
+
+
+def test_several_pids_at_the_same_addresses_are_told_apart():
+    """Two workers without ASLR: the same addresses, different hot regions; then one
+    exits and the other is watched on."""
+    before = kernel_ids()
+    intervals, err, a, b, base = two_pids_run(HEATMAP, 4, 2)
     regions = regions_of(base)
     for iv in intervals[:2]:
         assert [t["pid"] for t in iv["targets"]] == [a.pid, b.pid]
@@ -153,14 +161,21 @@ sys.exit(child.wait())
 """
 
 
-def test_children_started_mid_run_are_watched(tmp_path):
-    before = kernel_ids()
+def children_run(heatmap: list, parent: str, tmp_path: Path):
+    """heatmap --children on `-- python -c parent WORKER`: the run, and what the
+    parent printed (its children's pids and bases)."""
     out = tmp_path / "cmd.out"
-    r = subprocess.run([*HEATMAP, "--children", "--json", "--interval", "1", "--cmd-output",
-                        out, "--", sys.executable, "-c", PARENT, WORKER],
+    r = subprocess.run([*heatmap, "--children", "--json", "--interval", "1", "--cmd-output",
+                        out, "--", sys.executable, "-c", parent, WORKER],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    child, base = map(int, out.read_text().split())
+    return r, out.read_text()
+
+
+def test_children_started_mid_run_are_watched(tmp_path):
+    before = kernel_ids()
+    r, printed = children_run(HEATMAP, PARENT, tmp_path)
+    child, base = map(int, printed.split())
     intervals = json_intervals(r.stdout)
     parent = intervals[0]["targets"][0]["pid"]
     assert [t["pid"] for t in intervals[0]["targets"]] == [parent]
@@ -198,25 +213,33 @@ def cgroup():
     path.rmdir()
 
 
-def test_a_cgroups_processes_are_watched_and_one_joining_is_picked_up(cgroup):
-    before = kernel_ids()
+def cgroup_run(heatmap: list, cgroup: Path, count: int):
+    """heatmap on a cgroup holding a worker (hot regions 4-8, pid a); a second one (hot
+    10-12, pid b) joins after the first interval; a third (every region hot) stays
+    outside.  Returns the JSON intervals, the pids a, b and outside, and the workers'
+    base address (the same in all three: no ASLR)."""
     a, base = start_worker(worker_with_hot(4, 8))
     b, _ = start_worker(worker_with_hot(10, 12))
     outside, _ = start_worker(worker_with_hot(0, 16))
     (cgroup / "cgroup.procs").write_text(str(a.pid))
-    heat = subprocess.Popen([*HEATMAP, "--cgroup", cgroup.name, "--json", "--count", "5",
-                             "--interval", "1"], stdout=subprocess.PIPE,
+    heat = subprocess.Popen([*heatmap, "--cgroup", cgroup.name, "--json", "--count",
+                             str(count), "--interval", "1"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         lines = [heat.stdout.readline()]
         (cgroup / "cgroup.procs").write_text(str(b.pid))  # joins mid-run
-        rest, err = heat.communicate(timeout=120)
+        rest, err = heat.communicate(timeout=180)
     finally:
         stop(a, b, outside)
         if heat.poll() is None:
             heat.kill()
     assert heat.returncode == 0, err
-    intervals = json_intervals("".join(lines) + rest)
+    return json_intervals("".join(lines) + rest), a, b, outside, base
+
+
+def test_a_cgroups_processes_are_watched_and_one_joining_is_picked_up(cgroup):
+    before = kernel_ids()
+    intervals, a, b, outside, base = cgroup_run(HEATMAP, cgroup, 5)
     assert [t["pid"] for t in intervals[0]["targets"]] == [a.pid]
     assert [t["pid"] for t in intervals[-1]["targets"]] == [a.pid, b.pid]
     regions = set(regions_of(base))

@@ -1629,7 +1629,7 @@ class DamonCounts(CountsSource):
             order = damon_target_order(self._order, self._joining)
             self._pids += [self.targets[s] for s in self._joining]
             self._save_record(self._kdamond)
-            before = self._obj.get("aggregations")
+            before = self._aggregations()
             try:
                 self._write_targets(order)
                 if _read(f"{k}/state").strip() == "on":
@@ -1639,7 +1639,7 @@ class DamonCounts(CountsSource):
             except OSError as e:
                 problem = e
                 continue
-            self._remap(order, before, self._obj.get("aggregations"))
+            self._remap(order, before, self._aggregations())
             self._joining = []
             return
         pids = ", ".join(str(self.targets[s]) for s in self._joining)
@@ -1715,7 +1715,7 @@ class DamonCounts(CountsSource):
         self._commit()
         cpu = self._kdamond_cpu()
         took, self._cpu = cpu - self._cpu, cpu
-        oldest = self._obj.get("aggregations")  # (what comes later is of this one on)
+        oldest = self._aggregations()  # (what comes later is of this one on)
         records = []
         for agg, index, start, end, acc, nr in self._records():
             slot = self._slot_at(index, agg)
@@ -1741,6 +1741,10 @@ class DamonCounts(CountsSource):
             young = spread_over_regions(found, maps, self.region_shift, self.page_shift)
             self._pending += [(r + off, 0, round(y), 0) for r, y in young.items() if round(y)]
         return took
+
+    def _aggregations(self) -> int:
+        """The number of the newest aggregation the tracepoint reported."""
+        return self._obj.get("aggregations")
 
     def _records(self) -> list[tuple[int, int, int, int, int, int]]:
         """What the tracepoint stored since the last call: (aggregation, target index,

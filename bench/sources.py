@@ -91,8 +91,11 @@ class SnapshotDamon(heatmap.DamonCounts):
         for n in names:
             start, end, acc = (int(heatmap._read(f"{d}/{n}/{f}"))
                                for f in ("start", "end", "nr_accesses"))
-            recs.append((self._snapshots, start, end, acc, len(names)))
+            recs.append((self._snapshots, 0, start, end, acc, len(names)))  # (target 0)
         return recs
+
+    def _aggregations(self) -> int:
+        return self._snapshots
 
     def dropped(self) -> int:
         return 0

@@ -47,7 +47,7 @@ class Variable:
         return self._obj.spec.data_map(self.section).readonly
 
     def _typed(self) -> bool:
-        return self._obj.spec.btf is not None and self.spec.btf_type != 0
+        return self._obj.spec.has_btf and self.spec.btf_type != 0
 
     def raw(self) -> bytes:
         buf = self._obj._section_bytes(self.section)
@@ -272,7 +272,7 @@ class BPFObject:
 
     def _load_btf(self) -> None:
         self._line_strings: dict[str, int] | None = None  # see fixup.loadable
-        if self.spec.btf is None:
+        if not self.spec.has_btf:
             return
         from .btf.load import load_btf
 

@@ -43,7 +43,6 @@ TYPE_CHECKING = False  # (importing typing costs more than a warm load's own wor
 if TYPE_CHECKING:
     from typing import Callable
 
-    from .btf.ext import FuncInfo, LineInfo
     from .btf.targets import Externs
 
     # (function, copy of its instructions) -> messages for poisoned instructions
@@ -74,8 +73,8 @@ class _Linker:
         self.core = core
         self.insns: list[asm.Insn] = []
         self.starts: dict[str, int] = {}
-        self.func_info: list[FuncInfo] = []
-        self.line_info: list[LineInfo] = []
+        self.func_info: list[model.FuncInfo] = []
+        self.line_info: list[model.LineInfo] = []
         self.poisoned: dict[int, str] = {}
         self.fd_array: list[int] = []
         self.by_section: dict[str, list[model.Function]] = {}

@@ -1,8 +1,9 @@
 """The plain object model of a BPF ELF object: what :mod:`.elf_reader` produces and
 what :mod:`.linker` and :mod:`.collection` consume. No kernel, no ELF here.
 
-Field comments give each field's type: instructions are :class:`.asm.Insn`, BTF
-records come from :mod:`.btf.ext`, `btf` is a :class:`.btf.spec.Spec`, map types are
+Field comments give each field's type: instructions are :class:`.asm.Insn`, func and
+line info are the records below (decoded by :mod:`.btf.ext`, which also makes CO-RE
+records), `btf` is a :class:`.btf.spec.Spec`, map types are
 :class:`.sys.constants.MapType` and `sdef` a :class:`.sections.SectionDef`.
 """
 
@@ -10,6 +11,10 @@ from __future__ import annotations
 
 from .record import REQUIRED, Record
 from .sys.constants import BPF_OBJ_NAME_LEN, MapFlags, MapType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .btf.spec import Spec
 
 ARENA_SEC = ".addr_space.1"  # globals placed in the arena (__arena)
 
@@ -50,6 +55,41 @@ class Reloc(Record):
         ("target", REQUIRED),  # str map name, data section, function key, or extern name
         ("offset", 0),  # int byte offset into a data section
     )
+
+
+class FuncInfo:
+    """A function's BTF type at an instruction (.BTF.ext func_info, see :mod:`.btf.ext`)."""
+
+    __slots__ = ("insn", "type_id")
+
+    def __init__(self, insn: int, type_id: int):
+        self.insn = insn
+        self.type_id = type_id
+
+    def moved(self, delta: int) -> FuncInfo:
+        return FuncInfo(self.insn + delta, self.type_id)
+
+    def __repr__(self) -> str:
+        return f"FuncInfo(insn={self.insn}, type_id={self.type_id})"
+
+
+class LineInfo:
+    """A source line at an instruction (.BTF.ext line_info), strings resolved."""
+
+    __slots__ = ("insn", "file", "line_text", "line", "col")
+
+    def __init__(self, insn: int, file: str, line_text: str, line: int, col: int):
+        self.insn = insn
+        self.file = file
+        self.line_text = line_text
+        self.line = line
+        self.col = col
+
+    def moved(self, delta: int) -> LineInfo:
+        return LineInfo(self.insn + delta, self.file, self.line_text, self.line, self.col)
+
+    def __repr__(self) -> str:
+        return f"LineInfo(insn={self.insn}, {self.file}:{self.line}:{self.col})"
 
 
 class Function(Record):
@@ -199,6 +239,45 @@ class ObjectSpec(Record):
         # kept by objcache with the model it caches; None: not computed
         ("loadable_btf", None),  # tuple[bytes, dict[str, int]] | None
     )
+
+    # `btf` is a property: an entry of the object cache (objcache) holds the BTF as
+    # plain bytes, decoded the first time something reads `btf`. A warm load takes the
+    # blob it loads from `loadable_btf`, so it neither decodes the BTF nor imports the
+    # decoder (btf.spec, btf.types, array) unless it needs types (CO-RE, --set, kfuncs).
+    _btf = None  # Spec | None, once decoded
+    _btf_state = None  # Spec.state() from the cache, until decoded
+
+    @property
+    def btf(self) -> Spec | None:
+        if self._btf_state is not None:
+            from .btf.spec import Spec
+
+            self._btf, self._btf_state = Spec.from_state(self._btf_state), None
+        return self._btf
+
+    @btf.setter
+    def btf(self, spec: Spec | None) -> None:
+        self._btf, self._btf_state = spec, None
+
+    @property
+    def has_btf(self) -> bool:
+        """Whether the object has BTF, without decoding it."""
+        return self._btf is not None or self._btf_state is not None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if self._btf is not None:
+            state.update(_btf=None, _btf_state=self._btf.state())
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """From the cache: a BTF state of the wrong shape is a damaged entry (objcache
+        then parses the object again), not an error at first use."""
+        btf = state.get("_btf_state")
+        if btf is not None and not (type(btf) is tuple and len(btf) == 4
+                                    and all(type(x) is bytes for x in btf)):
+            raise ValueError("damaged BTF state")
+        self.__dict__.update(state)
 
     def data_map(self, section: str) -> MapSpec | None:
         """The map holding a data section (.bss, .rodata.foo, .kconfig, ...; the arena

@@ -4,6 +4,11 @@ partial or temporary file left behind, whatever interrupts the write."""
 from __future__ import annotations
 
 import _pickle
+import os
+import pickletools
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,8 @@ from bpfload import asm, elf_reader, objcache
 from bpfload.btf import fixup, kernel
 from bpfload.btf import format as btf_format
 from bpfload.collection import BPFObject
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -64,6 +71,72 @@ def test_the_entry_holds_the_loadable_btf_and_a_warm_load_uses_it(cache, bpf_obj
     with BPFObject(path) as obj:
         obj.load()
         assert obj.btf_fd is not None and len(obj.programs) == 3
+
+
+def test_the_entry_keeps_the_btf_as_bytes_decoded_on_first_use(cache, bpf_object):
+    """An entry holds the object's BTF as plain bytes (no Spec, no array: unpickling
+    imports neither btf.spec nor array); reading `btf` decodes the same types."""
+    path = bpf_object("globals")
+    objcache.read(path)
+    (entry,) = (cache / "objects").iterdir()
+    names = [a for op, a, _ in pickletools.genops(entry.read_bytes())
+             if op.name in ("SHORT_BINUNICODE", "BINUNICODE")]
+    assert "bpfload.btf.spec" not in names and "array" not in names
+    fresh = elf_reader.read(str(path))
+    again = objcache.read(path)
+    assert again.has_btf and again._btf is None  # not decoded yet
+    btf = again.btf
+    assert btf.raw == fresh.btf.raw and btf.index() == fresh.btf.index()
+    assert [btf.describe(i) for i in btf.ids()] == [fresh.btf.describe(i) for i in fresh.btf.ids()]
+    assert again.variables == fresh.variables and again.maps == fresh.maps
+
+
+@pytest.mark.parametrize("damage", [("x", b"", b"", b""), (b"", b""), b"raw",
+                                    (b"", b"", b"", 1)])
+def test_an_entry_with_a_damaged_btf_state_is_parsed_again(cache, bpf_object, damage):
+    """A BTF state of the wrong shape is a miss when the entry is read (the object is
+    parsed again, the entry replaced), not an error at the load's first use of BTF."""
+    path = bpf_object("attach")
+    objcache.read(path)
+    (entry,) = (cache / "objects").iterdir()
+    blob = entry.read_bytes()
+    obj = _pickle.loads(blob)
+    obj.__dict__["_btf_state"] = damage
+    entry.write_bytes(_pickle.dumps(_Damaged(obj), protocol=5))
+    again = objcache.read(path)
+    assert again.btf.raw == elf_reader.read(str(path)).btf.raw
+    assert entry.read_bytes() == blob  # rebuilt as it was
+
+
+class _Damaged:
+    """Pickles as an ObjectSpec whose state is the given object's, unchecked."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __reduce__(self):
+        return type(self.obj).__new__, (type(self.obj),), dict(self.obj.__dict__)
+
+
+def test_a_warm_load_decodes_no_btf_and_imports_no_decoder(cache, bpf_object, root):
+    """`python -m bpfload load` of a cached tp_btf object: the decoder of BTF (btf.spec,
+    btf.types), .BTF.ext's parser and array stay unimported — the load takes its blob
+    from the entry and its attach target from the kernel BTF memo."""
+    path = str(bpf_object("attach"))
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['bpfload', 'load', sys.argv[1]]\n"
+             "try:\n    runpy.run_module('bpfload', run_name='__main__')\n"
+             "except SystemExit as e:\n    assert not e.code, e.code\n"
+             "print(' '.join(sys.modules))\n")
+    run = [sys.executable, "-c", probe, path]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    subprocess.run(run, check=True, env=env, capture_output=True)  # fills the cache
+    out = subprocess.run(run, check=True, env=env, capture_output=True, text=True).stdout
+    imported = out.splitlines()[-1].split()
+    assert "bpfload.collection" in imported
+    for cold in ("bpfload.btf.spec", "bpfload.btf.types", "bpfload.btf.ext", "array",
+                 "bpfload.elf_reader"):
+        assert cold not in imported
 
 
 @pytest.mark.parametrize("source", ["btf/fixup.py", "btf/encode.py", "elf_reader.py"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import BTFError
+from ..model import FuncInfo, LineInfo
 from . import format as btf_format
 from .spec import Spec
 
@@ -37,37 +38,6 @@ CORE_KIND_NAMES = {
     CORE_ENUMVAL_EXISTS: "enumval_exists", CORE_ENUMVAL_VALUE: "enumval_value",
     CORE_TYPE_MATCHES: "type_matches",
 }
-
-
-class FuncInfo:
-    __slots__ = ("insn", "type_id")
-
-    def __init__(self, insn: int, type_id: int):
-        self.insn = insn
-        self.type_id = type_id
-
-    def moved(self, delta: int) -> FuncInfo:
-        return FuncInfo(self.insn + delta, self.type_id)
-
-    def __repr__(self) -> str:
-        return f"FuncInfo(insn={self.insn}, type_id={self.type_id})"
-
-
-class LineInfo:
-    __slots__ = ("insn", "file", "line_text", "line", "col")
-
-    def __init__(self, insn: int, file: str, line_text: str, line: int, col: int):
-        self.insn = insn
-        self.file = file
-        self.line_text = line_text
-        self.line = line
-        self.col = col
-
-    def moved(self, delta: int) -> LineInfo:
-        return LineInfo(self.insn + delta, self.file, self.line_text, self.line, self.col)
-
-    def __repr__(self) -> str:
-        return f"LineInfo(insn={self.insn}, {self.file}:{self.line}:{self.col})"
 
 
 class CoreRelo:

@@ -5,7 +5,8 @@ two compact arrays (see :mod:`.spec`); that scan is cached on disk keyed by the 
 identity (path, size, mtime, inode and the boot id), so a warm lookup reads the blob
 and the cached index and searches both in C, building Python objects only for the
 types it returns. The lookup path imports nothing but the BTF modules and :mod:`..cachedir` (the
-bpf(2) layer is only needed for module BTF file descriptors).
+bpf(2) layer is only needed for module BTF file descriptors); a lookup the on-disk memo
+of find_id answers does not even import the decoder (:mod:`.spec`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from __future__ import annotations
 import os
 import sys
 import zlib
-from array import array
 
 from ..cachedir import cache_dir, write_cache_file
 from ..errors import BTFError
 from . import format as btf_format
-from .spec import Spec
 
 TYPE_CHECKING = False  # (importing typing costs more than a warm lookup)
 if TYPE_CHECKING:  # pragma: no cover
+    from array import array
+
     from ..sys.syscall import FD
+    from .spec import Spec
 
 SYSFS_BTF = "/sys/kernel/btf"
 VMLINUX = os.path.join(SYSFS_BTF, "vmlinux")
@@ -54,6 +56,8 @@ def _load_index(path: str, key: str = "") -> tuple[array, array] | None:
     if not blob.startswith(head) or (len(blob) - len(head)) % 8:
         return None
     n = (len(blob) - len(head)) // 8
+    from array import array
+
     offsets, names = array("I"), array("I")
     body = memoryview(blob)[len(head):]
     offsets.frombytes(body[:4 * n])
@@ -87,6 +91,8 @@ def open_btf(path: str, base: Spec | None = None, *, cache: bool = True) -> Spec
         raise BTFError(f"cannot read {path}: {e.strerror}") from None
     if data[:4] == b"\x7fELF":
         return _btf_from_elf(path, data, base)
+    from .spec import Spec
+
     index = None
     key = _identity_key(path, st) if cache else ""
     idx_path = None
@@ -112,6 +118,7 @@ def _btf_from_elf(path: str, data: bytes, base: Spec | None) -> Spec:
     import io
 
     from ..elf_reader import elf_file_class
+    from .spec import Spec
 
     elffile = elf_file_class()
     try:

@@ -11,10 +11,10 @@ from ..sys import attrs
 from ..sys.constants import Cmd
 from ..sys.syscall import FD, address, bpf_fd
 from . import format as btf_format
-from . import types as btf_types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from . import types as btf_types
     from .fixup import Features
 
 _LOG_START = 64 * 1024
@@ -65,6 +65,7 @@ def _accepts(types: list[btf_types.Type]) -> bool:
 @functools.cache
 def probe_features() -> Features:
     """Which BTF kinds the running kernel accepts (a few tiny BTF_LOADs, once)."""
+    from . import types as btf_types
     from .fixup import Features  # (like encode: not imported by a load that needs no probe)
 
     i32 = btf_types.Int("int", 4, btf_format.INT_SIGNED)

@@ -107,15 +107,21 @@ class Spec:
         self._cache: dict[int, btf_types.Type] = {}
         self._name_bytes: bytes | None = None
 
-    def __getstate__(self) -> dict:
-        """Pickled without the view into raw and the caches (see objcache)."""
-        state = self.__dict__.copy()
-        state.update(_types=None, _cache={}, _name_bytes=None)
-        return state
+    def state(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """This blob as bytes only (for objcache, see model.ObjectSpec.btf): the data,
+        the name and the scan, so that :meth:`from_state` need not scan again."""
+        if self.base is not None:
+            raise ValueError("split BTF is not kept by itself")
+        name = self.name.encode("utf-8", "surrogateescape")
+        return self.raw, name, self._offsets.tobytes(), self._name_offs.tobytes()
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._types = memoryview(self.raw)[self._t0:self._t1]
+    @classmethod
+    def from_state(cls, state: tuple[bytes, bytes, bytes, bytes]) -> Spec:
+        raw, name, offsets, name_offs = state
+        index = array("I"), array("I")
+        index[0].frombytes(offsets)
+        index[1].frombytes(name_offs)
+        return cls(raw, name=name.decode("utf-8", "surrogateescape"), index=index)
 
     # --- identity and size -----------------------------------------------------------
 

@@ -14,7 +14,6 @@ from ..errors import BPFLoadError, RelocationError
 from ..record import REQUIRED, Record
 from ..sys.constants import AttachType, ProgType
 from . import format as btf_format
-from . import types as btf_types
 
 TYPE_CHECKING = False  # (importing typing costs more than a warm load's own work)
 if TYPE_CHECKING:  # pragma: no cover
@@ -182,6 +181,8 @@ def _ksym_var(btf: Spec, kb: KernelBTF, ext: model.Extern) -> ExternTarget | Non
 
 def proto_text(btf: Spec, proto_id: int) -> str:
     """'int (struct task_struct *, u64)' for messages."""
+    from . import types as btf_types
+
     proto = btf[proto_id]
     if not isinstance(proto, btf_types.FuncProto):
         return btf.describe(proto_id)

@@ -150,7 +150,10 @@ def _load_one(path: str, args, parse_value, kernel_btf, set_names: set[str]) -> 
 
 
 def _attach_and_watch(objects: list[BPFObject], args, out: _Output, stop_signals) -> None:
+    import gc
     import select
+
+    gc.enable()  # (`python -m bpfload` starts with it off, see __main__): this one runs on
 
     from .sys.syscall import signalfd
 

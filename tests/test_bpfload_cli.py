@@ -190,3 +190,41 @@ def test_cli_attach_holds_until_interrupted(bpf_object):
     rest, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     assert "detached" in rest and "Traceback" not in err
+
+
+# `python -m bpfload` as runpy runs it, with gc.callbacks recording every collection
+# from before the command starts to interpreter exit, and load_command._watch (the
+# watch loop of --attach) replaced by one that reports whether collection is on
+_GC_PROBE = """
+import gc, runpy, sys
+from bpfload import load_command
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "stop" and collections.append(
+    info["generation"]) and None)
+load_command._watch = lambda readers, ep, stop: print("watching, gc on:", gc.isenabled())
+sys.argv = ["bpfload", *sys.argv[1:]]
+try:
+    runpy.run_module("bpfload", run_name="__main__", alter_sys=True)
+finally:
+    sys.stderr.write(f"collections: {collections} frozen: {gc.get_freeze_count() > 0}\\n")
+"""
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_a_command_runs_without_garbage_collection(bpf_object):
+    """Its objects live until it exits: no collection while it imports and loads, and
+    everything frozen at the end, so that the exit's full collection scans nothing."""
+    args = [sys.executable, "-c", _GC_PROBE, "load", str(bpf_object("attach"))]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "prog  count_tp_btf" in r.stdout
+    assert r.stderr.splitlines()[-1] == "collections: [] frozen: True"
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_load_attach_collects_garbage_while_it_watches(bpf_object):
+    args = [sys.executable, "-c", _GC_PROBE, "load", str(bpf_object("attach")), "--attach",
+            "--program", "count_raw_tp"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "watching, gc on: True" in r.stdout and "detached" in r.stdout

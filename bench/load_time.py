@@ -106,7 +106,7 @@ def main() -> None:
 #: What a warm `load` imports from the stdlib (ctypes for the system calls, the rest for
 #: the cache): with `python -m` (how bpfload is run) this, plus runpy's own imports, is
 #: the floor under a load, before bpfload's own modules and work.
-FLOOR_MODULES = "ctypes, struct, zlib, array, fcntl, errno, _pickle"
+FLOOR_MODULES = "ctypes, struct, zlib, fcntl, errno, _pickle"
 
 
 def _floor(runs: int) -> None:

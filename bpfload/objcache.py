@@ -107,8 +107,8 @@ def _store(entry: str, obj: model.ObjectSpec) -> None:
     _add_loadable_btf(obj)
     try:
         write_cache_file(entry, lambda f: pickle.dump(obj, f, protocol=5))
-    except (pickle.PicklingError, TypeError, AttributeError):
-        return  # an object the cache cannot hold is parsed again next time
+    except (pickle.PicklingError, TypeError, AttributeError, ValueError):
+        return  # an object the cache cannot hold (split BTF, say) is parsed again next time
     _prune(os.path.dirname(entry), MAX_ENTRIES)
 
 

@@ -118,6 +118,19 @@ class _Damaged:
         return type(self.obj).__new__, (type(self.obj),), dict(self.obj.__dict__)
 
 
+def test_an_object_whose_btf_cannot_be_kept_is_not_cached(cache, bpf_object, monkeypatch):
+    """Spec.state() refuses split BTF: such an object loads as parsed, with no entry
+    (nor a temporary file) left behind."""
+    from bpfload.btf.spec import Spec
+
+    def refuse(self):
+        raise ValueError("split BTF is not kept by itself")
+
+    monkeypatch.setattr(Spec, "state", refuse)
+    obj = objcache.read(bpf_object("attach"))
+    assert obj.btf is not None and not list((cache / "objects").iterdir())
+
+
 def test_a_warm_load_decodes_no_btf_and_imports_no_decoder(cache, bpf_object, root):
     """`python -m bpfload load` of a cached tp_btf object: the decoder of BTF (btf.spec,
     btf.types), .BTF.ext's parser and array stay unimported — the load takes its blob

@@ -266,6 +266,7 @@ import stat
 import statistics
 import struct
 import sys
+import threading
 import time
 import zlib
 
@@ -2170,6 +2171,13 @@ class LiveSource:
         self.huge_pages: HugePages | None = None
         self.prev_huge = None
         self.notes: tuple[str, ...] = ()  # what opening the counts did, for the user
+        # what the run waits for before its clock starts (the CLI: the symbols being
+        # read, so that no interval's output waits for them and delays its agings)
+        self.before_start = None
+
+    def _wait_ready(self) -> None:
+        if self.before_start is not None:
+            self.before_start()
 
     def _exited(self) -> bool:
         try:
@@ -2241,6 +2249,7 @@ class LiveSource:
         try:
             self.counts = self._open_counts(pid)
             self.notes = said + tuple(getattr(self.counts, "notes", ()))
+            self._wait_ready()
             # the first aging reports everything touched since forever: drop it
             self.counts.age()
             self.counts.drain()
@@ -2750,6 +2759,7 @@ class ProcessSetSource(LiveSource):
             if self.counts is None:
                 raise HeatmapError(f"{scope.describe()} has no process to watch")
             self.notes = tuple(notes) + self.counts.notes
+            self._wait_ready()
             self.counts.age()  # (the first harvest is everything since forever)
             self.counts.drain()
         except PermissionError:
@@ -3403,20 +3413,68 @@ class ElfSymbols:
 
 class SymbolFiles:
     """ElfSymbols per mapped file, read once; None for what has none (not ELF, not a
-    regular file, gone, replaced since it was mapped, unreadable)."""
+    regular file, gone, replaced since it was mapped, unreadable).
+
+    The first read of a big file takes long (libpython's 14,000 symbols: 0.1 s here,
+    about 2 s under QEMU TCG): done on demand in the middle of a run it would hold up the
+    agings due meanwhile, so a run's output would shift its aging clock.  prefetch()
+    reads the files a target maps when the run starts in a background thread, while
+    the first interval's agings go on; of() waits only for a file still being read."""
 
     def __init__(self, root: str = "", page_size: int = 4096):
         self.root = root  # the target's root directory ("" for this one's)
         self.page_size = page_size
         self._files: dict[tuple, ElfSymbols | None] = {}
+        self._pending: dict[tuple, threading.Event] = {}  # being read by prefetch()
+        self._lock = threading.Lock()
 
-    def of(self, m: Mapping) -> ElfSymbols | None:
+    @staticmethod
+    def _key(m: Mapping) -> tuple | None:
         if not m.path.startswith("/") or m.path.endswith(" (deleted)"):
             return None
-        key = (m.path, m.dev, m.inode)
-        if key not in self._files:
-            self._files[key] = self._read(m)
-        return self._files[key]
+        return (m.path, m.dev, m.inode)
+
+    def of(self, m: Mapping) -> ElfSymbols | None:
+        key = self._key(m)
+        if key is None:
+            return None
+        with self._lock:
+            pending = self._pending.get(key)
+        if pending is not None:
+            pending.wait()
+        with self._lock:
+            if key in self._files:
+                return self._files[key]
+        syms = self._read(m)
+        with self._lock:
+            return self._files.setdefault(key, syms)
+
+    def prefetch(self, maps: list[Mapping]) -> threading.Thread | None:
+        """Read the files of `maps` not read yet, in a daemon thread (it holds nothing
+        that an exit must release); the thread, or None if there is nothing to read."""
+        todo = []
+        with self._lock:
+            for m in maps:
+                key = self._key(m)
+                if key is not None and key not in self._files and key not in self._pending:
+                    self._pending[key] = threading.Event()
+                    todo.append((key, m))
+        if not todo:
+            return None
+        worker = threading.Thread(target=self._read_all, args=(todo,), daemon=True,
+                                  name="heatmap-symbols")
+        worker.start()
+        return worker
+
+    def _read_all(self, todo: list[tuple[tuple, Mapping]]) -> None:
+        for key, m in todo:
+            syms = None
+            try:
+                syms = self._read(m)
+            finally:  # (whatever happens, no of() waits forever)
+                with self._lock:
+                    self._files.setdefault(key, syms)
+                    self._pending.pop(key).set()
 
     def _read(self, m: Mapping) -> ElfSymbols | None:
         path = self.root + m.path
@@ -6033,9 +6091,18 @@ class _Run:
         if args.command is not None:
             self.command = Command(args.command, *self._command_fds(environ or {}))
             source.pid = self.command.start()
+        # the symbols of the target's files, for --json and the live view: read while the
+        # source opens, before the clock starts (a command's, once it runs: after)
+        named = isinstance(source, LiveSource) and (args.json or self._live(environ or {}))
+        if named and self.command is None and source.pid is not None:
+            reading = self._prefetch_symbols(source)
+            if reading is not None:
+                source.before_start = reading.join
         if isinstance(source, ProcessSetSource) and not self._live(environ or {}):
             source.say = lambda text: _say(self.stderr, f"heatmap: {text}")
         source.open()
+        if self._symbols is not None:  # (the process the pid given names: a thread's own)
+            self._symbols.root = f"{source.proc}/{source.pid}/root"
         if self.command is not None:
             self.command.release()
         for note in getattr(source, "notes", ()):
@@ -6056,6 +6123,18 @@ class _Run:
             self.recorder.start(header)
         json_sink = JsonSink(self.stdout, self.symbols()) if args.json else None
         self.sinks = [s for s in (self.recorder, json_sink) if s]
+        if named and self.command is not None:
+            self._prefetch_symbols(source)
+
+    def _prefetch_symbols(self, source: LiveSource):
+        """Start reading the symbols of the files the target maps now (SymbolFiles:
+        reading them when a row first needs them would hold up the agings); the
+        reading thread, or None."""
+        try:
+            maps = read_maps(source.proc, source.pid)
+        except (OSError, ValueError):
+            return None  # (not there or not readable: opening the source will say so)
+        return self.symbols().prefetch(maps)
 
     def symbols(self) -> SymbolFiles:
         """The symbols of the target's files (one cache per run), as the target sees
@@ -6063,7 +6142,8 @@ class _Run:
         if self._symbols is None:
             live = isinstance(self.source, LiveSource)
             root = f"{self.source.proc}/{self.source.pid}/root" if live else ""
-            self._symbols = SymbolFiles(root, self.model.page_size)
+            page_size = self.source.page_size if live else self.model.page_size
+            self._symbols = SymbolFiles(root, page_size)
         return self._symbols
 
     def _live(self, environ) -> bool:

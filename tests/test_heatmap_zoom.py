@@ -269,6 +269,45 @@ def test_files_without_symbols_never_fail(tmp_path, hotsym):
                         0x400000 + 0x2001) == [("hot_code", 1)]
 
 
+
+def test_prefetch_reads_the_files_in_the_background_and_of_waits_for_them(hotsym,
+                                                                          monkeypatch):
+    """What prefetch() read is what of() gives, read once and not in the caller's
+    thread (the run's main loop, which must age on time); of() on a file still being
+    read waits for it rather than reading it again."""
+    import threading
+
+    pid, where, _ = hotsym
+    maps = heatmap.read_maps("/proc", pid)
+    files = heatmap.SymbolFiles(f"/proc/{pid}/root")
+    readers = []
+    gate = threading.Event()
+    real_read = heatmap.SymbolFiles._read
+
+    def read(self, m):
+        readers.append((m.path, threading.current_thread()))
+        gate.wait(10)
+        return real_read(self, m)
+
+    monkeypatch.setattr(heatmap.SymbolFiles, "_read", read)
+    worker = files.prefetch(maps)
+    assert worker is not None and worker.is_alive()  # held at the gate
+    got = []
+    asker = threading.Thread(target=lambda: got.append(
+        files.inside(maps, where["hot_code"], where["hot_code"] + 1)))
+    asker.start()
+    asker.join(0.2)
+    assert asker.is_alive()  # waiting for the prefetch, not reading itself
+    gate.set()
+    asker.join(10)
+    worker.join(10)
+    assert got == [[("hot_code", 1)]]
+    paths = [path for path, _ in readers]
+    assert len(paths) == len(set(paths))  # each file read once
+    assert all(t is worker for _, t in readers)
+    assert files.prefetch(maps) is None  # nothing left to read
+
+
 # -- zoom: layouts, region sizes, the live view's keys ------------------------------------------
 
 def heap_model(shift=21, maps=SMALL_MAPS):

@@ -2477,8 +2477,11 @@ class LiveSource:
             maps = self._all_maps()
             capacity = map_capacity(spanned_regions(maps, shift))
             old = self.counts
+            # a source that samples on its own keeps the aging interval it was told
+            told = {"aging_interval": self.aging_interval} if getattr(
+                old, "samples_itself", False) and self.aging_interval != self.interval else {}
             try:  # (the new counts before the old go: if they cannot, the old stay)
-                new = type(old)(self.pid, shift, capacity, self.interval)
+                new = type(old)(self.pid, shift, capacity, self.interval, **told)
             except OSError as e:
                 raise HeatmapError(f"kernel counts: {e}") from None
             new.auto = getattr(old, "auto", False)

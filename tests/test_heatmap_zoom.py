@@ -365,6 +365,31 @@ def test_zoom_stops_at_the_deepest_level_a_recording_takes(tmp_path, monkeypatch
     source.close()
 
 
+
+def test_a_zoom_keeps_a_self_sampling_sources_aging_interval(tmp_path):
+    """DAMON samples on its own at the aging interval it was told: the counts a zoom
+    opens at the finer region size are told it too."""
+    base = make_factory(small_script())
+
+    class Sampling(base):
+        samples_itself = True
+        samples_per_column = 2
+        told = []
+
+        def __init__(self, pid, region_shift, max_regions, interval=None,
+                     aging_interval=None):
+            super().__init__(pid, region_shift, max_regions, interval)
+            self.told.append((region_shift, aging_interval))
+
+    make_proc(tmp_path, 4242, SMALL_MAPS)
+    source = heatmap.LiveSource(4242, 21, 1.0, Sampling, str(tmp_path), FakeClock(),
+                                aging_interval=0.5)
+    Sampling.told.clear()
+    source.open()
+    source.zoom(HEAP, HEAP + 2 * MiB, 16)
+    assert Sampling.told[-1] == (17, 0.5)
+    source.close()
+
 def test_zoom_keeps_the_whole_processs_map_bounded():
     big = heatmap.parse_maps(maps_line(0x7e0000000000, 0x7e0000000000 + (4 << 30)) + "\n")
     assert heatmap.zoom_shift(64 << 10, 16, 4096, 21, big) == 14  # 4 GiB / 2^18 regions

@@ -124,12 +124,14 @@ def test_children_started_mid_run_join_the_kdamond(tmp_path):
 
 def test_a_cgroups_processes_are_the_kdamonds_targets(cgroup):  # noqa: F811
     before = kernel_ids()
-    intervals, a, b, outside, base = cgroup_run(HEATMAP, cgroup, 6)
+    intervals, a, b, outside, base = cgroup_run(HEATMAP, cgroup, 10)
     assert [t["pid"] for t in intervals[0]["targets"]] == [a.pid]
     assert [t["pid"] for t in intervals[-1]["targets"]] == [a.pid, b.pid]
     regions = regions_of(base)
     hot_a, hot_b, cold = regions[4:8], regions[10:12], regions[13:16]
-    later = with_target(intervals, b.pid)[1:]  # (its first: DAMON's regions to come)
+    # (its first two: DAMON gives the joiner regions at its next update, then they
+    # split; in CI the joiner's hot and cold bands still shared regions in its second)
+    later = with_target(intervals, b.pid)[2:]
     assert later
     assert shares(later, a.pid, hot_a) > max(shares(later, a.pid, hot_b),
                                              shares(later, a.pid, cold)), later

@@ -211,5 +211,7 @@ def test_damon_samples_at_the_aging_interval(thp_bands):
     assert all(iv["agings"] == AGINGS and iv["source"] == "damon" for iv in intervals)
     shares = [sum(band_shares(iv, starts[:4])[k] for iv in intervals[SETTLED:])
               / (COLUMNS - SETTLED) for k in range(4)]
-    assert shares[0] >= shares[1] >= shares[2] >= shares[3] == 0, shares
+    # (the band written only before the run the coldest, not always 0: a DAMON region
+    # can span the unused half-mapping between two bands for a few aggregations)
+    assert shares[0] >= shares[1] >= shares[2] > shares[3], shares
     assert shares[0] > shares[2], shares

@@ -1,11 +1,9 @@
 """The damon source with several processes in the QEMU guest: one kdamond target per
 process.  Two PIDs at the same addresses with different hot regions are told apart;
-under --children a child started mid-run joins (a DAMON commit), and a second child
-started after the first exited takes its place in the kdamond; --cgroup's processes
-are targets too (one joining mid-run, one outside never seen); a kdamond with two
-targets that a killed run left is stopped by the next run.  DAMON samples one page
-per adaptive region, and under TCG not often: each process's hot regions must come out
-hotter than its others (in order), not exact."""
+--children and --cgroup, whose processes join a running kdamond, are refused in one
+line; a kdamond with two targets that a killed run left is stopped by the next run.
+DAMON samples one page per adaptive region, and under TCG not often: each process's hot
+regions must come out hotter than its others (in order), not exact."""
 
 from __future__ import annotations
 
@@ -17,12 +15,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heatmap_fakes import end_of_run, json_intervals  # noqa: E402
+from heatmap_fakes import end_of_run  # noqa: E402
 from test_heatmap_guest import REPO  # noqa: E402
 from test_heatmap_scope_guest import (  # noqa: E402
     cgroup,  # noqa: F401 (the fixture)
-    cgroup_run,
-    children_run,
     regions_of,
     start_worker,
     stop,
@@ -81,64 +77,35 @@ def test_two_pids_at_the_same_addresses_each_get_their_own_hot_regions():
     assert_clean(before, "two pids")
 
 
-# the command: after heatmap is under way, one child (hot regions 4-8) for a few
-# seconds, then, once it exited and was reaped, another (hot regions 10-12)
-PARENT = r"""
-import subprocess, sys, time
-time.sleep(2.5)
-for hot, seconds in (("range(4, 8)", "4"), ("range(10, 12)", "5")):
-    script = sys.argv[1].replace("n, hot = 16, range(4, 8)", "n, hot = 16, " + hot)
-    child = subprocess.Popen([sys.executable, "-c", script, seconds], stdout=subprocess.PIPE)
-    print(child.pid, child.stdout.readline().decode().strip(), flush=True)
-    child.wait()
-"""
+REFUSED = ("heatmap: the damon source watches only the processes there when it starts: "
+           "for --children or --cgroup use mglru, idle or refs")
 
 
-def test_children_started_mid_run_join_the_kdamond(tmp_path):
+def test_children_are_refused_in_one_line(tmp_path):
+    """A process committed to a running kdamond was now and then counted as nothing for
+    as long as it lived (CI, 2 runs of 3): until that is understood, damon refuses the
+    scopes that take joiners, in one line, leaving nothing behind."""
     before = kernel_ids()
-    r, printed = children_run(HEATMAP, PARENT, tmp_path)
-    (first, base1), (second, base2) = [map(int, line.split()) for line in printed.splitlines()]
-    intervals = json_intervals(r.stdout)
-    parent = intervals[0]["targets"][0]["pid"]
-    assert [t["pid"] for t in intervals[0]["targets"]] == [parent]
-    for child, base, hot, other in ((first, base1, (4, 8), (10, 12)),
-                                    (second, base2, (10, 12), (4, 8))):
-        watched = with_target(intervals, child)
-        assert watched and watched[0] is not intervals[0], f"{child} there from the start"
-        assert f"heatmap: process {child} (" in r.stderr
-        regions = regions_of(base)
-        later = watched[1:]  # (its first: DAMON's regions for it still to come)
-        assert later, (child, len(watched))
-        assert shares(later, child, regions[hot[0]:hot[1]]) > max(
-            shares(later, child, regions[other[0]:other[1]]),
-            shares(later, child, regions[13:16])), (child, later)
-        # its regions under its pid only: the others have nothing at its hot band's
-        # addresses (different mappings: ASLR is on)
-        for iv in watched:
-            assert all(x["pid"] == child for x in iv["regions"]
-                       if x["start"] in regions[hot[0]:hot[1]] and x["accessed"]), iv
-    assert with_target(intervals, first)[-1] is not intervals[-1]  # (it exited first)
-    assert "Traceback" not in r.stderr
-    assert_clean(before, "--children")
+    r = subprocess.run([*HEATMAP, "--children", "--json", "--interval", "1", "--",
+                        sys.executable, "-c", "import time; time.sleep(30)"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [REFUSED]
+    assert_clean(before, "--children refused")
 
 
-def test_a_cgroups_processes_are_the_kdamonds_targets(cgroup):  # noqa: F811
+def test_a_cgroup_is_refused_in_one_line(cgroup):  # noqa: F811
     before = kernel_ids()
-    intervals, a, b, outside, base = cgroup_run(HEATMAP, cgroup, 10)
-    assert [t["pid"] for t in intervals[0]["targets"]] == [a.pid]
-    assert [t["pid"] for t in intervals[-1]["targets"]] == [a.pid, b.pid]
-    regions = regions_of(base)
-    hot_a, hot_b, cold = regions[4:8], regions[10:12], regions[13:16]
-    # (its first two: DAMON gives the joiner regions at its next update, then they
-    # split; in CI the joiner's hot and cold bands still shared regions in its second)
-    later = with_target(intervals, b.pid)[2:]
-    assert later
-    assert shares(later, a.pid, hot_a) > max(shares(later, a.pid, hot_b),
-                                             shares(later, a.pid, cold)), later
-    assert shares(later, b.pid, hot_b) > max(shares(later, b.pid, hot_a),
-                                             shares(later, b.pid, cold)), later
-    assert outside.pid not in {x["pid"] for iv in intervals for x in iv["regions"]}
-    assert_clean(before, "--cgroup")
+    a, _ = start_worker(worker_with_hot(4, 8))
+    try:
+        (cgroup / "cgroup.procs").write_text(str(a.pid))
+        r = subprocess.run([*HEATMAP, "--cgroup", cgroup.name, "--json", "--interval", "1"],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        stop(a)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [REFUSED]
+    assert_clean(before, "--cgroup refused")
 
 
 def test_a_killed_runs_kdamond_with_two_targets_is_stopped_by_the_next():

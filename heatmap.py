@@ -105,9 +105,8 @@ cgroups, found each interval): each process's rows come under a heading line wit
 pid and name; one that exits is said in one line and the others are watched on; the
 run ends when none is left (with -- CMD: when CMD exits).  mglru watches them all with
 one BPF object (a set of targets, each scanned every interval), idle and refs with one
-instance each; damon gives its kdamond one target per PID given, and refuses
---children and --cgroup (processes joining a running kdamond are not yet counted
-reliably).
+instance each; damon watches one process and refuses several, --children and
+--cgroup (a second kdamond target is not yet counted reliably).
 
 PID may be a thread's id: heatmap watches its process (the counts are per process)
 and says so.  The process name follows an exec.  A run that ends between intervals
@@ -1392,10 +1391,10 @@ class DamonCounts(CountsSource):
     # several processes (ProcessSetCounts): the kdamond's targets, one slot each;
     # counts come back with region_index + (slot << (TARGET_BITS - region_shift))
     multi_target = True
-    # ... but only those it starts with: in CI runs (QEMU TCG) a process committed to the
-    # running kdamond (--children, --cgroup) was now and then counted as nothing for as
-    # long as it lived, so joiners are refused until that is understood
-    fixed_targets = "watches only the processes there when it starts"
+    # ... but in CI runs (QEMU TCG) a second target, given at the start or committed
+    # later, was now and then counted as nothing for as long as it lived, so a run
+    # watches one process until that is understood
+    one_target = "watches one process"
 
     NO_SYSFS = (f"the kernel has no DAMON sysfs interface ({DAMON_KDAMONDS} is missing: "
                 f"CONFIG_DAMON, CONFIG_DAMON_SYSFS)")
@@ -2765,10 +2764,10 @@ class ProcessSetSource(LiveSource):
                 self._add(pid, comm, maps, warm=False)
             if self.counts is None:
                 raise HeatmapError(f"{scope.describe()} has no process to watch")
-            fixed = getattr(self.shared, "fixed_targets", "")
-            if fixed and scope.changes:
-                raise HeatmapError(f"the {self.shared.name} source {fixed}: for --children "
-                                   f"or --cgroup use mglru, idle or refs")
+            one = getattr(self.shared, "one_target", "")
+            if one and (len(found) > 1 or scope.changes):
+                raise HeatmapError(f"the {self.shared.name} source {one}: for several, "
+                                   f"--children or --cgroup use mglru, idle or refs")
             self.notes = tuple(notes) + self.counts.notes
             self._wait_ready()
             self.counts.age()  # (the first harvest is everything since forever)

@@ -193,7 +193,7 @@ def test_cli_attach_holds_until_interrupted(bpf_object):
 
 
 # `python -m bpfload` as runpy runs it, with gc.callbacks recording every collection
-# from before the command starts, os._exit reporting them when the command leaves, and
+# from when the command turns collection off, os._exit reporting them when the command leaves, and
 # load_command._watch (the watch loop of --attach) replaced by one that reports
 # whether collection is on
 _GC_PROBE = """
@@ -202,6 +202,11 @@ from bpfload import load_command
 collections = []
 gc.callbacks.append(lambda phase, info: phase == "stop" and collections.append(
     info["generation"]) and None)
+real_disable = gc.disable
+def disable():  # (from here: what came before is the interpreter importing the package)
+    collections.clear()
+    real_disable()
+gc.disable = disable
 load_command._watch = lambda readers, ep, stop: print("watching, gc on:", gc.isenabled())
 real_exit = os._exit
 def leave(status):

@@ -105,8 +105,8 @@ cgroups, found each interval): each process's rows come under a heading line wit
 pid and name; one that exits is said in one line and the others are watched on; the
 run ends when none is left (with -- CMD: when CMD exits).  mglru watches them all with
 one BPF object (a set of targets, each scanned every interval), idle and refs with one
-instance each; damon watches one process and refuses several, --children and
---cgroup (a second kdamond target is not yet counted reliably).
+instance each; damon gives its kdamond one target per process (one joining a
+running kdamond is committed to it with DAMON's initial regions for it).
 
 PID may be a thread's id: heatmap watches its process (the counts are per process)
 and says so.  The process name follows an exec.  A run that ends between intervals
@@ -1338,6 +1338,35 @@ def damon_target_order(order: list, joining: list) -> list:
     return out
 
 
+def damon_initial_regions(maps: list[Mapping], min_regions: int, page: int
+                          ) -> list[tuple[int, int]]:
+    """The regions DAMON's vaddr operations start a target with, from its mappings
+    (/proc/PID/maps, sorted): the address space cut at its two widest gaps into three
+    ranges, split evenly into about min_regions pieces.  A target committed to a running
+    kdamond is given them in sysfs, as it gets nothing until DAMON's next update of its
+    ranges otherwise (up to update_us on, then still unsplit).  [] when there are fewer
+    than two gaps (DAMON cannot watch such a process either)."""
+    vmas = [m for m in maps if m.path != "[vsyscall]"]  # (the gate area: no VMA)
+    gaps = sorted(((b.start - a.end, a.end, b.start) for a, b in zip(vmas, vmas[1:])
+                   if b.start > a.end), reverse=True)[:2]
+    if len(gaps) < 2:
+        return []
+    (_, g1, h1), (_, g2, h2) = sorted(gaps, key=lambda g: g[1])
+    up = lambda a: -(-a // page) * page  # noqa: E731 (ALIGN)
+    ranges = [(up(vmas[0].start), up(g1)), (up(h1), up(g2)), (up(h2), up(vmas[-1].end))]
+    size = max(page, sum(e - s for s, e in ranges) // max(1, min_regions))
+    out = []
+    for start, end in ranges:
+        pieces = (end - start) // size
+        piece = (end - start) // pieces // page * page if pieces else 0
+        if not piece:
+            out.append((start, end))
+            continue
+        cuts = [start + i * piece for i in range(pieces)] + [end]
+        out += list(zip(cuts, cuts[1:]))
+    return out
+
+
 def spread_over_regions(ranges, maps: list[Mapping], shift: int, page_shift: int
                         ) -> dict[int, float]:
     """For (start, end, weight) address ranges and sorted shown mappings: the weighted
@@ -1391,10 +1420,6 @@ class DamonCounts(CountsSource):
     # several processes (ProcessSetCounts): the kdamond's targets, one slot each;
     # counts come back with region_index + (slot << (TARGET_BITS - region_shift))
     multi_target = True
-    # ... but in CI runs (QEMU TCG) a second target, given at the start or committed
-    # later, was now and then counted as nothing for as long as it lived, so a run
-    # watches one process until that is understood
-    one_target = "watches one process"
 
     NO_SYSFS = (f"the kernel has no DAMON sysfs interface ({DAMON_KDAMONDS} is missing: "
                 f"CONFIG_DAMON, CONFIG_DAMON_SYSFS)")
@@ -1567,13 +1592,23 @@ class DamonCounts(CountsSource):
         _write(f"{attrs}/intervals/update_us", self.update_us)
         _write(f"{attrs}/nr_regions/min", DAMON_NR_REGIONS[0])
         _write(f"{attrs}/nr_regions/max", DAMON_NR_REGIONS[1])
-        self._write_targets(self._order)
-        self._load()
+        self._load()  # (the kdamond is turned on by the first age())
+
+    def _first_on(self) -> None:
+        """Turn the kdamond on with every process added so far (the first age()), so
+        that each gets its regions from DAMON's own start rather than a commit."""
+        order = self._order + self._joining
+        self._pids += [self.targets[s] for s in self._joining]
+        self._save_record(0)
         try:
+            self._write_targets(order)
             self._turn_on()
         except OSError as e:
-            raise HeatmapError(f"DAMON would not start watching pid {self.pid}: "
-                               f"{e.strerror}") from None
+            pids = ", ".join(str(self.targets[s]) for s in order)
+            raise HeatmapError(f"DAMON would not start watching pid{'s' * (len(order) > 1)} "
+                               f"{pids}: {e.strerror or e}") from None
+        self._order, self._joining = order, []
+        self._history = {i: [(0, slot)] for i, slot in enumerate(order)}
 
     def _turn_on(self) -> None:
         k = f"{DAMON_KDAMONDS}/0"
@@ -1587,12 +1622,28 @@ class DamonCounts(CountsSource):
         """Keep the tracepoint's reports of this kdamond thread (and only of it)."""
         self._obj.set("kdamond_pid", kdamond)
 
-    def _write_targets(self, order: list[int]) -> None:
-        """The targets DAMON's sysfs files hold (for `on` and `commit`)."""
+    def _write_targets(self, order: list[int], regions=None) -> None:
+        """The targets DAMON's sysfs files hold (for `on` and `commit`), and initial
+        regions {index: [(start, end)]} for some.  Writing nr_targets makes every
+        target directory anew, so an index without regions here has none in sysfs,
+        and a commit leaves that target's regions in the kdamond as they are."""
         targets = f"{DAMON_KDAMONDS}/0/contexts/0/targets"
         _write(f"{targets}/nr_targets", len(order))
         for i, slot in enumerate(order):
             _write(f"{targets}/{i}/pid_target", self.targets[slot])
+            given = (regions or {}).get(i)
+            if given:
+                _write(f"{targets}/{i}/regions/nr_regions", len(given))
+                for j, (start, end) in enumerate(given):
+                    _write(f"{targets}/{i}/regions/{j}/start", start)
+                    _write(f"{targets}/{i}/regions/{j}/end", end)
+
+    def _initial_regions(self, slot: int) -> list[tuple[int, int]]:
+        try:
+            maps = read_maps("/proc", self.targets[slot])
+        except OSError:
+            return []  # (gone: the commit fails and is tried again without it)
+        return damon_initial_regions(maps, DAMON_NR_REGIONS[0], 1 << self.page_shift)
 
     # -- several processes: targets joining and leaving ---------------------------------
     def add_target(self, pid: int, slot: int) -> None:
@@ -1624,6 +1675,9 @@ class DamonCounts(CountsSource):
         """Give the kdamond the processes that joined: a commit, which DAMON applies
         between two aggregations (the kdamond started again if it had stopped: every
         target it had exited)."""
+        if not self._kdamond:
+            self._first_on()
+            return
         k = f"{DAMON_KDAMONDS}/0"
         problem = None
         for _ in range(3):  # (a process reaped meanwhile fails the commit: again)
@@ -1633,9 +1687,11 @@ class DamonCounts(CountsSource):
             order = damon_target_order(self._order, self._joining)
             self._pids += [self.targets[s] for s in self._joining]
             self._save_record(self._kdamond)
+            regions = {i: self._initial_regions(slot) for i, slot in enumerate(order)
+                       if slot in self._joining}
             before = self._aggregations()
             try:
-                self._write_targets(order)
+                self._write_targets(order, regions)
                 if _read(f"{k}/state").strip() == "on":
                     _write(f"{k}/state", "commit")
                 else:
@@ -2764,10 +2820,6 @@ class ProcessSetSource(LiveSource):
                 self._add(pid, comm, maps, warm=False)
             if self.counts is None:
                 raise HeatmapError(f"{scope.describe()} has no process to watch")
-            one = getattr(self.shared, "one_target", "")
-            if one and (len(found) > 1 or scope.changes):
-                raise HeatmapError(f"the {self.shared.name} source {one}: for several, "
-                                   f"--children or --cgroup use mglru, idle or refs")
             self.notes = tuple(notes) + self.counts.notes
             self._wait_ready()
             self.counts.age()  # (the first harvest is everything since forever)

@@ -294,6 +294,47 @@ def test_damon_target_order_changes_as_few_indexes_as_it_can(order, joining, wan
     assert heatmap.damon_target_order(order, joining) == want
 
 
+def _vmas(*spans, vsyscall=True):
+    maps = [heatmap.Mapping(a, b, "rw-p", 0, "00:00", 0, "") for a, b in spans]
+    if vsyscall:
+        maps.append(heatmap.Mapping(0xffffffffff600000, 0xffffffffff601000, "--xp", 0,
+                                    "00:00", 0, "[vsyscall]"))
+    return maps
+
+
+def test_damon_initial_regions_are_damons_three_ranges_split_evenly():
+    """As DAMON's vaddr init does (__damon_va_three_regions, __damon_va_init_regions):
+    cut at the two widest gaps (the 1 MiB one between text and heap stays inside), the
+    gate area not a VMA, then pieces of a min_regions'th of the total."""
+    mib = 1 << 20
+    maps = _vmas((0x400000, 0x500000), (0x600000, 0x700000),
+                 (0x7f0000000000, 0x7f0000000000 + mib),
+                 (0x7ffc00000000, 0x7ffc00021000))
+    got = heatmap.damon_initial_regions(maps, 4, 4096)
+    three = [(0x400000, 0x700000), (0x7f0000000000, 0x7f0000000000 + mib),
+             (0x7ffc00000000, 0x7ffc00021000)]
+    size = (3 * mib + mib + 0x21000) // 4
+    for start, end in three:  # each range covered exactly, in order, by even pieces
+        inside = [r for r in got if start <= r[0] < end]
+        assert inside[0][0] == start and inside[-1][1] == end
+        assert all(a[1] == b[0] for a, b in zip(inside, inside[1:]))
+        assert len(inside) == max(1, (end - start) // size)
+    assert sum(e - s for s, e in got) == sum(e - s for s, e in three)
+    assert all(s % 4096 == 0 and e % 4096 == 0 and s < e for s, e in got)
+    assert got == sorted(got)
+    # unaligned ends are aligned up, as ALIGN(x, DAMON_MIN_REGION)
+    odd = heatmap.damon_initial_regions(_vmas((0x1000, 0x1800), (0x10000, 0x11000),
+                                              (0x100000, 0x101000)), 1, 4096)
+    assert odd == [(0x1000, 0x2000), (0x10000, 0x11000), (0x100000, 0x101000)]
+
+
+def test_damon_initial_regions_need_two_gaps():
+    assert heatmap.damon_initial_regions(_vmas((0x1000, 0x2000), (0x3000, 0x4000)),
+                                         10, 4096) == []
+    assert heatmap.damon_initial_regions(_vmas((0x1000, 0x2000), (0x2000, 0x3000),
+                                               vsyscall=False), 10, 4096) == []
+
+
 def bare_damon(targets: dict, order: list):
     """A DamonCounts' bookkeeping of targets, without a kdamond."""
     d = heatmap.DamonCounts.__new__(heatmap.DamonCounts)

@@ -83,8 +83,8 @@ def test_ctrl_c_stops_the_command_and_leaves_nothing(tmp_path):
     assert not leftovers(before)
 
 
-def worker_with_hot(first: int, last: int) -> str:
-    return WORKER.replace("n, hot = 16, range(4, 8)", f"n, hot = 16, range({first}, {last})")
+def worker_with_hot(first: int, last: int, worker: str = WORKER) -> str:
+    return worker.replace("n, hot = 16, range(4, 8)", f"n, hot = 16, range({first}, {last})")
 
 
 def young_by_pid(interval: dict) -> dict[int, set[int]]:
@@ -109,12 +109,12 @@ def stop(*procs) -> None:
         p.wait()
 
 
-def two_pids_run(heatmap: list, count: int, exit_after: int):
+def two_pids_run(heatmap: list, count: int, exit_after: int, worker: str = WORKER):
     """heatmap on two workers without ASLR (the same addresses; hot regions 4-8 in a,
     10-12 in b); b exits after `exit_after` intervals.  Returns the JSON intervals,
     heatmap's stderr, the workers a and b and their base address."""
-    a, base = start_worker(worker_with_hot(4, 8))
-    b, base_b = start_worker(worker_with_hot(10, 12))
+    a, base = start_worker(worker_with_hot(4, 8, worker))
+    b, base_b = start_worker(worker_with_hot(10, 12, worker))
     assert base == base_b  # (the point: the same addresses in both)
     heat = subprocess.Popen([*heatmap, str(a.pid), str(b.pid), "--json", "--count",
                              str(count), "--interval", "1"], stdout=subprocess.PIPE,
@@ -161,12 +161,12 @@ sys.exit(child.wait())
 """
 
 
-def children_run(heatmap: list, parent: str, tmp_path: Path):
+def children_run(heatmap: list, parent: str, tmp_path: Path, worker: str = WORKER):
     """heatmap --children on `-- python -c parent WORKER`: the run, and what the
     parent printed (its children's pids and bases)."""
     out = tmp_path / "cmd.out"
     r = subprocess.run([*heatmap, "--children", "--json", "--interval", "1", "--cmd-output",
-                        out, "--", sys.executable, "-c", parent, WORKER],
+                        out, "--", sys.executable, "-c", parent, worker],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return r, out.read_text()
@@ -213,14 +213,14 @@ def cgroup():
     path.rmdir()
 
 
-def cgroup_run(heatmap: list, cgroup: Path, count: int):
+def cgroup_run(heatmap: list, cgroup: Path, count: int, worker: str = WORKER):
     """heatmap on a cgroup holding a worker (hot regions 4-8, pid a); a second one (hot
     10-12, pid b) joins after the first interval; a third (every region hot) stays
     outside.  Returns the JSON intervals, the pids a, b and outside, and the workers'
     base address (the same in all three: no ASLR)."""
-    a, base = start_worker(worker_with_hot(4, 8))
-    b, _ = start_worker(worker_with_hot(10, 12))
-    outside, _ = start_worker(worker_with_hot(0, 16))
+    a, base = start_worker(worker_with_hot(4, 8, worker))
+    b, _ = start_worker(worker_with_hot(10, 12, worker))
+    outside, _ = start_worker(worker_with_hot(0, 16, worker))
     (cgroup / "cgroup.procs").write_text(str(a.pid))
     heat = subprocess.Popen([*heatmap, "--cgroup", cgroup.name, "--json", "--count",
                              str(count), "--interval", "1"], stdout=subprocess.PIPE,

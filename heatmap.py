@@ -156,7 +156,8 @@ JSON (--json): one object per interval and line on stdout:
                                watched in this interval; "pid"/"comm" above: the first
      "zoom": {"level": 1, "start": ..., "end": ...}  an interval of the live view zoomed
                                in (absent at the run's own view): the level and the
-                               addresses it watched, at "region_size"
+                               addresses it watched, at "region_size" (several
+                               processes: "pid" too, the addresses that process's own)
 
 and, as the last line, the run's summary (also the recording's last record):
 
@@ -2170,6 +2171,18 @@ def zoom_view(info: dict) -> tuple:
             info.get("mapping"))
 
 
+def zoomed_process(info: dict) -> tuple | None:
+    """(pid, comm, start, end) of a zoom level into one process of several (its range in
+    the process's own addresses), else None."""
+    if not (info.get("zoom") and info.get("targets") and info.get("range")):
+        return None
+    lo, hi = info["range"]
+    slot = target_slot(lo)
+    pid, comm = next(((p, c) for s, p, c in info["targets"] if s == slot), (None, ""))
+    off = slot << TARGET_BITS
+    return pid, comm, lo - off, hi - off
+
+
 def zoom_shift(span: int, rows: int, page_size: int, shift: int, maps) -> int:
     """The region shift for a zoom into `span` bytes on `rows` rows: the largest that
     still gives every row a region of its own, never coarser than `shift` nor finer
@@ -2531,27 +2544,37 @@ class LiveSource:
         except (FileNotFoundError, ProcessLookupError):
             raise TargetExited() from None
 
+    def _counts_like(self, old, pid: int, shift: int, capacity: int):
+        """Counts of the same kind as `old` for `pid` at another region shift (a zoom
+        level's)."""
+        # a source that samples on its own keeps the aging interval it was told
+        told = {"aging_interval": self.aging_interval} if getattr(
+            old, "samples_itself", False) and self.aging_interval != self.interval else {}
+        try:
+            new = type(old)(pid, shift, capacity, self.interval, **told)
+        except OSError as e:
+            raise HeatmapError(f"kernel counts: {e}") from None
+        new.auto = getattr(old, "auto", False)
+        return new
+
     def _rescope(self, scope: Scope, shift: int, depth: int) -> None:
         if shift != self.shift:
             maps = self._all_maps()
             capacity = map_capacity(spanned_regions(maps, shift))
-            old = self.counts
-            # a source that samples on its own keeps the aging interval it was told
-            told = {"aging_interval": self.aging_interval} if getattr(
-                old, "samples_itself", False) and self.aging_interval != self.interval else {}
-            try:  # (the new counts before the old go: if they cannot, the old stay)
-                new = type(old)(self.pid, shift, capacity, self.interval, **told)
-            except OSError as e:
-                raise HeatmapError(f"kernel counts: {e}") from None
-            new.auto = getattr(old, "auto", False)
-            old.close()
+            # (the new counts before the old go: if they cannot, the old stay)
+            new = self._counts_like(self.counts, self.pid, shift, capacity)
+            self.counts.close()
             self.counts, self.capacity, self.prev_all = new, capacity, maps
             self.shift = shift
             self.huge_pages.close()
             self.huge_pages = HugePages(self.proc, self.pid, shift, self.page_size)
+        self._settle(scope, depth)
+
+    def _settle(self, scope: Scope, depth: int) -> None:
+        """The counts reopened for a zoom level: its scope from the next sample on."""
         self.scope = scope
         self.prev_maps = self.prev_huge = None  # the next sample has them all
-        self.zoomed = {"zoom": depth, "region_shift": shift, **scope.fields()}
+        self.zoomed = {"zoom": depth, "region_shift": self.shift, **scope.fields()}
         self.header = zoomed_header(self.header, self.zoomed)
         self.resync()  # (what the old scope counted meanwhile is not this one's)
 
@@ -2683,7 +2706,8 @@ class _Target:
 
 class ProcessSetCounts:
     """The counts source interface over every target of a ProcessSetSource: region indexes
-    come back offset by each target's slot."""
+    come back offset by each target's slot.  Zoomed in at a finer region size, only the
+    zoomed process's own counts (ProcessSetSource.focus_counts) are aged."""
 
     def __init__(self, source: ProcessSetSource, first):
         self.source = source
@@ -2695,6 +2719,11 @@ class ProcessSetCounts:
         return [t.counts for t in self.source.targets.values()]
 
     def age(self) -> float:
+        if self.source.focus_counts is not None:
+            try:
+                return self.source.focus_counts.age()
+            except OSError:  # gone: the source finds out from /proc
+                return 0.0
         if self.source.shared is not None:
             return self.source.shared.age()
         total = 0.0
@@ -2706,6 +2735,13 @@ class ProcessSetCounts:
         return total
 
     def drain(self) -> list[tuple[int, int, int, int]]:
+        source = self.source
+        if source.focus_counts is not None:
+            off = source.zoomed_into.slot << (TARGET_BITS - source.shift)
+            try:
+                return [(r + off, n, a, f) for r, n, a, f in source.focus_counts.drain()]
+            except OSError:
+                return []
         if self.source.shared is not None:
             return self.source.shared.drain()
         out = []
@@ -2717,13 +2753,18 @@ class ProcessSetCounts:
                 pass
         return out
 
+    def _whole(self) -> list:
+        """The counts that cover the view: the zoom's, the shared one, or each target's."""
+        for one in (self.source.focus_counts, self.source.shared):
+            if one is not None:
+                return [one]
+        return self._each()
+
     def dropped(self) -> int:
-        if self.source.shared is not None:
-            return self.source.shared.dropped()
-        return sum(c.dropped() for c in self._each())
+        return sum(c.dropped() for c in self._whole())
 
     def resize(self, max_regions: int) -> None:
-        for counts in [self.source.shared] if self.source.shared is not None else self._each():
+        for counts in self._whole():
             counts.resize(max_regions)
 
     def close(self) -> None:
@@ -2739,15 +2780,38 @@ class _ProcessSetHuge:
     def find(self, maps) -> list[tuple[int, int]] | None:
         out = []
         for t in self.source.targets.values():
-            found = t.huge.find(t.maps)
+            found = in_slot_regions(t.huge.find(t.maps), t.slot, self.source.shift)
             if found is None:
                 return None
-            off = t.slot << (TARGET_BITS - self.source.shift)
-            out += [(r + off, n) for r, n in found]
+            out += found
         return sorted(out)
 
     def close(self) -> None:
         pass
+
+
+def in_slot_regions(found, slot: int, shift: int):
+    """HugePages.find()'s (region, pages) of a process moved to its slot (None stays)."""
+    if found is None:
+        return None
+    off = slot << (TARGET_BITS - shift)
+    return [(r + off, n) for r, n in found]
+
+
+class _SlotHuge:
+    """HugePages of the one process a zoom watches, found in its slot's addresses."""
+
+    def __init__(self, huge: HugePages, slot: int, shift: int):
+        self.huge, self.slot, self.shift = huge, slot, shift
+
+    def find(self, maps) -> list[tuple[int, int]] | None:
+        off = self.slot << TARGET_BITS
+        own = [m._replace(start=m.start - off, end=m.end - off) for m in maps
+               if target_slot(m.start) == self.slot]
+        return in_slot_regions(self.huge.find(own), self.slot, self.shift)
+
+    def close(self) -> None:
+        self.huge.close()
 
 
 class _SlotScope:
@@ -2768,6 +2832,13 @@ class _SlotScope:
             out += in_slot(self.inner.apply(own), slot)
         return out
 
+    def narrowed(self, lo: int, hi: int) -> Scope:
+        """[lo, hi) of one process (a zoom into one of its rows), in its slot's
+        addresses: a Scope of the slotted maps from then on."""
+        off = target_slot(lo) << TARGET_BITS
+        inner = self.inner.narrowed(lo - off, hi - off)
+        return Scope(inner.lo + off, inner.hi + off, inner.mapping)
+
 
 class ProcessSetSource(LiveSource):
     """A LiveSource over several processes (a ProcessSet): one slot each, processes that
@@ -2786,6 +2857,12 @@ class ProcessSetSource(LiveSource):
         self._slots = itertools.count()
         self._changed = True
         self._gone: set[int] = set()  # (never watched again: a pid reused is another)
+        # zoomed in at a finer region size: the zoomed process's own counts (the others'
+        # stay open, not aged, until the zoom is back at the run's region size)
+        self.focus_counts = None
+        self.zoomed_into: _Target | None = None
+        self.base_shift = region_shift
+        self._whole_capacity = 0
 
     def _tell(self, text: str) -> None:
         if self.say is not None:
@@ -2834,6 +2911,7 @@ class ProcessSetSource(LiveSource):
         self.header["targets"] = self._target_list()
         self._changed = False
         self.huge_pages = _ProcessSetHuge(self)
+        self.base_shift = self.shift
         self.t0 = self.clock()
         self.next_due = self.t0 + self.interval
 
@@ -2853,11 +2931,12 @@ class ProcessSetSource(LiveSource):
             if warm:
                 self.shared.warm(slot)
         else:
-            t.counts = self.factory(pid, self.shift, self.capacity, interval=self.interval)
+            capacity = self.capacity if self.focus_counts is None else self._whole_capacity
+            t.counts = self.factory(pid, self.base_shift, capacity, interval=self.interval)
             if warm:
                 t.counts.age()
                 t.counts.drain()
-        t.huge = HugePages(self.proc, pid, self.shift, self.page_size)
+        t.huge = HugePages(self.proc, pid, self.base_shift, self.page_size)
         self.targets[slot] = t
         self._changed = True
 
@@ -2942,10 +3021,81 @@ class ProcessSetSource(LiveSource):
                 self.pid = pid
         return out
 
-    can_zoom = False
-
+    # -- zoom: into one process's row; its own counts at the finer region size --------
     def zoom(self, lo: int, hi: int, rows: int) -> None:
-        raise HeatmapError("zoom watches one process: run heatmap on that PID alone")
+        t = self.targets.get(target_slot(lo))
+        if t is None:
+            raise HeatmapError("that row's process has exited")
+        self.zoomed_into = t  # (every level down is in that process)
+        super().zoom(lo, min(hi, (t.slot + 1) << TARGET_BITS), rows)
+
+    def _zoomed_target(self) -> _Target | None:
+        """The process a zoom watches (None: not zoomed in, or it is gone)."""
+        return self.targets.get(self.zoomed_into.slot) if self.zooms else None
+
+    def _all_maps(self) -> list[Mapping]:
+        t = self.zoomed_into  # (the kernel counts all of it, whatever the range)
+        if t.slot not in self.targets:
+            raise HeatmapError(f"process {t.pid} ({_printable(t.comm)}) has exited")
+        try:
+            return read_maps(self.proc, t.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            raise HeatmapError(f"process {t.pid} ({_printable(t.comm)}) has exited") from None
+
+    def _rescope(self, scope: Scope, shift: int, depth: int) -> None:
+        """A zoom level at the run's region size goes on with the counts of every
+        process; a finer one opens counts of the zoomed process alone."""
+        if shift == self.base_shift:
+            if self.focus_counts is not None:
+                self._close_focus()
+                self.capacity, self.prev_all = self._whole_capacity, None
+                self.huge_pages = _ProcessSetHuge(self)
+        elif shift != self.shift:
+            maps = self._all_maps()
+            t = self.zoomed_into
+            capacity = map_capacity(spanned_regions(maps, shift))
+            new = self._counts_like(self.shared or t.counts or self._any_counts(), t.pid,
+                                    shift, capacity)
+            if self.focus_counts is None:
+                self._whole_capacity = self.capacity
+            self._close_focus()
+            self.focus_counts, self.capacity = new, capacity
+            self.prev_all = in_slot(maps, t.slot)  # (as _fit_capacity() gets them)
+            self.huge_pages = _SlotHuge(HugePages(self.proc, t.pid, shift, self.page_size),
+                                        t.slot, shift)
+        self.shift = shift
+        self._settle(scope, depth)
+
+    def _any_counts(self):
+        return next(t.counts for t in self.targets.values() if t.counts is not None)
+
+    def _close_focus(self) -> None:
+        counts, self.focus_counts = self.focus_counts, None
+        if counts is not None:
+            with contextlib.suppress(HeatmapError, OSError):
+                counts.close()
+        if isinstance(self.huge_pages, _SlotHuge):
+            self.huge_pages.close()
+            self.huge_pages = None
+
+    def _fit_capacity(self, maps: list[Mapping]) -> None:
+        t = self._zoomed_target()
+        if self.focus_counts is not None and t is not None:
+            maps = [m for m in maps if target_slot(m.start) == t.slot]
+        super()._fit_capacity(maps)
+
+    def take(self, partial: bool = False) -> Sample:
+        if self.zooms and self._zoomed_target() is None:
+            self._zoom_out_of_exited()
+        return super().take(partial)
+
+    def _zoom_out_of_exited(self) -> None:
+        """The zoomed process exited (the line _drop() said): back to the whole view,
+        whose history goes on (the interval under way is not counted)."""
+        scope, shift = self.zooms[0]
+        self.zooms.clear()
+        self._rescope(scope, shift, 0)
+        self._tell("the zoomed process exited: zoomed back out to every process")
 
     def _rss_kb(self) -> int:
         return sum(read_rss_kb(self.proc, t.pid) for t in self.targets.values())
@@ -2960,6 +3110,7 @@ class ProcessSetSource(LiveSource):
         return self._target_list()
 
     def close(self) -> None:
+        self._close_focus()
         for t in list(self.targets.values()):
             if t.huge is not None:
                 t.huge.close()
@@ -3327,6 +3478,11 @@ class ReplaySource:
             raise ValueError(f"level {depth} without its range")
         lo, hi = zoom["range"]
         outer_lo, outer_hi = header.get("range") or (0, ADDRESS_LIMIT)
+        if header.get("targets"):  # (a zoom into one process: in its slot's addresses)
+            slot = target_slot(lo)
+            if target_slot(hi - 1) != slot:
+                raise ValueError(f"range {lo:#x}-{hi:#x} across two processes")
+            lo, hi = lo - (slot << TARGET_BITS), hi - (slot << TARGET_BITS)
         if not outer_lo <= lo < hi <= outer_hi:
             raise ValueError(f"range {lo:#x}-{hi:#x} outside the recording's")
         if shift > header["region_shift"]:
@@ -4500,7 +4656,12 @@ def header_items(model: Model, view: str, status: str = "") -> list[str]:
     items.append(f"via {src.name}" + (f" ({', '.join(via)})" if via else ""))
     items.append(f"{src.kernel_work} " + (fmt_secs(last.aging) if last is not None else "-"))
     scope = Scope(*(info.get("range") or (None, None)), info.get("mapping"))
-    if not scope.whole:
+    into = zoomed_process(info)
+    if into is not None:  # (into one process of several: its range in its addresses)
+        pid, comm, lo, hi = into
+        items.append(f"pid {pid} ({_printable(str(comm))}) "
+                     + Scope(lo, hi, scope.mapping).describe())
+    elif not scope.whole:
         items.append(scope.describe())
     if info.get("zoom"):
         items.append(f"zoom {info['zoom']}")
@@ -5153,6 +5314,10 @@ def _zoom_json(info: dict) -> dict:
     """A zoomed-in interval's "zoom": its level and the range it watched."""
     if not info.get("zoom"):
         return {}
+    into = zoomed_process(info)
+    if into is not None:  # (one process of several: in its own addresses)
+        pid, _comm, lo, hi = into
+        return {"zoom": {"level": info["zoom"], "pid": pid, "start": lo, "end": hi}}
     lo, hi = info["range"]
     return {"zoom": {"level": info["zoom"], "start": lo, "end": hi}}
 
@@ -6282,8 +6447,9 @@ class _Run:
                 if isinstance(ui, LiveScreen):
                     ui.keep(self.shown())
                 return
-            if sample.zoom is not None and not isinstance(source, LiveSource):
-                model = self._follow_zoom(ui, sample.zoom)
+            if sample.zoom is not None and (not isinstance(source, LiveSource)
+                                            or sample.zoom["zoom"] < len(self.outer)):
+                model = self._follow_zoom(ui, sample.zoom)  # (live: zoomed out itself)
             self._add(sample)
             ui.show(self.shown())
             if self.args.count and model.intervals >= self.args.count:
@@ -6309,6 +6475,8 @@ class _Run:
         model = Model(info)
         model.share_run(self.model)
         model.info["comm"] = self.model.info.get("comm")  # (as of now: an exec)
+        if self.model.info.get("targets"):  # (as of now: joined, exited)
+            model.info["targets"] = self.model.info["targets"]
         model.intervals = self.model.intervals
         return model
 

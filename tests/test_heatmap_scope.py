@@ -346,3 +346,153 @@ def test_two_real_processes_with_the_refs_source(tmp_path):
     assert [t["pid"] for t in last["targets"]] == [p.pid for p in procs]
     busy = {x["pid"] for x in last["regions"] if x["mapping"] == "anon" and x["accessed"]}
     assert busy == {p.pid for p in procs}
+
+
+# -- zoom into one process of several ---------------------------------------------------
+
+MiB = 1 << 20
+
+
+class ZoomCounts(SharedCounts):
+    """Shared counts (mglru-like) that find, at any region size, 4 young pages of every
+    16 KiB in the first 256 KiB of each target's heap."""
+
+    def age(self):
+        off = heatmap.TARGET_BITS - self.shift
+        young: dict = {}
+        for slot in self.targets:
+            for addr in range(0x10000000, 0x10000000 + (256 << 10), 16 << 10):
+                key = (addr >> self.shift) + (slot << off)
+                young[key] = young.get(key, 0) + 4
+        self.pending = [(r, 0, n, 0) for r, n in sorted(young.items())]
+        self.ages = getattr(self, "ages", 0) + 1
+        return 0.01
+
+
+class PerProcessZoomCounts(ZoomCounts):
+    """The same, one instance per process (like idle): no multi_target."""
+
+    multi_target = False
+
+
+def zoom_source(tmp_path, counts, children=False, pids=(100, 200)):
+    two_processes(tmp_path)
+    clock = FakeClock()
+    processes = heatmap.ProcessSet(list(pids), children=children, proc_root=str(tmp_path))
+    source = heatmap.ProcessSetSource(processes, 21, 1.0, counts, str(tmp_path), clock,
+                                      page_size=4096)
+    said: list[str] = []
+    source.say = said.append
+    source.open()
+    return source, clock, said
+
+
+def slot_regions(sample, shift):
+    """{slot: sorted own addresses of the regions found young}."""
+    out: dict = {}
+    for r, _n, _a, _f in sample.counts:
+        addr = r << shift
+        out.setdefault(heatmap.target_slot(addr), []).append(addr & heatmap.TARGET_MASK)
+    return {s: sorted(v) for s, v in out.items()}
+
+
+@pytest.mark.parametrize("kind", [ZoomCounts, PerProcessZoomCounts])
+def test_zoom_into_one_of_two_processes_and_back_out(tmp_path, kind):
+    counts = type("Counts", (kind,), {"instances": []})
+    source, clock, said = zoom_source(tmp_path, counts)
+    try:
+        clock.t += 1
+        whole = source.take()
+        assert slot_regions(whole, 21) == {0: [0x10000000], 1: [0x10000000]}
+        # zoom into process 200's first heap row (slot 1), 64 rows: 32 KiB regions
+        worker = 1 << heatmap.TARGET_BITS
+        source.zoom(worker + 0x10000000, worker + 0x10200000, 64)
+        assert source.shift == 15 and source.header["zoom"] == 1
+        assert source.header["range"] == [worker + 0x10000000, worker + 0x10200000]
+        focus = counts.instances[-1]
+        assert (focus.targets, focus.shift) == ({0: 200}, 15)
+        clock.t += 1
+        fine = source.take()
+        assert slot_regions(fine, 15) == {1: list(range(0x10000000, 0x10040000, 1 << 15))}
+        assert all(a == 8 for _r, _n, a, _f in fine.counts)  # 4 pages of every 16 KiB
+        assert [(m.start - worker, m.end - worker) for m in fine.maps] == [
+            (0x10000000, 0x10200000)]
+        assert fine.zoom == {"zoom": 1, "region_shift": 15,
+                             "range": [worker + 0x10000000, worker + 0x10200000]}
+        # a level further down, then back out level by level to the whole view
+        source.zoom(worker + 0x10000000, worker + 0x10010000, 16)
+        assert source.shift == 12 and counts.instances[-1].shift == 12
+        assert focus.log[-1] == ("close",)
+        assert source.unzoom() and source.shift == 15 and source.header["zoom"] == 1
+        assert source.unzoom() and source.shift == 21 and source.header["zoom"] == 0
+        assert not source.unzoom()
+        assert all(c.log[-1:] == [("close",)] for c in counts.instances if c.shift < 21)
+        clock.t += 1
+        back = source.take()
+        assert slot_regions(back, 21) == {0: [0x10000000], 1: [0x10000000]}
+        assert [m.start >> heatmap.TARGET_BITS for m in back.maps].count(1) == 2
+    finally:
+        source.close()
+    assert all(c.log[-1:] == [("close",)] for c in counts.instances)
+    assert said == []
+
+
+def test_the_header_and_json_name_the_zoomed_process_and_its_own_range(tmp_path):
+    worker = 1 << heatmap.TARGET_BITS
+    info = {"zoom": 2, "range": [worker + 0x10000000, worker + 0x10200000],
+            "targets": [[0, 100, "server"], [1, 200, "worker"]]}
+    assert heatmap.zoomed_process(info) == (200, "worker", 0x10000000, 0x10200000)
+    assert heatmap._zoom_json(info) == {"zoom": {"level": 2, "pid": 200,
+                                                 "start": 0x10000000, "end": 0x10200000}}
+    assert heatmap.zoomed_process(dict(info, zoom=0)) is None
+    assert heatmap.zoomed_process({"zoom": 1, "range": [0x1000, 0x2000]}) is None
+
+
+def test_the_zoomed_process_exiting_zooms_back_out_to_the_others(tmp_path):
+    counts = type("Counts", (ZoomCounts,), {"instances": []})
+    source, clock, said = zoom_source(tmp_path, counts)
+    try:
+        clock.t += 1
+        source.take()
+        worker = 1 << heatmap.TARGET_BITS
+        source.zoom(worker + 0x10000000, worker + 0x10200000, 64)
+        focus = counts.instances[-1]
+        exit_target(tmp_path, 200)
+        clock.t += 1
+        gone = source.take()  # (the interval it exited in: nothing of it)
+        assert gone.counts == [] and said == ["process 200 (worker) exited; watching 1 other"]
+        clock.t += 1
+        back = source.take()
+        assert said[-1] == "the zoomed process exited: zoomed back out to every process"
+        assert focus.log[-1] == ("close",) and source.shift == 21 and not source.zooms
+        assert back.zoom == {"zoom": 0, "region_shift": 21}
+        clock.t += 1
+        assert slot_regions(source.take(), 21) == {0: [0x10000000]}
+        with pytest.raises(heatmap.HeatmapError, match="that row's process has exited"):
+            source.zoom(worker + 0x10000000, worker + 0x10200000, 64)
+    finally:
+        source.close()
+    assert all(c.log[-1:] == [("close",)] for c in counts.instances)
+
+
+def test_a_child_joining_while_zoomed_is_watched_at_the_runs_region_size(tmp_path):
+    counts = type("Counts", (PerProcessZoomCounts,), {"instances": []})
+    source, clock, said = zoom_source(tmp_path, counts, children=True, pids=(100,))
+    try:
+        clock.t += 1
+        source.take()
+        source.zoom(0x10000000, 0x10200000, 64)  # (slot 0: its own addresses)
+        make_proc(tmp_path, 101, OTHER_MAPS, comm="child")
+        write_stat(tmp_path, 101, 100, "child")
+        clock.t += 1
+        fine = source.take()
+        assert said == ["process 101 (child) joined; watching 2"]
+        child = counts.instances[-1]
+        assert (child.targets, child.shift) == ({0: 101}, 21)
+        assert set(slot_regions(fine, 15)) == {0}  # (the view: the zoomed process only)
+        assert source.unzoom()
+        clock.t += 1
+        assert slot_regions(source.take(), 21) == {0: [0x10000000], 1: [0x10000000]}
+    finally:
+        source.close()
+    assert all(c.log[-1:] == [("close",)] for c in counts.instances)

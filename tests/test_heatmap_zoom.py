@@ -447,11 +447,15 @@ class Terminal:
         return rc, err.getvalue()
 
 
-def live_run_on_a_pty(tmp_path, keys_at: dict, *args, young=None):
+def live_run_on_a_pty(tmp_path, keys_at: dict, *args, young=None, others=None):
     """main() on a pseudo-terminal with fake counts, `keys_at[n]` typed during the n-th
     aging of any counts instance; (status, frames without escapes, stderr, factory).
-    young(region_shift), if given, is what every drain after the warm-up finds."""
+    young(region_shift), if given, is what every drain after the warm-up finds.
+    others: {pid: maps text} of more processes to watch (named "worker")."""
     make_proc(tmp_path, 4242, SMALL_MAPS)
+    for pid, maps in (others or {}).items():
+        make_proc(tmp_path, pid, maps, comm="worker")
+        args = (str(pid), *args)
     term = Terminal()
     agings = [0]
 
@@ -516,7 +520,7 @@ def heap_pages(shift):
     return [(r, 0, n, 0) for r, n in sorted(young.items())]
 
 
-def recorded_live_run(tmp_path, monkeypatch, keys_at, *args):
+def recorded_live_run(tmp_path, monkeypatch, keys_at, *args, others=None):
     """A live run on a pty with --record and zoom keys; (recording, the JSON of every
     interval and the summary as the live run's models gave them, factory)."""
     rec = tmp_path / "zoomed.jsonl"
@@ -534,7 +538,7 @@ def recorded_live_run(tmp_path, monkeypatch, keys_at, *args):
     monkeypatch.setattr(heatmap.Recorder, "write", spy_write)
     monkeypatch.setattr(heatmap.Recorder, "finish", spy_finish)
     rc, frames, err, factory = live_run_on_a_pty(tmp_path, keys_at, "--record", str(rec),
-                                                 *args, young=heap_pages)
+                                                 *args, young=heap_pages, others=others)
     assert rc == 0, err
     return rec, live, frames, factory
 
@@ -878,3 +882,46 @@ def test_svg_of_a_zoomed_run_draws_a_panel_per_view(tmp_path):
     plain = tmp_path / "plain.svg"
     heatmap.write_svg(str(plain), str(long_recording(tmp_path / "p.jsonl", intervals=10)))
     assert not [g for g in ET.parse(plain).getroot().iter(ns + "g") if g.get("class") == "zoom"]
+
+
+# -- zoom into one process of several ---------------------------------------------------
+
+WORKER_MAPS = "\n".join([
+    maps_line(0x400000, 0x600000, "r-xp", 0, "08:01", 99, "/usr/bin/worker"),
+    maps_line(HEAP, HEAP + 2 * MiB, "rw-p", 0, "00:00", 0, "[heap]"),
+]) + "\n"
+
+
+def test_zoom_into_one_of_two_processes_on_a_terminal_and_its_replay(tmp_path, monkeypatch):
+    # two processes, each aged per interval (agings 1-2: warm-up); the cursor to the
+    # last row, the worker's heap; zoomed in for two intervals, then back out
+    rec, live, frames, factory = recorded_live_run(
+        tmp_path, monkeypatch, {4: b"j" * 30 + b"z", 7: b"x"}, "--count", "5",
+        others={4343: WORKER_MAPS})
+    shifts = [(c.pid, c.region_shift) for c in factory.instances]
+    assert shifts[:2] == [(4242, 21), (4343, 21)] and shifts[2][0] == 4343
+    assert 12 <= shifts[2][1] < 21 and len(shifts) == 3  # (the others wait at 2 MiB)
+    assert [c.closed for c in factory.instances] == [1, 1, 1]
+    heads = ["\n".join(f.splitlines()[:3]) for f in frames]
+    size = heatmap.fmt_size(1 << shifts[2][1])
+    zoomed = next(i for i, h in enumerate(heads)
+                  if f"pid 4343 (worker) range 0x10000000-0x10200000  zoom 1  region {size}"
+                  in h)
+    lines = frames[zoomed].splitlines()
+    assert [line for line in lines if line.startswith("-- pid")] == [
+        line for line in lines if line.startswith("-- pid 4343 (worker)")] != []
+    back = next(i for i, h in enumerate(heads) if i > zoomed and "zoom 1" not in h)
+    assert "zoom" not in heads[back].splitlines()[1] and "range" not in heads[back]
+    assert "heatmap 2 processes" in heads[back] and "region 2 MiB" in heads[back]
+    assert [line[:12] for line in frames[back].splitlines() if line.startswith("-- pid")] == [
+        "-- pid 4242 ", "-- pid 4343 "]
+    # JSON: the zoomed intervals name the process and its own range; the replay's the same
+    zooms = [o.get("zoom") for o in live[:-1]]
+    assert zooms[0] is None and zooms[-1] is None
+    assert {"level": 1, "pid": 4343, "start": HEAP, "end": HEAP + 2 * MiB} in zooms
+    fine = next(o for o in live[:-1] if o.get("zoom"))
+    assert {r["pid"] for r in fine["regions"]} == {4343}
+    assert sum(r["accessed"] for r in fine["regions"]) == 4 * 16  # (256 KiB: 16 steps)
+    rc, out, err = replay_json(rec)
+    assert rc == 0, err
+    assert json_intervals(out) + [json.loads(out.splitlines()[-1])] == live

@@ -3090,12 +3090,11 @@ class ProcessSetSource(LiveSource):
         return super().take(partial)
 
     def _zoom_out_of_exited(self) -> None:
-        """The zoomed process exited (the line _drop() said): back to the whole view,
-        whose history goes on (the interval under way is not counted)."""
+        """The zoomed process exited: back to the whole view, whose history goes on (the
+        interval under way is not counted); the sample's zoom record says so (Runner)."""
         scope, shift = self.zooms[0]
         self.zooms.clear()
         self._rescope(scope, shift, 0)
-        self._tell("the zoomed process exited: zoomed back out to every process")
 
     def _rss_kb(self) -> int:
         return sum(read_rss_kb(self.proc, t.pid) for t in self.targets.values())
@@ -6449,7 +6448,9 @@ class _Run:
                 return
             if sample.zoom is not None and (not isinstance(source, LiveSource)
                                             or sample.zoom["zoom"] < len(self.outer)):
-                model = self._follow_zoom(ui, sample.zoom)  # (live: zoomed out itself)
+                model = self._follow_zoom(ui, sample.zoom)
+                if isinstance(source, LiveSource):  # (ProcessSetSource._zoom_out_of_exited)
+                    ui.note = "the zoomed process exited: zoomed back out to every process"
             self._add(sample)
             ui.show(self.shown())
             if self.args.count and model.intervals >= self.args.count:
@@ -6475,10 +6476,15 @@ class _Run:
         model = Model(info)
         model.share_run(self.model)
         model.info["comm"] = self.model.info.get("comm")  # (as of now: an exec)
-        if self.model.info.get("targets"):  # (as of now: joined, exited)
-            model.info["targets"] = self.model.info["targets"]
-        model.intervals = self.model.intervals
+        self._take_over(model)
         return model
+
+    def _take_over(self, model: Model) -> None:
+        """A zoom level's model goes on where the shown one is: the run's intervals and
+        its processes as of now (joined, exited meanwhile)."""
+        model.intervals = self.model.intervals
+        if self.model.info.get("targets"):
+            model.info["targets"] = self.model.info["targets"]
 
     def _zoom(self, ui, closer: bool) -> Model:
         """Zoom into the selected row, or back out; the model shown from then on.  A
@@ -6509,7 +6515,7 @@ class _Run:
         if not self.source.unzoom():
             return False
         model = self.outer.pop() or self._level_model(self.source.header)
-        model.intervals = self.model.intervals
+        self._take_over(model)
         self.model = model
         return True
 
@@ -6538,7 +6544,7 @@ class _Run:
             model = self.outer.pop()
         if model is None or zoom_view(model.info) != zoom_view(info):
             model = self._level_model(info)  # (another row at the same level)
-        model.intervals = self.model.intervals
+        self._take_over(model)
         if self.views:
             self.views = []
             ui.note = "the recording zooms here: the view zoom ends"

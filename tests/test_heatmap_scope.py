@@ -463,7 +463,7 @@ def test_the_zoomed_process_exiting_zooms_back_out_to_the_others(tmp_path):
         assert gone.counts == [] and said == ["process 200 (worker) exited; watching 1 other"]
         clock.t += 1
         back = source.take()
-        assert said[-1] == "the zoomed process exited: zoomed back out to every process"
+        assert len(said) == 1
         assert focus.log[-1] == ("close",) and source.shift == 21 and not source.zooms
         assert back.zoom == {"zoom": 0, "region_shift": 21}
         clock.t += 1

@@ -22,6 +22,7 @@ from heatmap_fakes import (
 )
 
 MiB = 1 << 20
+SLOT1 = 1 << heatmap.TARGET_BITS  # (process slot 1 of several: TARGET_BITS)
 HEAP = 0x10000000
 ENV = {"COLUMNS": "70", "LINES": "20"}
 
@@ -448,8 +449,8 @@ class Terminal:
 
 
 def live_run_on_a_pty(tmp_path, keys_at: dict, *args, young=None, others=None):
-    """main() on a pseudo-terminal with fake counts, `keys_at[n]` typed during the n-th
-    aging of any counts instance; (status, frames without escapes, stderr, factory).
+    """main() on a pseudo-terminal with fake counts, `keys_at[n]` typed (or called) during
+    the n-th aging of any counts instance; (status, frames without escapes, stderr, factory).
     young(region_shift), if given, is what every drain after the warm-up finds.
     others: {pid: maps text} of more processes to watch (named "worker")."""
     make_proc(tmp_path, 4242, SMALL_MAPS)
@@ -461,8 +462,11 @@ def live_run_on_a_pty(tmp_path, keys_at: dict, *args, young=None, others=None):
 
     def on_age(_n):
         agings[0] += 1
-        if agings[0] in keys_at:
-            term.type(keys_at[agings[0]])
+        act = keys_at.get(agings[0])
+        if callable(act):  # (something else than keys: a process exits)
+            act()
+        elif act is not None:
+            term.type(act)
 
     factory = make_factory(small_script() * 4, on_age=on_age)
     if young is not None:
@@ -660,6 +664,13 @@ def test_a_recorded_zoom_replays_at_its_region_size(tmp_path):
     ({"zoom": 1, "region_shift": 16, "range": [HEAP, HEAP + MiB]}, {"header": {
         "range": [HEAP + MiB, HEAP + 4 * MiB]}},
      "range 0x10000000-0x10100000 outside the recording's"),
+    # several processes: a zoom's range is in one process's slot, checked in its addresses
+    ({"zoom": 1, "region_shift": 16, "range": [SLOT1 + HEAP, SLOT1 + HEAP + 2 * MiB]},
+     {"header": {"range": [HEAP + MiB, HEAP + 4 * MiB], "targets": [[0, 1, "x"], [1, 2, "y"]]}},
+     "range 0x10000000-0x10200000 outside the recording's"),
+    ({"zoom": 1, "region_shift": 16, "range": [HEAP, SLOT1 + HEAP]},
+     {"header": {"targets": [[0, 1, "x"], [1, 2, "y"]]}},
+     "range 0x10000000-0x200000010000000 across two processes"),
     ({"zoom": 0, "region_shift": 16}, {}, "level 0 other than the recording's own view"),
     ({"zoom": 1, "region_shift": 16, "range": [HEAP, HEAP + MiB], "mapping": "libc.so.6"},
      {}, "a mapping other than the recording's"),
@@ -925,3 +936,26 @@ def test_zoom_into_one_of_two_processes_on_a_terminal_and_its_replay(tmp_path, m
     rc, out, err = replay_json(rec)
     assert rc == 0, err
     assert json_intervals(out) + [json.loads(out.splitlines()[-1])] == live
+
+
+def test_the_zoomed_process_exiting_on_a_terminal_zooms_back_out(tmp_path):
+    # zoomed into the worker (aging 4), it exits (aging 6): one line, the server's rows
+    # at 2 MiB again, its history from before the zoom kept, the run goes on
+    from heatmap_fakes import exit_target
+
+    rc, frames, err, factory = live_run_on_a_pty(
+        tmp_path, {4: b"j" * 30 + b"z", 6: lambda: exit_target(tmp_path, 4343)},
+        "--count", "5", young=heap_pages, others={4343: WORKER_MAPS})
+    assert rc == 0, err
+    note = "the zoomed process exited: zoomed back out to every process"
+    assert any(note in f for f in frames)
+    assert "5 intervals" in err and "Traceback" not in err
+    assert [c.closed for c in factory.instances] == [1, 1, 1]
+    last = frames[-1] if "#5 " in frames[-1] else next(f for f in frames if "#5 " in f)
+    head = "\n".join(last.splitlines()[:3])
+    assert "zoom 1" not in head and "region 2 MiB" in head and "heatmap 1 process" in head
+    assert "-- pid 4343" not in last
+    heap = next(line for line in last.splitlines() if line.startswith("000010000000"))
+    # 1/8 of its pages young: interval 1 (before the zoom) and 3-5 (after it), the
+    # zoomed interval 2 at the zoom level's model
+    assert heap.split("|")[1].strip() == "++++"

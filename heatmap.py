@@ -78,7 +78,10 @@ The header names the source ("via idle (auto)").  The picture:
     following, as fine as gives each row a region of its own (a page at least); the
     counts are reopened with it (mglru: the BPF object reloaded with the smaller
     region shift; refs stays per mapping) and the header says "range ... zoom N
-    region ...".  Each zoom level starts its own history; zooming out goes on with
+    region ...".  With several processes a zoom goes into the selected row's
+    process: its counts alone are reopened (the others' wait, not aged), the header
+    says "pid P (comm) range ...", and if it exits the view zooms back out to the
+    others.  Each zoom level starts its own history; zooming out goes on with
     the one from before.  A recording (--record, --svg) keeps the zooms (a zoom record
     per change) and replays them as they happened.  In a replay, z and x zoom the
     view only: the selected row's part of the recording at its recorded region size
@@ -3079,8 +3082,10 @@ class ProcessSetSource(LiveSource):
             self.huge_pages = None
 
     def _fit_capacity(self, maps: list[Mapping]) -> None:
-        t = self._zoomed_target()
-        if self.focus_counts is not None and t is not None:
+        if self.focus_counts is not None:
+            t = self._zoomed_target()
+            if t is None:
+                return  # (it exited: the next take() zooms out)
             maps = [m for m in maps if target_slot(m.start) == t.slot]
         super()._fit_capacity(maps)
 

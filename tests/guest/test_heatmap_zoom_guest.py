@@ -164,3 +164,54 @@ def test_a_recorded_zoom_replays_the_bands_exact_edges(tmp_path):
     assert [x["start"] for x in fine["regions"]] == [base + p * PAGE
                                                      for p in range(HOT_LO, HOT_HI)]
     assert all(x["accessed"] == 1 and x["pages"] == 1 for x in fine["regions"])
+
+
+def test_zoom_into_one_of_two_processes_finds_its_bands_exact_edges():
+    """Two processes, each with the band: a zoom into the second's first 2 MiB reloads
+    the BPF object for it alone at 4 KiB regions (its band's exact pages, in its slot),
+    back out both are watched at 2 MiB; zoomed in again, it is killed: the run zooms
+    back out to the first, and nothing is left in the kernel."""
+    before = kernel_ids()
+    procs = [subprocess.Popen([sys.executable, "-c", BAND, "120"], stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    bases = [int(p.stdout.readline()) for p in procs]
+    slot1 = 1 << heatmap.TARGET_BITS
+    window = (slot1 + bases[1], slot1 + bases[1] + (2 << 20))
+    source = heatmap.ProcessSetSource(heatmap.ProcessSet([p.pid for p in procs]), 21, 1.0,
+                                      heatmap.SourceChoice("mglru"), "/proc", time.monotonic)
+    try:
+        source.open()
+        time.sleep(1)
+        whole = source.take()
+        both = {bases[0] >> 21, window[0] >> 21}
+        assert both <= young_pages(whole)
+        source.zoom(*window, 512)
+        assert source.shift == 12 and source.header["range"] == list(window)
+        time.sleep(1)
+        fine = source.take()
+        page0 = window[0] >> 12
+        assert young_pages(fine) == set(range(page0 + HOT_LO, page0 + HOT_HI))
+        assert [(m.start, m.end) for m in fine.maps] == [window]
+        assert source.unzoom() and source.shift == 21 and source.header["zoom"] == 0
+        time.sleep(1)
+        assert both <= young_pages(source.take())
+        # zoomed in again, the zoomed process exits: back out, the other watched on
+        source.zoom(*window, 512)
+        procs[1].kill()
+        procs[1].wait()
+        time.sleep(1)
+        source.take()  # (the interval it exited in)
+        time.sleep(1)
+        back = source.take()
+        assert back.zoom == {"zoom": 0, "region_shift": 21} and source.shift == 21
+        assert list(source.targets) == [0]
+        time.sleep(1)
+        after = young_pages(source.take())
+        assert bases[0] >> 21 in after and not any(r >> (57 - 21) for r in after)
+    finally:
+        source.close()
+        stop = [p for p in procs if p.poll() is None]
+        for p in stop:
+            p.kill()
+            p.wait()
+    assert not leftovers(before), "the zoom left BPF objects in the kernel"

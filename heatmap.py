@@ -77,7 +77,8 @@ The header names the source ("via idle (auto)").  The picture:
     there).  A zoom watches the selected row's addresses with the region size
     following, as fine as gives each row a region of its own (a page at least); the
     counts are reopened with it (mglru: the BPF object reloaded with the smaller
-    region shift; refs stays per mapping) and the header says "range ... zoom N
+    region shift; refs stays per mapping; damon keeps the run's region size, as a
+    finer one would need a second kdamond) and the header says "range ... zoom N
     region ...".  With several processes a zoom goes into the selected row's
     process: its counts alone are reopened (the others' wait, not aged), the header
     says "pid P (comm) range ...", and if it exits the view zooms back out to the
@@ -543,6 +544,7 @@ class CountsSource:
     tells_node = True  # the NUMA node of a page
     tells_kind = True  # anon or file
     per_mapping = False  # no detail inside a mapping: one row per mapping
+    zooms_finer = True  # a zoom may open it anew at a finer region size
     # samples several times per interval on its own (DAMON), told the aging interval;
     # LiveSource ages the others several times per column instead
     samples_itself = False
@@ -1424,6 +1426,9 @@ class DamonCounts(CountsSource):
     # several processes (ProcessSetCounts): the kdamond's targets, one slot each;
     # counts come back with region_index + (slot << (TARGET_BITS - region_shift))
     multi_target = True
+    # a zoom keeps the run's region size: counts at a finer one would be a second
+    # kdamond, and DAMON's sysfs interface is one user's (ours is locked by this run)
+    zooms_finer = False
 
     NO_SYSFS = (f"the kernel has no DAMON sysfs interface ({DAMON_KDAMONDS} is missing: "
                 f"CONFIG_DAMON, CONFIG_DAMON_SYSFS)")
@@ -2522,7 +2527,8 @@ class LiveSource:
         if len(self.zooms) >= MAX_ZOOM:
             raise HeatmapError(f"{MAX_ZOOM} levels deep: zoom out first")
         shift = self.shift
-        if not getattr(self.counts, "per_mapping", False):
+        if not getattr(self.counts, "per_mapping", False) and \
+                getattr(self.counts, "zooms_finer", True):
             shift = zoom_shift(scope.hi - scope.lo, rows, self.page_size, self.shift,
                                self._all_maps())
         self.zooms.append((self.scope, self.shift))
@@ -2716,6 +2722,8 @@ class ProcessSetCounts:
         self.source = source
         self.name = getattr(first, "name", "")
         self.auto = getattr(first, "auto", False)
+        self.per_mapping = getattr(first, "per_mapping", False)
+        self.zooms_finer = getattr(first, "zooms_finer", True)
         self.notes = tuple(getattr(first, "notes", ()))
 
     def _each(self):

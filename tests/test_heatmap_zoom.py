@@ -391,6 +391,34 @@ def test_a_zoom_keeps_a_self_sampling_sources_aging_interval(tmp_path):
     assert Sampling.told[-1] == (17, 0.5)
     source.close()
 
+def test_a_source_that_cannot_zoom_finer_zooms_at_the_runs_region_size(tmp_path):
+    """DAMON (zooms_finer False): a zoom narrows the range at the run's region size and
+    never opens a second instance of the counts."""
+    base = make_factory(small_script())
+
+    class Fixed(base):
+        zooms_finer = False
+        opened = []
+
+        def __init__(self, pid, region_shift, max_regions, interval=None):
+            super().__init__(pid, region_shift, max_regions, interval)
+            self.opened.append(region_shift)
+
+    make_proc(tmp_path, 4242, SMALL_MAPS)
+    source = heatmap.LiveSource(4242, 21, 1.0, Fixed, str(tmp_path), FakeClock())
+    Fixed.opened.clear()
+    source.open()
+    source.zoom(HEAP, HEAP + 2 * MiB, 16)
+    assert (Fixed.opened, source.shift) == ([21], 21)
+    assert (source.scope.lo, source.scope.hi) == (HEAP, HEAP + 2 * MiB)
+    assert source.unzoom() and source.shift == 21 and Fixed.opened == [21]
+    source.close()
+
+
+def test_damon_zooms_at_the_runs_region_size():
+    assert heatmap.DamonCounts.zooms_finer is False
+
+
 def test_zoom_keeps_the_whole_processs_map_bounded():
     big = heatmap.parse_maps(maps_line(0x7e0000000000, 0x7e0000000000 + (4 << 30)) + "\n")
     assert heatmap.zoom_shift(64 << 10, 16, 4096, 21, big) == 14  # 4 GiB / 2^18 regions
